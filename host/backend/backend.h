@@ -1,0 +1,53 @@
+/* The compute backend interface. The LMM and GLMM estimators see compute
+ * only through this struct; host/backend/registry.c is the one file that
+ * knows which backends exist. The CPU backend fills every slot and is the
+ * oracle the CUDA backend is tested against. */
+#ifndef MLMX_BACKEND_H
+#define MLMX_BACKEND_H
+#include <stddef.h>
+#include "mlmx.h"
+
+/* The first (largest) random-effect term's per-level blocks: a batch of
+ * small independent problems, one per level ("cluster"). The rest of the
+ * model (other terms, X, y) is a dense block of m columns ("R columns").
+ *   A     nblk*q*q   Z1^T Z1 per level (lower triangle used), column-major
+ *   B     rows*q     row-major: row r = (Z1 block of level j)^T r-column
+ *                    row_col[r], for r in [row_ptr[j], row_ptr[j+1])
+ * Columns of R that belong to a random-effect term k >= 2 are transformed
+ * by that term's template: col_term[c] = term index into tmats (-1 for X and
+ * y), col_comp[c] = component in [0, term_q[k]); the q_k columns of one
+ * level are consecutive. */
+typedef struct mlmx_cluster_batch {
+    int nblk, q, m;
+    const double *A;
+    const size_t *row_ptr;
+    const int *row_col;
+    const double *B;
+    const int *col_term;
+    const int *col_comp;
+    const int *term_q;
+} mlmx_cluster_batch;
+
+typedef struct mlmx_backend {
+    const char *name;
+    /* For every level j: L11_j = chol(T1^T A_j T1 + I) (q*q, lower,
+     * column-major) and the rows of L21_j = (Lambda_R^T B_j T1) L11_j^{-T}
+     * (same layout as B). tmats[0] is T1, tmats[k] the template of term k.
+     * *logdiag = sum over j of log det L11_j. MLMX_ERR_NUMERIC when a block
+     * is not positive definite. */
+    mlmx_status (*cluster_factor)(const mlmx_cluster_batch *b, const double *const *tmats,
+                                  double *L11, double *L21, double *logdiag);
+    /* S (m*m, column-major, lower triangle) -= sum_j L21_j L21_j^T, scattered
+     * to the rows/columns row_col. */
+    mlmx_status (*schur_downdate)(const mlmx_cluster_batch *b, const double *L21, double *S);
+    /* In-place lower Cholesky of the dense m*m block (column-major). Returns
+     * MLMX_ERR_NUMERIC with *fail_col = first failing column (0-based). */
+    mlmx_status (*dense_chol)(int m, double *S, int *fail_col);
+} mlmx_backend;
+
+/* The backend named `name` ("cpu"; "cuda" when built with it), or NULL.
+ * NULL or "" gives the default (cpu). */
+const mlmx_backend *mlmx_backend_get(const char *name);
+const mlmx_backend *mlmx_backend_cpu(void);
+
+#endif

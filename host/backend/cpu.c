@@ -1,0 +1,107 @@
+/* CPU backend: per-cluster math from kernels/cluster_math.h, dense
+ * factorization through LAPACKE (OpenBLAS). */
+#include <lapacke.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "cluster_math.h"
+
+#define MLMX_QMAX 16
+
+static mlmx_status cpu_cluster_factor(const mlmx_cluster_batch *b, const double *const *tmats,
+                                      double *L11, double *L21, double *logdiag)
+{
+    const int q = b->q;
+    double work[MLMX_QMAX * MLMX_QMAX];
+    double row[MLMX_QMAX];
+    double sum = 0.0;
+    if (q > MLMX_QMAX)
+        return MLMX_ERR_UNSUPPORTED;
+    for (int j = 0; j < b->nblk; j++) {
+        double *l = L11 + (size_t)j * q * q;
+        mlmx_cm_tat_plus_i(q, b->A + (size_t)j * q * q, tmats[0], work, l);
+        if (mlmx_cm_chol(q, l))
+            return MLMX_ERR_NUMERIC;
+        sum += mlmx_cm_logdiag(q, l);
+        /* rows: W = B T1, then Lambda_R^T on the row side, then solve. */
+        size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
+        for (size_t r = r0; r < r1; r++) {
+            const double *src = b->B + r * (size_t)q;
+            double *dst = L21 + r * (size_t)q;
+            memcpy(dst, src, (size_t)q * sizeof *dst);
+            mlmx_cm_row_times_lower(q, tmats[0], dst);
+        }
+        for (size_t r = r0; r < r1;) {
+            int c = b->row_col[r];
+            int k = b->col_term[c];
+            if (k < 0) {
+                r++;
+                continue;
+            }
+            int qk = b->term_q[k];
+            const double *tk = tmats[k];
+            /* rows r..r+qk-1 are the qk components of one level of term k:
+             * new row a = sum_c' T_k[c', a] * old row c'. */
+            for (int i = 0; i < q; i++) {
+                for (int a = 0; a < qk; a++) {
+                    double s = 0.0;
+                    for (int cc = a; cc < qk; cc++)
+                        s += tk[cc + a * qk] * L21[(r + (size_t)cc) * q + (size_t)i];
+                    row[a] = s;
+                }
+                for (int a = 0; a < qk; a++)
+                    L21[(r + (size_t)a) * q + (size_t)i] = row[a];
+            }
+            r += (size_t)qk;
+        }
+        for (size_t r = r0; r < r1; r++)
+            mlmx_cm_trsv_lower(q, l, L21 + r * (size_t)q);
+    }
+    *logdiag = sum;
+    return MLMX_OK;
+}
+
+static mlmx_status cpu_schur_downdate(const mlmx_cluster_batch *b, const double *L21, double *S)
+{
+    const int q = b->q;
+    const size_t m = (size_t)b->m;
+    for (int j = 0; j < b->nblk; j++) {
+        size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
+        for (size_t rb = r0; rb < r1; rb++) {
+            const double *vb = L21 + rb * (size_t)q;
+            size_t cb = (size_t)b->row_col[rb];
+            double *scol = S + cb * m;
+            /* row_col is increasing within a level, so ra >= rb gives the lower triangle. */
+            for (size_t ra = rb; ra < r1; ra++) {
+                const double *va = L21 + ra * (size_t)q;
+                double s = 0.0;
+                for (int i = 0; i < q; i++)
+                    s += va[i] * vb[i];
+                scol[b->row_col[ra]] -= s;
+            }
+        }
+    }
+    return MLMX_OK;
+}
+
+static mlmx_status cpu_dense_chol(int m, double *S, int *fail_col)
+{
+    if (m == 0)
+        return MLMX_OK;
+    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', m, S, m);
+    if (info != 0) {
+        if (fail_col)
+            *fail_col = info > 0 ? (int)info - 1 : 0;
+        return MLMX_ERR_NUMERIC;
+    }
+    return MLMX_OK;
+}
+
+static const mlmx_backend cpu_backend = {
+    "cpu",
+    cpu_cluster_factor,
+    cpu_schur_downdate,
+    cpu_dense_chol,
+};
+
+const mlmx_backend *mlmx_backend_cpu(void) { return &cpu_backend; }

@@ -1,0 +1,160 @@
+/* The mlmx command: a thin client of the public API in include/mlmx.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlmx.h"
+
+static const char *usage_main =
+    "usage: mlmx <command> [options]\n"
+    "\n"
+    "Fit multilevel (mixed-effects) models, with lme4's formula syntax and numbers.\n"
+    "\n"
+    "commands:\n"
+    "  fit        fit a linear mixed model and print its summary\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
+    "  -V, --version  show the version\n"
+    "\n"
+    "example:\n"
+    "  mlmx fit --data data/sleepstudy.csv --formula 'Reaction ~ Days + (Days | Subject)'\n";
+
+static const char *usage_fit =
+    "usage: mlmx fit --data FILE --formula 'FORMULA' [options]\n"
+    "\n"
+    "Fit a linear mixed model by REML (default) or maximum likelihood and print\n"
+    "the summary as lme4's summary(lmer) does.\n"
+    "\n"
+    "  --data FILE        CSV file (header row), or HDF5 file (.h5, .hdf5)\n"
+    "  --group NAME       HDF5 group holding the table's columns (default /)\n"
+    "  --formula F        lme4 formula, e.g. 'y ~ x + (1 + x | g)'\n"
+    "  --reml             restricted maximum likelihood (default)\n"
+    "  --ml               maximum likelihood\n"
+    "  --json PATH        write the results as JSON\n"
+    "  --ranef PATH       write conditional modes and SDs as CSV\n"
+    "  --quiet            do not print the summary\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit status: 0 on success, 1 when the data, formula or fit fail, 2 on usage errors.\n";
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static int fail(void)
+{
+    fprintf(stderr, "mlmx: error: %s\n", mlmx_last_error());
+    return 1;
+}
+
+static int cmd_fit(int argc, char **argv)
+{
+    const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
+    int quiet = 0;
+    mlmx_fit_options opt;
+    mlmx_fit_options_default(&opt);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **target = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_fit, stdout);
+            return 0;
+        } else if (strcmp(a, "--reml") == 0) {
+            opt.method = MLMX_REML;
+        } else if (strcmp(a, "--ml") == 0) {
+            opt.method = MLMX_ML;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = 1;
+        } else if (strcmp(a, "--data") == 0) {
+            target = &data;
+        } else if (strcmp(a, "--formula") == 0) {
+            target = &formula;
+        } else if (strcmp(a, "--json") == 0) {
+            target = &json;
+        } else if (strcmp(a, "--ranef") == 0) {
+            target = &ranef;
+        } else if (strcmp(a, "--group") == 0) {
+            target = &group;
+        } else {
+            fprintf(stderr, "mlmx fit: unknown option '%s' (see mlmx fit --help)\n", a);
+            return 2;
+        }
+        if (target) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mlmx fit: option '%s' needs a value\n", a);
+                return 2;
+            }
+            *target = argv[++i];
+        }
+    }
+    if (!data || !formula) {
+        fprintf(stderr, "mlmx fit: --data and --formula are required (see mlmx fit --help)\n");
+        return 2;
+    }
+    mlmx_data *d = NULL;
+    mlmx_status st;
+    if (has_suffix(data, ".h5") || has_suffix(data, ".hdf5"))
+        st = mlmx_data_read_hdf5(data, group, &d);
+    else
+        st = mlmx_data_read_csv(data, &d);
+    if (st)
+        return fail();
+    mlmx_model *m = NULL;
+    st = mlmx_model_create(d, formula, &m);
+    mlmx_data_free(d);
+    if (st)
+        return fail();
+    if (!quiet)
+        for (int i = 0; i < mlmx_model_nmessages(m); i++)
+            fprintf(stderr, "mlmx: note: %s\n", mlmx_model_message(m, i));
+    mlmx_fit *f = NULL;
+    st = mlmx_fit_lmm(m, &opt, &f);
+    if (st) {
+        mlmx_model_free(m);
+        return fail();
+    }
+    int rc = 0;
+    if (!quiet) {
+        char *text = NULL;
+        if (mlmx_fit_summary(f, &text) == MLMX_OK) {
+            fputs(text, stdout);
+            mlmx_string_free(text);
+        } else {
+            rc = fail();
+        }
+    }
+    if (!rc && json && mlmx_fit_write_json(f, json) != MLMX_OK)
+        rc = fail();
+    if (!rc && ranef && mlmx_fit_write_ranef(f, ranef) != MLMX_OK)
+        rc = fail();
+    if (!rc && !mlmx_fit_converged(f))
+        fprintf(stderr, "mlmx: warning: the optimizer did not converge: %s\n",
+                mlmx_fit_message(f));
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("mlmx %s\n", mlmx_version());
+        return 0;
+    }
+    if (strcmp(cmd, "fit") == 0)
+        return cmd_fit(argc - 2, argv + 2);
+    fprintf(stderr, "mlmx: unknown command '%s' (see mlmx --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,422 @@
+#define _POSIX_C_SOURCE 200809L
+/* Fitting: BOBYQA over theta on the profiled criterion, then everything
+ * lme4 reports, computed once at the optimum from the same factor. */
+#include "lmm/fit.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "cluster_math.h"
+#include "optim/optim.h"
+
+typedef struct objctx {
+    const mlmx_lmm_stats *s;
+    const mlmx_backend *be;
+    mlmx_lmm_work *w;
+    int reml;
+    mlmx_error err; /* first numerical failure, kept for the message */
+} objctx;
+
+static double objective(int n, const double *theta, void *ctx)
+{
+    (void)n;
+    objctx *c = ctx;
+    double v;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    if (mlmx_lmm_eval(c->s, c->be, theta, c->reml, c->w, &v, &e) != MLMX_OK) {
+        if (c->err.code == MLMX_OK)
+            c->err = e;
+        return HUGE_VAL;
+    }
+    return v;
+}
+
+static double objective_grad(int n, const double *theta, double *grad, void *ctx)
+{
+    objctx *c = ctx;
+    double v = objective(n, theta, ctx);
+    if (!isfinite(v))
+        return v;
+    if (mlmx_lmm_grad(c->s, c->w, c->reml, grad) != MLMX_OK) {
+        /* on the boundary the formula does not apply: central differences */
+        double th[256];
+        memcpy(th, theta, (size_t)n * sizeof *th);
+        for (int t = 0; t < n; t++) {
+            double h = 1e-6 * (fabs(theta[t]) > 1 ? fabs(theta[t]) : 1);
+            double lo = c->s->model->theta_lower[t];
+            double xm = theta[t] - h < lo ? lo : theta[t] - h, xp = theta[t] + h;
+            th[t] = xp;
+            double fp = objective(n, th, ctx);
+            th[t] = xm;
+            double fm = objective(n, th, ctx);
+            th[t] = theta[t];
+            grad[t] = (fp - fm) / (xp - xm);
+        }
+        objective(n, theta, ctx); /* leave the factor at theta */
+    }
+    return v;
+}
+
+/* Where the derivative-free optimizer's evaluation count limits speed:
+ * a dense block this large costs milliseconds per factorization. */
+#define MLMX_LBFGS_DENSE_MIN 300
+
+void mlmx_fit_options_default(mlmx_fit_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->method = MLMX_REML;
+    o->theta_start = NULL;
+    o->max_evaluations = 100000;
+    o->ftol_abs = 1e-10;
+    o->xtol_rel = 1e-8;
+    o->backend = NULL;
+}
+
+void mlmx_fit_free(mlmx_fit *f)
+{
+    if (!f)
+        return;
+    free(f->theta);
+    free(f->beta);
+    free(f->se);
+    free(f->vcov);
+    free(f->fitted);
+    free(f->resid);
+    if (f->ranef)
+        for (int k = 0; k < f->model->K; k++)
+            free(f->ranef[k]);
+    if (f->condsd)
+        for (int k = 0; k < f->model->K; k++)
+            free(f->condsd[k]);
+    free(f->ranef);
+    free(f->condsd);
+    free(f);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Everything at the optimum from the factor in w (mlmx_lmm_eval was just
+ * called at theta). */
+static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w,
+                          mlmx_error *err)
+{
+    const mlmx_model *md = f->model;
+    const size_t n = md->n, m = (size_t)s->m;
+    const int p = md->p, K = md->K, q1 = s->q1, m_re = s->m_re;
+    const double *S = w->S;
+    (void)m;
+    double denom = f->method == MLMX_REML ? (double)n - p : (double)n;
+    double sigma2 = w->r2 / denom;
+    f->sigma = sqrt(sigma2);
+
+    /* [u_R; beta] and the first term's u from one solve with the factor. */
+    mlmx_lmm_modes(s, w, w->wv, w->u1);
+    const double *wv = w->wv;
+    for (int j = 0; j < p; j++)
+        f->beta[j] = wv[m_re + j];
+
+    /* Spherical modes u, then b = Lambda u. */
+    for (int k = 1; k < K; k++) {
+        const mlmx_reterm_info *r = &md->re[k];
+        int qk = r->q;
+        for (int l = 0; l < r->nlevels; l++) {
+            double u[64];
+            const double *uk = wv + s->term_off[k] + l * qk;
+            for (int c = 0; c < qk; c++)
+                u[c] = uk[c];
+            /* b = T u */
+            for (int a = 0; a < qk; a++) {
+                double sum = 0;
+                for (int c = 0; c <= a; c++)
+                    sum += w->tptr[k][a + c * qk] * u[c];
+                f->ranef[k][l * qk + a] = sum;
+            }
+        }
+    }
+    for (int j = 0; j < s->nblk; j++) {
+        const double *u = w->u1 + (size_t)j * q1;
+        for (int a = 0; a < q1; a++) {
+            double sum = 0;
+            for (int c = 0; c <= a; c++)
+                sum += w->tptr[0][a + c * q1] * u[c];
+            f->ranef[0][j * q1 + a] = sum;
+        }
+    }
+
+    /* Fitted values and residuals. */
+    for (size_t i = 0; i < n; i++) {
+        double v = 0;
+        for (int j = 0; j < p; j++)
+            v += md->X[(size_t)j * n + i] * f->beta[j];
+        for (int k = 0; k < K; k++) {
+            const mlmx_reterm_info *r = &md->re[k];
+            const double *b = f->ranef[k] + (size_t)r->codes[i] * r->q;
+            const double *z = r->z + i * (size_t)r->q;
+            for (int c = 0; c < r->q; c++)
+                v += z[c] * b[c];
+        }
+        f->fitted[i] = v;
+        f->resid[i] = md->y[i] - v;
+    }
+
+    /* vcov(beta) = sigma^2 (R_X^T R_X)^{-1} */
+    if (p > 0) {
+        double *lx = f->vcov;
+        for (int b = 0; b < p; b++)
+            for (int a = 0; a < p; a++)
+                lx[a + b * p] = a >= b ? S[(size_t)(m_re + a) + (size_t)(m_re + b) * m] : 0.0;
+        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', p, lx, p) != 0)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert R_X for the fixed-effect "
+                                                       "covariance");
+        for (int b = 0; b < p; b++)
+            for (int a = 0; a < p; a++) {
+                if (a < b)
+                    lx[a + b * p] = lx[b + a * p];
+            }
+        for (int a = 0; a < p * p; a++)
+            lx[a] *= sigma2;
+        for (int j = 0; j < p; j++)
+            f->se[j] = sqrt(lx[j + j * p]);
+    }
+
+    /* Conditional variances: sigma^2 Lambda Omega^{-1} Lambda^T, diagonal
+     * blocks. Omega^{-1} on the dense random-effect columns is the inverse
+     * of their Schur complement; the first term's blocks are
+     * L11^{-T} (I + L21^T Sinv L21) L11^{-1}. */
+    double *sinv = NULL;
+    if (m_re > 0) {
+        sinv = malloc((size_t)m_re * (size_t)m_re * sizeof *sinv);
+        if (!sinv)
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        for (int b = 0; b < m_re; b++)
+            for (int a = 0; a < m_re; a++)
+                sinv[a + (size_t)b * m_re] = a >= b ? S[(size_t)a + (size_t)b * m] : 0.0;
+        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0) {
+            free(sinv);
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
+        }
+        for (int b = 0; b < m_re; b++)
+            for (int a = 0; a < b; a++)
+                sinv[a + (size_t)b * m_re] = sinv[b + (size_t)a * m_re];
+        for (int k = 1; k < K; k++) {
+            const mlmx_reterm_info *r = &md->re[k];
+            int qk = r->q;
+            for (int l = 0; l < r->nlevels; l++) {
+                int c0 = s->term_off[k] + l * qk;
+                for (int a = 0; a < qk; a++) {
+                    /* var(b_a) = sigma^2 sum_{c,d} T[a,c] V[c,d] T[a,d] */
+                    double v = 0;
+                    for (int c = 0; c <= a; c++)
+                        for (int d = 0; d <= a; d++)
+                            v += w->tptr[k][a + c * qk] *
+                                 sinv[(size_t)(c0 + c) + (size_t)(c0 + d) * m_re] *
+                                 w->tptr[k][a + d * qk];
+                    f->condsd[k][l * qk + a] = sqrt(sigma2 * v);
+                }
+            }
+        }
+    }
+    for (int j = 0; j < s->nblk; j++) {
+        double V[64 * 64 / 16], Li[64 * 64 / 16];
+        size_t r0 = s->row_ptr[j], r1 = s->row_ptr[j + 1];
+        /* M = I + W^T Sinv W over the random-effect rows of L21_j */
+        for (int a = 0; a < q1; a++)
+            for (int b = 0; b < q1; b++)
+                V[a + b * q1] = a == b ? 1.0 : 0.0;
+        if (sinv) {
+            for (size_t ra = r0; ra < r1; ra++) {
+                int ca = s->row_col[ra];
+                if (ca >= m_re)
+                    break;
+                for (size_t rb = r0; rb < r1; rb++) {
+                    int cb = s->row_col[rb];
+                    if (cb >= m_re)
+                        break;
+                    double sv = sinv[(size_t)ca + (size_t)cb * m_re];
+                    const double *wa = w->L21 + ra * (size_t)q1, *wb = w->L21 + rb * (size_t)q1;
+                    for (int a = 0; a < q1; a++)
+                        for (int b = 0; b < q1; b++)
+                            V[a + b * q1] += wa[a] * sv * wb[b];
+                }
+            }
+        }
+        /* Li = L11^{-1}, column by column */
+        const double *l11 = w->L11 + (size_t)j * q1 * q1;
+        for (int c = 0; c < q1; c++) {
+            for (int a = 0; a < q1; a++)
+                Li[a + c * q1] = a == c ? 1.0 : 0.0;
+            mlmx_cm_trsv_lower(q1, l11, Li + c * q1);
+        }
+        /* G = T L11^{-T}; cov = G M G^T; need only the diagonal */
+        for (int a = 0; a < q1; a++) {
+            double g[16];
+            for (int c = 0; c < q1; c++) {
+                double sum = 0;
+                for (int e = 0; e < q1; e++)
+                    sum += w->tptr[0][a + e * q1] * Li[c + e * q1];
+                g[c] = sum;
+            }
+            double v = 0;
+            for (int c = 0; c < q1; c++)
+                for (int d = 0; d < q1; d++)
+                    v += g[c] * V[c + d * q1] * g[d];
+            f->condsd[0][j * q1 + a] = sqrt(sigma2 * v);
+        }
+    }
+    free(sinv);
+    return MLMX_OK;
+}
+
+static mlmx_status fit_alloc(const mlmx_model *md, mlmx_fit **out)
+{
+    mlmx_fit *f = calloc(1, sizeof *f);
+    if (!f)
+        return MLMX_ERR_NOMEM;
+    f->model = md;
+    size_t n = md->n;
+    int p = md->p;
+    f->theta = calloc((size_t)(md->ntheta ? md->ntheta : 1), sizeof *f->theta);
+    f->beta = calloc((size_t)(p ? p : 1), sizeof *f->beta);
+    f->se = calloc((size_t)(p ? p : 1), sizeof *f->se);
+    f->vcov = calloc((size_t)(p ? p * p : 1), sizeof *f->vcov);
+    f->fitted = calloc(n ? n : 1, sizeof *f->fitted);
+    f->resid = calloc(n ? n : 1, sizeof *f->resid);
+    f->ranef = calloc((size_t)(md->K ? md->K : 1), sizeof *f->ranef);
+    f->condsd = calloc((size_t)(md->K ? md->K : 1), sizeof *f->condsd);
+    int ok = f->theta && f->beta && f->se && f->vcov && f->fitted && f->resid && f->ranef &&
+             f->condsd;
+    for (int k = 0; ok && k < md->K; k++) {
+        size_t len = (size_t)md->re[k].nlevels * (size_t)md->re[k].q;
+        f->ranef[k] = calloc(len, sizeof **f->ranef);
+        f->condsd[k] = calloc(len, sizeof **f->condsd);
+        ok = f->ranef[k] && f->condsd[k];
+    }
+    if (!ok) {
+        mlmx_fit_free(f);
+        return MLMX_ERR_NOMEM;
+    }
+    *out = f;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
+                                  mlmx_fit **out, mlmx_error *err)
+{
+    *out = NULL;
+    double t0 = now_seconds();
+    const mlmx_backend *be = mlmx_backend_get(o->backend);
+    if (!be)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "unknown backend '%s'", o->backend);
+    if (md->K > 0)
+        for (int k = 0; k < md->K; k++)
+            if (md->re[k].q > 16)
+                return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                                    "random-effect term for '%s' has %d columns; at most 16 are "
+                                    "supported",
+                                    md->re[k].group, md->re[k].q);
+    mlmx_lmm_stats *s = NULL;
+    mlmx_lmm_work *w = NULL;
+    mlmx_fit *f = NULL;
+    mlmx_status st = mlmx_lmm_stats_build(md, &s, err);
+    if (st)
+        return st;
+    st = mlmx_lmm_work_alloc(s, &w, err);
+    if (st) {
+        mlmx_lmm_stats_free(s);
+        return st;
+    }
+    if (fit_alloc(md, &f) != MLMX_OK) {
+        mlmx_lmm_work_free(w);
+        mlmx_lmm_stats_free(s);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    f->method = o->method;
+    int nt = md->ntheta;
+    for (int t = 0; t < nt; t++) {
+        if (o->theta_start)
+            f->theta[t] = o->theta_start[t];
+        else
+            f->theta[t] = md->theta_lower[t] == 0.0 ? 1.0 : 0.0;
+        if (f->theta[t] < md->theta_lower[t])
+            f->theta[t] = md->theta_lower[t];
+    }
+    objctx ctx = {s, be, w, o->method == MLMX_REML, {MLMX_OK, ""}};
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (o->max_evaluations > 0)
+        oo.max_evals = o->max_evaluations;
+    if (o->ftol_abs > 0)
+        oo.ftol_abs = o->ftol_abs;
+    if (o->xtol_rel > 0)
+        oo.xtol_rel = o->xtol_rel;
+    mlmx_optim_result res;
+    int use_lbfgs = o->optimizer == MLMX_OPTIM_LBFGS ||
+                    (o->optimizer == MLMX_OPTIM_AUTO && s->m >= MLMX_LBFGS_DENSE_MIN && nt <= 256);
+    if (use_lbfgs) {
+        st = mlmx_optim_lbfgs(nt, f->theta, md->theta_lower, NULL, objective_grad, &ctx, &oo,
+                              &res, err);
+        snprintf(f->optimizer, sizeof f->optimizer, "L-BFGS");
+        int boundary = 0;
+        for (int t = 0; t < nt; t++)
+            if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+                boundary = 1;
+        if (st == MLMX_OK && (boundary || !res.converged)) {
+            /* finish derivative-free where the gradient formula is weakest */
+            int ev = res.n_evals;
+            st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo,
+                                   &res, err);
+            res.n_evals += ev;
+            snprintf(f->optimizer, sizeof f->optimizer, "L-BFGS+BOBYQA");
+        }
+    } else {
+        st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo, &res,
+                               err);
+        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
+    }
+    if (st == MLMX_OK && !isfinite(res.fmin)) {
+        st = ctx.err.code ? ctx.err.code : MLMX_ERR_NUMERIC;
+        mlmx_err_set(err, st, "the criterion could not be evaluated: %s",
+                     ctx.err.msg[0] ? ctx.err.msg : "non-finite value");
+    }
+    if (st == MLMX_OK) {
+        f->n_evals = res.n_evals;
+        f->converged = res.converged;
+        memcpy(f->message, res.message, sizeof f->message);
+        double crit;
+        st = mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err);
+        if (st == MLMX_OK) {
+            f->criterion = crit;
+            f->loglik = -0.5 * crit;
+            f->df = md->p + nt + 1;
+            f->aic = crit + 2.0 * f->df;
+            f->bic = crit + f->df * log((double)md->n);
+            f->singular = 0;
+            for (int t = 0; t < nt; t++)
+                if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+                    f->singular = 1;
+            st = finish(f, s, w, err);
+        }
+    }
+    mlmx_lmm_work_free(w);
+    mlmx_lmm_stats_free(s);
+    if (st) {
+        mlmx_fit_free(f);
+        return st;
+    }
+    f->seconds = now_seconds() - t0;
+    *out = f;
+    return MLMX_OK;
+}

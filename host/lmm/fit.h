@@ -1,0 +1,29 @@
+/* The result of a fit: optimizer state and everything derived at the
+ * optimum. Read by the accessors in host/api_fit.c and by host/output. */
+#ifndef MLMX_LMM_FIT_H
+#define MLMX_LMM_FIT_H
+#include "lmm/lmm.h"
+
+struct mlmx_fit {
+    const mlmx_model *model;
+    mlmx_method method;
+    int converged, singular, n_evals;
+    char message[160];
+    char optimizer[32];
+    double criterion, loglik, aic, bic, sigma, seconds;
+    int df;
+    double *theta;     /* ntheta */
+    double *beta;      /* p */
+    double *se;        /* p */
+    double *vcov;      /* p*p */
+    double *fitted;    /* n */
+    double *resid;     /* n */
+    double **ranef;    /* K arrays of nlevels*q */
+    double **condsd;   /* K arrays of nlevels*q */
+};
+
+/* Fit (the public mlmx_fit_lmm validates arguments and records errors). */
+mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
+                                  mlmx_fit **out, mlmx_error *err);
+
+#endif

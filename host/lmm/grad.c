@@ -1,0 +1,153 @@
+/* Spherical modes and the analytic gradient of the profiled criterion.
+ * Both reuse the factor left in the workspace by mlmx_lmm_eval. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+#include "cluster_math.h"
+#include "lmm/lmm.h"
+
+void mlmx_lmm_modes(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *wv, double *u1)
+{
+    const size_t m = (size_t)s->m, mm1 = m - 1;
+    const int q1 = s->q1;
+    const double *S = w->S;
+    for (size_t c = 0; c < mm1; c++)
+        wv[c] = S[mm1 + c * m];
+    if (mm1)
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)mm1, S, (int)m, wv,
+                    1);
+    for (int j = 0; j < s->nblk; j++) {
+        double *u = u1 + (size_t)j * q1;
+        size_t r0 = s->row_ptr[j], r1 = s->row_ptr[j + 1];
+        const double *ly = w->L21 + (r1 - 1) * (size_t)q1; /* the y row is last */
+        for (int a = 0; a < q1; a++)
+            u[a] = ly[a];
+        for (size_t r = r0; r + 1 < r1; r++) {
+            double wc = wv[s->row_col[r]];
+            const double *row = w->L21 + r * (size_t)q1;
+            for (int a = 0; a < q1; a++)
+                u[a] -= row[a] * wc;
+        }
+        mlmx_cm_trsv_lower_t(q1, w->L11 + (size_t)j * q1 * q1, u);
+    }
+}
+
+#define QM 16
+
+mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad)
+{
+    const mlmx_model *md = s->model;
+    const size_t m = (size_t)s->m;
+    const int mp = reml ? s->m_re + md->p : s->m_re;
+    for (int k = 0; k < md->K; k++) {
+        int q = s->term_q[k];
+        for (int a = 0; a < q; a++)
+            if (!(w->tptr[k][a + a * q] > 1e-12))
+                return MLMX_ERR_NUMERIC;
+    }
+    mlmx_lmm_modes(s, w, w->wv, w->u1);
+    double *Si = w->Sinv;
+    if (mp > 0) {
+        for (int b = 0; b < mp; b++)
+            memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b,
+                   (size_t)(mp - b) * sizeof *Si);
+        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
+            return MLMX_ERR_NUMERIC;
+    }
+#define SI(a, b) ((a) >= (b) ? Si[(size_t)(a) + (size_t)(b) * (size_t)mp] \
+                             : Si[(size_t)(b) + (size_t)(a) * (size_t)mp])
+    for (int t = 0; t < md->ntheta; t++)
+        grad[t] = 0.0;
+    double dr2[256];
+    if (md->ntheta > 256)
+        return MLMX_ERR_UNSUPPORTED;
+    for (int t = 0; t < md->ntheta; t++)
+        dr2[t] = 0.0;
+    for (int k = 0; k < md->K; k++) {
+        const int q = s->term_q[k];
+        const double *T = w->tptr[k];
+        double Ti[QM * QM], V[QM * QM], VT[QM * QM], tu[QM], Li[QM * QM];
+        for (int c = 0; c < q; c++) {
+            for (int a = 0; a < q; a++)
+                Ti[a + c * q] = a == c ? 1.0 : 0.0;
+            mlmx_cm_trsv_lower(q, T, Ti + c * q);
+        }
+        int nlev = md->re[k].nlevels;
+        for (int l = 0; l < nlev; l++) {
+            const double *u;
+            if (k == 0) {
+                /* V = L11^{-T} (I + W^T Sinv W) L11^{-1}, W = rows of L21 below mp */
+                size_t r0 = s->row_ptr[l], r1 = s->row_ptr[l + 1];
+                double Mm[QM * QM];
+                for (int a = 0; a < q; a++)
+                    for (int b = 0; b < q; b++)
+                        Mm[a + b * q] = a == b ? 1.0 : 0.0;
+                for (size_t ra = r0; ra < r1 && s->row_col[ra] < mp; ra++) {
+                    const double *wa = w->L21 + ra * (size_t)q;
+                    for (size_t rb = r0; rb < r1 && s->row_col[rb] < mp; rb++) {
+                        double sv = SI(s->row_col[ra], s->row_col[rb]);
+                        const double *wb = w->L21 + rb * (size_t)q;
+                        for (int b = 0; b < q; b++) {
+                            double f = sv * wb[b];
+                            for (int a = 0; a < q; a++)
+                                Mm[a + b * q] += wa[a] * f;
+                        }
+                    }
+                }
+                const double *l11 = w->L11 + (size_t)l * q * q;
+                for (int c = 0; c < q; c++) {
+                    for (int a = 0; a < q; a++)
+                        Li[a + c * q] = a == c ? 1.0 : 0.0;
+                    mlmx_cm_trsv_lower(q, l11, Li + c * q);
+                }
+                /* V = Li^T Mm Li */
+                double tmp[QM * QM];
+                for (int b = 0; b < q; b++)
+                    for (int a = 0; a < q; a++) {
+                        double sum = 0;
+                        for (int e = 0; e < q; e++)
+                            sum += Mm[a + e * q] * Li[e + b * q];
+                        tmp[a + b * q] = sum;
+                    }
+                for (int b = 0; b < q; b++)
+                    for (int a = 0; a < q; a++) {
+                        double sum = 0;
+                        for (int e = 0; e < q; e++)
+                            sum += Li[e + a * q] * tmp[e + b * q];
+                        V[a + b * q] = sum;
+                    }
+                u = w->u1 + (size_t)l * q;
+            } else {
+                int c0 = s->term_off[k] + l * q;
+                for (int b = 0; b < q; b++)
+                    for (int a = 0; a < q; a++)
+                        V[a + b * q] = SI(c0 + a, c0 + b);
+                u = w->wv + c0;
+            }
+            /* tu = T^{-T} u; VT = V T^{-1} */
+            for (int a = 0; a < q; a++)
+                tu[a] = u[a];
+            mlmx_cm_trsv_lower_t(q, T, tu);
+            for (int b = 0; b < q; b++)
+                for (int a = 0; a < q; a++) {
+                    double sum = 0;
+                    for (int e = b; e < q; e++)
+                        sum += V[a + e * q] * Ti[e + b * q];
+                    VT[a + b * q] = sum;
+                }
+            int t = md->re[k].theta_offset;
+            for (int c = 0; c < q; c++)
+                for (int a = c; a < q; a++, t++) {
+                    grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]);
+                    dr2[t] += -2.0 * tu[a] * u[c];
+                }
+        }
+    }
+#undef SI
+    double nn = reml ? (double)md->n - md->p : (double)md->n;
+    for (int t = 0; t < md->ntheta; t++)
+        grad[t] += nn * dr2[t] / w->r2;
+    return MLMX_OK;
+}

@@ -1,0 +1,423 @@
+/* Sufficient statistics and the profiled LMM criterion.
+ *
+ * The augmented system [Z X y]^T [Z X y] is split into the first (largest)
+ * term's block-diagonal part, a batch of small per-level blocks, and a
+ * dense block for everything else (other terms, X, y). At each theta the
+ * backend factors the per-level blocks, downdates the dense block by their
+ * Schur complements, and factors it. Nothing here is O(n). */
+#include "lmm/lmm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_math.h"
+
+/* The dense block is m*m doubles twice (statistics and workspace): beyond
+ * this the sparse factorization (not yet built) is needed. */
+#define MLMX_DENSE_MAX 16000
+
+void mlmx_lmm_stats_free(mlmx_lmm_stats *s)
+{
+    if (!s)
+        return;
+    free(s->term_off);
+    free(s->A11);
+    free(s->ARR);
+    free(s->row_ptr);
+    free(s->row_col);
+    free(s->B);
+    free(s->col_term);
+    free(s->col_comp);
+    free(s->term_q);
+    free(s);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlmx_error *err)
+{
+    *out = NULL;
+    if (md->K < 1)
+        return mlmx_err_set(err, MLMX_ERR_MODEL,
+                            "the formula has no random-effect terms such as (1|group); "
+                            "a mixed model needs at least one");
+    const size_t n = md->n;
+    for (int k = 0; k < md->K; k++) {
+        const mlmx_reterm_info *r = &md->re[k];
+        if ((size_t)r->nlevels >= n)
+            return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                "grouping factor '%s' has %d levels for %zu observations; a "
+                                "linear mixed model needs fewer levels than observations",
+                                r->group, r->nlevels, n);
+        if ((size_t)r->nlevels * (size_t)r->q >= n)
+            return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                "term for '%s' has %zu random effects for %zu observations; the "
+                                "random-effect and residual variances are not identifiable",
+                                r->group, (size_t)r->nlevels * (size_t)r->q, n);
+    }
+    mlmx_lmm_stats *s = calloc(1, sizeof *s);
+    if (!s)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    s->model = md;
+    const int K = md->K, p = md->p;
+    const mlmx_reterm_info *t1 = &md->re[0];
+    s->q1 = t1->q;
+    s->nblk = t1->nlevels;
+    s->term_off = calloc((size_t)K, sizeof *s->term_off);
+    s->term_q = calloc((size_t)K, sizeof *s->term_q);
+    if (!s->term_off || !s->term_q)
+        goto nomem;
+    int off = 0;
+    for (int k = 0; k < K; k++) {
+        s->term_q[k] = md->re[k].q;
+        if (k >= 1) {
+            s->term_off[k] = off;
+            off += md->re[k].nlevels * md->re[k].q;
+        }
+    }
+    s->m_re = off;
+    s->m = off + p + 1;
+    if (s->m > MLMX_DENSE_MAX) {
+        mlmx_lmm_stats_free(s);
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                            "the non-nested part of the model has %d columns; the dense "
+                            "factorization is limited to %d (sparse factorization not yet "
+                            "available)",
+                            off + p + 1, MLMX_DENSE_MAX);
+    }
+    const size_t m = (size_t)s->m;
+    const int q1 = s->q1;
+    s->col_term = malloc(m * sizeof *s->col_term);
+    s->col_comp = malloc(m * sizeof *s->col_comp);
+    s->A11 = calloc((size_t)s->nblk * (size_t)q1 * (size_t)q1, sizeof *s->A11);
+    s->ARR = calloc(m * m, sizeof *s->ARR);
+    s->row_ptr = calloc((size_t)s->nblk + 1, sizeof *s->row_ptr);
+    if (!s->col_term || !s->col_comp || !s->A11 || !s->ARR || !s->row_ptr)
+        goto nomem;
+    for (size_t c = 0; c < m; c++) {
+        s->col_term[c] = -1;
+        s->col_comp[c] = 0;
+    }
+    for (int k = 1; k < K; k++)
+        for (int c = 0; c < md->re[k].nlevels * md->re[k].q; c++) {
+            s->col_term[s->term_off[k] + c] = k;
+            s->col_comp[s->term_off[k] + c] = c % md->re[k].q;
+        }
+
+    /* Observations grouped by first-term level (counting sort). */
+    size_t *start = calloc((size_t)s->nblk + 1, sizeof *start);
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    int *mark = malloc(m * sizeof *mark);
+    int *cols = malloc(m * sizeof *cols);
+    int *pos = malloc(m * sizeof *pos);
+    /* nnz of one dense row: other terms' components, X, y */
+    int nnz_row = p + 1;
+    for (int k = 1; k < K; k++)
+        nnz_row += md->re[k].q;
+    int *ridx = malloc((size_t)nnz_row * sizeof *ridx);
+    double *rval = malloc((size_t)nnz_row * sizeof *rval);
+    if (!start || !order || !mark || !cols || !pos || !ridx || !rval) {
+        free(start);
+        free(order);
+        free(mark);
+        free(cols);
+        free(pos);
+        free(ridx);
+        free(rval);
+        goto nomem;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[t1->codes[i] + 1]++;
+    for (int j = 0; j < s->nblk; j++)
+        start[j + 1] += start[j];
+    {
+        size_t *fill = malloc(((size_t)s->nblk + 1) * sizeof *fill);
+        if (!fill) {
+            free(start);
+            free(order);
+            free(mark);
+            free(cols);
+            free(pos);
+            free(ridx);
+            free(rval);
+            goto nomem;
+        }
+        memcpy(fill, start, ((size_t)s->nblk + 1) * sizeof *fill);
+        for (size_t i = 0; i < n; i++)
+            order[fill[t1->codes[i]]++] = i;
+        free(fill);
+    }
+    for (size_t c = 0; c < m; c++)
+        mark[c] = -1;
+
+    /* First pass: the columns each level touches, to size B. */
+    size_t total = 0;
+    for (int j = 0; j < s->nblk; j++) {
+        int nc = 0;
+        for (size_t o = start[j]; o < start[j + 1]; o++) {
+            size_t i = order[o];
+            for (int k = 1; k < K; k++) {
+                int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
+                for (int c = 0; c < md->re[k].q; c++)
+                    if (mark[c0 + c] != j) {
+                        mark[c0 + c] = j;
+                        nc++;
+                    }
+            }
+        }
+        total += (size_t)nc + (size_t)p + 1;
+        s->row_ptr[j + 1] = total;
+    }
+    s->nrows = total;
+    s->row_col = malloc((total ? total : 1) * sizeof *s->row_col);
+    s->B = calloc((total ? total : 1) * (size_t)q1, sizeof *s->B);
+    if (!s->row_col || !s->B) {
+        free(start);
+        free(order);
+        free(mark);
+        free(cols);
+        free(pos);
+        free(ridx);
+        free(rval);
+        goto nomem;
+    }
+    for (size_t c = 0; c < m; c++)
+        mark[c] = -1;
+
+    s->yty = 0.0;
+    for (int j = 0; j < s->nblk; j++) {
+        int nc = 0;
+        for (size_t o = start[j]; o < start[j + 1]; o++) {
+            size_t i = order[o];
+            for (int k = 1; k < K; k++) {
+                int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
+                for (int c = 0; c < md->re[k].q; c++)
+                    if (mark[c0 + c] != j) {
+                        mark[c0 + c] = j;
+                        cols[nc++] = c0 + c;
+                    }
+            }
+        }
+        qsort(cols, (size_t)nc, sizeof *cols, cmp_int);
+        for (int c = 0; c < p + 1; c++)
+            cols[nc + c] = s->m_re + c;
+        int ncol = nc + p + 1;
+        size_t r0 = s->row_ptr[j];
+        for (int a = 0; a < ncol; a++) {
+            s->row_col[r0 + (size_t)a] = cols[a];
+            pos[cols[a]] = a;
+        }
+        double *A = s->A11 + (size_t)j * (size_t)q1 * (size_t)q1;
+        for (size_t o = start[j]; o < start[j + 1]; o++) {
+            size_t i = order[o];
+            const double *z1 = t1->z + i * (size_t)q1;
+            /* the observation's sparse row of the dense part */
+            int nz = 0;
+            for (int k = 1; k < K; k++) {
+                int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
+                for (int c = 0; c < md->re[k].q; c++) {
+                    ridx[nz] = c0 + c;
+                    rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
+                }
+            }
+            for (int c = 0; c < p; c++) {
+                ridx[nz] = s->m_re + c;
+                rval[nz++] = md->X[(size_t)c * n + i];
+            }
+            ridx[nz] = s->m - 1;
+            rval[nz++] = md->y[i];
+            s->yty += md->y[i] * md->y[i];
+            for (int b = 0; b < q1; b++)
+                for (int a = b; a < q1; a++)
+                    A[a + b * q1] += z1[a] * z1[b];
+            for (int e = 0; e < nz; e++) {
+                double *brow = s->B + (r0 + (size_t)pos[ridx[e]]) * (size_t)q1;
+                for (int a = 0; a < q1; a++)
+                    brow[a] += rval[e] * z1[a];
+                for (int f = 0; f < nz; f++) {
+                    int ra = ridx[e], cb = ridx[f];
+                    if (ra >= cb)
+                        s->ARR[(size_t)ra + (size_t)cb * m] += rval[e] * rval[f];
+                }
+            }
+        }
+    }
+    free(start);
+    free(order);
+    free(mark);
+    free(cols);
+    free(pos);
+    free(ridx);
+    free(rval);
+    *out = s;
+    return MLMX_OK;
+nomem:
+    mlmx_lmm_stats_free(s);
+    return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory building the sufficient statistics");
+}
+
+void mlmx_lmm_work_free(mlmx_lmm_work *w)
+{
+    if (!w)
+        return;
+    free(w->tmats);
+    free(w->tptr);
+    free(w->L11);
+    free(w->L21);
+    free(w->S);
+    free(w->wv);
+    free(w->u1);
+    free(w->Sinv);
+    free(w);
+}
+
+static int qmax_of(const mlmx_lmm_stats *s)
+{
+    int qm = 1;
+    for (int k = 0; k < s->model->K; k++)
+        if (s->term_q[k] > qm)
+            qm = s->term_q[k];
+    return qm;
+}
+
+mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, mlmx_error *err)
+{
+    *out = NULL;
+    mlmx_lmm_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    int K = s->model->K, qm = qmax_of(s);
+    w->tmats = calloc((size_t)K * (size_t)qm * (size_t)qm, sizeof *w->tmats);
+    w->tptr = calloc((size_t)K, sizeof *w->tptr);
+    w->L11 = calloc((size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1, sizeof *w->L11);
+    w->L21 = calloc((s->nrows ? s->nrows : 1) * (size_t)s->q1, sizeof *w->L21);
+    w->S = calloc((size_t)s->m * (size_t)s->m, sizeof *w->S);
+    size_t mp = (size_t)s->m - 1;
+    w->wv = calloc((size_t)s->m, sizeof *w->wv);
+    w->u1 = calloc((size_t)s->nblk * (size_t)s->q1, sizeof *w->u1);
+    w->Sinv = calloc(mp > 0 ? mp * mp : 1, sizeof *w->Sinv);
+    if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 || !w->Sinv) {
+        mlmx_lmm_work_free(w);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory allocating the workspace");
+    }
+    w->qmax = qm;
+    for (int k = 0; k < K; k++)
+        w->tptr[k] = w->tmats + (size_t)k * (size_t)qm * (size_t)qm;
+    *out = w;
+    return MLMX_OK;
+}
+
+double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml)
+{
+    const double n = (double)s->model->n;
+    const double two_pi = 6.283185307179586476925286766559;
+    if (reml) {
+        double nmp = n - (double)s->model->p;
+        return w->logdet_z + w->logdet_x + nmp * (1.0 + log(two_pi * w->r2 / nmp));
+    }
+    return w->logdet_z + n * (1.0 + log(two_pi * w->r2 / n));
+}
+
+/* S = Lambda_R^T ARR Lambda_R + I on the random-effect columns (lower
+ * triangle). Lambda_R is block diagonal: each level of a term k >= 1 is a
+ * q_k x q_k block T_k; X and y columns are untouched. */
+static void build_dense(const mlmx_lmm_stats *s, const mlmx_lmm_work *w)
+{
+    const size_t m = (size_t)s->m;
+    const double *A = s->ARR;
+    double *S = w->S;
+    int all_scalar = 1;
+    for (int k = 1; k < s->model->K; k++)
+        if (s->term_q[k] != 1)
+            all_scalar = 0;
+    if (all_scalar) {
+        /* lambda_c: theta of the column's term, 1 for X and y */
+        for (size_t b = 0; b < m; b++) {
+            int kb = s->col_term[b];
+            double lb = kb < 0 ? 1.0 : w->tptr[kb][0];
+            const double *ac = A + b * m;
+            double *sc = S + b * m;
+            for (size_t a = b; a < m; a++) {
+                int ka = s->col_term[a];
+                double la = ka < 0 ? 1.0 : w->tptr[ka][0];
+                sc[a] = la * ac[a] * lb;
+            }
+        }
+    } else {
+        for (size_t b = 0; b < m; b++) {
+            int kb = s->col_term[b];
+            int qb = kb < 0 ? 1 : s->term_q[kb];
+            int cb = s->col_comp[b];
+            size_t b0 = b - (size_t)cb; /* first column of b's block */
+            for (size_t a = b; a < m; a++) {
+                int ka = s->col_term[a];
+                int qa = ka < 0 ? 1 : s->term_q[ka];
+                int ca = s->col_comp[a];
+                size_t a0 = a - (size_t)ca;
+                double sum = 0.0;
+                for (int i = ca; i < qa; i++) {
+                    double lai = ka < 0 ? 1.0 : w->tptr[ka][i + ca * qa];
+                    size_t ai = a0 + (size_t)i;
+                    for (int j = cb; j < qb; j++) {
+                        double lbj = kb < 0 ? 1.0 : w->tptr[kb][j + cb * qb];
+                        size_t bj = b0 + (size_t)j;
+                        double aij = ai >= bj ? A[ai + bj * m] : A[bj + ai * m];
+                        sum += lai * aij * lbj;
+                    }
+                }
+                S[a + b * m] = sum;
+            }
+        }
+    }
+    for (int c = 0; c < s->m_re; c++)
+        S[(size_t)c + (size_t)c * m] += 1.0;
+}
+
+mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const double *theta,
+                          int reml, mlmx_lmm_work *w, double *crit, mlmx_error *err)
+{
+    const mlmx_model *md = s->model;
+    for (int k = 0; k < md->K; k++)
+        mlmx_cm_theta_to_t(s->term_q[k], theta + md->re[k].theta_offset,
+                           w->tmats + (size_t)k * (size_t)w->qmax * (size_t)w->qmax);
+    mlmx_cluster_batch b = {s->nblk, s->q1, s->m, s->A11, s->row_ptr, s->row_col, s->B,
+                            s->col_term, s->col_comp, s->term_q};
+    double logdiag1 = 0.0;
+    mlmx_status st = be->cluster_factor(&b, w->tptr, w->L11, w->L21, &logdiag1);
+    if (st)
+        return mlmx_err_set(err, st, "per-level factorization failed for '%s'", md->re[0].group);
+    build_dense(s, w);
+    st = be->schur_downdate(&b, w->L21, w->S);
+    if (st)
+        return mlmx_err_set(err, st, "Schur complement update failed");
+    int fail = -1;
+    st = be->dense_chol(s->m, w->S, &fail);
+    if (st) {
+        if (fail >= s->m_re && fail < s->m - 1)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                "fixed-effect matrix is numerically rank deficient at column '%s'",
+                                md->fixef_names[fail - s->m_re]);
+        if (fail == s->m - 1)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                "the model fits the response exactly (zero residual variance)");
+        return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                            "random-effect system is not positive definite (column %d)", fail);
+    }
+    const size_t m = (size_t)s->m;
+    double ld = logdiag1, ldx = 0.0;
+    for (size_t c = 0; c < (size_t)s->m_re; c++)
+        ld += log(w->S[c + c * m]);
+    for (size_t c = (size_t)s->m_re; c + 1 < m; c++)
+        ldx += log(w->S[c + c * m]);
+    double r = w->S[(m - 1) + (m - 1) * m];
+    w->logdet_z = 2.0 * ld;
+    w->logdet_x = 2.0 * ldx;
+    w->r2 = r * r;
+    *crit = mlmx_lmm_criterion(s, w, reml);
+    return MLMX_OK;
+}

@@ -1,0 +1,67 @@
+/* Linear mixed models: the profiled criterion evaluated on sufficient
+ * statistics (GUIDE §1). The structure (which blocks exist) is analysed
+ * once in mlmx_lmm_stats_build; every theta evaluation reuses the
+ * preallocated workspace and allocates nothing. */
+#ifndef MLMX_LMM_H
+#define MLMX_LMM_H
+#include "backend/backend.h"
+#include "model/model.h"
+
+typedef struct mlmx_lmm_stats {
+    const mlmx_model *model;
+    int q1, nblk;        /* first term: dimension and levels */
+    int m;               /* dense columns: terms 2..K, then X (p), then y */
+    int m_re;            /* of which random-effect columns */
+    int *term_off;       /* K: first R column of term k (k >= 1; term 0 unused) */
+    double *A11;         /* nblk*q1*q1 */
+    double *ARR;         /* m*m column-major, lower triangle */
+    size_t *row_ptr;     /* nblk+1 */
+    int *row_col;        /* rows of B */
+    double *B;           /* rows*q1 */
+    size_t nrows;
+    int *col_term, *col_comp, *term_q;
+    double yty;
+} mlmx_lmm_stats;
+
+typedef struct mlmx_lmm_work {
+    double *tmats;       /* K templates, each qmax*qmax slot */
+    int qmax;
+    const double **tptr; /* K pointers into tmats */
+    double *L11;         /* nblk*q1*q1 */
+    double *L21;         /* nrows*q1 */
+    double *S;           /* m*m */
+    double logdet_z;     /* log|L_theta|^2 */
+    double logdet_x;     /* log|R_X|^2 */
+    double r2;           /* penalized residual sum of squares */
+    /* gradient scratch */
+    double *wv;          /* m: [u_R; beta] */
+    double *u1;          /* nblk*q1: first term's spherical modes */
+    double *Sinv;        /* (m_re+p)^2 */
+} mlmx_lmm_work;
+
+mlmx_status mlmx_lmm_stats_build(const mlmx_model *m, mlmx_lmm_stats **out, mlmx_error *err);
+void mlmx_lmm_stats_free(mlmx_lmm_stats *s);
+mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, mlmx_error *err);
+void mlmx_lmm_work_free(mlmx_lmm_work *w);
+
+/* Factor at theta and return the profiled criterion: -2 log-likelihood
+ * (reml = 0) or the REML criterion (reml = 1). */
+mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const double *theta,
+                          int reml, mlmx_lmm_work *w, double *crit, mlmx_error *err);
+
+/* Spherical modes and beta from the factor in w (after mlmx_lmm_eval):
+ * wv[0..m-1) = [u of terms 2..K; beta], u1 = first term's u (level-major). */
+void mlmx_lmm_modes(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *wv, double *u1);
+
+/* Gradient of the profiled criterion with respect to theta, from the
+ * factor in w (call mlmx_lmm_eval at theta first). Uses
+ *   d log|M| = 2 tr(Lambda^{-1} dLambda) - 2 tr(Minv_ZZ Lambda^{-1} dLambda)
+ *   d r^2    = -2 u^T Lambda^{-1} dLambda u
+ * (M = Omega for ML, Omega bordered by X for REML), so it needs an
+ * invertible template: MLMX_ERR_NUMERIC when a diagonal theta is 0. */
+mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad);
+
+/* Criterion from the factor pieces in w (after mlmx_lmm_eval). */
+double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml);
+
+#endif

@@ -1,0 +1,55 @@
+/* The model: an immutable specification (formula + the data it selected),
+ * its response, fixed-effect matrix and random-effect terms. Built once,
+ * shared by every estimator. Knows nothing of the fitting algorithms. */
+#ifndef MLMX_MODEL_H
+#define MLMX_MODEL_H
+#include <stddef.h>
+#include "data/frame.h"
+#include "formula/formula.h"
+
+/* One random-effects term after expansion and ordering (decreasing number
+ * of levels, as lme4 orders them). */
+typedef struct mlmx_reterm_info {
+    char *group;       /* label as lme4 prints it: "Subject", "cask:batch" */
+    char *vcname;      /* name in the variance table: the group, or "Subject.1" for a
+                          second term on the same factor (lme4's VarCorr) */
+    int nlevels;
+    char **levels;     /* level labels */
+    int *codes;        /* n level codes of the model rows */
+    int *level_count;  /* observations per level */
+    int q;             /* columns of the term */
+    char **colnames;   /* "(Intercept)", "Days" */
+    double *z;         /* n*q, row-major: the term's model-matrix row per observation */
+    int theta_offset;  /* where the term's q(q+1)/2 theta entries start */
+} mlmx_reterm_info;
+
+typedef struct mlmx_model {
+    char *formula;
+    char *source;
+    size_t n;          /* observations used */
+    size_t n_dropped;  /* rows dropped for missing values */
+    size_t *rows;      /* n: row index in the data set of each observation */
+    double *y;         /* n */
+    int p;             /* fixed-effect columns kept */
+    double *X;         /* n*p column-major */
+    char **fixef_names;
+    char **dropped_fixef; /* names of rank-deficient columns dropped */
+    int n_dropped_fixef;
+    char *response_name;
+    int K;             /* random-effect terms */
+    mlmx_reterm_info *re;
+    int ntheta;
+    double *theta_lower; /* 0 for diagonal entries, -HUGE_VAL otherwise */
+    char **theta_names;  /* lme4 style "Subject.(Intercept)", "Subject.Days.(Intercept)" */
+    char **messages;   /* informational notes (rows dropped, columns dropped) */
+    int nmessages;
+} mlmx_model;
+
+/* Build a model from a formula and data. The response must be numeric;
+ * rows with a missing value in any model variable are dropped (noted in
+ * messages). Allocates; free with mlmx_model_destroy. */
+mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model **out,
+                             mlmx_error *err);
+void mlmx_model_destroy(mlmx_model *m);
+
+#endif

@@ -1,0 +1,43 @@
+/* Bound-constrained minimisation. NLopt's BOBYQA (lme4's default
+ * optimizer) is the reference; only this module includes nlopt.h. */
+#ifndef MLMX_OPTIM_H
+#define MLMX_OPTIM_H
+#include "util/error.h"
+
+typedef double (*mlmx_objective)(int n, const double *x, void *ctx);
+
+typedef struct mlmx_optim_opts {
+    double ftol_abs;   /* stop when an iteration changes f by less than this */
+    double ftol_rel;
+    double xtol_rel;   /* ... or x by less than this, relatively */
+    double xtol_abs;
+    int max_evals;
+    double init_step;  /* initial trust-region radius; <= 0: NLopt's choice */
+} mlmx_optim_opts;
+
+typedef struct mlmx_optim_result {
+    double fmin;
+    int n_evals;
+    int converged;     /* 1: a tolerance was met; 0: stopped for another reason */
+    char message[160];
+} mlmx_optim_result;
+
+void mlmx_optim_opts_default(mlmx_optim_opts *o);
+
+/* Minimise f over x (in: start, out: argmin) subject to lb <= x <= ub
+ * (either may be NULL for unbounded). A non-finite f is treated as a
+ * failed point (the optimizer backs away). Errors only for invalid
+ * arguments or an optimizer failure; "not converged" is a result. */
+mlmx_status mlmx_optim_bobyqa(int n, double *x, const double *lb, const double *ub,
+                              mlmx_objective f, void *ctx, const mlmx_optim_opts *o,
+                              mlmx_optim_result *r, mlmx_error *err);
+/* Objective with gradient: returns f and fills grad (n values); a
+ * non-finite return marks the point as failed. */
+typedef double (*mlmx_objective_grad)(int n, const double *x, double *grad, void *ctx);
+
+/* Bound-constrained quasi-Newton (NLopt's L-BFGS) with an analytic
+ * gradient. Same conventions as mlmx_optim_bobyqa. */
+mlmx_status mlmx_optim_lbfgs(int n, double *x, const double *lb, const double *ub,
+                             mlmx_objective_grad f, void *ctx, const mlmx_optim_opts *o,
+                             mlmx_optim_result *r, mlmx_error *err);
+#endif

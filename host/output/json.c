@@ -1,0 +1,231 @@
+/* Machine-readable results (JSON) and the conditional modes (CSV). Both
+ * are built in memory and written atomically. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "output/output.h"
+#include "util/strbuf.h"
+
+static void jstr(mlmx_strbuf *b, const char *s)
+{
+    mlmx_sb_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            mlmx_sb_printf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            mlmx_sb_printf(b, "\\u%04x", *p);
+        else {
+            char c[2] = {(char)*p, 0};
+            mlmx_sb_puts(b, c);
+        }
+    }
+    mlmx_sb_puts(b, "\"");
+}
+
+static void jnum(mlmx_strbuf *b, double x)
+{
+    if (isfinite(x))
+        mlmx_sb_printf(b, "%.17g", x);
+    else
+        mlmx_sb_puts(b, "null");
+}
+
+static mlmx_status write_or_fail(mlmx_strbuf *b, const char *path, const char *what)
+{
+    if (b->oom) {
+        mlmx_sb_free(b);
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory writing %s", what);
+    }
+    int e = mlmx_write_file_atomic(path, b->s ? b->s : "", b->len);
+    mlmx_sb_free(b);
+    if (e)
+        return mlmx_api_failf(MLMX_ERR_IO, "cannot write %s '%s': %s", what, path, strerror(e));
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
+{
+    mlmx_api_clear();
+    if (!f || !path)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_write_json: NULL argument");
+    const mlmx_model *m = f->model;
+    mlmx_strbuf b = {0};
+    int reml = f->method == MLMX_REML;
+    mlmx_sb_puts(&b, "{\n  \"mlmx_version\": ");
+    jstr(&b, MLMX_VERSION_STRING);
+    mlmx_sb_puts(&b, ",\n  \"model\": \"lmm\",\n  \"formula\": ");
+    jstr(&b, m->formula);
+    mlmx_sb_puts(&b, ",\n  \"data\": ");
+    jstr(&b, m->source ? m->source : "");
+    mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"", reml ? "REML" : "ML");
+    mlmx_sb_puts(&b, ",\n  \"loglik\": ");
+    jnum(&b, f->loglik);
+    mlmx_sb_puts(&b, ",\n  \"deviance\": ");
+    /* lme4's deviance(): -2 log-likelihood; for REML fits it is the REML
+     * criterion that is reported separately, so deviance is null there. */
+    jnum(&b, reml ? NAN : f->criterion);
+    if (reml) {
+        mlmx_sb_puts(&b, ",\n  \"reml_criterion\": ");
+        jnum(&b, f->criterion);
+    }
+    mlmx_sb_puts(&b, ",\n  \"aic\": ");
+    jnum(&b, f->aic);
+    mlmx_sb_puts(&b, ",\n  \"bic\": ");
+    jnum(&b, f->bic);
+    mlmx_sb_printf(&b, ",\n  \"df\": %d", f->df);
+    mlmx_sb_printf(&b, ",\n  \"n_obs\": %zu", m->n);
+    mlmx_sb_printf(&b, ",\n  \"n_dropped\": %zu", m->n_dropped);
+    mlmx_sb_puts(&b, ",\n  \"ngroups\": {");
+    for (int k = 0, first = 1; k < m->K; k++) {
+        if (!mlmx_group_first(m, k))
+            continue;
+        mlmx_sb_puts(&b, first ? "" : ", ");
+        jstr(&b, m->re[k].group);
+        mlmx_sb_printf(&b, ": %d", m->re[k].nlevels);
+        first = 0;
+    }
+    mlmx_sb_puts(&b, "}");
+    mlmx_sb_puts(&b, ",\n  \"sigma\": ");
+    jnum(&b, f->sigma);
+    mlmx_sb_puts(&b, ",\n  \"theta\": [");
+    for (int t = 0; t < m->ntheta; t++) {
+        mlmx_sb_puts(&b, t ? ", " : "");
+        jnum(&b, f->theta[t]);
+    }
+    mlmx_sb_puts(&b, "],\n  \"theta_names\": [");
+    for (int t = 0; t < m->ntheta; t++) {
+        mlmx_sb_puts(&b, t ? ", " : "");
+        jstr(&b, m->theta_names[t]);
+    }
+    mlmx_sb_puts(&b, "],\n  \"fixef\": [");
+    for (int j = 0; j < m->p; j++) {
+        mlmx_sb_puts(&b, j ? ",\n    {\"name\": " : "\n    {\"name\": ");
+        jstr(&b, m->fixef_names[j]);
+        mlmx_sb_puts(&b, ", \"estimate\": ");
+        jnum(&b, f->beta[j]);
+        mlmx_sb_puts(&b, ", \"se\": ");
+        jnum(&b, f->se[j]);
+        mlmx_sb_puts(&b, ", \"t\": ");
+        jnum(&b, f->beta[j] / f->se[j]);
+        mlmx_sb_puts(&b, "}");
+    }
+    mlmx_sb_puts(&b, m->p ? "\n  ]" : "]");
+    mlmx_sb_puts(&b, ",\n  \"dropped_fixef\": [");
+    for (int j = 0; j < m->n_dropped_fixef; j++) {
+        mlmx_sb_puts(&b, j ? ", " : "");
+        jstr(&b, m->dropped_fixef[j]);
+    }
+    mlmx_sb_puts(&b, "],\n  \"vcov\": [");
+    for (int a = 0; a < m->p; a++) {
+        mlmx_sb_puts(&b, a ? ", [" : "[");
+        for (int c = 0; c < m->p; c++) {
+            mlmx_sb_puts(&b, c ? ", " : "");
+            jnum(&b, f->vcov[a + c * m->p]);
+        }
+        mlmx_sb_puts(&b, "]");
+    }
+    mlmx_sb_puts(&b, "],\n  \"varcorr\": [");
+    double cov[256];
+    int firstvc = 1;
+    for (int k = 0; k < m->K; k++) {
+        int q = m->re[k].q;
+        mlmx_fit_term_covariance(f, k, cov);
+        for (int a = 0; a < q; a++) {
+            mlmx_sb_puts(&b, firstvc ? "\n    {\"group\": " : ",\n    {\"group\": ");
+            firstvc = 0;
+            jstr(&b, m->re[k].vcname);
+            mlmx_sb_puts(&b, ", \"name\": ");
+            jstr(&b, m->re[k].colnames[a]);
+            mlmx_sb_puts(&b, ", \"variance\": ");
+            jnum(&b, cov[a + a * q]);
+            mlmx_sb_puts(&b, ", \"sd\": ");
+            jnum(&b, sqrt(cov[a + a * q]));
+            mlmx_sb_puts(&b, ", \"correlations\": {");
+            for (int c = 0; c < a; c++) {
+                double den = sqrt(cov[a + a * q] * cov[c + c * q]);
+                mlmx_sb_puts(&b, c ? ", " : "");
+                jstr(&b, m->re[k].colnames[c]);
+                mlmx_sb_puts(&b, ": ");
+                jnum(&b, den > 0 ? cov[a + c * q] / den : NAN);
+            }
+            mlmx_sb_puts(&b, "}}");
+        }
+    }
+    mlmx_sb_puts(&b, firstvc ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
+                             : ",\n    {\"group\": \"Residual\", \"name\": null, \"variance\": ");
+    jnum(&b, f->sigma * f->sigma);
+    mlmx_sb_puts(&b, ", \"sd\": ");
+    jnum(&b, f->sigma);
+    mlmx_sb_puts(&b, ", \"correlations\": {}}\n  ]");
+    {
+        double q[5];
+        mlmx_scaled_resid_quantiles(f, q);
+        mlmx_sb_puts(&b, ",\n  \"scaled_residual_quantiles\": [");
+        for (int i = 0; i < 5; i++) {
+            mlmx_sb_puts(&b, i ? ", " : "");
+            jnum(&b, q[i]);
+        }
+        mlmx_sb_puts(&b, "]");
+    }
+    mlmx_sb_printf(&b, ",\n  \"converged\": %s", f->converged ? "true" : "false");
+    mlmx_sb_printf(&b, ",\n  \"singular\": %s", f->singular ? "true" : "false");
+    mlmx_sb_printf(&b, ",\n  \"n_evaluations\": %d", f->n_evals);
+    mlmx_sb_puts(&b, ",\n  \"optimizer\": ");
+    jstr(&b, f->optimizer);
+    mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");
+    jstr(&b, f->message);
+    mlmx_sb_puts(&b, ",\n  \"messages\": [");
+    for (int i = 0; i < m->nmessages; i++) {
+        mlmx_sb_puts(&b, i ? ", " : "");
+        jstr(&b, m->messages[i]);
+    }
+    mlmx_sb_puts(&b, "],\n  \"fit_seconds\": ");
+    jnum(&b, f->seconds);
+    mlmx_sb_puts(&b, "\n}\n");
+    return write_or_fail(&b, path, "JSON results");
+}
+
+static void csv_field(mlmx_strbuf *b, const char *s)
+{
+    if (strpbrk(s, ",\"\n\r")) {
+        mlmx_sb_puts(b, "\"");
+        for (const char *p = s; *p; p++) {
+            if (*p == '"')
+                mlmx_sb_puts(b, "\"\"");
+            else {
+                char c[2] = {*p, 0};
+                mlmx_sb_puts(b, c);
+            }
+        }
+        mlmx_sb_puts(b, "\"");
+    } else {
+        mlmx_sb_puts(b, s);
+    }
+}
+
+mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path)
+{
+    mlmx_api_clear();
+    if (!f || !path)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_write_ranef: NULL argument");
+    const mlmx_model *m = f->model;
+    mlmx_strbuf b = {0};
+    mlmx_sb_puts(&b, "group,level,term,mode,condsd\n");
+    for (int k = 0; k < m->K; k++) {
+        const mlmx_reterm_info *r = &m->re[k];
+        for (int c = 0; c < r->q; c++)
+            for (int l = 0; l < r->nlevels; l++) {
+                csv_field(&b, r->group);
+                mlmx_sb_puts(&b, ",");
+                csv_field(&b, r->levels[l]);
+                mlmx_sb_puts(&b, ",");
+                csv_field(&b, r->colnames[c]);
+                mlmx_sb_printf(&b, ",%.17g,%.17g\n", f->ranef[k][l * r->q + c],
+                               f->condsd[k][l * r->q + c]);
+            }
+    }
+    return write_or_fail(&b, path, "random effects");
+}

@@ -1,0 +1,12 @@
+/* Shared pieces of the text and JSON output. */
+#ifndef MLMX_OUTPUT_H
+#define MLMX_OUTPUT_H
+#include "lmm/fit.h"
+
+/* Decimals R's format(x, digits) gives a column of n values. */
+int mlmx_fmt_decimals(const double *x, int n, int digits);
+/* min, 1Q, median, 3Q, max of the residuals divided by sigma. */
+void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5]);
+/* 1 if term k is the first term with its grouping factor label. */
+int mlmx_group_first(const mlmx_model *m, int k);
+#endif

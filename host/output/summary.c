@@ -1,0 +1,404 @@
+/* The printed summary, laid out as lme4's summary(lmer) with R's number
+ * formatting rules (a column shares its decimals; 4 significant digits),
+ * plus Stata's group-size table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "lmm/fit.h"
+#include "output/output.h"
+#include "util/strbuf.h"
+
+/* Decimals R's format(x, digits) would use for a whole column: each value
+ * needs enough decimals to show `digits` significant digits after dropping
+ * trailing zeros; the column takes the largest need. */
+int mlmx_fmt_decimals(const double *x, int n, int digits)
+{
+    int dec = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || x[i] == 0.0)
+            continue;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*e", digits - 1, fabs(x[i]));
+        char *e = strchr(buf, 'e');
+        if (!e)
+            continue;
+        int ex = atoi(e + 1);
+        /* significant digits after dropping trailing zeros of the mantissa */
+        int sig = digits;
+        for (char *p = e - 1; p > buf && (*p == '0' || *p == '.'); p--)
+            if (*p == '0')
+                sig--;
+        if (sig < 1)
+            sig = 1;
+        int need = sig - 1 - ex;
+        if (need > dec)
+            dec = need;
+    }
+    return dec > 15 ? 15 : dec;
+}
+
+/* R's abbreviate(name, 6) for the correlation table's column labels: drop
+ * lower-case vowels from the right, then lower-case letters, keeping the
+ * first character, until the name is short enough. */
+static void abbreviate(const char *in, char *out, size_t cap, int minlen)
+{
+    snprintf(out, cap, "%s", in);
+    size_t len = strlen(out);
+    for (int pass = 0; pass < 2 && (int)len > minlen; pass++) {
+        for (size_t i = len; i-- > 1 && (int)len > minlen;) {
+            char c = out[i];
+            int drop = pass == 0 ? strchr("aeiou", c) != NULL && c != '\0'
+                                 : (c >= 'a' && c <= 'z');
+            if (drop) {
+                memmove(out + i, out + i + 1, len - i);
+                len--;
+            }
+        }
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* R's default (type 7) quantile of sorted data. */
+static double quantile7(const double *sorted, size_t n, double p)
+{
+    double h = (double)(n - 1) * p;
+    size_t lo = (size_t)floor(h);
+    size_t hi = lo + 1 < n ? lo + 1 : lo;
+    return sorted[lo] + (h - (double)lo) * (sorted[hi] - sorted[lo]);
+}
+
+void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5])
+{
+    const size_t n = f->model->n;
+    double *r = malloc(n * sizeof *r);
+    if (!r) {
+        for (int i = 0; i < 5; i++)
+            q[i] = NAN;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        r[i] = f->resid[i] / f->sigma;
+    qsort(r, n, sizeof *r, cmp_double);
+    const double ps[5] = {0, 0.25, 0.5, 0.75, 1};
+    for (int i = 0; i < 5; i++)
+        q[i] = quantile7(r, n, ps[i]);
+    free(r);
+}
+
+static void fmt_col(char out[][48], const double *x, int n, int dec)
+{
+    for (int i = 0; i < n; i++)
+        snprintf(out[i], 48, "%.*f", dec, x[i]);
+}
+
+static void group_sizes(const mlmx_reterm_info *r, int *mn, double *avg, int *mx)
+{
+    *mn = r->nlevels ? r->level_count[0] : 0;
+    *mx = *mn;
+    long tot = 0;
+    for (int l = 0; l < r->nlevels; l++) {
+        int c = r->level_count[l];
+        tot += c;
+        if (c < *mn)
+            *mn = c;
+        if (c > *mx)
+            *mx = c;
+    }
+    *avg = r->nlevels ? (double)tot / r->nlevels : 0;
+}
+
+/* Terms that share a grouping factor label are one "group" in ngroups. */
+int mlmx_group_first(const mlmx_model *m, int k)
+{
+    for (int j = 0; j < k; j++)
+        if (strcmp(m->re[j].group, m->re[k].group) == 0)
+            return 0;
+    return 1;
+}
+
+mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
+{
+    mlmx_api_clear();
+    if (!f || !text)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_summary: NULL argument");
+    *text = NULL;
+    const mlmx_model *m = f->model;
+    const int p = m->p, K = m->K;
+    mlmx_strbuf b = {0};
+    int reml = f->method == MLMX_REML;
+    mlmx_sb_printf(&b, "Linear mixed model fit by %s\n",
+                   reml ? "REML" : "maximum likelihood");
+    mlmx_sb_printf(&b, "Formula: %s\n", m->formula);
+    if (m->source && m->source[0])
+        mlmx_sb_printf(&b, "   Data: %s\n", m->source);
+    mlmx_sb_puts(&b, "\n");
+    {
+        double v[5] = {f->aic, f->bic, f->loglik, reml ? NAN : f->criterion,
+                       (double)m->n - (double)f->df};
+        const char *h[5] = {"AIC", "BIC", "logLik", "deviance", "df.resid"};
+        char cells[5][48];
+        for (int i = 0; i < 4; i++)
+            snprintf(cells[i], 48, "%.1f", v[i]);
+        snprintf(cells[4], 48, "%zu", m->n - (size_t)f->df);
+        if (reml)
+            mlmx_sb_printf(&b, "REML criterion at convergence: %.4f\n", f->criterion);
+        int nc = reml ? 3 : 5;
+        for (int i = 0; i < nc; i++) {
+            int w = (int)strlen(cells[i]) > 8 ? (int)strlen(cells[i]) : 8;
+            mlmx_sb_pad(&b, h[i], w + 1, 1);
+        }
+        mlmx_sb_puts(&b, "\n");
+        for (int i = 0; i < nc; i++) {
+            int w = (int)strlen(cells[i]) > 8 ? (int)strlen(cells[i]) : 8;
+            mlmx_sb_pad(&b, cells[i], w + 1, 1);
+        }
+        mlmx_sb_puts(&b, reml ? "   (restricted likelihood)\n\n" : "\n\n");
+    }
+    {
+        double q[5];
+        mlmx_scaled_resid_quantiles(f, q);
+        int dec = mlmx_fmt_decimals(q, 5, 4);
+        char cells[5][48];
+        fmt_col(cells, q, 5, dec);
+        const char *h[5] = {"Min", "1Q", "Median", "3Q", "Max"};
+        int w = 0;
+        for (int i = 0; i < 5; i++)
+            if ((int)strlen(cells[i]) > w)
+                w = (int)strlen(cells[i]);
+        mlmx_sb_puts(&b, "Scaled residuals:\n");
+        for (int i = 0; i < 5; i++)
+            mlmx_sb_pad(&b, h[i], w + 1, 1);
+        mlmx_sb_puts(&b, "\n");
+        for (int i = 0; i < 5; i++)
+            mlmx_sb_pad(&b, cells[i], w + 1, 1);
+        mlmx_sb_puts(&b, "\n\n");
+    }
+
+    /* Random effects table */
+    {
+        int nrow = 1;
+        int maxq = 1;
+        for (int k = 0; k < K; k++) {
+            nrow += m->re[k].q;
+            if (m->re[k].q > maxq)
+                maxq = m->re[k].q;
+        }
+        double *var = calloc((size_t)nrow, sizeof *var), *sd = calloc((size_t)nrow, sizeof *sd);
+        double *cov = malloc((size_t)maxq * (size_t)maxq * sizeof *cov);
+        char(*vc)[48] = calloc((size_t)nrow, sizeof *vc);
+        char(*sc)[48] = calloc((size_t)nrow, sizeof *sc);
+        if (!var || !sd || !cov || !vc || !sc) {
+            free(var);
+            free(sd);
+            free(cov);
+            free(vc);
+            free(sc);
+            mlmx_sb_free(&b);
+            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+        }
+        int row = 0;
+        for (int k = 0; k < K; k++) {
+            mlmx_fit_term_covariance(f, k, cov);
+            for (int a = 0; a < m->re[k].q; a++, row++) {
+                var[row] = cov[a + a * m->re[k].q];
+                sd[row] = sqrt(var[row]);
+            }
+        }
+        var[row] = f->sigma * f->sigma;
+        sd[row] = f->sigma;
+        fmt_col(vc, var, nrow, mlmx_fmt_decimals(var, nrow, 4));
+        fmt_col(sc, sd, nrow, mlmx_fmt_decimals(sd, nrow, 4));
+        int wg = 8, wn = 4, wv = 8, ws = 8;
+        for (int k = 0; k < K; k++) {
+            if ((int)strlen(m->re[k].vcname) > wg)
+                wg = (int)strlen(m->re[k].vcname);
+            for (int a = 0; a < m->re[k].q; a++)
+                if ((int)strlen(m->re[k].colnames[a]) > wn)
+                    wn = (int)strlen(m->re[k].colnames[a]);
+        }
+        for (int r = 0; r < nrow; r++) {
+            if ((int)strlen(vc[r]) > wv)
+                wv = (int)strlen(vc[r]);
+            if ((int)strlen(sc[r]) > ws)
+                ws = (int)strlen(sc[r]);
+        }
+        mlmx_sb_puts(&b, "Random effects:\n ");
+        mlmx_sb_pad(&b, "Groups", wg + 1, 0);
+        mlmx_sb_pad(&b, "Name", wn + 1, 0);
+        mlmx_sb_pad(&b, "Variance", wv, 1);
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, "Std.Dev.", ws, 1);
+        if (maxq > 1)
+            mlmx_sb_puts(&b, " Corr");
+        mlmx_sb_puts(&b, "\n");
+        row = 0;
+        for (int k = 0; k < K; k++) {
+            int q = m->re[k].q;
+            mlmx_fit_term_covariance(f, k, cov);
+            for (int a = 0; a < q; a++, row++) {
+                mlmx_sb_puts(&b, " ");
+                mlmx_sb_pad(&b, a == 0 ? m->re[k].vcname : "", wg + 1, 0);
+                mlmx_sb_pad(&b, m->re[k].colnames[a], wn + 1, 0);
+                mlmx_sb_pad(&b, vc[row], wv, 1);
+                mlmx_sb_puts(&b, " ");
+                mlmx_sb_pad(&b, sc[row], ws, 1);
+                for (int c = 0; c < a; c++) {
+                    double den = sqrt(cov[a + a * q] * cov[c + c * q]);
+                    double r = den > 0 ? cov[a + c * q] / den : NAN;
+                    if (isnan(r))
+                        mlmx_sb_puts(&b, "   NaN");
+                    else
+                        mlmx_sb_printf(&b, " %5.2f", r);
+                }
+                mlmx_sb_puts(&b, "\n");
+            }
+        }
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, "Residual", wg + 1, 0);
+        mlmx_sb_pad(&b, "", wn + 1, 0);
+        mlmx_sb_pad(&b, vc[row], wv, 1);
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, sc[row], ws, 1);
+        mlmx_sb_puts(&b, "\n");
+        free(var);
+        free(sd);
+        free(cov);
+        free(vc);
+        free(sc);
+    }
+    mlmx_sb_printf(&b, "Number of obs: %zu, groups:  ", m->n);
+    {
+        int first = 1;
+        for (int k = 0; k < K; k++) {
+            if (!mlmx_group_first(m, k))
+                continue;
+            mlmx_sb_printf(&b, "%s%s, %d", first ? "" : "; ", m->re[k].group, m->re[k].nlevels);
+            first = 0;
+        }
+        mlmx_sb_puts(&b, "\n\n");
+    }
+
+    /* Group sizes, as Stata prints them */
+    {
+        int wg = 14;
+        for (int k = 0; k < K; k++)
+            if ((int)strlen(m->re[k].group) > wg)
+                wg = (int)strlen(m->re[k].group);
+        mlmx_sb_puts(&b, "Group sizes (observations per group):\n ");
+        mlmx_sb_pad(&b, "Group", wg + 1, 0);
+        mlmx_sb_puts(&b, "  Groups     Min  Average     Max\n");
+        for (int k = 0; k < K; k++) {
+            if (!mlmx_group_first(m, k))
+                continue;
+            int mn, mx;
+            double avg;
+            group_sizes(&m->re[k], &mn, &avg, &mx);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, m->re[k].group, wg + 1, 0);
+            mlmx_sb_printf(&b, "%8d%8d%9.1f%8d\n", m->re[k].nlevels, mn, avg, mx);
+        }
+        mlmx_sb_puts(&b, "\n");
+    }
+
+    /* Fixed effects */
+    if (p > 0) {
+        double *es = malloc(2 * (size_t)p * sizeof *es);
+        char(*ce)[48] = calloc((size_t)p, sizeof *ce);
+        char(*cs)[48] = calloc((size_t)p, sizeof *cs);
+        char(*ct)[48] = calloc((size_t)p, sizeof *ct);
+        if (!es || !ce || !cs || !ct) {
+            free(es);
+            free(ce);
+            free(cs);
+            free(ct);
+            mlmx_sb_free(&b);
+            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+        }
+        for (int j = 0; j < p; j++) {
+            es[j] = f->beta[j];
+            es[p + j] = f->se[j];
+        }
+        int dec = mlmx_fmt_decimals(es, 2 * p, 4);
+        int wn = 0, we = (int)strlen("Estimate"), ws = (int)strlen("Std. Error"),
+            wt = (int)strlen("t value");
+        for (int j = 0; j < p; j++) {
+            snprintf(ce[j], 48, "%.*f", dec, f->beta[j]);
+            snprintf(cs[j], 48, "%.*f", dec, f->se[j]);
+            snprintf(ct[j], 48, "%.3f", f->beta[j] / f->se[j]);
+            if ((int)strlen(m->fixef_names[j]) > wn)
+                wn = (int)strlen(m->fixef_names[j]);
+            if ((int)strlen(ce[j]) > we)
+                we = (int)strlen(ce[j]);
+            if ((int)strlen(cs[j]) > ws)
+                ws = (int)strlen(cs[j]);
+            if ((int)strlen(ct[j]) > wt)
+                wt = (int)strlen(ct[j]);
+        }
+        mlmx_sb_puts(&b, "Fixed effects:\n");
+        mlmx_sb_pad(&b, "", wn, 0);
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, "Estimate", we, 1);
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, "Std. Error", ws, 1);
+        mlmx_sb_puts(&b, " ");
+        mlmx_sb_pad(&b, "t value", wt, 1);
+        mlmx_sb_puts(&b, "\n");
+        for (int j = 0; j < p; j++) {
+            mlmx_sb_pad(&b, m->fixef_names[j], wn, 0);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, ce[j], we, 1);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, cs[j], ws, 1);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, ct[j], wt, 1);
+            mlmx_sb_puts(&b, "\n");
+        }
+        free(es);
+        free(ce);
+        free(cs);
+        free(ct);
+    }
+    if (p > 1) {
+        mlmx_sb_puts(&b, "\nCorrelation of Fixed Effects:\n");
+        int wn = 0;
+        for (int j = 0; j < p; j++)
+            if ((int)strlen(m->fixef_names[j]) > wn)
+                wn = (int)strlen(m->fixef_names[j]);
+        char ab[256];
+        mlmx_sb_pad(&b, "", wn, 0);
+        for (int c = 0; c < p - 1; c++) {
+            abbreviate(m->fixef_names[c], ab, sizeof ab, 6);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, ab, 6, 0);
+        }
+        mlmx_sb_puts(&b, "\n");
+        for (int a = 1; a < p; a++) {
+            mlmx_sb_pad(&b, m->fixef_names[a], wn, 0);
+            for (int c = 0; c < a; c++) {
+                double r = f->vcov[a + c * p] / (f->se[a] * f->se[c]);
+                mlmx_sb_printf(&b, " %6.3f", r);
+            }
+            mlmx_sb_puts(&b, "\n");
+        }
+    }
+    for (int i = 0; i < m->nmessages; i++)
+        mlmx_sb_printf(&b, "note: %s\n", m->messages[i]);
+    if (f->singular)
+        mlmx_sb_puts(&b, "boundary (singular) fit: a variance component is estimated as zero\n");
+    if (!f->converged)
+        mlmx_sb_printf(&b, "warning: the optimizer did not converge: %s\n", f->message);
+    if (b.oom) {
+        mlmx_sb_free(&b);
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    }
+    *text = b.s;
+    return MLMX_OK;
+}

@@ -1,0 +1,215 @@
+/*
+ * mlmx — multilevel (mixed-effects) models on the CPU and on NVIDIA GPUs.
+ *
+ * The public C API. Every object is an opaque handle with a create/free pair;
+ * every free function accepts NULL. Every fallible function returns an
+ * mlmx_status (MLMX_OK == 0); on failure, mlmx_last_error() returns a
+ * one-line message naming the problem (file, line, column, formula
+ * position; a formula error adds the formula and a caret on two more
+ * lines). The message is thread-local; each fallible call clears it on
+ * entry, so it describes the last call made on this thread. The library never prints and never exits.
+ */
+#ifndef MLMX_H
+#define MLMX_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MLMX_VERSION_MAJOR 0
+#define MLMX_VERSION_MINOR 1
+#define MLMX_VERSION_PATCH 0
+#define MLMX_VERSION_STRING "0.1.0"
+
+typedef enum mlmx_status {
+    MLMX_OK = 0,
+    MLMX_ERR_IO = 1,          /* a file is missing, unreadable or unwritable */
+    MLMX_ERR_PARSE = 2,       /* malformed input file (CSV, HDF5 layout) */
+    MLMX_ERR_FORMULA = 3,     /* malformed formula; message shows the position */
+    MLMX_ERR_DATA = 4,        /* unknown column, wrong type, NaN/Inf, no rows */
+    MLMX_ERR_MODEL = 5,       /* model cannot be fitted to these data */
+    MLMX_ERR_NUMERIC = 6,     /* numerical failure (not positive definite, ...) */
+    MLMX_ERR_NOMEM = 7,       /* allocation failed */
+    MLMX_ERR_ARG = 8,         /* invalid argument to an API function */
+    MLMX_ERR_UNSUPPORTED = 9  /* valid request this build cannot do */
+} mlmx_status;
+
+/* Message of the last failing call on this thread ("" if none). Never NULL. */
+const char *mlmx_last_error(void);
+/* Short fixed name of a status code, e.g. "MLMX_ERR_IO". */
+const char *mlmx_status_name(mlmx_status s);
+/* Library version string, e.g. "0.1.0". */
+const char *mlmx_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Data sets: a table of named columns, numeric or factor.             */
+/* ------------------------------------------------------------------ */
+
+typedef struct mlmx_data mlmx_data;
+
+/* Read a CSV file: header row, comma separated, RFC 4180 quoting.
+ * A column whose every non-missing field is a finite number is numeric;
+ * any other column is a factor whose levels are sorted in byte (C locale)
+ * order. Empty fields and NA are missing. NaN or Inf values, ragged rows,
+ * duplicate or empty column names and files with no data rows are errors
+ * whose message names the file, line and column.
+ * out: receives a new data set (free with mlmx_data_free). Allocates. */
+mlmx_status mlmx_data_read_csv(const char *path, mlmx_data **out);
+
+/* Read a table from HDF5: `group` (NULL or "" = "/") holds one 1-D dataset
+ * per column, all of the same length. Numeric datasets (any integer or
+ * float type) become numeric columns; variable- or fixed-length string
+ * datasets become factors. Column order is the order of creation when the
+ * file tracks it, otherwise name order. NaN in a float dataset is missing
+ * (HDF5 has no NA); Inf is an error. See docs/data.md. Allocates.
+ * Returns MLMX_ERR_UNSUPPORTED when built without HDF5. */
+mlmx_status mlmx_data_read_hdf5(const char *path, const char *group, mlmx_data **out);
+
+/* An empty data set with nrow rows, to be filled column by column. */
+mlmx_status mlmx_data_create(size_t nrow, mlmx_data **out);
+/* Add a numeric column (copied). missing: NULL, or nrow flags (non-zero =
+ * missing). Non-finite values that are not flagged missing are an error. */
+mlmx_status mlmx_data_add_numeric(mlmx_data *d, const char *name, const double *x,
+                                  const unsigned char *missing);
+/* Add a factor column from nrow strings (copied; NULL entry = missing).
+ * Levels are sorted in byte order. */
+mlmx_status mlmx_data_add_strings(mlmx_data *d, const char *name, const char *const *x);
+
+size_t mlmx_data_nrow(const mlmx_data *d);
+int mlmx_data_ncol(const mlmx_data *d);
+/* Name of column j (0-based), or NULL when out of range. */
+const char *mlmx_data_column_name(const mlmx_data *d, int j);
+/* 1 if column j is a factor, 0 if numeric, -1 if out of range. */
+int mlmx_data_column_is_factor(const mlmx_data *d, int j);
+/* Number of levels of factor column j (0 for numeric or out of range). */
+int mlmx_data_column_nlevels(const mlmx_data *d, int j);
+void mlmx_data_free(mlmx_data *d);
+
+/* ------------------------------------------------------------------ */
+/* Models: a formula bound to a data set.                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct mlmx_model mlmx_model;
+
+/* Build a model from lme4 formula syntax, e.g.
+ *   "Reaction ~ Days + (Days | Subject)".
+ * Parses the formula, selects complete rows, builds the response, the
+ * fixed-effect matrix (treatment contrasts, R's column names; rank-deficient
+ * columns dropped with a message) and the random-effect terms (ordered by
+ * decreasing number of levels, as lme4). The data set may be freed after
+ * this returns. Errors: MLMX_ERR_FORMULA (message shows the position),
+ * MLMX_ERR_DATA (unknown column, factor response, ...), MLMX_ERR_MODEL.
+ * Allocates; free with mlmx_model_free. */
+mlmx_status mlmx_model_create(const mlmx_data *d, const char *formula, mlmx_model **out);
+void mlmx_model_free(mlmx_model *m);
+
+size_t mlmx_model_nobs(const mlmx_model *m);        /* observations used */
+size_t mlmx_model_ndropped(const mlmx_model *m);    /* rows dropped for missing values */
+int mlmx_model_nfixef(const mlmx_model *m);         /* p: fixed-effect coefficients */
+const char *mlmx_model_fixef_name(const mlmx_model *m, int j); /* NULL if out of range */
+int mlmx_model_ntheta(const mlmx_model *m);         /* covariance parameters */
+const char *mlmx_model_theta_name(const mlmx_model *m, int j); /* lme4's theta names */
+int mlmx_model_nterms(const mlmx_model *m);         /* random-effect terms */
+const char *mlmx_model_term_group(const mlmx_model *m, int k);  /* "Subject", "cask:batch" */
+/* Name in the variance table: the group, or "Subject.1" for a second term
+ * on the same grouping factor, as lme4's VarCorr prints it. */
+const char *mlmx_model_term_name(const mlmx_model *m, int k);
+int mlmx_model_term_nlevels(const mlmx_model *m, int k);
+int mlmx_model_term_q(const mlmx_model *m, int k);  /* columns of term k */
+const char *mlmx_model_term_column(const mlmx_model *m, int k, int c); /* "(Intercept)" */
+const char *mlmx_model_term_level(const mlmx_model *m, int k, int l);
+/* Informational notes produced while building (rows dropped, columns
+ * dropped for rank deficiency). */
+int mlmx_model_nmessages(const mlmx_model *m);
+const char *mlmx_model_message(const mlmx_model *m, int i);
+
+/* ------------------------------------------------------------------ */
+/* Fitting linear mixed models.                                        */
+/* ------------------------------------------------------------------ */
+
+typedef enum mlmx_method { MLMX_REML = 0, MLMX_ML = 1 } mlmx_method;
+
+typedef enum mlmx_optimizer {
+    MLMX_OPTIM_AUTO = 0,   /* BOBYQA; L-BFGS with the analytic gradient when the
+                              dense part of the model is large (see docs) */
+    MLMX_OPTIM_BOBYQA = 1, /* NLopt BOBYQA, derivative-free (lme4's default) */
+    MLMX_OPTIM_LBFGS = 2   /* NLopt L-BFGS with the analytic gradient, finished by
+                              BOBYQA when a variance reaches the boundary */
+} mlmx_optimizer;
+
+typedef struct mlmx_fit_options {
+    mlmx_method method;       /* MLMX_REML (default, as lme4) or MLMX_ML */
+    mlmx_optimizer optimizer; /* default MLMX_OPTIM_AUTO */
+    const double *theta_start;/* NULL: lme4's start (1 on diagonals, 0 off) */
+    int max_evaluations;      /* default 100000 */
+    double ftol_abs;          /* criterion tolerance, default 1e-10 */
+    double xtol_rel;          /* theta tolerance, default 1e-8 */
+    const char *backend;      /* NULL or "cpu" */
+} mlmx_fit_options;
+
+void mlmx_fit_options_default(mlmx_fit_options *o);
+
+typedef struct mlmx_fit mlmx_fit;
+
+/* The profiled criterion at theta (ntheta values), without optimising:
+ * -2 log-likelihood for MLMX_ML, the REML criterion for MLMX_REML. */
+mlmx_status mlmx_lmm_criterion_at(const mlmx_model *m, mlmx_method method, const double *theta,
+                                  double *value);
+
+/* Fit a linear mixed model by maximising the profiled (restricted)
+ * likelihood over theta with BOBYQA. o may be NULL for defaults.
+ * A fit that stops without converging is returned (MLMX_OK) with
+ * mlmx_fit_converged() == 0 and a message; only invalid input or a
+ * numerical breakdown is an error. The model must outlive the fit.
+ * Allocates; free with mlmx_fit_free. */
+mlmx_status mlmx_fit_lmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fit **out);
+void mlmx_fit_free(mlmx_fit *f);
+
+const mlmx_model *mlmx_fit_model(const mlmx_fit *f);
+mlmx_method mlmx_fit_method(const mlmx_fit *f);
+int mlmx_fit_converged(const mlmx_fit *f);
+int mlmx_fit_singular(const mlmx_fit *f);      /* a variance at 0, as lme4's isSingular */
+int mlmx_fit_n_evaluations(const mlmx_fit *f);
+const char *mlmx_fit_message(const mlmx_fit *f); /* optimizer's closing message */
+const char *mlmx_fit_optimizer(const mlmx_fit *f); /* "BOBYQA", "L-BFGS", "L-BFGS+BOBYQA" */
+double mlmx_fit_criterion(const mlmx_fit *f);  /* REML criterion, or deviance for ML */
+double mlmx_fit_loglik(const mlmx_fit *f);     /* -criterion/2 (restricted for REML) */
+double mlmx_fit_aic(const mlmx_fit *f);
+double mlmx_fit_bic(const mlmx_fit *f);
+int mlmx_fit_df(const mlmx_fit *f);            /* parameters: p + ntheta + 1 */
+double mlmx_fit_sigma(const mlmx_fit *f);      /* residual standard deviation */
+double mlmx_fit_fit_seconds(const mlmx_fit *f);/* wall time of the fit */
+/* Arrays owned by the fit, valid until mlmx_fit_free. */
+const double *mlmx_fit_theta(const mlmx_fit *f);   /* ntheta */
+const double *mlmx_fit_beta(const mlmx_fit *f);    /* p */
+const double *mlmx_fit_se(const mlmx_fit *f);      /* p */
+const double *mlmx_fit_vcov(const mlmx_fit *f);    /* p*p, column-major */
+const double *mlmx_fit_fitted(const mlmx_fit *f);  /* nobs */
+const double *mlmx_fit_residuals(const mlmx_fit *f); /* nobs, y - fitted */
+/* Conditional modes of term k's random effects: nlevels*q values, level-
+ * major (level l, column c at l*q + c), and their conditional SDs. */
+const double *mlmx_fit_ranef(const mlmx_fit *f, int k);
+const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k);
+/* Covariance of term k's random effects: q*q column-major, sigma^2 T T^T. */
+mlmx_status mlmx_fit_term_covariance(const mlmx_fit *f, int k, double *cov);
+
+/* ------------------------------------------------------------------ */
+/* Output.                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The summary as lme4's summary(lmer) prints it, plus Stata's group-size
+ * table. *text is malloc'd; release with mlmx_string_free. */
+mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text);
+/* Write results as JSON (see docs/cli.md for the keys). The file is
+ * written to a temporary name and renamed: no partial file on failure. */
+mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path);
+/* Write conditional modes as CSV: group,level,term,mode,condsd. */
+mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
+void mlmx_string_free(char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MLMX_H */

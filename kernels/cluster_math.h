@@ -1,0 +1,119 @@
+/* Per-cluster dense math on tiny matrices (q <= ~8), written once and
+ * compiled both as C for the CPU backend and as CUDA device code for the
+ * GPU backend, so the CPU tests exercise the very arithmetic the kernels
+ * run. All matrices are column-major with leading dimension q unless noted.
+ * No allocation, no library calls, no branches on data beyond pivots. */
+#ifndef MLMX_CLUSTER_MATH_H
+#define MLMX_CLUSTER_MATH_H
+
+#include <math.h>
+
+#if defined(__CUDACC__)
+#define MLMX_HD static __host__ __device__ __forceinline__
+#else
+#define MLMX_HD static inline
+#endif
+
+/* In-place lower Cholesky of a symmetric positive-definite q x q matrix
+ * (only the lower triangle is read; the strict upper triangle is zeroed).
+ * Returns 0, or j+1 when the leading minor of order j+1 is not positive. */
+MLMX_HD int mlmx_cm_chol(int q, double *a)
+{
+    for (int j = 0; j < q; j++) {
+        double d = a[j + j * q];
+        for (int k = 0; k < j; k++)
+            d -= a[j + k * q] * a[j + k * q];
+        if (!(d > 0.0))
+            return j + 1;
+        d = sqrt(d);
+        a[j + j * q] = d;
+        for (int i = j + 1; i < q; i++) {
+            double s = a[i + j * q];
+            for (int k = 0; k < j; k++)
+                s -= a[i + k * q] * a[j + k * q];
+            a[i + j * q] = s / d;
+        }
+        for (int i = 0; i < j; i++)
+            a[i + j * q] = 0.0;
+    }
+    return 0;
+}
+
+/* Solve L x = b in place (L lower triangular q x q): forward substitution. */
+MLMX_HD void mlmx_cm_trsv_lower(int q, const double *l, double *b)
+{
+    for (int i = 0; i < q; i++) {
+        double s = b[i];
+        for (int k = 0; k < i; k++)
+            s -= l[i + k * q] * b[k];
+        b[i] = s / l[i + i * q];
+    }
+}
+
+/* Solve L^T x = b in place: back substitution with the transpose. */
+MLMX_HD void mlmx_cm_trsv_lower_t(int q, const double *l, double *b)
+{
+    for (int i = q - 1; i >= 0; i--) {
+        double s = b[i];
+        for (int k = i + 1; k < q; k++)
+            s -= l[k + i * q] * b[k];
+        b[i] = s / l[i + i * q];
+    }
+}
+
+/* out = T^T A T + I for lower-triangular T and symmetric A (lower triangle
+ * read): the term-1 diagonal block of Lambda^T Z^T Z Lambda + I.
+ * work: q*q scratch. Fills the lower triangle of out. */
+MLMX_HD void mlmx_cm_tat_plus_i(int q, const double *a, const double *t, double *work,
+                                double *out)
+{
+    /* work = A T (A symmetric: element (i,k) from the lower triangle) */
+    for (int j = 0; j < q; j++)
+        for (int i = 0; i < q; i++) {
+            double s = 0.0;
+            for (int k = j; k < q; k++) {
+                double aik = i >= k ? a[i + k * q] : a[k + i * q];
+                s += aik * t[k + j * q];
+            }
+            work[i + j * q] = s;
+        }
+    for (int j = 0; j < q; j++)
+        for (int i = j; i < q; i++) {
+            double s = 0.0;
+            for (int k = i; k < q; k++)
+                s += t[k + i * q] * work[k + j * q];
+            out[i + j * q] = s + (i == j ? 1.0 : 0.0);
+        }
+}
+
+/* row <- row * T for a 1 x q row vector and lower-triangular T. */
+MLMX_HD void mlmx_cm_row_times_lower(int q, const double *t, double *row)
+{
+    for (int j = 0; j < q; j++) {
+        double s = 0.0;
+        for (int k = j; k < q; k++)
+            s += row[k] * t[k + j * q];
+        row[j] = s;
+    }
+}
+
+/* Sum of log of the diagonal of a q x q matrix. */
+MLMX_HD double mlmx_cm_logdiag(int q, const double *l)
+{
+    double s = 0.0;
+    for (int i = 0; i < q; i++)
+        s += log(l[i + i * q]);
+    return s;
+}
+
+/* Fill the q x q lower-triangular template T from q(q+1)/2 theta entries
+ * (column-major lower triangle, lme4's order). */
+MLMX_HD void mlmx_cm_theta_to_t(int q, const double *theta, double *t)
+{
+    int k = 0;
+    for (int j = 0; j < q; j++)
+        for (int i = 0; i < q; i++)
+            t[i + j * q] = i >= j ? theta[k++] : 0.0;
+}
+
+#endif

@@ -1,0 +1,20 @@
+/* Validated C entry points of the CUDA kernels. Plain C declarations: the
+ * host code that calls them never includes a CUDA header. Defined only in
+ * builds with MLMX_HAVE_CUDA. */
+#ifndef MLMX_CUDA_ENTRY_H
+#define MLMX_CUDA_ENTRY_H
+#include "mlmx.h"
+
+/* Number of usable CUDA devices (0 when the driver or a device is absent). */
+int mlmx_cuda_device_count(void);
+
+/* Batched first-term factorization, the per-level part of the LMM
+ * criterion: for j < nblk, L_j = chol(T^T A_j T + I) and
+ * logdiag[j] = log det L_j (NaN when A_j's block is not positive definite).
+ * Host pointers: A (nblk*q*q), T (q*q), L (nblk*q*q), logdiag (nblk).
+ * Copies to the device, runs one thread per level, copies back; q <= 16.
+ * Returns MLMX_ERR_UNSUPPORTED without a device, MLMX_ERR_NUMERIC on a
+ * CUDA failure (the message names the call). */
+mlmx_status mlmx_cuda_cluster_chol_host(int nblk, int q, const double *A, const double *T,
+                                        double *L, double *logdiag, char *msg, size_t msglen);
+#endif

@@ -1,0 +1,93 @@
+/* Reading the lme4 reference fixtures (data/reference/lmm/NAME.ref, written by
+ * data/reference/lmm_reference.R): one item per line, "key v1 v2 ...". */
+#ifndef MLMX_TESTS_REFUTIL_H
+#define MLMX_TESTS_REFUTIL_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REF_MAXLINES 128
+#define REF_MAXTOK 64
+
+typedef struct ref_line {
+    char key[32];
+    char *rest;             /* the text after the key */
+    int ntok;
+    char *tok[REF_MAXTOK];  /* tokens of rest (split on spaces) */
+} ref_line;
+
+typedef struct ref_file {
+    int n;
+    ref_line lines[REF_MAXLINES];
+    char *buf[REF_MAXLINES];
+} ref_file;
+
+static inline int ref_load(const char *path, ref_file *r)
+{
+    memset(r, 0, sizeof *r);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return -1;
+    char line[8192];
+    while (r->n < REF_MAXLINES && fgets(line, sizeof line, fp)) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        char *sp = strchr(line, ' ');
+        ref_line *l = &r->lines[r->n];
+        if (!sp)
+            continue;
+        *sp = '\0';
+        snprintf(l->key, sizeof l->key, "%s", line);
+        r->buf[r->n] = strdup(sp + 1);
+        l->rest = strdup(sp + 1);
+        char *save = NULL;
+        for (char *t = strtok_r(r->buf[r->n], " ", &save); t && l->ntok < REF_MAXTOK;
+             t = strtok_r(NULL, " ", &save))
+            l->tok[l->ntok++] = t;
+        r->n++;
+    }
+    fclose(fp);
+    return 0;
+}
+
+static inline void ref_free(ref_file *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        free(r->buf[i]);
+        free(r->lines[i].rest);
+    }
+}
+
+/* The first line with this key (or the k-th, counting from 0). */
+static inline const ref_line *ref_get_nth(const ref_file *r, const char *key, int k)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->lines[i].key, key) == 0 && k-- == 0)
+            return &r->lines[i];
+    return NULL;
+}
+
+static inline const ref_line *ref_get(const ref_file *r, const char *key)
+{
+    return ref_get_nth(r, key, 0);
+}
+
+static inline double ref_num(const ref_file *r, const char *key, int i)
+{
+    const ref_line *l = ref_get(r, key);
+    if (!l || i >= l->ntok)
+        return NAN;
+    return strtod(l->tok[i], NULL);
+}
+
+/* |a - b| <= rel * max(|b|, scale): relative, with an absolute floor at the
+ * given scale for values near zero. */
+static inline int close_rel(double a, double b, double rel, double scale)
+{
+    double s = fabs(b) > scale ? fabs(b) : scale;
+    return fabs(a - b) <= rel * s;
+}
+
+#endif

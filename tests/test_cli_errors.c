@@ -1,0 +1,198 @@
+/* Bad input, end to end through the mlmx command: each case must give a
+ * one-line error that names the problem, a non-zero exit status, no crash,
+ * and no output file left behind. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mlmx-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void write_file(const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", tmpdir, name);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+typedef struct result {
+    int status; /* exit status, or -1 when killed by a signal */
+    char err[4096];
+    char out[16384];
+} result;
+
+/* Run the command with a shell-quoted argument string; capture stdout,
+ * stderr and the exit status. */
+static void run(const char *args, result *r)
+{
+    char cmd[4096], errp[300], outp[300];
+    snprintf(errp, sizeof errp, "%s/stderr", tmpdir);
+    snprintf(outp, sizeof outp, "%s/stdout", tmpdir);
+    snprintf(cmd, sizeof cmd, "timeout 60 '%s' %s >'%s' 2>'%s'", MLMX_CLI_PATH, args, outp, errp);
+    int st = system(cmd);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    memset(r->err, 0, sizeof r->err);
+    memset(r->out, 0, sizeof r->out);
+    FILE *fp = fopen(errp, "r");
+    if (fp) {
+        size_t n = fread(r->err, 1, sizeof r->err - 1, fp);
+        r->err[n] = '\0';
+        fclose(fp);
+    }
+    fp = fopen(outp, "r");
+    if (fp) {
+        size_t n = fread(r->out, 1, sizeof r->out - 1, fp);
+        r->out[n] = '\0';
+        fclose(fp);
+    }
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Fit `formula` on a CSV with the given content, asking for a JSON file;
+ * expect failure with every needle in the message and no JSON written. */
+static void expect_fit_error(const char *csv, const char *formula, const char *const *needles)
+{
+    char data[300], json[300], args[2048];
+    write_file("d.csv", csv, data, sizeof data);
+    snprintf(json, sizeof json, "%s/out.json", tmpdir);
+    snprintf(args, sizeof args, "fit --data '%s' --formula '%s' --json '%s'", data, formula, json);
+    result r;
+    run(args, &r);
+    cr_expect_eq(r.status, 1, "exit status %d (stderr: %s)", r.status, r.err);
+    cr_expect(strncmp(r.err, "mlmx: error: ", 13) == 0, "stderr: %s", r.err);
+    for (int i = 0; needles[i]; i++)
+        cr_expect(strstr(r.err, needles[i]) != NULL, "message lacks '%s': %s", needles[i], r.err);
+    cr_expect_eq(access(json, F_OK), -1, "a JSON file was left behind");
+    cr_expect_eq(r.out[0], '\0', "something was printed on stdout: %s", r.out);
+}
+
+TestSuite(cli_errors, .init = setup, .fini = teardown);
+
+Test(cli_errors, missing_file)
+{
+    result r;
+    run("fit --data /nonexistent/dir/none.csv --formula 'y ~ x + (1|g)'", &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "/nonexistent/dir/none.csv") != NULL, "%s", r.err);
+    cr_expect_eq(count_lines(r.err), 1, "%s", r.err);
+}
+
+Test(cli_errors, ragged_row_names_line)
+{
+    const char *n[] = {"d.csv", ":3", "2 fields", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4\n5,6,b\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, unknown_column)
+{
+    const char *n[] = {"unknown column", "'z'", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4,a\n5,6,b\n7,1,b\n", "y ~ z + (1|g)", n);
+}
+
+Test(cli_errors, malformed_formula_shows_position)
+{
+    const char *n[] = {"formula", "position", "^", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4,a\n5,6,b\n7,1,b\n", "y ~ x + + (1|g", n);
+}
+
+Test(cli_errors, non_numeric_response)
+{
+    const char *n[] = {"response", "'y'", "not numeric", NULL};
+    expect_fit_error("y,x,g\nlow,2,a\nhigh,4,a\nlow,6,b\nhigh,1,b\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, grouping_factor_with_one_level)
+{
+    const char *n[] = {"'g'", "1 level", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4,a\n5,6,a\n7,1,a\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, more_parameters_than_observations)
+{
+    const char *n[] = {"parameters", "observations", NULL};
+    expect_fit_error("y,x,z,w,g\n1,2,3,1,a\n3,4,1,2,a\n5,6,2,2,b\n7,1,5,1,b\n",
+                     "y ~ x + z + w + (1|g)", n);
+}
+
+Test(cli_errors, all_missing_column)
+{
+    const char *n[] = {"'x'", "no non-missing", NULL};
+    expect_fit_error("y,x,g\n1,NA,a\n3,,a\n5,NA,b\n7,NA,b\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, nan_value)
+{
+    const char *n[] = {"d.csv", ":3", "'x'", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,NaN,a\n5,6,b\n7,1,b\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, inf_value)
+{
+    const char *n[] = {"d.csv", ":4", "'y'", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4,a\nInf,6,b\n7,1,b\n", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, empty_file)
+{
+    const char *n[] = {"d.csv", "empty", NULL};
+    expect_fit_error("", "y ~ x + (1|g)", n);
+}
+
+Test(cli_errors, no_random_effects)
+{
+    const char *n[] = {"random-effect", NULL};
+    expect_fit_error("y,x,g\n1,2,a\n3,4,a\n5,6,b\n7,1,b\n8,2,b\n", "y ~ x", n);
+}
+
+Test(cli_errors, usage_errors_exit_2)
+{
+    result r;
+    run("fit --formula 'y ~ x + (1|g)'", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--data") != NULL, "%s", r.err);
+    run("frobnicate", &r);
+    cr_expect_eq(r.status, 2);
+    run("fit --data", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "needs a value") != NULL, "%s", r.err);
+}
+
+Test(cli_errors, help_and_version)
+{
+    result r;
+    run("--help", &r);
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "usage: mlmx") != NULL);
+    run("fit --help", &r);
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "--formula") != NULL);
+    cr_expect(strstr(r.out, "--ranef") != NULL);
+    run("--version", &r);
+    cr_expect_eq(r.status, 0);
+    cr_expect(strncmp(r.out, "mlmx ", 5) == 0, "%s", r.out);
+}

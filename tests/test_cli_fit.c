@@ -1,0 +1,147 @@
+/* The command end to end on bundled data: summary content, JSON keys and
+ * values, random-effects CSV. Numbers are checked against the lme4
+ * fixture for sleepstudy REML (data/reference/lmm/sleepstudy_reml.ref). */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "refutil.h"
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mlmx-fit-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, fp);
+    s[got] = '\0';
+    fclose(fp);
+    return s;
+}
+
+/* The number that follows "key": in a JSON text. */
+static double json_num(const char *json, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    cr_assert_not_null(p, "JSON lacks key %s", key);
+    return strtod(p + strlen(pat), NULL);
+}
+
+TestSuite(cli_fit, .init = setup, .fini = teardown);
+
+Test(cli_fit, sleepstudy_summary_json_ranef)
+{
+    char cmd[2048], json[300], ranef[300], out[300];
+    snprintf(json, sizeof json, "%s/fit.json", tmpdir);
+    snprintf(ranef, sizeof ranef, "%s/ranef.csv", tmpdir);
+    snprintf(out, sizeof out, "%s/summary.txt", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --data '%s/data/sleepstudy.csv' --formula 'Reaction ~ Days + (Days | "
+             "Subject)' --json '%s' --ranef '%s' > '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, json, ranef, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mlmx fit failed");
+
+    ref_file ref;
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/lmm/sleepstudy_reml.ref", &ref), 0);
+
+    char *sum = slurp(out);
+    cr_assert_not_null(sum);
+    const char *must[] = {"Linear mixed model fit by REML", "REML criterion at convergence: 1743.6",
+                          "Scaled residuals:", "Random effects:", "Subject", "Residual",
+                          "Number of obs: 180, groups:  Subject, 18", "Fixed effects:",
+                          "(Intercept)", "Days", "Correlation of Fixed Effects:",
+                          "Group sizes", NULL};
+    for (int i = 0; must[i]; i++)
+        cr_expect(strstr(sum, must[i]) != NULL, "summary lacks '%s':\n%s", must[i], sum);
+    free(sum);
+
+    char *j = slurp(json);
+    cr_assert_not_null(j);
+    const char *keys[] = {"\"method\": \"REML\"", "\"loglik\"", "\"deviance\"",
+                          "\"reml_criterion\"", "\"aic\"", "\"bic\"", "\"n_obs\": 180",
+                          "\"ngroups\": {\"Subject\": 18}", "\"sigma\"", "\"theta\"",
+                          "\"fixef\"", "\"varcorr\"", "\"converged\": true",
+                          "\"singular\": false", "\"n_evaluations\"", NULL};
+    for (int i = 0; keys[i]; i++)
+        cr_expect(strstr(j, keys[i]) != NULL, "JSON lacks %s", keys[i]);
+    cr_expect(close_rel(json_num(j, "reml_criterion"), ref_num(&ref, "criterion", 0), 1e-6,
+                        1e-300));
+    cr_expect(close_rel(json_num(j, "sigma"), ref_num(&ref, "sigma", 0), 1e-4, 1e-300));
+    cr_expect(close_rel(json_num(j, "aic"), ref_num(&ref, "aic", 0), 1e-6, 1e-300));
+    cr_expect_gt(json_num(j, "n_evaluations"), 0);
+    free(j);
+
+    char *rc = slurp(ranef);
+    cr_assert_not_null(rc);
+    cr_expect(strncmp(rc, "group,level,term,mode,condsd\n", 29) == 0);
+    int lines = 0;
+    for (const char *p = rc; *p; p++)
+        lines += *p == '\n';
+    cr_expect_eq(lines, 1 + 18 * 2, "ranef rows: %d", lines);
+    cr_expect(strstr(rc, "Subject,308,(Intercept),") != NULL);
+    free(rc);
+    ref_free(&ref);
+}
+
+Test(cli_fit, ml_and_quiet)
+{
+    char cmd[2048], json[300], out[300];
+    snprintf(json, sizeof json, "%s/fit.json", tmpdir);
+    snprintf(out, sizeof out, "%s/summary.txt", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --ml --quiet --data '%s/data/dyestuff.csv' --formula 'Yield ~ 1 + "
+             "(1|Batch)' --json '%s' > '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, json, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *sum = slurp(out);
+    cr_expect_str_eq(sum, "", "--quiet printed: %s", sum);
+    free(sum);
+    char *j = slurp(json);
+    cr_assert_not_null(j);
+    cr_expect(strstr(j, "\"method\": \"ML\"") != NULL);
+    ref_file ref;
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/lmm/dyestuff_ml.ref", &ref), 0);
+    cr_expect(close_rel(json_num(j, "deviance"), ref_num(&ref, "criterion", 0), 1e-6, 1e-300));
+    ref_free(&ref);
+    free(j);
+}
+
+Test(cli_fit, singular_fit_is_reported)
+{
+    char cmd[2048], out[300];
+    snprintf(out, sizeof out, "%s/summary.txt", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --data '%s/data/dyestuff2.csv' --formula 'Yield ~ 1 + (1|Batch)' > '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *sum = slurp(out);
+    cr_expect(strstr(sum, "singular") != NULL, "no singular-fit note:\n%s", sum);
+    free(sum);
+}
