@@ -103,7 +103,7 @@ mlmx_status mlmx_fit_lmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fi
     if (!o)
         o = &def;
     if (o->optimizer != MLMX_OPTIM_AUTO && o->optimizer != MLMX_OPTIM_BOBYQA &&
-        o->optimizer != MLMX_OPTIM_LBFGS)
+        o->optimizer != MLMX_OPTIM_QUASI_NEWTON)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_lmm: unknown optimizer %d",
                               (int)o->optimizer);
     if (o->method != MLMX_REML && o->method != MLMX_ML)

@@ -132,11 +132,12 @@ const char *mlmx_model_message(const mlmx_model *m, int i);
 typedef enum mlmx_method { MLMX_REML = 0, MLMX_ML = 1 } mlmx_method;
 
 typedef enum mlmx_optimizer {
-    MLMX_OPTIM_AUTO = 0,   /* BOBYQA; L-BFGS with the analytic gradient when the
-                              dense part of the model is large (see docs) */
+    MLMX_OPTIM_AUTO = 0,   /* BOBYQA; the quasi-Newton method when the dense part
+                              of the model is large (300+ columns, e.g. InstEval),
+                              where each evaluation costs milliseconds */
     MLMX_OPTIM_BOBYQA = 1, /* NLopt BOBYQA, derivative-free (lme4's default) */
-    MLMX_OPTIM_LBFGS = 2   /* NLopt L-BFGS with the analytic gradient, finished by
-                              BOBYQA when a variance reaches the boundary */
+    MLMX_OPTIM_QUASI_NEWTON = 2 /* BFGS on log(theta) with the analytic gradient,
+                              finished by BOBYQA when a variance reaches 0 */
 } mlmx_optimizer;
 
 typedef struct mlmx_fit_options {
@@ -173,7 +174,7 @@ int mlmx_fit_converged(const mlmx_fit *f);
 int mlmx_fit_singular(const mlmx_fit *f);      /* a variance at 0, as lme4's isSingular */
 int mlmx_fit_n_evaluations(const mlmx_fit *f);
 const char *mlmx_fit_message(const mlmx_fit *f); /* optimizer's closing message */
-const char *mlmx_fit_optimizer(const mlmx_fit *f); /* "BOBYQA", "L-BFGS", "L-BFGS+BOBYQA" */
+const char *mlmx_fit_optimizer(const mlmx_fit *f); /* "BOBYQA", "BFGS", "BFGS+BOBYQA" */
 double mlmx_fit_criterion(const mlmx_fit *f);  /* REML criterion, or deviance for ML */
 double mlmx_fit_loglik(const mlmx_fit *f);     /* -criterion/2 (restricted for REML) */
 double mlmx_fit_aic(const mlmx_fit *f);

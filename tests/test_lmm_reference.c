@@ -40,7 +40,7 @@ typedef struct loaded {
     mlmx_fit *fit;
 } loaded;
 
-static void load_case(const char *name, loaded *L, int fit)
+static void load_case(const char *name, loaded *L, int fit, mlmx_optimizer opt)
 {
     char path[1024];
     memset(L, 0, sizeof *L);
@@ -59,6 +59,7 @@ static void load_case(const char *name, loaded *L, int fit)
         mlmx_fit_options o;
         mlmx_fit_options_default(&o);
         o.method = strcmp(ref_get(&L->ref, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
+        o.optimizer = opt;
         cr_assert_eq(mlmx_fit_lmm(L->model, &o, &L->fit), MLMX_OK, "%s", mlmx_last_error());
     }
 }
@@ -71,10 +72,10 @@ static void unload(loaded *L)
     ref_free(&L->ref);
 }
 
-static void check_case(const char *name)
+static void check_case(const char *name, mlmx_optimizer opt)
 {
     loaded L;
-    load_case(name, &L, 1);
+    load_case(name, &L, 1, opt);
     const ref_file *r = &L.ref;
     const mlmx_model *m = L.model;
     const mlmx_fit *f = L.fit;
@@ -153,7 +154,7 @@ static void check_case(const char *name)
 static void check_devfun(const char *name)
 {
     loaded L;
-    load_case(name, &L, 0);
+    load_case(name, &L, 0, MLMX_OPTIM_AUTO);
     int reml = strcmp(ref_get(&L.ref, "method")->rest, "REML") == 0;
     char path[1024];
     snprintf(path, sizeof path, REFDIR "%s_devfun.csv", name);
@@ -184,7 +185,7 @@ static void check_devfun(const char *name)
 static void check_ranef(const char *name)
 {
     loaded L;
-    load_case(name, &L, 1);
+    load_case(name, &L, 1, MLMX_OPTIM_AUTO);
     const mlmx_model *m = L.model;
     char path[1024];
     snprintf(path, sizeof path, REFDIR "%s_ranef.csv", name);
@@ -231,19 +232,49 @@ static void check_ranef(const char *name)
     unload(&L);
 }
 
-Test(lmm_reference, sleepstudy_reml) { check_case("sleepstudy_reml"); }
-Test(lmm_reference, sleepstudy_ml) { check_case("sleepstudy_ml"); }
-Test(lmm_reference, sleepstudy_uncor) { check_case("sleepstudy_uncor"); }
-Test(lmm_reference, sleepstudy_diag) { check_case("sleepstudy_diag"); }
-Test(lmm_reference, penicillin) { check_case("penicillin"); }
-Test(lmm_reference, pastes) { check_case("pastes"); }
-Test(lmm_reference, dyestuff_reml) { check_case("dyestuff_reml"); }
-Test(lmm_reference, dyestuff_ml) { check_case("dyestuff_ml"); }
-Test(lmm_reference, dyestuff2_reml_singular) { check_case("dyestuff2_reml"); }
-Test(lmm_reference, hsb) { check_case("hsb"); }
-Test(lmm_reference, classroom_ml) { check_case("classroom_ml"); }
-Test(lmm_reference, veneer_ml) { check_case("veneer_ml"); }
-Test(lmm_reference, insteval_reml, .timeout = 120) { check_case("insteval_reml"); }
+/* Every case with the default (AUTO) choice, and with each optimizer forced,
+ * so both paths are held to the same tolerances. */
+Test(lmm_reference, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, penicillin) { check_case("penicillin", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, pastes) { check_case("pastes", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, hsb) { check_case("hsb", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_AUTO); }
+
+Test(lmm_reference_bobyqa, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, penicillin) { check_case("penicillin", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, pastes) { check_case("pastes", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, hsb) { check_case("hsb", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_BOBYQA); }
+
+Test(lmm_reference_qnewton, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, penicillin) { check_case("penicillin", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, pastes) { check_case("pastes", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, hsb) { check_case("hsb", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_QUASI_NEWTON); }
 
 Test(lmm_devfun, sleepstudy_reml) { check_devfun("sleepstudy_reml"); }
 Test(lmm_devfun, penicillin) { check_devfun("penicillin"); }
@@ -255,7 +286,7 @@ Test(lmm_ranef, pastes) { check_ranef("pastes"); }
 Test(lmm_fitted, sleepstudy_reml)
 {
     loaded L;
-    load_case("sleepstudy_reml", &L, 1);
+    load_case("sleepstudy_reml", &L, 1, MLMX_OPTIM_AUTO);
     FILE *fp = fopen(REFDIR "sleepstudy_reml_fitted.csv", "r");
     cr_assert(fp);
     char line[256];

@@ -88,7 +88,7 @@ static mlmx_status cpu_dense_chol(int m, double *S, int *fail_col)
 {
     if (m == 0)
         return MLMX_OK;
-    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', m, S, m);
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, S, m);
     if (info != 0) {
         if (fail_col)
             *fail_col = info > 0 ? (int)info - 1 : 0;

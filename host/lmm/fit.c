@@ -63,9 +63,31 @@ static double objective_grad(int n, const double *theta, double *grad, void *ctx
     return v;
 }
 
+/* The quasi-Newton path works on log(theta) for the diagonal entries: the
+ * criterion is closer to quadratic there, and a variance can shrink
+ * geometrically without ever being thrown onto its bound. */
+typedef struct logctx {
+    objctx *inner;
+    const double *lower;
+    double th[256];
+} logctx;
+
+static double objective_log(int n, const double *x, double *grad, void *ctx)
+{
+    logctx *c = ctx;
+    for (int t = 0; t < n; t++)
+        c->th[t] = c->lower[t] == 0.0 ? exp(x[t]) : x[t];
+    double v = objective_grad(n, c->th, grad, c->inner);
+    if (isfinite(v))
+        for (int t = 0; t < n; t++)
+            if (c->lower[t] == 0.0)
+                grad[t] *= c->th[t];
+    return v;
+}
+
 /* Where the derivative-free optimizer's evaluation count limits speed:
  * a dense block this large costs milliseconds per factorization. */
-#define MLMX_LBFGS_DENSE_MIN 300
+#define MLMX_QN_DENSE_MIN 300
 
 void mlmx_fit_options_default(mlmx_fit_options *o)
 {
@@ -178,7 +200,7 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
         for (int b = 0; b < p; b++)
             for (int a = 0; a < p; a++)
                 lx[a + b * p] = a >= b ? S[(size_t)(m_re + a) + (size_t)(m_re + b) * m] : 0.0;
-        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', p, lx, p) != 0)
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', p, lx, p) != 0)
             return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert R_X for the fixed-effect "
                                                        "covariance");
         for (int b = 0; b < p; b++)
@@ -204,7 +226,7 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
         for (int b = 0; b < m_re; b++)
             for (int a = 0; a < m_re; a++)
                 sinv[a + (size_t)b * m_re] = a >= b ? S[(size_t)a + (size_t)b * m] : 0.0;
-        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0) {
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0) {
             free(sinv);
             return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
         }
@@ -363,12 +385,22 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     if (o->xtol_rel > 0)
         oo.xtol_rel = o->xtol_rel;
     mlmx_optim_result res;
-    int use_lbfgs = o->optimizer == MLMX_OPTIM_LBFGS ||
-                    (o->optimizer == MLMX_OPTIM_AUTO && s->m >= MLMX_LBFGS_DENSE_MIN && nt <= 256);
-    if (use_lbfgs) {
-        st = mlmx_optim_lbfgs(nt, f->theta, md->theta_lower, NULL, objective_grad, &ctx, &oo,
-                              &res, err);
-        snprintf(f->optimizer, sizeof f->optimizer, "L-BFGS");
+    int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
+                    (o->optimizer == MLMX_OPTIM_AUTO && s->m >= MLMX_QN_DENSE_MIN && nt <= 64);
+    if (use_qn) {
+        logctx lc;
+        lc.inner = &ctx;
+        lc.lower = md->theta_lower;
+        double x[256], xlo[256];
+        for (int t = 0; t < nt; t++) {
+            int diag = md->theta_lower[t] == 0.0;
+            x[t] = diag ? log(f->theta[t] > 1e-8 ? f->theta[t] : 1e-8) : f->theta[t];
+            xlo[t] = diag ? log(1e-8) : -HUGE_VAL;
+        }
+        st = mlmx_optim_qnewton(nt, x, xlo, NULL, objective_log, &lc, &oo, &res, err);
+        for (int t = 0; t < nt; t++)
+            f->theta[t] = md->theta_lower[t] == 0.0 ? exp(x[t]) : x[t];
+        snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
         int boundary = 0;
         for (int t = 0; t < nt; t++)
             if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
@@ -379,7 +411,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
             st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo,
                                    &res, err);
             res.n_evals += ev;
-            snprintf(f->optimizer, sizeof f->optimizer, "L-BFGS+BOBYQA");
+            snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
         }
     } else {
         st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo, &res,

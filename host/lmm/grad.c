@@ -53,11 +53,14 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
         for (int b = 0; b < mp; b++)
             memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b,
                    (size_t)(mp - b) * sizeof *Si);
-        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
             return MLMX_ERR_NUMERIC;
+        /* both triangles, so the per-level loops below read columns */
+        for (int b = 0; b < mp; b++)
+            for (int a = b + 1; a < mp; a++)
+                Si[(size_t)b + (size_t)a * mp] = Si[(size_t)a + (size_t)b * mp];
     }
-#define SI(a, b) ((a) >= (b) ? Si[(size_t)(a) + (size_t)(b) * (size_t)mp] \
-                             : Si[(size_t)(b) + (size_t)(a) * (size_t)mp])
+#define SI(a, b) Si[(size_t)(a) + (size_t)(b) * (size_t)mp]
     for (int t = 0; t < md->ntheta; t++)
         grad[t] = 0.0;
     double dr2[256];
@@ -84,15 +87,31 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
                 for (int a = 0; a < q; a++)
                     for (int b = 0; b < q; b++)
                         Mm[a + b * q] = a == b ? 1.0 : 0.0;
-                for (size_t ra = r0; ra < r1 && s->row_col[ra] < mp; ra++) {
-                    const double *wa = w->L21 + ra * (size_t)q;
-                    for (size_t rb = r0; rb < r1 && s->row_col[rb] < mp; rb++) {
-                        double sv = SI(s->row_col[ra], s->row_col[rb]);
-                        const double *wb = w->L21 + rb * (size_t)q;
-                        for (int b = 0; b < q; b++) {
-                            double f = sv * wb[b];
-                            for (int a = 0; a < q; a++)
-                                Mm[a + b * q] += wa[a] * f;
+                size_t re = r0;
+                while (re < r1 && s->row_col[re] < mp)
+                    re++;
+                if (q == 1) {
+                    double acc = 0.0;
+                    for (size_t ra = r0; ra < re; ra++) {
+                        const double *col = Si + (size_t)s->row_col[ra] * (size_t)mp;
+                        double t = 0.0;
+                        for (size_t rb = r0; rb < re; rb++)
+                            t += col[s->row_col[rb]] * w->L21[rb];
+                        acc += w->L21[ra] * t;
+                    }
+                    Mm[0] += acc;
+                } else {
+                    for (size_t ra = r0; ra < re; ra++) {
+                        const double *wa = w->L21 + ra * (size_t)q;
+                        const double *col = Si + (size_t)s->row_col[ra] * (size_t)mp;
+                        for (size_t rb = r0; rb < re; rb++) {
+                            double sv = col[s->row_col[rb]];
+                            const double *wb = w->L21 + rb * (size_t)q;
+                            for (int b = 0; b < q; b++) {
+                                double f = sv * wb[b];
+                                for (int a = 0; a < q; a++)
+                                    Mm[a + b * q] += wa[a] * f;
+                            }
                         }
                     }
                 }

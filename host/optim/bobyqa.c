@@ -13,6 +13,7 @@ void mlmx_optim_opts_default(mlmx_optim_opts *o)
     o->xtol_abs = 1e-10;
     o->max_evals = 100000;
     o->init_step = 0.0;
+    o->gtol = 1e-9;
 }
 
 typedef struct wrap {
@@ -30,21 +31,6 @@ static double nlopt_obj(unsigned n, const double *x, double *grad, void *data)
     /* BOBYQA has no notion of an infeasible point: a huge finite value
      * pushes it back into the region where the criterion is defined. */
     return isfinite(v) ? v : 1e300;
-}
-
-typedef struct gwrap {
-    mlmx_objective_grad f;
-    void *ctx;
-    int n_evals;
-} gwrap;
-
-static double nlopt_obj_grad(unsigned n, const double *x, double *grad, void *data)
-{
-    gwrap *w = data;
-    w->n_evals++;
-    double dummy[256];
-    double v = w->f((int)n, x, grad ? grad : dummy, w->ctx);
-    return v;
 }
 
 static mlmx_status finish_result(nlopt_result res, double fmin, int n_evals, int max_evals,
@@ -77,33 +63,6 @@ static mlmx_status finish_result(nlopt_result res, double fmin, int n_evals, int
         snprintf(r->message, sizeof r->message, "optimizer failed (NLopt code %d)", (int)res);
         return mlmx_err_set(err, MLMX_ERR_NUMERIC, "optimizer failed (NLopt code %d)", (int)res);
     }
-}
-
-mlmx_status mlmx_optim_lbfgs(int n, double *x, const double *lb, const double *ub,
-                             mlmx_objective_grad f, void *ctx, const mlmx_optim_opts *o,
-                             mlmx_optim_result *r, mlmx_error *err)
-{
-    memset(r, 0, sizeof *r);
-    if (n <= 0 || n > 256)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "optimizer: %d parameters", n);
-    nlopt_opt opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)n);
-    if (!opt)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "optimizer: cannot create NLopt object");
-    gwrap w = {f, ctx, 0};
-    if (lb)
-        nlopt_set_lower_bounds(opt, lb);
-    if (ub)
-        nlopt_set_upper_bounds(opt, ub);
-    nlopt_set_min_objective(opt, nlopt_obj_grad, &w);
-    nlopt_set_ftol_abs(opt, o->ftol_abs);
-    nlopt_set_ftol_rel(opt, o->ftol_rel);
-    nlopt_set_xtol_rel(opt, o->xtol_rel);
-    nlopt_set_xtol_abs1(opt, o->xtol_abs);
-    nlopt_set_maxeval(opt, o->max_evals);
-    double fmin = HUGE_VAL;
-    nlopt_result res = nlopt_optimize(opt, x, &fmin);
-    nlopt_destroy(opt);
-    return finish_result(res, fmin, w.n_evals, o->max_evals, r, err);
 }
 
 mlmx_status mlmx_optim_bobyqa(int n, double *x, const double *lb, const double *ub,

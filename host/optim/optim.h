@@ -12,7 +12,9 @@ typedef struct mlmx_optim_opts {
     double xtol_rel;   /* ... or x by less than this, relatively */
     double xtol_abs;
     int max_evals;
-    double init_step;  /* initial trust-region radius; <= 0: NLopt's choice */
+    double init_step;  /* BOBYQA: initial trust-region radius (<= 0: NLopt's choice);
+                          quasi-Newton: length of the first step (<= 0: 0.5) */
+    double gtol;       /* quasi-Newton: stop when max |g_i| max(|x_i|,1) <= gtol max(|f|,1) */
 } mlmx_optim_opts;
 
 typedef struct mlmx_optim_result {
@@ -35,9 +37,9 @@ mlmx_status mlmx_optim_bobyqa(int n, double *x, const double *lb, const double *
  * non-finite return marks the point as failed. */
 typedef double (*mlmx_objective_grad)(int n, const double *x, double *grad, void *ctx);
 
-/* Bound-constrained quasi-Newton (NLopt's L-BFGS) with an analytic
- * gradient. Same conventions as mlmx_optim_bobyqa. */
-mlmx_status mlmx_optim_lbfgs(int n, double *x, const double *lb, const double *ub,
-                             mlmx_objective_grad f, void *ctx, const mlmx_optim_opts *o,
-                             mlmx_optim_result *r, mlmx_error *err);
+/* Projected BFGS with a capped first step (host/optim/qnewton.c); for the
+ * few parameters of a covariance model, n <= 64. */
+mlmx_status mlmx_optim_qnewton(int n, double *x, const double *lb, const double *ub,
+                               mlmx_objective_grad f, void *ctx, const mlmx_optim_opts *o,
+                               mlmx_optim_result *r, mlmx_error *err);
 #endif
