@@ -13,7 +13,7 @@ reps=${2:-10}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 shared=../shared/data
 
-echo "machine: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo "machine: $(uname -m), $(nproc --all) cores, $(lscpu | sed -n "s/^Model name: *//p" | head -1), $(free -g | awk "/Mem:/{print \$2}") GiB"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); mlmx $("$build"/mlmx --version | cut -d' ' -f2); one thread each (OPENBLAS_NUM_THREADS=1)"
 
 run_case() { # name csv-dir csv formula method lme4-case lme4-reps
@@ -26,7 +26,7 @@ run_case() { # name csv-dir csv formula method lme4-case lme4-reps
   local tm tr
   tm=$(sed -n 's/.*median_s=\([^ ]*\).*/\1/p' <<<"$m")
   tr=$(sed -n 's/.*median_s=\([^ ]*\).*/\1/p' <<<"$r")
-  awk -v a="$tr" -v b="$tm" -v n="$name" 'BEGIN { printf "ratio %s: lme4/mlmx = %.1fx (lme4 %.4f s, mlmx %.4f s)\n", n, a/b, a, b }'
+  awk -v a="$tr" -v b="$tm" -v n="$name" 'BEGIN { printf "ratio %s: lme4/mlmx = %.1fx (lme4 %.4f s, mlmx %.6f s)\n", n, a/b, a, b }'
 }
 
 run_case sleepstudy data sleepstudy.csv 'Reaction ~ Days + (Days|Subject)' REML sleepstudy "$reps"
