@@ -80,6 +80,20 @@ cases <- list(
   list(name = "veneer_ml",        data = "veneer.csv", REML = FALSE,
        formula = paste("gcf ~ time*(base_gcf + cda + age)",
                        "+ (time|patient) + (1|patient:tooth)")),
+  ## factors in the fixed part: treatment contrasts, names, interactions
+  list(name = "orthodont_reml",   data = "orthodont.csv", REML = TRUE,
+       formula = "distance ~ age * Sex + (age|Subject)"),
+  list(name = "oats_reml",        data = "oats.csv", REML = TRUE,
+       formula = "yield ~ nitro + Variety + (1|Block/Variety)"),
+  list(name = "cake_reml",        data = "cake.csv", REML = TRUE,
+       formula = "angle ~ recipe * temp + (1|recipe:replicate)"),
+  list(name = "bodyweight_reml",  data = "bodyweight.csv", REML = TRUE,
+       formula = "weight ~ Time * factor(Diet) + (Time|Rat)"),
+  list(name = "sleepstudy_factor_ml", data = "sleepstudy.csv", REML = FALSE,
+       formula = "Reaction ~ factor(Days) + (1|Subject)"),
+  ## a collinear column: lme4 drops it with a message
+  list(name = "sleepstudy_rankdef", data = "sleepstudy.csv", REML = TRUE,
+       formula = "Reaction ~ Days + I(2*Days) + log(Days + 1) + (1|Subject)"),
   list(name = "insteval_reml",    data = "insteval.csv", REML = TRUE,
        formula = "y ~ service + (1|s) + (1|d) + (1|dept:service)",
        dir = insteval_dir)
@@ -135,7 +149,7 @@ write_ref <- function(cs, fit, feval_default) {
   add("sigma", g17(sigma(fit)))
   add("theta", g17(th))
   add("theta_names", gsub(" ", "", names(th), fixed = TRUE))
-  add("fixef_names", names(be))
+  add("fixef_names", gsub(" ", "", names(be)))   # spaces dropped: tokens are space-separated
   add("beta", g17(be))
   add("se", g17(sqrt(diag(as.matrix(vcov(fit))))))
   add("singular", as.integer(isSingular(fit)))
