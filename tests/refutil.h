@@ -39,7 +39,9 @@ static inline int ref_load(const char *path, ref_file *r)
         if (!sp)
             continue;
         *sp = '\0';
-        snprintf(l->key, sizeof l->key, "%s", line);
+        size_t kl = strlen(line) < sizeof l->key - 1 ? strlen(line) : sizeof l->key - 1;
+        memcpy(l->key, line, kl);
+        l->key[kl] = '\0';
         r->buf[r->n] = strdup(sp + 1);
         l->rest = strdup(sp + 1);
         char *save = NULL;
