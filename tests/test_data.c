@@ -1,6 +1,6 @@
 /* Data sets: CSV and HDF5 readers, the frame, and the public data API.
  * Small inputs are written into a fresh temporary directory per test. */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp, clock_gettime */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Debian's location; the test gets no HDF5 include path of its own. */
@@ -161,22 +160,21 @@ Test(csv, penicillin_factor_levels)
     mlmx_data_free(d);
 }
 
-Test(csv, insteval_is_fast)
+/* The largest bundled table (read from ../shared/data beside the checkout);
+ * how fast it reads is measured by bench/, not asserted here. */
+Test(csv, insteval_large_table)
 {
-    struct timespec t0, t1;
+    const char *path = data_file("insteval.csv");
+    if (access(path, R_OK) != 0)
+        cr_skip_test("%s not available", path);
     mlmx_data *d = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    mlmx_status st = mlmx_data_read_csv(data_file("insteval.csv"), &d);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    mlmx_status st = mlmx_data_read_csv(path, &d);
     cr_assert_eq(st, MLMX_OK, "%s", mlmx_last_error());
-    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     cr_assert_eq(mlmx_data_nrow(d), 73421);
     cr_assert_eq(mlmx_data_ncol(d), 8);
     cr_assert_eq(mlmx_data_column_is_factor(d, mlmx_frame_find(d, "dept_service")), 1);
+    cr_assert_eq(mlmx_data_column_nlevels(d, mlmx_frame_find(d, "dept_service")), 28);
     cr_assert_eq(mlmx_data_column_is_factor(d, mlmx_frame_find(d, "s")), 0);
-    /* About 0.02 s in a release build; the bound is loose so that sanitizer
-     * and valgrind runs pass, yet it still catches quadratic behaviour. */
-    cr_assert_lt(s, 3.0, "reading InstEval took %.3f s", s);
     mlmx_data_free(d);
 }
 
