@@ -165,6 +165,16 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
     {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);
+        /* as lme4: zapsmall(q, 5), then print with 4 significant digits */
+        double mx = 0;
+        for (int i = 0; i < 5; i++)
+            mx = fmax(mx, fabs(q[i]));
+        int zd = mx > 0 ? 5 - (int)ceil(log10(mx)) : 5;
+        if (zd < 0)
+            zd = 0;
+        double sc = pow(10.0, zd);
+        for (int i = 0; i < 5; i++)
+            q[i] = round(q[i] * sc) / sc;
         int dec = mlmx_fmt_decimals(q, 5, 4);
         char cells[5][48];
         fmt_col(cells, q, 5, dec);
@@ -369,7 +379,7 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
     if (p > 1) {
         mlmx_sb_puts(&b, "\nCorrelation of Fixed Effects:\n");
         int wn = 0;
-        for (int j = 0; j < p; j++)
+        for (int j = 1; j < p; j++)
             if ((int)strlen(m->fixef_names[j]) > wn)
                 wn = (int)strlen(m->fixef_names[j]);
         char ab[256];
