@@ -439,6 +439,26 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
             for (int t = 0; t < nt; t++)
                 if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
                     f->singular = 1;
+            /* As lme4 checks, the gradient of the criterion at the optimum
+             * should vanish (interior fits; at a boundary it need not). The
+             * tolerance is lme4's 0.002, relative to the criterion's size in
+             * units of 1000: for InstEval (criterion 2.4e5) rounding alone
+             * leaves gradients of ~0.01. */
+            f->grad_max = NAN;
+            double g[256];
+            if (!f->singular && nt <= 256 && mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK) {
+                f->grad_max = 0.0;
+                for (int t = 0; t < nt; t++)
+                    f->grad_max = fmax(f->grad_max, fabs(g[t]));
+                double tol = 2e-3 * fmax(1.0, fabs(crit) / 1000.0);
+                if (f->converged && f->grad_max > tol) {
+                    f->converged = 0;
+                    snprintf(f->message, sizeof f->message,
+                             "the optimizer stopped where the criterion's gradient is %.3g "
+                             "(tolerance %.3g)",
+                             f->grad_max, tol);
+                }
+            }
             st = finish(f, s, w, err);
         }
     }

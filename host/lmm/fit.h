@@ -11,6 +11,7 @@ struct mlmx_fit {
     char message[160];
     char optimizer[32];
     double criterion, loglik, aic, bic, sigma, seconds;
+    double grad_max;   /* max |d criterion / d theta| at the optimum; NaN at a boundary */
     int df;
     double *theta;     /* ntheta */
     double *beta;      /* p */

@@ -173,6 +173,8 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_sb_printf(&b, ",\n  \"converged\": %s", f->converged ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"singular\": %s", f->singular ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"n_evaluations\": %d", f->n_evals);
+    mlmx_sb_puts(&b, ",\n  \"max_abs_gradient\": ");
+    jnum(&b, f->grad_max);
     mlmx_sb_puts(&b, ",\n  \"optimizer\": ");
     jstr(&b, f->optimizer);
     mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");
