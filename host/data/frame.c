@@ -9,15 +9,7 @@
 #include <string.h>
 
 #include "data/frame.h"
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
+#include "util/strbuf.h"
 
 int mlmx_name_control_char(const char *name)
 {
@@ -45,7 +37,7 @@ mlmx_status mlmx_frame_new(size_t nrow, const char *source, mlmx_data **out, mlm
     mlmx_data *d = calloc(1, sizeof *d);
     if (!d)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory creating a data set");
-    d->source = dup_str(source ? source : "");
+    d->source = mlmx_strdup(source ? source : "");
     if (!d->source) {
         free(d);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory creating a data set");
@@ -118,7 +110,7 @@ mlmx_status mlmx_frame_add_numeric_owned(mlmx_data *d, const char *name, double 
         free(num);
         return st;
     }
-    char *nm = dup_str(name);
+    char *nm = mlmx_strdup(name);
     if (!nm) {
         free(num);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory adding column '%s'", name);
@@ -274,13 +266,13 @@ mlmx_status mlmx_frame_add_factor_strings(mlmx_data *d, const char *name,
     qsort(order, nlev, sizeof *order, cmp_level_ref);
     for (size_t i = 0; i < nlev; i++) {
         rank[order[i].id] = i;
-        if (!(levels[i] = dup_str(order[i].s)))
+        if (!(levels[i] = mlmx_strdup(order[i].s)))
             goto fail;
     }
     for (size_t r = 0; r < n; r++)
         if (codes[r] >= 0)
             codes[r] = (int)rank[codes[r]];
-    if (!(nm = dup_str(name)))
+    if (!(nm = mlmx_strdup(name)))
         goto fail;
 
     mlmx_column *c = &d->cols[d->ncol];

@@ -10,37 +10,7 @@
 #include <string.h>
 
 #include "model/eval.h"
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *r = malloc(n);
-    if (r)
-        memcpy(r, s, n);
-    return r;
-}
-
-static char *xasprintf(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (len < 0)
-        return NULL;
-    char *s = malloc((size_t)len + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)len + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
+#include "util/strbuf.h"
 
 static void free_strv(char **v, int n)
 {
@@ -236,7 +206,7 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
         if (one)
             for (size_t i = 0; i < n; i++)
                 one[i] = 1.0;
-        st = colset_push(out, one, xstrdup("(Intercept)"), err);
+        st = colset_push(out, one, mlmx_strdup("(Intercept)"), err);
     }
     for (int t = 0; t < tl->nterms && !st; t++) {
         const mlmx_term *term = &tl->terms[t];
@@ -504,7 +474,7 @@ static mlmx_status complete_rows(const mlmx_formula *f, const mlmx_data *d, mlmx
                                   which ? which : "a model variable");
             else if (m->n_dropped)
                 st = add_message(m,
-                                 xasprintf("%zu of %zu rows dropped for missing values in %s",
+                                 mlmx_asprintf("%zu of %zu rows dropped for missing values in %s",
                                            m->n_dropped, d->nrow, which ? which : "?"),
                                  err);
         }
@@ -519,7 +489,7 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
 {
     memset(out, 0, sizeof *out);
     size_t n = m->n;
-    out->group = xstrdup(rt->label);
+    out->group = mlmx_strdup(rt->label);
     if (!out->group)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     int *all = malloc((d->nrow ? d->nrow : 1) * sizeof *all);
@@ -617,8 +587,8 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
         mlmx_formula_free(f);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     }
-    m->formula = xstrdup(formula);
-    m->source = xstrdup(d->source ? d->source : "");
+    m->formula = mlmx_strdup(formula);
+    m->source = mlmx_strdup(d->source ? d->source : "");
     if (!m->formula || !m->source) {
         st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         goto fail;
@@ -707,7 +677,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
                 }
             }
             st = add_message(m,
-                             xasprintf("fixed-effect model matrix is rank deficient so dropping "
+                             mlmx_asprintf("fixed-effect model matrix is rank deficient so dropping "
                                        "%d column%s / coefficient%s: %s",
                                        m->n_dropped_fixef, m->n_dropped_fixef > 1 ? "s" : "",
                                        m->n_dropped_fixef > 1 ? "s" : "", lst ? lst : "?"),
@@ -772,7 +742,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
         int dup = 0;
         for (int j = 0; j < k; j++)
             dup += strcmp(m->re[j].group, m->re[k].group) == 0;
-        m->re[k].vcname = dup ? xasprintf("%s.%d", m->re[k].group, dup) : xstrdup(m->re[k].group);
+        m->re[k].vcname = dup ? mlmx_asprintf("%s.%d", m->re[k].group, dup) : mlmx_strdup(m->re[k].group);
         if (!m->re[k].vcname) {
             st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
             goto fail;
@@ -799,8 +769,8 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
                 for (int a = c; a < r->q; a++, t++) {
                     m->theta_lower[t] = (a == c) ? 0.0 : -HUGE_VAL;
                     m->theta_names[t] =
-                        a == c ? xasprintf("%s.%s", r->group, r->colnames[a])
-                               : xasprintf("%s.%s.%s", r->group, r->colnames[a], r->colnames[c]);
+                        a == c ? mlmx_asprintf("%s.%s", r->group, r->colnames[a])
+                               : mlmx_asprintf("%s.%s.%s", r->group, r->colnames[a], r->colnames[c]);
                     if (!m->theta_names[t]) {
                         st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
                         goto fail;

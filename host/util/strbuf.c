@@ -63,6 +63,32 @@ void mlmx_sb_pad(mlmx_strbuf *b, const char *s, int w, int right)
             mlmx_sb_puts(b, " ");
 }
 
+char *mlmx_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *r = malloc(n);
+    if (r)
+        memcpy(r, s, n);
+    return r;
+}
+
+char *mlmx_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        return NULL;
+    char *s = malloc((size_t)len + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void mlmx_sb_free(mlmx_strbuf *b)
 {
     free(b->s);
