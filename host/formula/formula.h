@@ -23,8 +23,10 @@ typedef struct mlmx_expr {
     double number;            /* NUMBER */
     struct mlmx_expr **args;  /* CALL: nargs arguments; BINOP: 2; UNARY: 1 */
     int nargs;
-    int pos;                  /* where this expression starts in the text */
-    int paren;                /* 1 if written inside parentheses */
+    int pos;                  /* where this expression starts in the text (at its
+                                 opening parenthesis when it is parenthesized) */
+    int paren;                /* parentheses written directly around it: 0 if none,
+                                 2 for ((x)); deparse reproduces them */
 } mlmx_expr;
 
 /* An interaction of one or more variables (x, log(x), factor(g), I(x^2)),
@@ -72,7 +74,13 @@ typedef struct mlmx_formula {
 
 /* Parse and expand. Errors (MLMX_ERR_FORMULA) carry a message of the form
  *   formula: <what> at position P:\n  <text>\n  <caret under P>
- * Allocates; free with mlmx_formula_free. */
+ * (P is the 1-based column, counted in UTF-8 characters; formulas longer
+ * than 380 bytes are shown as a window around P). The left side is
+ * optional ("~ x"). (lhs | g) terms must be summands of the right side
+ * (joined by '+', or left of '-'); unlike lme4's nobars(), "(1|g) - 1"
+ * therefore removes the intercept, and "x * (1|g)" is an error. Hostile
+ * input fails cleanly: see the limits in formula/formula_internal.h.
+ * On failure *out is NULL. Allocates; free with mlmx_formula_free. */
 mlmx_status mlmx_formula_parse(const char *text, mlmx_formula **out, mlmx_error *err);
 void mlmx_formula_free(mlmx_formula *f);
 
