@@ -17,8 +17,9 @@ invisible(Sys.setlocale("LC_COLLATE", "C"))
 suppressPackageStartupMessages(library(lme4))
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) < 1 || !(args[1] %in% c("sleepstudy", "insteval"))) {
-  message("usage: Rscript bench/lme4_time.R sleepstudy|insteval [data dir] [reps]")
+if (length(args) < 1 || !(args[1] %in% c("sleepstudy", "insteval") || length(args) >= 6)) {
+  message("usage: Rscript bench/lme4_time.R sleepstudy|insteval [data dir] [reps]\n",
+          "       Rscript bench/lme4_time.R NAME DATA_DIR REPS CSV FORMULA REML|ML")
   quit(status = 2)
 }
 case     <- args[1]
@@ -30,21 +31,23 @@ if (Sys.getenv("OPENBLAS_NUM_THREADS") != "1")
   message("warning: OPENBLAS_NUM_THREADS is not set to 1; ",
           "timings may use several BLAS threads")
 
-spec <- switch(case,
-  sleepstudy = list(file = "sleepstudy.csv",
+spec <- if (length(args) >= 6) {
+  list(file = args[4], formula = as.formula(args[5]), REML = args[6] != "ML")
+} else switch(case,
+  sleepstudy = list(file = "sleepstudy.csv", REML = TRUE,
                     formula = Reaction ~ Days + (Days|Subject)),
-  insteval   = list(file = "insteval.csv",
+  insteval   = list(file = "insteval.csv", REML = TRUE,
                     formula = y ~ service + (1|s) + (1|d) + (1|dept:service)))
 
 path <- file.path(data_dir, spec$file)
 if (!file.exists(path)) stop("cannot find ", path)
 dat <- read.csv(path, stringsAsFactors = TRUE)
 
-fit <- lmer(spec$formula, data = dat, REML = TRUE)   # warm-up
+fit <- lmer(spec$formula, data = dat, REML = spec$REML)   # warm-up
 times <- numeric(reps)
 for (i in seq_len(reps)) {
   t0 <- Sys.time()
-  fit <- lmer(spec$formula, data = dat, REML = TRUE)
+  fit <- lmer(spec$formula, data = dat, REML = spec$REML)
   times[i] <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
 }
 
@@ -56,6 +59,7 @@ if (is.na(blas) || !nzchar(blas)) {
 blas <- gsub("[[:space:]]+", "_", blas)
 
 cat(sprintf("lme4 %s median_s=%.6f min_s=%.6f reps=%d criterion=%.10f lme4=%s R=%s blas=%s\n",
-            case, median(times), min(times), reps, REMLcrit(fit),
+            case, median(times), min(times), reps,
+            if (spec$REML) REMLcrit(fit) else deviance(fit),
             as.character(packageVersion("lme4")), as.character(getRversion()),
             blas))

@@ -20,7 +20,7 @@ run_case() { # name csv-dir csv formula method lme4-case lme4-reps
   local name=$1 dir=$2 csv=$3 formula=$4 method=$5 rcase=$6 rreps=$7
   local m r
   m=$("$build"/bench_lmm "$name" "$dir/$csv" "$formula" "$method" "$reps")
-  r=$(Rscript bench/lme4_time.R "$rcase" "$dir" "$rreps" 2>/dev/null)
+  r=$(Rscript bench/lme4_time.R "$rcase" "$dir" "$rreps" "$csv" "$formula" "$method" 2>/dev/null)
   echo "$m"
   echo "$r"
   local tm tr
@@ -30,6 +30,11 @@ run_case() { # name csv-dir csv formula method lme4-case lme4-reps
 }
 
 run_case sleepstudy data sleepstudy.csv 'Reaction ~ Days + (Days|Subject)' REML sleepstudy "$reps"
+run_case penicillin data penicillin.csv 'diameter ~ 1 + (1|plate) + (1|sample)' REML penicillin "$reps"
+run_case pastes data pastes.csv 'strength ~ 1 + (1|batch/cask)' REML pastes "$reps"
+run_case hsb data hsb.csv 'mathach ~ meanses*cses + sector*cses + (1 + cses|school)' REML hsb "$reps"
+run_case classroom data classroom.csv 'mathgain ~ mathkind + sex + minority + ses + housepov + (1|schoolid) + (1|classid)' ML classroom "$reps"
+run_case veneer data veneer.csv 'gcf ~ time*(base_gcf + cda + age) + (time|patient) + (1|patient:tooth)' ML veneer "$reps"
 if [ -f "$shared/insteval.csv" ]; then
   run_case insteval "$shared" insteval.csv 'y ~ service + (1|s) + (1|d) + (1|dept:service)' REML insteval 3
 else

@@ -208,6 +208,10 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text);
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path);
 /* Write conditional modes as CSV: group,level,term,mode,condsd. */
 mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
+/* Caterpillar plot of the conditional modes as SVG: one panel per term and
+ * column, levels sorted by mode, with mode +- 1.96 conditional SD (lme4's
+ * dotplot(ranef(fit, condVar = TRUE))). Written atomically. */
+mlmx_status mlmx_fit_write_ranef_plot(const mlmx_fit *f, const char *path);
 void mlmx_string_free(char *s);
 
 #ifdef __cplusplus

@@ -145,3 +145,27 @@ Test(cli_fit, singular_fit_is_reported)
     cr_expect(strstr(sum, "singular") != NULL, "no singular-fit note:\n%s", sum);
     free(sum);
 }
+
+Test(cli_fit, caterpillar_plot_svg)
+{
+    char cmd[2048], svg[300];
+    snprintf(svg, sizeof svg, "%s/ranef.svg", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --quiet --data '%s/data/pastes.csv' --formula 'strength ~ 1 + "
+             "(1|batch/cask)' --ranef-plot '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, svg);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *s = slurp(svg);
+    cr_assert_not_null(s);
+    cr_expect(strncmp(s, "<svg ", 5) == 0);
+    cr_expect(strstr(s, "</svg>\n") != NULL);
+    /* one panel per term, one point per level: 30 cask:batch + 10 batch */
+    cr_expect(strstr(s, ">cask:batch: (Intercept)<") != NULL);
+    cr_expect(strstr(s, ">batch: (Intercept)<") != NULL);
+    int circles = 0;
+    for (const char *p = s; (p = strstr(p, "<circle")); p++)
+        circles++;
+    cr_expect_eq(circles, 40);
+    free(s);
+}

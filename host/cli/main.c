@@ -33,6 +33,7 @@ static const char *usage_fit =
     "  --ml               maximum likelihood\n"
     "  --json PATH        write the results as JSON\n"
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
+    "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
     "  --quiet            do not print the summary\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -53,6 +54,7 @@ static int fail(void)
 static int cmd_fit(int argc, char **argv)
 {
     const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
+    const char *plot = NULL;
     int quiet = 0;
     mlmx_fit_options opt;
     mlmx_fit_options_default(&opt);
@@ -76,6 +78,8 @@ static int cmd_fit(int argc, char **argv)
             target = &json;
         } else if (strcmp(a, "--ranef") == 0) {
             target = &ranef;
+        } else if (strcmp(a, "--ranef-plot") == 0) {
+            target = &plot;
         } else if (strcmp(a, "--group") == 0) {
             target = &group;
         } else {
@@ -129,6 +133,8 @@ static int cmd_fit(int argc, char **argv)
     if (!rc && json && mlmx_fit_write_json(f, json) != MLMX_OK)
         rc = fail();
     if (!rc && ranef && mlmx_fit_write_ranef(f, ranef) != MLMX_OK)
+        rc = fail();
+    if (!rc && plot && mlmx_fit_write_ranef_plot(f, plot) != MLMX_OK)
         rc = fail();
     if (!rc && !mlmx_fit_converged(f))
         fprintf(stderr, "mlmx: warning: the optimizer did not converge: %s\n",
