@@ -94,6 +94,17 @@ cases <- list(
   ## a collinear column: lme4 drops it with a message
   list(name = "sleepstudy_rankdef", data = "sleepstudy.csv", REML = TRUE,
        formula = "Reaction ~ Days + I(2*Days) + log(Days + 1) + (1|Subject)"),
+  ## rows with a missing model variable are dropped (mathknow has 109 NAs)
+  list(name = "classroom_na_reml", data = "classroom.csv", REML = TRUE,
+       formula = "mathgain ~ mathkind + mathknow + (1|schoolid/classid)"),
+  ## no intercept: a factor gets indicator coding; a slope-only random term
+  list(name = "orthodont_noint_ml", data = "orthodont.csv", REML = FALSE,
+       formula = "distance ~ 0 + Sex + age:Sex + (0 + age|Subject)"),
+  ## factor x factor interaction, factor in the random part
+  list(name = "oats_factor_ml",   data = "oats.csv", REML = FALSE,
+       formula = "yield ~ Variety * factor(nitro) + (1|Block)"),
+  list(name = "oats_varietyre_reml", data = "oats.csv", REML = TRUE,
+       formula = "yield ~ nitro + (0 + Variety|Block)"),
   list(name = "insteval_reml",    data = "insteval.csv", REML = TRUE,
        formula = "y ~ service + (1|s) + (1|d) + (1|dept:service)",
        dir = insteval_dir)
@@ -156,6 +167,8 @@ write_ref <- function(cs, fit, feval_default) {
   ng <- ngrps(fit)
   add("ngroups", paste0(names(ng), "=", ng))
   vc <- as.data.frame(VarCorr(fit))
+  nospace <- function(x) gsub(" ", "", x, fixed = TRUE)   # tokens are space-separated
+  vc$grp <- nospace(vc$grp); vc$var1 <- nospace(vc$var1); vc$var2 <- nospace(vc$var2)
   for (i in which(is.na(vc$var2)))
     add("vc", vc$grp[i], if (is.na(vc$var1[i])) "NA" else vc$var1[i],
         g17(vc$vcov[i]), g17(vc$sdcor[i]))
