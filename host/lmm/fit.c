@@ -139,7 +139,6 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
     const size_t n = md->n, m = (size_t)s->m;
     const int p = md->p, K = md->K, q1 = s->q1, m_re = s->m_re;
     const double *S = w->S;
-    (void)m;
     double denom = f->method == MLMX_REML ? (double)n - p : (double)n;
     double sigma2 = w->r2 / denom;
     f->sigma = sqrt(sigma2);
@@ -150,31 +149,18 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
     for (int j = 0; j < p; j++)
         f->beta[j] = wv[m_re + j];
 
-    /* Spherical modes u, then b = Lambda u. */
-    for (int k = 1; k < K; k++) {
-        const mlmx_reterm_info *r = &md->re[k];
-        int qk = r->q;
-        for (int l = 0; l < r->nlevels; l++) {
-            double u[64];
-            const double *uk = wv + s->term_off[k] + l * qk;
-            for (int c = 0; c < qk; c++)
-                u[c] = uk[c];
-            /* b = T u */
-            for (int a = 0; a < qk; a++) {
+    /* b = Lambda u, level by level: b_l = T_k u_l */
+    for (int k = 0; k < K; k++) {
+        const int q = md->re[k].q;
+        const double *T = w->tptr[k];
+        for (int l = 0; l < md->re[k].nlevels; l++) {
+            const double *u = k == 0 ? w->u1 + (size_t)l * q1 : wv + s->term_off[k] + l * q;
+            for (int a = 0; a < q; a++) {
                 double sum = 0;
                 for (int c = 0; c <= a; c++)
-                    sum += w->tptr[k][a + c * qk] * u[c];
-                f->ranef[k][l * qk + a] = sum;
+                    sum += T[a + c * q] * u[c];
+                f->ranef[k][l * q + a] = sum;
             }
-        }
-    }
-    for (int j = 0; j < s->nblk; j++) {
-        const double *u = w->u1 + (size_t)j * q1;
-        for (int a = 0; a < q1; a++) {
-            double sum = 0;
-            for (int c = 0; c <= a; c++)
-                sum += w->tptr[0][a + c * q1] * u[c];
-            f->ranef[0][j * q1 + a] = sum;
         }
     }
 
@@ -214,91 +200,33 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
             f->se[j] = sqrt(lx[j + j * p]);
     }
 
-    /* Conditional variances: sigma^2 Lambda Omega^{-1} Lambda^T, diagonal
-     * blocks. Omega^{-1} on the dense random-effect columns is the inverse
-     * of their Schur complement; the first term's blocks are
-     * L11^{-T} (I + L21^T Sinv L21) L11^{-1}. */
-    double *sinv = NULL;
+    /* Conditional variances: the diagonal blocks of sigma^2 Lambda Omega^{-1}
+     * Lambda^T, from the inverse of the dense factor's random-effect part
+     * (the work's gradient buffer, free at this point). */
+    double *sinv = w->Sinv;
     if (m_re > 0) {
-        sinv = malloc((size_t)m_re * (size_t)m_re * sizeof *sinv);
-        if (!sinv)
-            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         for (int b = 0; b < m_re; b++)
-            for (int a = 0; a < m_re; a++)
-                sinv[a + (size_t)b * m_re] = a >= b ? S[(size_t)a + (size_t)b * m] : 0.0;
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0) {
-            free(sinv);
+            memcpy(sinv + (size_t)b * m_re + b, S + (size_t)b * m + b,
+                   (size_t)(m_re - b) * sizeof *sinv);
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0)
             return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
-        }
-        for (int b = 0; b < m_re; b++)
-            for (int a = 0; a < b; a++)
-                sinv[a + (size_t)b * m_re] = sinv[b + (size_t)a * m_re];
-        for (int k = 1; k < K; k++) {
-            const mlmx_reterm_info *r = &md->re[k];
-            int qk = r->q;
-            for (int l = 0; l < r->nlevels; l++) {
-                int c0 = s->term_off[k] + l * qk;
-                for (int a = 0; a < qk; a++) {
-                    /* var(b_a) = sigma^2 sum_{c,d} T[a,c] V[c,d] T[a,d] */
-                    double v = 0;
-                    for (int c = 0; c <= a; c++)
-                        for (int d = 0; d <= a; d++)
-                            v += w->tptr[k][a + c * qk] *
-                                 sinv[(size_t)(c0 + c) + (size_t)(c0 + d) * m_re] *
-                                 w->tptr[k][a + d * qk];
-                    f->condsd[k][l * qk + a] = sqrt(sigma2 * v);
-                }
+    }
+    for (int k = 0; k < K; k++) {
+        const int q = md->re[k].q;
+        const double *T = w->tptr[k];
+        for (int l = 0; l < md->re[k].nlevels; l++) {
+            double V[16 * 16];
+            mlmx_lmm_inverse_block(s, w, sinv, m_re, k, l, V);
+            for (int a = 0; a < q; a++) {
+                /* var(b_a) = sigma^2 sum_{c,d <= a} T[a,c] V[c,d] T[a,d] */
+                double v = 0;
+                for (int c = 0; c <= a; c++)
+                    for (int d = 0; d <= a; d++)
+                        v += T[a + c * q] * V[c + d * q] * T[a + d * q];
+                f->condsd[k][l * q + a] = sqrt(sigma2 * v);
             }
         }
     }
-    for (int j = 0; j < s->nblk; j++) {
-        double V[64 * 64 / 16], Li[64 * 64 / 16];
-        size_t r0 = s->row_ptr[j], r1 = s->row_ptr[j + 1];
-        /* M = I + W^T Sinv W over the random-effect rows of L21_j */
-        for (int a = 0; a < q1; a++)
-            for (int b = 0; b < q1; b++)
-                V[a + b * q1] = a == b ? 1.0 : 0.0;
-        if (sinv) {
-            for (size_t ra = r0; ra < r1; ra++) {
-                int ca = s->row_col[ra];
-                if (ca >= m_re)
-                    break;
-                for (size_t rb = r0; rb < r1; rb++) {
-                    int cb = s->row_col[rb];
-                    if (cb >= m_re)
-                        break;
-                    double sv = sinv[(size_t)ca + (size_t)cb * m_re];
-                    const double *wa = w->L21 + ra * (size_t)q1, *wb = w->L21 + rb * (size_t)q1;
-                    for (int a = 0; a < q1; a++)
-                        for (int b = 0; b < q1; b++)
-                            V[a + b * q1] += wa[a] * sv * wb[b];
-                }
-            }
-        }
-        /* Li = L11^{-1}, column by column */
-        const double *l11 = w->L11 + (size_t)j * q1 * q1;
-        for (int c = 0; c < q1; c++) {
-            for (int a = 0; a < q1; a++)
-                Li[a + c * q1] = a == c ? 1.0 : 0.0;
-            mlmx_cm_trsv_lower(q1, l11, Li + c * q1);
-        }
-        /* G = T L11^{-T}; cov = G M G^T; need only the diagonal */
-        for (int a = 0; a < q1; a++) {
-            double g[16];
-            for (int c = 0; c < q1; c++) {
-                double sum = 0;
-                for (int e = 0; e < q1; e++)
-                    sum += w->tptr[0][a + e * q1] * Li[c + e * q1];
-                g[c] = sum;
-            }
-            double v = 0;
-            for (int c = 0; c < q1; c++)
-                for (int d = 0; d < q1; d++)
-                    v += g[c] * V[c + d * q1] * g[d];
-            f->condsd[0][j * q1 + a] = sqrt(sigma2 * v);
-        }
-    }
-    free(sinv);
     return MLMX_OK;
 }
 
@@ -446,7 +374,9 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
              * leaves gradients of ~0.01. */
             f->grad_max = NAN;
             double g[256];
-            if (!f->singular && nt <= 256 && mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK) {
+            /* (the quasi-Newton path stops on this very gradient already) */
+            if (!use_qn && !f->singular && nt <= 256 &&
+                mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK) {
                 f->grad_max = 0.0;
                 for (int t = 0; t < nt; t++)
                     f->grad_max = fmax(f->grad_max, fabs(g[t]));

@@ -35,6 +35,83 @@ void mlmx_lmm_modes(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *wv,
 }
 
 #define QM 16
+#define SI(a, b) Si[(size_t)(a) + (size_t)(b) * (size_t)mp]
+
+/* Diagonal block (term k, level l; q_k x q_k) of the inverse of the
+ * system's leading part whose dense columns are the first mp ones: Omega
+ * (mp = m_re) or Omega bordered by X (mp = m_re + p). Si holds the lower
+ * triangle of the inverse of the dense factor's leading mp block. For the
+ * first term: L11^{-T} (I + W^T Si W) L11^{-1}, W = the level's L21 rows
+ * below mp; for the others, a diagonal block of Si. */
+void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, const double *Si,
+                            int mp, int k, int l, double *V)
+{
+    const int q = s->term_q[k];
+    if (k > 0) {
+        int c0 = s->term_off[k] + l * q;
+        for (int b = 0; b < q; b++)
+            for (int a = 0; a < q; a++)
+                V[a + b * q] = a >= b ? SI(c0 + a, c0 + b) : SI(c0 + b, c0 + a);
+        return;
+    }
+    double Mm[QM * QM], Li[QM * QM], tmp[QM * QM];
+    size_t r0 = s->row_ptr[l], r1 = s->row_ptr[l + 1];
+    for (int a = 0; a < q; a++)
+        for (int b = 0; b < q; b++)
+            Mm[a + b * q] = a == b ? 1.0 : 0.0;
+    size_t re = r0;
+    while (re < r1 && s->row_col[re] < mp)
+        re++;
+    /* W^T Si W from the lower triangle: row_col increases within a level,
+     * so ra >= rb reads down column row_col[rb] */
+    if (q == 1) {
+        double acc = 0.0;
+        for (size_t rb = r0; rb < re; rb++) {
+            const double *col = Si + (size_t)s->row_col[rb] * (size_t)mp;
+            double t = 0.0;
+            for (size_t ra = rb + 1; ra < re; ra++)
+                t += col[s->row_col[ra]] * w->L21[ra];
+            double wb = w->L21[rb];
+            acc += wb * (2.0 * t + col[s->row_col[rb]] * wb);
+        }
+        Mm[0] += acc;
+    } else {
+        for (size_t rb = r0; rb < re; rb++) {
+            const double *wb = w->L21 + rb * (size_t)q;
+            const double *col = Si + (size_t)s->row_col[rb] * (size_t)mp;
+            for (size_t ra = rb; ra < re; ra++) {
+                double sv = col[s->row_col[ra]];
+                const double *wa = w->L21 + ra * (size_t)q;
+                for (int b = 0; b < q; b++)
+                    for (int a = 0; a < q; a++)
+                        Mm[a + b * q] += ra == rb ? sv * wa[a] * wb[b]
+                                                  : sv * (wa[a] * wb[b] + wb[a] * wa[b]);
+            }
+        }
+    }
+    const double *l11 = w->L11 + (size_t)l * q * q;
+    for (int c = 0; c < q; c++) {
+        for (int a = 0; a < q; a++)
+            Li[a + c * q] = a == c ? 1.0 : 0.0;
+        mlmx_cm_trsv_lower(q, l11, Li + c * q);
+    }
+    /* V = Li^T Mm Li */
+    for (int b = 0; b < q; b++)
+        for (int a = 0; a < q; a++) {
+            double sum = 0;
+            for (int e = 0; e < q; e++)
+                sum += Mm[a + e * q] * Li[e + b * q];
+            tmp[a + b * q] = sum;
+        }
+    for (int b = 0; b < q; b++)
+        for (int a = 0; a < q; a++) {
+            double sum = 0;
+            for (int e = 0; e < q; e++)
+                sum += Li[e + a * q] * tmp[e + b * q];
+            V[a + b * q] = sum;
+        }
+}
+
 
 mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad)
 {
@@ -55,12 +132,8 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
                    (size_t)(mp - b) * sizeof *Si);
         if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
             return MLMX_ERR_NUMERIC;
-        /* both triangles, so the per-level loops below read columns */
-        for (int b = 0; b < mp; b++)
-            for (int a = b + 1; a < mp; a++)
-                Si[(size_t)b + (size_t)a * mp] = Si[(size_t)a + (size_t)b * mp];
     }
-#define SI(a, b) Si[(size_t)(a) + (size_t)(b) * (size_t)mp]
+    /* dpotri leaves the lower triangle, which is all the blocks read */
     for (int t = 0; t < md->ntheta; t++)
         grad[t] = 0.0;
     double dr2[256];
@@ -71,7 +144,7 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
     for (int k = 0; k < md->K; k++) {
         const int q = s->term_q[k];
         const double *T = w->tptr[k];
-        double Ti[QM * QM], V[QM * QM], VT[QM * QM], tu[QM], Li[QM * QM];
+        double Ti[QM * QM], V[QM * QM], VT[QM * QM], tu[QM];
         for (int c = 0; c < q; c++) {
             for (int a = 0; a < q; a++)
                 Ti[a + c * q] = a == c ? 1.0 : 0.0;
@@ -79,72 +152,8 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
         }
         int nlev = md->re[k].nlevels;
         for (int l = 0; l < nlev; l++) {
-            const double *u;
-            if (k == 0) {
-                /* V = L11^{-T} (I + W^T Sinv W) L11^{-1}, W = rows of L21 below mp */
-                size_t r0 = s->row_ptr[l], r1 = s->row_ptr[l + 1];
-                double Mm[QM * QM];
-                for (int a = 0; a < q; a++)
-                    for (int b = 0; b < q; b++)
-                        Mm[a + b * q] = a == b ? 1.0 : 0.0;
-                size_t re = r0;
-                while (re < r1 && s->row_col[re] < mp)
-                    re++;
-                if (q == 1) {
-                    double acc = 0.0;
-                    for (size_t ra = r0; ra < re; ra++) {
-                        const double *col = Si + (size_t)s->row_col[ra] * (size_t)mp;
-                        double t = 0.0;
-                        for (size_t rb = r0; rb < re; rb++)
-                            t += col[s->row_col[rb]] * w->L21[rb];
-                        acc += w->L21[ra] * t;
-                    }
-                    Mm[0] += acc;
-                } else {
-                    for (size_t ra = r0; ra < re; ra++) {
-                        const double *wa = w->L21 + ra * (size_t)q;
-                        const double *col = Si + (size_t)s->row_col[ra] * (size_t)mp;
-                        for (size_t rb = r0; rb < re; rb++) {
-                            double sv = col[s->row_col[rb]];
-                            const double *wb = w->L21 + rb * (size_t)q;
-                            for (int b = 0; b < q; b++) {
-                                double f = sv * wb[b];
-                                for (int a = 0; a < q; a++)
-                                    Mm[a + b * q] += wa[a] * f;
-                            }
-                        }
-                    }
-                }
-                const double *l11 = w->L11 + (size_t)l * q * q;
-                for (int c = 0; c < q; c++) {
-                    for (int a = 0; a < q; a++)
-                        Li[a + c * q] = a == c ? 1.0 : 0.0;
-                    mlmx_cm_trsv_lower(q, l11, Li + c * q);
-                }
-                /* V = Li^T Mm Li */
-                double tmp[QM * QM];
-                for (int b = 0; b < q; b++)
-                    for (int a = 0; a < q; a++) {
-                        double sum = 0;
-                        for (int e = 0; e < q; e++)
-                            sum += Mm[a + e * q] * Li[e + b * q];
-                        tmp[a + b * q] = sum;
-                    }
-                for (int b = 0; b < q; b++)
-                    for (int a = 0; a < q; a++) {
-                        double sum = 0;
-                        for (int e = 0; e < q; e++)
-                            sum += Li[e + a * q] * tmp[e + b * q];
-                        V[a + b * q] = sum;
-                    }
-                u = w->u1 + (size_t)l * q;
-            } else {
-                int c0 = s->term_off[k] + l * q;
-                for (int b = 0; b < q; b++)
-                    for (int a = 0; a < q; a++)
-                        V[a + b * q] = SI(c0 + a, c0 + b);
-                u = w->wv + c0;
-            }
+            mlmx_lmm_inverse_block(s, w, Si, mp, k, l, V);
+            const double *u = k == 0 ? w->u1 + (size_t)l * q : w->wv + s->term_off[k] + l * q;
             /* tu = T^{-T} u; VT = V T^{-1} */
             for (int a = 0; a < q; a++)
                 tu[a] = u[a];
@@ -164,7 +173,6 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
                 }
         }
     }
-#undef SI
     double nn = reml ? (double)md->n - md->p : (double)md->n;
     for (int t = 0; t < md->ntheta; t++)
         grad[t] += nn * dr2[t] / w->r2;

@@ -61,6 +61,12 @@ void mlmx_lmm_modes(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *wv,
  * invertible template: MLMX_ERR_NUMERIC when a diagonal theta is 0. */
 mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad);
 
+/* Diagonal block (term k, level l) of the inverse of the leading part of
+ * the system with mp dense columns, from Si, the lower triangle of the
+ * inverse of the dense factor's leading mp block (see grad.c). */
+void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, const double *Si,
+                            int mp, int k, int l, double *V);
+
 /* Criterion from the factor pieces in w (after mlmx_lmm_eval). */
 double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml);
 
