@@ -3,6 +3,7 @@
  * what R prints: spaces around + - * | || ~ %in%, none around / ^ :, the
  * user's own parentheses kept, 15 significant digits for numbers. */
 #include "formula/formula_internal.h"
+#include "util/strbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -80,38 +81,6 @@ int fx_is_syntactic(const char *s)
 
 /* ------------------------------------------------------------------ deparse */
 
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
 /* Binding strength, higher binds tighter (R's ?Syntax). */
 enum { P_TILDE = 1, P_OR, P_SUM, P_PROD, P_SPECIAL, P_COLON, P_UNARY, P_POWER, P_ATOM };
 
@@ -160,60 +129,60 @@ static const char *binop_text(char op)
     }
 }
 
-static void dp(sbuf *b, const mlmx_expr *e);
+static void dp(mlmx_strbuf *b, const mlmx_expr *e);
 
 /* Emit a child, adding parentheses only where the tree (not the user's
  * text) needs them: parsed trees already carry their parentheses, but an
  * expression assembled by hand should still deparse to valid R. */
-static void dp_child(sbuf *b, const mlmx_expr *child, int need)
+static void dp_child(mlmx_strbuf *b, const mlmx_expr *child, int need)
 {
     int wrap = prec_of(child) < need;
     if (wrap)
-        sb_str(b, "(");
+        mlmx_sb_puts(b, "(");
     dp(b, child);
     if (wrap)
-        sb_str(b, ")");
+        mlmx_sb_puts(b, ")");
 }
 
-static void dp(sbuf *b, const mlmx_expr *e)
+static void dp(mlmx_strbuf *b, const mlmx_expr *e)
 {
     for (int i = 0; i < e->paren; i++)
-        sb_str(b, "(");
+        mlmx_sb_puts(b, "(");
     switch (e->kind) {
     case MLMX_EX_SYMBOL:
         if (fx_is_syntactic(e->name)) {
-            sb_str(b, e->name);
+            mlmx_sb_puts(b, e->name);
         } else {
-            sb_str(b, "`");
-            sb_str(b, e->name);
-            sb_str(b, "`");
+            mlmx_sb_puts(b, "`");
+            mlmx_sb_puts(b, e->name);
+            mlmx_sb_puts(b, "`");
         }
         break;
     case MLMX_EX_NUMBER: {
         char num[40];
         mlmx_format_double(e->number, num, sizeof num);
-        sb_str(b, num);
+        mlmx_sb_puts(b, num);
         break;
     }
     case MLMX_EX_CALL:
-        sb_str(b, e->name);
-        sb_str(b, "(");
+        mlmx_sb_puts(b, e->name);
+        mlmx_sb_puts(b, "(");
         for (int i = 0; i < e->nargs; i++) {
             if (i)
-                sb_str(b, ", ");
+                mlmx_sb_puts(b, ", ");
             dp(b, e->args[i]);
         }
-        sb_str(b, ")");
+        mlmx_sb_puts(b, ")");
         break;
     case MLMX_EX_UNARY:
-        sb_put(b, &e->op, 1);
+        mlmx_sb_putn(b, &e->op, 1);
         dp_child(b, e->args[0], P_UNARY);
         break;
     case MLMX_EX_BINOP: {
         int p = binop_prec(e->op);
         int right_assoc = e->op == '^';
         dp_child(b, e->args[0], right_assoc ? p + 1 : p);
-        sb_str(b, binop_text(e->op));
+        mlmx_sb_puts(b, binop_text(e->op));
         /* R writes 2^-1 without parentheses: a signed exponent is fine */
         if (e->op == '^' && e->args[1]->kind == MLMX_EX_UNARY)
             dp(b, e->args[1]);
@@ -223,14 +192,14 @@ static void dp(sbuf *b, const mlmx_expr *e)
     }
     }
     for (int i = 0; i < e->paren; i++)
-        sb_str(b, ")");
+        mlmx_sb_puts(b, ")");
 }
 
 char *mlmx_expr_deparse(const mlmx_expr *e)
 {
-    sbuf b = {NULL, 0, 0, 0};
+    mlmx_strbuf b = {0};
     if (!e)
-        sb_str(&b, "");
+        mlmx_sb_puts(&b, "");
     else
         dp(&b, e);
     if (b.oom) {
@@ -238,7 +207,7 @@ char *mlmx_expr_deparse(const mlmx_expr *e)
         return NULL;
     }
     if (!b.s)
-        sb_str(&b, "");
+        mlmx_sb_puts(&b, "");
     return b.s;
 }
 

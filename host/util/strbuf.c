@@ -42,14 +42,16 @@ void mlmx_sb_printf(mlmx_strbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void mlmx_sb_puts(mlmx_strbuf *b, const char *s)
+void mlmx_sb_putn(mlmx_strbuf *b, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (!reserve(b, n))
         return;
-    memcpy(b->s + b->len, s, n + 1);
+    memcpy(b->s + b->len, s, n);
     b->len += n;
+    b->s[b->len] = '\0';
 }
+
+void mlmx_sb_puts(mlmx_strbuf *b, const char *s) { mlmx_sb_putn(b, s, strlen(s)); }
 
 void mlmx_sb_pad(mlmx_strbuf *b, const char *s, int w, int right)
 {

@@ -16,6 +16,8 @@ void mlmx_sb_printf(mlmx_strbuf *b, const char *fmt, ...)
 #endif
     ;
 void mlmx_sb_puts(mlmx_strbuf *b, const char *s);
+/* Append the first n bytes of s. */
+void mlmx_sb_putn(mlmx_strbuf *b, const char *s, size_t n);
 /* Append s padded with spaces to width w (left- or right-aligned). */
 void mlmx_sb_pad(mlmx_strbuf *b, const char *s, int w, int right);
 void mlmx_sb_free(mlmx_strbuf *b);
