@@ -132,9 +132,10 @@ const char *mlmx_model_message(const mlmx_model *m, int i);
 typedef enum mlmx_method { MLMX_REML = 0, MLMX_ML = 1 } mlmx_method;
 
 typedef enum mlmx_optimizer {
-    MLMX_OPTIM_AUTO = 0,   /* BOBYQA; the quasi-Newton method when the dense part
-                              of the model is large (300+ columns, e.g. InstEval),
-                              where each evaluation costs milliseconds */
+    MLMX_OPTIM_AUTO = 0,   /* BOBYQA; the quasi-Newton method when the crossed
+                              (non-nested) dense part of the model is large (300+
+                              columns, e.g. InstEval), where each evaluation costs
+                              milliseconds */
     MLMX_OPTIM_BOBYQA = 1, /* NLopt BOBYQA, derivative-free (lme4's default) */
     MLMX_OPTIM_QUASI_NEWTON = 2 /* BFGS on log(theta) with the analytic gradient,
                               finished by BOBYQA when a variance reaches 0 */

@@ -78,6 +78,20 @@ Test(lmm_grad, veneer_vector_second_term)
                "gcf ~ time*(base_gcf + cda + age) + (time|patient) + (1|patient:tooth)", th, 1);
 }
 
+Test(lmm_grad, classroom_nested_chain)
+{
+    /* sex within class within school: two nested stages in the dense block */
+    const double th[] = {0.3, 0.35, 0.25};
+    check_grad("classroom.csv",
+               "mathgain ~ mathkind + ses + (1|schoolid) + (1|schoolid:classid) + "
+               "(1|schoolid:classid:sex)",
+               th, 1);
+    check_grad("classroom.csv",
+               "mathgain ~ mathkind + ses + (1|schoolid) + (1|schoolid:classid) + "
+               "(1|schoolid:classid:sex)",
+               th, 0);
+}
+
 Test(lmm_grad, classroom_three_levels)
 {
     const double th[] = {0.4, 0.25};

@@ -274,6 +274,7 @@ Test(lmm_reference, classroom_na_reml) { check_case("classroom_na_reml", MLMX_OP
 Test(lmm_reference, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_AUTO); }
 
 Test(lmm_reference_bobyqa, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_BOBYQA); }
@@ -298,6 +299,7 @@ Test(lmm_reference_bobyqa, classroom_na_reml) { check_case("classroom_na_reml", 
 Test(lmm_reference_bobyqa, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_BOBYQA); }
 
 Test(lmm_reference_qnewton, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_QUASI_NEWTON); }
@@ -322,6 +324,7 @@ Test(lmm_reference_qnewton, classroom_na_reml) { check_case("classroom_na_reml",
 Test(lmm_reference_qnewton, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_QUASI_NEWTON); }
 
 Test(lmm_devfun, sleepstudy_reml) { check_devfun("sleepstudy_reml"); }

@@ -105,6 +105,11 @@ cases <- list(
        formula = "yield ~ Variety * factor(nitro) + (1|Block)"),
   list(name = "oats_varietyre_reml", data = "oats.csv", REML = TRUE,
        formula = "yield ~ nitro + (0 + Variety|Block)"),
+  ## three nested factors (sex within class within school): a chain of
+  ## two nested stages inside the dense block
+  list(name = "classroom3_reml",  data = "classroom.csv", REML = TRUE,
+       formula = paste("mathgain ~ mathkind + ses + (1|schoolid) + (1|schoolid:classid)",
+                       "+ (1|schoolid:classid:sex)")),
   list(name = "insteval_reml",    data = "insteval.csv", REML = TRUE,
        formula = "y ~ service + (1|s) + (1|d) + (1|dept:service)",
        dir = insteval_dir)

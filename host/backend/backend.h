@@ -28,6 +28,17 @@ typedef struct mlmx_cluster_batch {
     const int *term_q;
 } mlmx_cluster_batch;
 
+/* One stage of nested terms inside the dense block: a term whose levels
+ * are independent of each other once the finer terms are eliminated (the
+ * finer term is nested in it), so its part of the dense block is block
+ * diagonal. Level l owns columns [c0 + l*q, c0 + (l+1)*q) and couples only
+ * to the later columns col[col_ptr[l] .. col_ptr[l+1]) (increasing). */
+typedef struct mlmx_block_stage {
+    int nblk, q, c0;
+    const size_t *col_ptr;
+    const int *col;
+} mlmx_block_stage;
+
 typedef struct mlmx_backend {
     const char *name;
     /* For every level j: L11_j = chol(T1^T A_j T1 + I) (q*q, lower,
@@ -40,9 +51,17 @@ typedef struct mlmx_backend {
     /* S (m*m, column-major, lower triangle) -= sum_j L21_j L21_j^T, scattered
      * to the rows/columns row_col. */
     mlmx_status (*schur_downdate)(const mlmx_cluster_batch *b, const double *L21, double *S);
-    /* In-place lower Cholesky of the dense m*m block (column-major). Returns
-     * MLMX_ERR_NUMERIC with *fail_col = first failing column (0-based). */
-    mlmx_status (*dense_chol)(int m, double *S, int *fail_col);
+    /* Factor one nested stage of the dense block S (m*m, column-major,
+     * lower) in place, exactly as a dense Cholesky would leave those
+     * columns, skipping the zero blocks: each level's q*q block, its rows in
+     * the later columns, and the update of the later columns. scratch holds
+     * (max columns per level)*q doubles. MLMX_ERR_NUMERIC with *fail_col. */
+    mlmx_status (*stage_chol)(const mlmx_block_stage *st, int m, double *S, double *scratch,
+                              int *fail_col);
+    /* In-place lower Cholesky of an n*n block with leading dimension lda
+     * (column-major). Returns MLMX_ERR_NUMERIC with *fail_col = first
+     * failing column (0-based). */
+    mlmx_status (*dense_chol)(int n, double *S, int lda, int *fail_col);
 } mlmx_backend;
 
 /* The backend named `name` ("cpu"; "cuda" when built with it), or NULL.

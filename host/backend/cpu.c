@@ -84,11 +84,60 @@ static mlmx_status cpu_schur_downdate(const mlmx_cluster_batch *b, const double 
     return MLMX_OK;
 }
 
-static mlmx_status cpu_dense_chol(int m, double *S, int *fail_col)
+static mlmx_status cpu_stage_chol(const mlmx_block_stage *st, int m, double *S, double *scratch,
+                                  int *fail_col)
 {
-    if (m == 0)
+    const int q = st->q;
+    const size_t ld = (size_t)m;
+    double blk[MLMX_QMAX * MLMX_QMAX];
+    if (q > MLMX_QMAX)
+        return MLMX_ERR_UNSUPPORTED;
+    for (int l = 0; l < st->nblk; l++) {
+        const size_t c = (size_t)st->c0 + (size_t)l * (size_t)q;
+        for (int b = 0; b < q; b++)
+            for (int a = 0; a < q; a++)
+                blk[a + b * q] = a >= b ? S[(c + (size_t)a) + (c + (size_t)b) * ld] : 0.0;
+        int bad = mlmx_cm_chol(q, blk);
+        if (bad) {
+            if (fail_col)
+                *fail_col = (int)c + bad - 1;
+            return MLMX_ERR_NUMERIC;
+        }
+        for (int b = 0; b < q; b++)
+            for (int a = b; a < q; a++)
+                S[(c + (size_t)a) + (c + (size_t)b) * ld] = blk[a + b * q];
+        /* rows of the later columns: x = L^{-1} S[r, c..c+q) */
+        const size_t r0 = st->col_ptr[l], r1 = st->col_ptr[l + 1];
+        for (size_t r = r0; r < r1; r++) {
+            double *x = scratch + (r - r0) * (size_t)q;
+            size_t row = (size_t)st->col[r];
+            for (int a = 0; a < q; a++)
+                x[a] = S[row + (c + (size_t)a) * ld];
+            mlmx_cm_trsv_lower(q, blk, x);
+            for (int a = 0; a < q; a++)
+                S[row + (c + (size_t)a) * ld] = x[a];
+        }
+        /* later block -= x x^T over the level's columns (lower triangle) */
+        for (size_t rb = r0; rb < r1; rb++) {
+            const double *xb = scratch + (rb - r0) * (size_t)q;
+            double *scol = S + (size_t)st->col[rb] * ld;
+            for (size_t ra = rb; ra < r1; ra++) {
+                const double *xa = scratch + (ra - r0) * (size_t)q;
+                double dot = 0.0;
+                for (int a = 0; a < q; a++)
+                    dot += xa[a] * xb[a];
+                scol[st->col[ra]] -= dot;
+            }
+        }
+    }
+    return MLMX_OK;
+}
+
+static mlmx_status cpu_dense_chol(int n, double *S, int lda, int *fail_col)
+{
+    if (n == 0)
         return MLMX_OK;
-    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, S, m);
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, S, lda);
     if (info != 0) {
         if (fail_col)
             *fail_col = info > 0 ? (int)info - 1 : 0;
@@ -101,6 +150,7 @@ static const mlmx_backend cpu_backend = {
     "cpu",
     cpu_cluster_factor,
     cpu_schur_downdate,
+    cpu_stage_chol,
     cpu_dense_chol,
 };
 

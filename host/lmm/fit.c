@@ -86,7 +86,8 @@ static double objective_log(int n, const double *x, double *grad, void *ctx)
 }
 
 /* Where the derivative-free optimizer's evaluation count limits speed:
- * a dense block this large costs milliseconds per factorization. */
+ * a truly dense block (after the nested stages) this large costs
+ * milliseconds per factorization. */
 #define MLMX_QN_DENSE_MIN 300
 
 void mlmx_fit_options_default(mlmx_fit_options *o)
@@ -314,7 +315,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         oo.xtol_rel = o->xtol_rel;
     mlmx_optim_result res;
     int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
-                    (o->optimizer == MLMX_OPTIM_AUTO && s->m >= MLMX_QN_DENSE_MIN && nt <= 64);
+                    (o->optimizer == MLMX_OPTIM_AUTO && s->m - s->chain_end >= MLMX_QN_DENSE_MIN &&
+                   nt <= 64);
     if (use_qn) {
         logctx lc;
         lc.inner = &ctx;

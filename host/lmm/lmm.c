@@ -30,6 +30,13 @@ void mlmx_lmm_stats_free(mlmx_lmm_stats *s)
     free(s->col_term);
     free(s->col_comp);
     free(s->term_q);
+    for (int k = 0; k < s->nchain; k++) {
+        free(s->stage_ptr[k]);
+        free(s->stage_col[k]);
+    }
+    free(s->stage_ptr);
+    free(s->stage_col);
+    free(s->stages);
     free(s);
 }
 
@@ -37,6 +44,121 @@ static int cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
     return (x > y) - (x < y);
+}
+
+/* Is every level of term a inside a single level of term b? */
+static int nested_in(const mlmx_model *md, int a, int b)
+{
+    const mlmx_reterm_info *ta = &md->re[a], *tb = &md->re[b];
+    int *parent = malloc((size_t)ta->nlevels * sizeof *parent);
+    if (!parent)
+        return 0;
+    for (int l = 0; l < ta->nlevels; l++)
+        parent[l] = -1;
+    int ok = 1;
+    for (size_t i = 0; i < md->n && ok; i++) {
+        int la = ta->codes[i], lb = tb->codes[i];
+        if (parent[la] < 0)
+            parent[la] = lb;
+        else if (parent[la] != lb)
+            ok = 0;
+    }
+    free(parent);
+    return ok;
+}
+
+/* The nested chain: for each stage term k, the later columns each of its
+ * levels touches (coarser terms' levels of its observations, X, y). Fill
+ * from finer stages stays inside these sets because the terms are nested. */
+static int build_chain(const mlmx_model *md, mlmx_lmm_stats *s)
+{
+    const int K = md->K, p = md->p;
+    int nchain = 0;
+    while (nchain + 1 < K && nested_in(md, nchain, nchain + 1))
+        nchain++;
+    s->nchain = nchain;
+    s->chain_end = nchain ? s->term_off[nchain] + md->re[nchain].nlevels * md->re[nchain].q : 0;
+    if (!nchain)
+        return 0;
+    s->stages = calloc((size_t)nchain, sizeof *s->stages);
+    s->stage_ptr = calloc((size_t)nchain, sizeof *s->stage_ptr);
+    s->stage_col = calloc((size_t)nchain, sizeof *s->stage_col);
+    int *mark = malloc((size_t)s->m * sizeof *mark);
+    int *cols = malloc((size_t)s->m * sizeof *cols);
+    size_t *start = NULL, *order = NULL;
+    int rc = -1;
+    if (!s->stages || !s->stage_ptr || !s->stage_col || !mark || !cols)
+        goto done;
+    for (int k = 1; k <= nchain; k++) {
+        const mlmx_reterm_info *t = &md->re[k];
+        int nl = t->nlevels;
+        free(start);
+        free(order);
+        start = calloc((size_t)nl + 1, sizeof *start);
+        order = malloc((md->n ? md->n : 1) * sizeof *order);
+        size_t *ptr = calloc((size_t)nl + 1, sizeof *ptr);
+        s->stage_ptr[k - 1] = ptr;
+        if (!start || !order || !ptr)
+            goto done;
+        for (size_t i = 0; i < md->n; i++)
+            start[t->codes[i] + 1]++;
+        for (int l = 0; l < nl; l++)
+            start[l + 1] += start[l];
+        for (size_t i = 0; i < md->n; i++)
+            order[start[t->codes[i]]++] = i;
+        for (int l = nl; l > 0; l--)
+            start[l] = start[l - 1];
+        start[0] = 0;
+        for (int c = 0; c < s->m; c++)
+            mark[c] = -1;
+        /* two passes: count, then fill */
+        int *colv = NULL;
+        for (int pass = 0; pass < 2; pass++) {
+            size_t total = 0;
+            for (int l = 0; l < nl; l++) {
+                int nc = 0;
+                for (size_t o = start[l]; o < start[l + 1]; o++) {
+                    size_t i = order[o];
+                    for (int j = k + 1; j < K; j++) {
+                        int c0 = s->term_off[j] + md->re[j].codes[i] * md->re[j].q;
+                        for (int c = 0; c < md->re[j].q; c++)
+                            if (mark[c0 + c] != l + pass * nl) {
+                                mark[c0 + c] = l + pass * nl;
+                                cols[nc++] = c0 + c;
+                            }
+                    }
+                }
+                qsort(cols, (size_t)nc, sizeof *cols, cmp_int);
+                for (int c = 0; c < p + 1; c++)
+                    cols[nc++] = s->m_re + c;
+                if (pass == 1)
+                    memcpy(colv + total, cols, (size_t)nc * sizeof *cols);
+                total += (size_t)nc;
+                ptr[l + 1] = total;
+                if ((size_t)nc > s->maxcols)
+                    s->maxcols = (size_t)nc;
+            }
+            if (pass == 0) {
+                colv = malloc((total ? total : 1) * sizeof *colv);
+                s->stage_col[k - 1] = colv;
+                if (!colv)
+                    goto done;
+            }
+        }
+        mlmx_block_stage *st = &s->stages[k - 1];
+        st->nblk = nl;
+        st->q = t->q;
+        st->c0 = s->term_off[k];
+        st->col_ptr = ptr;
+        st->col = colv;
+    }
+    rc = 0;
+done:
+    free(mark);
+    free(cols);
+    free(start);
+    free(order);
+    return rc;
 }
 
 mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlmx_error *err)
@@ -254,6 +376,8 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
     free(pos);
     free(ridx);
     free(rval);
+    if (build_chain(md, s) != 0)
+        goto nomem;
     *out = s;
     return MLMX_OK;
 nomem:
@@ -273,6 +397,7 @@ void mlmx_lmm_work_free(mlmx_lmm_work *w)
     free(w->wv);
     free(w->u1);
     free(w->Sinv);
+    free(w->scratch);
     free(w);
 }
 
@@ -301,7 +426,9 @@ mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, ml
     w->wv = calloc((size_t)s->m, sizeof *w->wv);
     w->u1 = calloc((size_t)s->nblk * (size_t)s->q1, sizeof *w->u1);
     w->Sinv = calloc(mp > 0 ? mp * mp : 1, sizeof *w->Sinv);
-    if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 || !w->Sinv) {
+    w->scratch = malloc((s->maxcols ? s->maxcols : 1) * (size_t)qm * sizeof *w->scratch);
+    if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 || !w->Sinv ||
+        !w->scratch) {
         mlmx_lmm_work_free(w);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory allocating the workspace");
     }
@@ -396,7 +523,14 @@ mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const
     if (st)
         return mlmx_err_set(err, st, "Schur complement update failed");
     int fail = -1;
-    st = be->dense_chol(s->m, w->S, &fail);
+    for (int k = 0; k < s->nchain && !st; k++)
+        st = be->stage_chol(&s->stages[k], s->m, w->S, w->scratch, &fail);
+    if (!st) {
+        size_t off = (size_t)s->chain_end;
+        st = be->dense_chol(s->m - s->chain_end, w->S + off + off * (size_t)s->m, s->m, &fail);
+        if (st)
+            fail += s->chain_end;
+    }
     if (st) {
         if (fail >= s->m_re && fail < s->m - 1)
             return mlmx_err_set(err, MLMX_ERR_NUMERIC,

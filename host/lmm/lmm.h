@@ -21,6 +21,15 @@ typedef struct mlmx_lmm_stats {
     size_t nrows;
     int *col_term, *col_comp, *term_q;
     double yty;
+    /* Terms 1..nchain, each nested in the next (term 0 in term 1, ...), are
+     * factored stage by stage inside the dense block (block diagonal, see
+     * mlmx_block_stage); the rest, from column chain_end, is dense. */
+    int nchain;
+    int chain_end;
+    size_t maxcols;          /* most later columns of one stage level */
+    mlmx_block_stage *stages;
+    size_t **stage_ptr;
+    int **stage_col;
 } mlmx_lmm_stats;
 
 typedef struct mlmx_lmm_work {
@@ -37,6 +46,7 @@ typedef struct mlmx_lmm_work {
     double *wv;          /* m: [u_R; beta] */
     double *u1;          /* nblk*q1: first term's spherical modes */
     double *Sinv;        /* (m_re+p)^2 */
+    double *scratch;     /* maxcols * qmax, for the nested stages */
 } mlmx_lmm_work;
 
 mlmx_status mlmx_lmm_stats_build(const mlmx_model *m, mlmx_lmm_stats **out, mlmx_error *err);
