@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
     o.method = reml ? MLMX_REML : MLMX_ML;
+    o.conditional_variances = 0; /* lmer() does not compute them either */
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         double t0 = now();
         mlmx_model *m = NULL;

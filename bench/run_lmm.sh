@@ -35,6 +35,10 @@ run_case pastes data pastes.csv 'strength ~ 1 + (1|batch/cask)' REML pastes "$re
 run_case hsb data hsb.csv 'mathach ~ meanses*cses + sector*cses + (1 + cses|school)' REML hsb "$reps"
 run_case classroom data classroom.csv 'mathgain ~ mathkind + sex + minority + ses + housepov + (1|schoolid) + (1|classid)' ML classroom "$reps"
 run_case veneer data veneer.csv 'gcf ~ time*(base_gcf + cda + age) + (time|patient) + (1|patient:tooth)' ML veneer "$reps"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+Rscript bench/make_nested.R "$tmp/nested.csv"
+run_case nested100k "$tmp" nested.csv 'y ~ x + (1|school/class)' REML nested100k 3
 if [ -f "$shared/insteval.csv" ]; then
   run_case insteval "$shared" insteval.csv 'y ~ service + (1|s) + (1|d) + (1|dept:service)' REML insteval 3
 else

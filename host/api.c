@@ -144,7 +144,7 @@ const double *mlmx_fit_ranef(const mlmx_fit *f, int k)
 }
 const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k)
 {
-    return f && k >= 0 && k < f->model->K ? f->condsd[k] : NULL;
+    return f && f->have_condsd && k >= 0 && k < f->model->K ? f->condsd[k] : NULL;
 }
 
 mlmx_status mlmx_fit_term_covariance(const mlmx_fit *f, int k, double *cov)

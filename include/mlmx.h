@@ -149,6 +149,9 @@ typedef struct mlmx_fit_options {
     double ftol_abs;          /* criterion tolerance, default 1e-10 */
     double xtol_rel;          /* theta tolerance, default 1e-8 */
     const char *backend;      /* NULL or "cpu" */
+    int conditional_variances;/* 1 (default): compute the conditional SDs of the
+                                 random effects (mlmx_fit_ranef_condsd); 0 skips
+                                 an O(q^3) inverse that a large model may not need */
 } mlmx_fit_options;
 
 void mlmx_fit_options_default(mlmx_fit_options *o);
@@ -193,7 +196,7 @@ const double *mlmx_fit_residuals(const mlmx_fit *f); /* nobs, y - fitted */
 /* Conditional modes of term k's random effects: nlevels*q values, level-
  * major (level l, column c at l*q + c), and their conditional SDs. */
 const double *mlmx_fit_ranef(const mlmx_fit *f, int k);
-const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k);
+const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k); /* NULL if not computed */
 /* Covariance of term k's random effects: q*q column-major, sigma^2 T T^T. */
 mlmx_status mlmx_fit_term_covariance(const mlmx_fit *f, int k, double *cov);
 

@@ -115,6 +115,9 @@ static int cmd_fit(int argc, char **argv)
         for (int i = 0; i < mlmx_model_nmessages(m); i++)
             fprintf(stderr, "mlmx: note: %s\n", mlmx_model_message(m, i));
     mlmx_fit *f = NULL;
+    /* conditional SDs cost an inverse of the random-effect system: only
+     * when an output shows them */
+    opt.conditional_variances = ranef != NULL || plot != NULL;
     st = mlmx_fit_lmm(m, &opt, &f);
     if (st) {
         mlmx_model_free(m);

@@ -63,6 +63,26 @@ static double objective_grad(int n, const double *theta, double *grad, void *ctx
     return v;
 }
 
+/* Central differences of the criterion (the check at the optimum for
+ * models whose analytic gradient would cost a large inverse). */
+static mlmx_status fd_gradient(objctx *c, int n, const double *theta, double *g)
+{
+    double th[256];
+    memcpy(th, theta, (size_t)n * sizeof *th);
+    for (int t = 0; t < n; t++) {
+        double h = 1e-5 * fmax(fabs(theta[t]), 1e-2);
+        th[t] = theta[t] + h;
+        double fp = objective(n, th, c);
+        th[t] = theta[t] - h;
+        double fm = objective(n, th, c);
+        th[t] = theta[t];
+        if (!isfinite(fp) || !isfinite(fm))
+            return MLMX_ERR_NUMERIC;
+        g[t] = (fp - fm) / (2 * h);
+    }
+    return MLMX_OK;
+}
+
 /* The quasi-Newton path works on log(theta) for the diagonal entries: the
  * criterion is closer to quadratic there, and a variance can shrink
  * geometrically without ever being thrown onto its bound. */
@@ -101,6 +121,7 @@ void mlmx_fit_options_default(mlmx_fit_options *o)
     o->ftol_abs = 1e-10;
     o->xtol_rel = 1e-8;
     o->backend = NULL;
+    o->conditional_variances = 1;
 }
 
 void mlmx_fit_free(mlmx_fit *f)
@@ -204,6 +225,8 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
     /* Conditional variances: the diagonal blocks of sigma^2 Lambda Omega^{-1}
      * Lambda^T, from the inverse of the dense factor's random-effect part
      * (the work's gradient buffer, free at this point). */
+    if (!f->have_condsd)
+        return MLMX_OK;
     double *sinv = w->Sinv;
     if (m_re > 0) {
         for (int b = 0; b < m_re; b++)
@@ -295,6 +318,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     }
     f->method = o->method;
+    f->have_condsd = o->conditional_variances != 0;
     int nt = md->ntheta;
     for (int t = 0; t < nt; t++) {
         if (o->theta_start)
@@ -376,9 +400,20 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
              * leaves gradients of ~0.01. */
             f->grad_max = NAN;
             double g[256];
-            /* (the quasi-Newton path stops on this very gradient already) */
-            if (!use_qn && !f->singular && nt <= 256 &&
-                mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK) {
+            /* (the quasi-Newton path stops on this very gradient already).
+             * The analytic gradient inverts the random-effect part, O(m^3);
+             * past a few hundred columns central differences are cheaper. */
+            int gok = 0;
+            if (!use_qn && !f->singular && nt <= 256) {
+                if (s->m <= 500)
+                    gok = mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK;
+                else
+                    gok = fd_gradient(&ctx, nt, f->theta, g) == MLMX_OK;
+                /* leave the factor at the optimum for finish() */
+                if (gok && mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err) != MLMX_OK)
+                    gok = 0;
+            }
+            if (gok) {
                 f->grad_max = 0.0;
                 for (int t = 0; t < nt; t++)
                     f->grad_max = fmax(f->grad_max, fabs(g[t]));

@@ -21,6 +21,7 @@ struct mlmx_fit {
     double *resid;     /* n */
     double **ranef;    /* K arrays of nlevels*q */
     double **condsd;   /* K arrays of nlevels*q */
+    int have_condsd;   /* condsd computed (mlmx_fit_options.conditional_variances) */
 };
 
 /* Fit (the public mlmx_fit_lmm validates arguments and records errors). */

@@ -453,52 +453,70 @@ double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int r
 /* S = Lambda_R^T ARR Lambda_R + I on the random-effect columns (lower
  * triangle). Lambda_R is block diagonal: each level of a term k >= 1 is a
  * q_k x q_k block T_k; X and y columns are untouched. */
-static void build_dense(const mlmx_lmm_stats *s, const mlmx_lmm_work *w)
+/* One entry (a >= b) of Lambda_R^T ARR Lambda_R. Lambda_R is block
+ * diagonal: each level of a term k >= 1 is a q_k x q_k block T_k; X and y
+ * columns are untouched. */
+static double dense_entry(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, size_t a, size_t b)
 {
     const size_t m = (size_t)s->m;
     const double *A = s->ARR;
+    int kb = s->col_term[b], ka = s->col_term[a];
+    int qb = kb < 0 ? 1 : s->term_q[kb], qa = ka < 0 ? 1 : s->term_q[ka];
+    int cb = s->col_comp[b], ca = s->col_comp[a];
+    size_t b0 = b - (size_t)cb, a0 = a - (size_t)ca; /* first columns of the blocks */
+    double sum = 0.0;
+    for (int i = ca; i < qa; i++) {
+        double lai = ka < 0 ? 1.0 : w->tptr[ka][i + ca * qa];
+        size_t ai = a0 + (size_t)i;
+        for (int j = cb; j < qb; j++) {
+            double lbj = kb < 0 ? 1.0 : w->tptr[kb][j + cb * qb];
+            size_t bj = b0 + (size_t)j;
+            double aij = ai >= bj ? A[ai + bj * m] : A[bj + ai * m];
+            sum += lai * aij * lbj;
+        }
+    }
+    return sum;
+}
+
+/* S = Lambda_R^T ARR Lambda_R + I on the random-effect columns (lower
+ * triangle). Columns of the nested stages are written only where their
+ * structure has entries: everywhere else S keeps the zeros it was
+ * allocated with, which the stage factorization never overwrites. */
+static void build_dense(const mlmx_lmm_stats *s, const mlmx_lmm_work *w)
+{
+    const size_t m = (size_t)s->m;
     double *S = w->S;
+    for (int k = 0; k < s->nchain; k++) {
+        const mlmx_block_stage *st = &s->stages[k];
+        for (int l = 0; l < st->nblk; l++) {
+            size_t c = (size_t)st->c0 + (size_t)l * (size_t)st->q;
+            for (int bq = 0; bq < st->q; bq++) {
+                size_t b = c + (size_t)bq;
+                for (int aq = bq; aq < st->q; aq++)
+                    S[c + (size_t)aq + b * m] = dense_entry(s, w, c + (size_t)aq, b);
+                for (size_t r = st->col_ptr[l]; r < st->col_ptr[l + 1]; r++)
+                    S[(size_t)st->col[r] + b * m] = dense_entry(s, w, (size_t)st->col[r], b);
+            }
+        }
+    }
     int all_scalar = 1;
     for (int k = 1; k < s->model->K; k++)
         if (s->term_q[k] != 1)
             all_scalar = 0;
-    if (all_scalar) {
-        /* lambda_c: theta of the column's term, 1 for X and y */
-        for (size_t b = 0; b < m; b++) {
+    for (size_t b = (size_t)s->chain_end; b < m; b++) {
+        double *sc = S + b * m;
+        if (all_scalar) {
+            /* lambda_c: theta of the column's term, 1 for X and y */
+            const double *ac = s->ARR + b * m;
             int kb = s->col_term[b];
             double lb = kb < 0 ? 1.0 : w->tptr[kb][0];
-            const double *ac = A + b * m;
-            double *sc = S + b * m;
             for (size_t a = b; a < m; a++) {
                 int ka = s->col_term[a];
-                double la = ka < 0 ? 1.0 : w->tptr[ka][0];
-                sc[a] = la * ac[a] * lb;
+                sc[a] = (ka < 0 ? 1.0 : w->tptr[ka][0]) * ac[a] * lb;
             }
-        }
-    } else {
-        for (size_t b = 0; b < m; b++) {
-            int kb = s->col_term[b];
-            int qb = kb < 0 ? 1 : s->term_q[kb];
-            int cb = s->col_comp[b];
-            size_t b0 = b - (size_t)cb; /* first column of b's block */
-            for (size_t a = b; a < m; a++) {
-                int ka = s->col_term[a];
-                int qa = ka < 0 ? 1 : s->term_q[ka];
-                int ca = s->col_comp[a];
-                size_t a0 = a - (size_t)ca;
-                double sum = 0.0;
-                for (int i = ca; i < qa; i++) {
-                    double lai = ka < 0 ? 1.0 : w->tptr[ka][i + ca * qa];
-                    size_t ai = a0 + (size_t)i;
-                    for (int j = cb; j < qb; j++) {
-                        double lbj = kb < 0 ? 1.0 : w->tptr[kb][j + cb * qb];
-                        size_t bj = b0 + (size_t)j;
-                        double aij = ai >= bj ? A[ai + bj * m] : A[bj + ai * m];
-                        sum += lai * aij * lbj;
-                    }
-                }
-                S[a + b * m] = sum;
-            }
+        } else {
+            for (size_t a = b; a < m; a++)
+                sc[a] = dense_entry(s, w, a, b);
         }
     }
     for (int c = 0; c < s->m_re; c++)

@@ -225,8 +225,11 @@ mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path)
                 csv_field(&b, r->levels[l]);
                 mlmx_sb_puts(&b, ",");
                 csv_field(&b, r->colnames[c]);
-                mlmx_sb_printf(&b, ",%.17g,%.17g\n", f->ranef[k][l * r->q + c],
-                               f->condsd[k][l * r->q + c]);
+                mlmx_sb_printf(&b, ",%.17g,", f->ranef[k][l * r->q + c]);
+                if (f->have_condsd)
+                    mlmx_sb_printf(&b, "%.17g\n", f->condsd[k][l * r->q + c]);
+                else
+                    mlmx_sb_puts(&b, "NA\n");
             }
     }
     return write_or_fail(&b, path, "random effects");

@@ -55,6 +55,10 @@ mlmx_status mlmx_fit_write_ranef_plot(const mlmx_fit *f, const char *path)
     mlmx_api_clear();
     if (!f || !path)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_write_ranef_plot: NULL argument");
+    if (!f->have_condsd)
+        return mlmx_api_failf(MLMX_ERR_ARG, "the caterpillar plot needs conditional variances; "
+                                            "this fit was made without them "
+                                            "(mlmx_fit_options.conditional_variances = 0)");
     const mlmx_model *m = f->model;
     int maxlev = 1;
     for (int k = 0; k < m->K; k++)
