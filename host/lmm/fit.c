@@ -37,6 +37,30 @@ static double objective(int n, const double *theta, void *ctx)
     return v;
 }
 
+/* Central differences of the criterion, one-sided at a lower bound: the
+ * gradient where the analytic formula does not apply (a variance at 0), and
+ * the check at the optimum for systems whose analytic gradient would cost a
+ * large inverse. Leaves the factor at some nearby point, not at theta. */
+static mlmx_status fd_gradient(objctx *c, int n, const double *theta, double *g)
+{
+    double th[256];
+    memcpy(th, theta, (size_t)n * sizeof *th);
+    for (int t = 0; t < n; t++) {
+        double h = 1e-6 * fmax(fabs(theta[t]), 1.0);
+        double lo = c->s->model->theta_lower[t];
+        double xm = theta[t] - h < lo ? lo : theta[t] - h, xp = theta[t] + h;
+        th[t] = xp;
+        double fp = objective(n, th, c);
+        th[t] = xm;
+        double fm = objective(n, th, c);
+        th[t] = theta[t];
+        if (!isfinite(fp) || !isfinite(fm))
+            return MLMX_ERR_NUMERIC;
+        g[t] = (fp - fm) / (xp - xm);
+    }
+    return MLMX_OK;
+}
+
 static double objective_grad(int n, const double *theta, double *grad, void *ctx)
 {
     objctx *c = ctx;
@@ -44,43 +68,11 @@ static double objective_grad(int n, const double *theta, double *grad, void *ctx
     if (!isfinite(v))
         return v;
     if (mlmx_lmm_grad(c->s, c->w, c->reml, grad) != MLMX_OK) {
-        /* on the boundary the formula does not apply: central differences */
-        double th[256];
-        memcpy(th, theta, (size_t)n * sizeof *th);
-        for (int t = 0; t < n; t++) {
-            double h = 1e-6 * (fabs(theta[t]) > 1 ? fabs(theta[t]) : 1);
-            double lo = c->s->model->theta_lower[t];
-            double xm = theta[t] - h < lo ? lo : theta[t] - h, xp = theta[t] + h;
-            th[t] = xp;
-            double fp = objective(n, th, ctx);
-            th[t] = xm;
-            double fm = objective(n, th, ctx);
-            th[t] = theta[t];
-            grad[t] = (fp - fm) / (xp - xm);
-        }
+        if (fd_gradient(c, n, theta, grad) != MLMX_OK)
+            return HUGE_VAL;
         objective(n, theta, ctx); /* leave the factor at theta */
     }
     return v;
-}
-
-/* Central differences of the criterion (the check at the optimum for
- * models whose analytic gradient would cost a large inverse). */
-static mlmx_status fd_gradient(objctx *c, int n, const double *theta, double *g)
-{
-    double th[256];
-    memcpy(th, theta, (size_t)n * sizeof *th);
-    for (int t = 0; t < n; t++) {
-        double h = 1e-5 * fmax(fabs(theta[t]), 1e-2);
-        th[t] = theta[t] + h;
-        double fp = objective(n, th, c);
-        th[t] = theta[t] - h;
-        double fm = objective(n, th, c);
-        th[t] = theta[t];
-        if (!isfinite(fp) || !isfinite(fm))
-            return MLMX_ERR_NUMERIC;
-        g[t] = (fp - fm) / (2 * h);
-    }
-    return MLMX_OK;
 }
 
 /* The quasi-Newton path works on log(theta) for the diagonal entries: the
