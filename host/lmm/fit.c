@@ -331,8 +331,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         oo.xtol_rel = o->xtol_rel;
     mlmx_optim_result res;
     int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
-                    (o->optimizer == MLMX_OPTIM_AUTO && s->m - s->chain_end >= MLMX_QN_DENSE_MIN &&
-                   nt <= 64);
+                 (o->optimizer == MLMX_OPTIM_AUTO && nt <= 64 &&
+                  s->m - s->chain_end >= MLMX_QN_DENSE_MIN);
     if (use_qn) {
         logctx lc;
         lc.inner = &ctx;
@@ -397,15 +397,15 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
              * past a few hundred columns central differences are cheaper. */
             int gok = 0;
             if (!use_qn && !f->singular && nt <= 256) {
-                if (s->m <= 500)
+                if (s->m <= 500) {
                     gok = mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK;
-                else
+                } else {
                     gok = fd_gradient(&ctx, nt, f->theta, g) == MLMX_OK;
-                /* leave the factor at the optimum for finish() */
-                if (gok && mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err) != MLMX_OK)
-                    gok = 0;
+                    /* the differences moved the factor: back to the optimum */
+                    st = mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err);
+                }
             }
-            if (gok) {
+            if (st == MLMX_OK && gok) {
                 f->grad_max = 0.0;
                 for (int t = 0; t < nt; t++)
                     f->grad_max = fmax(f->grad_max, fabs(g[t]));
@@ -418,7 +418,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
                              f->grad_max, tol);
                 }
             }
-            st = finish(f, s, w, err);
+            if (st == MLMX_OK)
+                st = finish(f, s, w, err);
         }
     }
     mlmx_lmm_work_free(w);
