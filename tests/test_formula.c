@@ -139,7 +139,7 @@ static const expansion_case expansions[] = {
     {"y ~ 1 + (1|g) + (1|h)", "1", "(1 | g) (1 | h)"},
     {"y ~ x + ((1|g))", "1 + x", "(1 | g)"},
     /* checked by hand rather than by R (see notes in formula.h) */
-    {"y ~ (1|a/b/c)", "1", "(1 | c:b:a) (1 | b:a) (1 | a)"}, /* lme4: "c:(b:a)" */
+    {"y ~ (1|a/b/c)", "1", "(1 | c:(b:a)) (1 | b:a) (1 | a)"}, /* as lme4 labels them */
     {"y ~ (1|a:b/c)", "1", "(1 | c:a:b) (1 | a:b)"},
     {"y ~ (1|g) - 1", "0", "(1 | g)"}, /* lme4's nobars() would keep the intercept */
     {"y ~ x + ((1|g) + (1|h))", "1 + x", "(1 | g) (1 | h)"},

@@ -275,6 +275,10 @@ Test(lmm_reference, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_
 Test(lmm_reference, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_AUTO); }
+Test(lmm_reference, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_AUTO); }
 Test(lmm_reference, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_AUTO); }
 
 Test(lmm_reference_bobyqa, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_BOBYQA); }
@@ -300,6 +304,10 @@ Test(lmm_reference_bobyqa, orthodont_noint_ml) { check_case("orthodont_noint_ml"
 Test(lmm_reference_bobyqa, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_BOBYQA); }
+Test(lmm_reference_bobyqa, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_BOBYQA); }
 Test(lmm_reference_bobyqa, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_BOBYQA); }
 
 Test(lmm_reference_qnewton, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_QUASI_NEWTON); }
@@ -325,6 +333,10 @@ Test(lmm_reference_qnewton, orthodont_noint_ml) { check_case("orthodont_noint_ml
 Test(lmm_reference_qnewton, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_QUASI_NEWTON); }
+Test(lmm_reference_qnewton, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_QUASI_NEWTON); }
 Test(lmm_reference_qnewton, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_QUASI_NEWTON); }
 
 Test(lmm_devfun, sleepstudy_reml) { check_devfun("sleepstudy_reml"); }

@@ -110,6 +110,16 @@ cases <- list(
   list(name = "classroom3_reml",  data = "classroom.csv", REML = TRUE,
        formula = paste("mathgain ~ mathkind + ses + (1|schoolid) + (1|schoolid:classid)",
                        "+ (1|schoolid:classid:sex)")),
+  ## simulated designs (data/reference/simulate_designs.R)
+  list(name = "sim_nested4_reml", data = "sim_nested4.csv", REML = TRUE,
+       formula = paste("y ~ ses + female + (1|district) + (1 + ses|district:school)",
+                       "+ (1|district:school:class)")),
+  list(name = "sim_nested4_ml",   data = "sim_nested4.csv", REML = FALSE,
+       formula = "y ~ ses + (1|district/school/class)"),
+  list(name = "sim_crossed_reml", data = "sim_crossed.csv", REML = TRUE,
+       formula = "score ~ time * grp + (1 + time|student) + (1|teacher)"),
+  list(name = "sim_crossed_diag_ml", data = "sim_crossed.csv", REML = FALSE,
+       formula = "score ~ time + grp + (time||student) + (1|teacher)"),
   list(name = "insteval_reml",    data = "insteval.csv", REML = TRUE,
        formula = "y ~ service + (1|s) + (1|d) + (1|dept:service)",
        dir = insteval_dir)

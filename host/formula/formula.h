@@ -48,7 +48,7 @@ typedef struct mlmx_termlist {
  * way lme4 (expandDoubleVerts, findbars) does, in lme4's order:
  *   (x || g)   -> (1|g), (0 + x|g)          one term per column term
  *   (1 | a/b)  -> (1|b:a), (1|a)            the nested term first
- *   (1 | a/b/c)-> (1|c:b:a), (1|b:a), (1|a) (lme4 labels the first "c:(b:a)")
+ *   (1 | a/b/c)-> (1|c:(b:a)), (1|b:a), (1|a), labelled as lme4 labels them
  *   (x || a/b) -> (1|b:a), (1|a), (0 + x|b:a), (0 + x|a)
  * group holds the variables in label order: label "b:a" has group {b, a},
  * and mlmx_group_eval then builds level strings "b_level:a_level" ordered

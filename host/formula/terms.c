@@ -675,7 +675,9 @@ static mlmx_reterm *re_push(xctx *c, relist *r)
 }
 
 /* The grouping factor made of components 0..j, as lme4 builds it: the
- * innermost component first ("c:b:a" for j = 2 of a/b/c). */
+ * innermost component first, and the label as lme4 prints it: "b:a" for
+ * j = 1 of a/b/c, "c:(b:a)" for j = 2 (each further level wraps the one
+ * before in parentheses). */
 static mlmx_status make_group(xctx *c, const glist *g, int j, mlmx_reterm *t)
 {
     int nv = 0;
@@ -686,35 +688,52 @@ static mlmx_status make_group(xctx *c, const glist *g, int j, mlmx_reterm *t)
         return fx_nomem(c->err);
     size_t lablen = 0;
     char **names = malloc((size_t)nv * sizeof *names);
-    if (!names)
+    int *comp = malloc((size_t)nv * sizeof *comp);
+    if (!names || !comp) {
+        free(names);
+        free(comp);
         return fx_nomem(c->err);
+    }
     for (int k = j; k >= 0; k--)
         for (int i = 0; i < g->v[k].n; i++) {
             mlmx_expr *atom = g->v[k].atoms[i];
             char *s = fx_deparse_arena(c->a, atom);
             if (!s) {
                 free(names);
+                free(comp);
                 return fx_nomem(c->err);
             }
             names[t->ngroup] = s;
+            comp[t->ngroup] = k;
             t->group[t->ngroup++] = atom;
-            lablen += strlen(s) + 1;
+            lablen += strlen(s) + 3; /* ':' and a pair of parentheses at most */
         }
     t->label = fx_alloc(c->a, lablen + 1);
     if (!t->label) {
         free(names);
+        free(comp);
         return fx_nomem(c->err);
     }
     char *p = t->label;
+    int open = 0;
     for (int i = 0; i < nv; i++) {
         size_t n = strlen(names[i]);
-        if (i)
+        if (i) {
             *p++ = ':';
+            /* entering component k-1 from component k >= 2: parenthesize */
+            if (comp[i] != comp[i - 1] && comp[i - 1] >= 2) {
+                *p++ = '(';
+                open++;
+            }
+        }
         memcpy(p, names[i], n);
         p += n;
     }
+    while (open-- > 0)
+        *p++ = ')';
     *p = '\0';
     free(names);
+    free(comp);
     return MLMX_OK;
 }
 
