@@ -219,7 +219,9 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
      * (the work's gradient buffer, free at this point). */
     if (!f->have_condsd)
         return MLMX_OK;
-    double *sinv = w->Sinv;
+    double *sinv = mlmx_lmm_inverse_buffer(s, w);
+    if (!sinv)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the conditional variances");
     if (m_re > 0) {
         for (int b = 0; b < m_re; b++)
             memcpy(sinv + (size_t)b * m_re + b, S + (size_t)b * m + b,

@@ -125,7 +125,9 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
                 return MLMX_ERR_NUMERIC;
     }
     mlmx_lmm_modes(s, w, w->wv, w->u1);
-    double *Si = w->Sinv;
+    double *Si = mlmx_lmm_inverse_buffer(s, w);
+    if (!Si)
+        return MLMX_ERR_NOMEM;
     if (mp > 0) {
         for (int b = 0; b < mp; b++)
             memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b,

@@ -422,12 +422,11 @@ mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, ml
     w->L11 = calloc((size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1, sizeof *w->L11);
     w->L21 = calloc((s->nrows ? s->nrows : 1) * (size_t)s->q1, sizeof *w->L21);
     w->S = calloc((size_t)s->m * (size_t)s->m, sizeof *w->S);
-    size_t mp = (size_t)s->m - 1;
     w->wv = calloc((size_t)s->m, sizeof *w->wv);
     w->u1 = calloc((size_t)s->nblk * (size_t)s->q1, sizeof *w->u1);
-    w->Sinv = calloc(mp > 0 ? mp * mp : 1, sizeof *w->Sinv);
+    /* Sinv is allocated on first use (mlmx_lmm_inverse_buffer) */
     w->scratch = malloc((s->maxcols ? s->maxcols : 1) * (size_t)qm * sizeof *w->scratch);
-    if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 || !w->Sinv ||
+    if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 ||
         !w->scratch) {
         mlmx_lmm_work_free(w);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory allocating the workspace");
@@ -437,6 +436,15 @@ mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, ml
         w->tptr[k] = w->tmats + (size_t)k * (size_t)qm * (size_t)qm;
     *out = w;
     return MLMX_OK;
+}
+
+double *mlmx_lmm_inverse_buffer(const mlmx_lmm_stats *s, mlmx_lmm_work *w)
+{
+    if (!w->Sinv) {
+        size_t mp = (size_t)s->m - 1;
+        w->Sinv = malloc((mp > 0 ? mp * mp : 1) * sizeof *w->Sinv);
+    }
+    return w->Sinv;
 }
 
 double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml)

@@ -45,7 +45,8 @@ typedef struct mlmx_lmm_work {
     /* gradient scratch */
     double *wv;          /* m: [u_R; beta] */
     double *u1;          /* nblk*q1: first term's spherical modes */
-    double *Sinv;        /* (m_re+p)^2 */
+    double *Sinv;        /* (m_re+p)^2, allocated on first use: only the gradient
+                            and the conditional variances need it */
     double *scratch;     /* maxcols * qmax, for the nested stages */
 } mlmx_lmm_work;
 
@@ -76,6 +77,10 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
  * inverse of the dense factor's leading mp block (see grad.c). */
 void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, const double *Si,
                             int mp, int k, int l, double *V);
+
+/* The (m-1)^2 buffer for inverses, allocated on the first call (once per
+ * workspace); NULL when out of memory. */
+double *mlmx_lmm_inverse_buffer(const mlmx_lmm_stats *s, mlmx_lmm_work *w);
 
 /* Criterion from the factor pieces in w (after mlmx_lmm_eval). */
 double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml);
