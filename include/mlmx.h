@@ -152,6 +152,11 @@ typedef struct mlmx_fit_options {
     int conditional_variances;/* 1 (default): compute the conditional SDs of the
                                  random effects (mlmx_fit_ranef_condsd); 0 skips
                                  an O(q^3) inverse that a large model may not need */
+    /* Called after every criterion evaluation with the count so far and the
+     * best criterion seen (NULL: none). For progress displays: the library
+     * itself never prints. Must not call back into the fit. */
+    void (*progress)(void *ctx, int n_evaluations, double best_criterion);
+    void *progress_ctx;
 } mlmx_fit_options;
 
 void mlmx_fit_options_default(mlmx_fit_options *o);

@@ -149,3 +149,39 @@ Test(api, arrays_api_matches_csv)
     mlmx_data_free(d);
     mlmx_data_free(d2);
 }
+
+typedef struct prog {
+    int calls, last_n;
+    double last_best;
+    int monotone;
+} prog;
+
+static void on_progress(void *ctx, int n, double best)
+{
+    prog *p = ctx;
+    if (p->calls && (n != p->last_n + 1 || best > p->last_best))
+        p->monotone = 0;
+    p->calls++;
+    p->last_n = n;
+    p->last_best = best;
+}
+
+Test(api, progress_callback_sees_every_evaluation)
+{
+    mlmx_data *d = sleep_data();
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_model_create(d, "Reaction ~ Days + (Days | Subject)", &m), MLMX_OK);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    prog p = {0, 0, 0.0, 1};
+    o.progress = on_progress;
+    o.progress_ctx = &p;
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK);
+    cr_expect_geq(p.calls, mlmx_fit_n_evaluations(f));
+    cr_expect(p.monotone, "counts must increase by one and the best criterion never rise");
+    cr_expect_float_eq(p.last_best, mlmx_fit_criterion(f), 1e-6);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}

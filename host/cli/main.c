@@ -1,7 +1,10 @@
 /* The mlmx command: a thin client of the public API in include/mlmx.h. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "mlmx.h"
 
@@ -34,7 +37,7 @@ static const char *usage_fit =
     "  --json PATH        write the results as JSON\n"
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
-    "  --quiet            do not print the summary\n"
+    "  --quiet            print neither the summary nor progress\n"
     "  -h, --help         show this help\n"
     "\n"
     "Exit status: 0 on success, 1 when the data, formula or fit fail, 2 on usage errors.\n";
@@ -49,6 +52,33 @@ static int fail(void)
 {
     fprintf(stderr, "mlmx: error: %s\n", mlmx_last_error());
     return 1;
+}
+
+/* A progress line on a terminal, at most five times a second, for fits
+ * that take long enough to wonder about. */
+typedef struct progress_state {
+    double start, last;
+    int shown;
+} progress_state;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void show_progress(void *ctx, int n, double best)
+{
+    progress_state *p = ctx;
+    double t = now_s();
+    if (t - p->start < 0.5 || t - p->last < 0.2)
+        return;
+    p->last = t;
+    p->shown = 1;
+    fprintf(stderr, "\rmlmx: fitting: %d evaluations, criterion %.6f, %.1f s ", n, best,
+            t - p->start);
+    fflush(stderr);
 }
 
 static int cmd_fit(int argc, char **argv)
@@ -118,7 +148,14 @@ static int cmd_fit(int argc, char **argv)
     /* conditional SDs cost an inverse of the random-effect system: only
      * when an output shows them */
     opt.conditional_variances = ranef != NULL || plot != NULL;
+    progress_state prog = {now_s(), 0.0, 0};
+    if (!quiet && isatty(STDERR_FILENO)) {
+        opt.progress = show_progress;
+        opt.progress_ctx = &prog;
+    }
     st = mlmx_fit_lmm(m, &opt, &f);
+    if (prog.shown)
+        fputs("\r\033[K", stderr); /* clear the progress line */
     if (st) {
         mlmx_model_free(m);
         return fail();

@@ -20,6 +20,10 @@ typedef struct objctx {
     mlmx_lmm_work *w;
     int reml;
     mlmx_error err; /* first numerical failure, kept for the message */
+    void (*progress)(void *, int, double);
+    void *progress_ctx;
+    int n_evals;
+    double best;
 } objctx;
 
 static double objective(int n, const double *theta, void *ctx)
@@ -29,11 +33,16 @@ static double objective(int n, const double *theta, void *ctx)
     double v;
     mlmx_error e;
     mlmx_err_clear(&e);
+    c->n_evals++;
     if (mlmx_lmm_eval(c->s, c->be, theta, c->reml, c->w, &v, &e) != MLMX_OK) {
         if (c->err.code == MLMX_OK)
             c->err = e;
-        return HUGE_VAL;
+        v = HUGE_VAL;
     }
+    if (v < c->best)
+        c->best = v;
+    if (c->progress)
+        c->progress(c->progress_ctx, c->n_evals, c->best);
     return v;
 }
 
@@ -322,7 +331,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         if (f->theta[t] < md->theta_lower[t])
             f->theta[t] = md->theta_lower[t];
     }
-    objctx ctx = {s, be, w, o->method == MLMX_REML, {MLMX_OK, ""}};
+    objctx ctx = {s,    be, w, o->method == MLMX_REML, {MLMX_OK, ""}, o->progress, o->progress_ctx,
+                  0,    HUGE_VAL};
     mlmx_optim_opts oo;
     mlmx_optim_opts_default(&oo);
     if (o->max_evaluations > 0)
