@@ -196,3 +196,19 @@ Test(cli_errors, help_and_version)
     cr_expect_eq(r.status, 0);
     cr_expect(strncmp(r.out, "mlmx ", 5) == 0, "%s", r.out);
 }
+
+Test(cli_errors, unwritable_output_leaves_nothing_behind)
+{
+    char data[300], json[300], args[2048];
+    write_file("d.csv", "y,x,g\n1,2,a\n3,4,a\n5,6,b\n7,1,b\n2,2,c\n4,3,c\n", data, sizeof data);
+    snprintf(json, sizeof json, "%s/out.json", tmpdir);
+    snprintf(args, sizeof args,
+             "fit --quiet --data '%s' --formula 'y ~ x + (1|g)' --json '%s' --ranef "
+             "'/nonexistent-dir/r.csv'",
+             data, json);
+    result r;
+    run(args, &r);
+    cr_expect_eq(r.status, 1, "exit status %d (stderr: %s)", r.status, r.err);
+    cr_expect(strstr(r.err, "/nonexistent-dir/r.csv") != NULL, "%s", r.err);
+    cr_expect_eq(access(json, F_OK), -1, "the JSON written before the failure was left behind");
+}

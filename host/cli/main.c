@@ -170,12 +170,18 @@ static int cmd_fit(int argc, char **argv)
             rc = fail();
         }
     }
-    if (!rc && json && mlmx_fit_write_json(f, json) != MLMX_OK)
-        rc = fail();
-    if (!rc && ranef && mlmx_fit_write_ranef(f, ranef) != MLMX_OK)
-        rc = fail();
-    if (!rc && plot && mlmx_fit_write_ranef_plot(f, plot) != MLMX_OK)
-        rc = fail();
+    /* all outputs or none: a later failure removes the files written before it */
+    const char *written[3];
+    int nw = 0;
+    if (!rc && json)
+        rc = mlmx_fit_write_json(f, json) != MLMX_OK ? fail() : (written[nw++] = json, 0);
+    if (!rc && ranef)
+        rc = mlmx_fit_write_ranef(f, ranef) != MLMX_OK ? fail() : (written[nw++] = ranef, 0);
+    if (!rc && plot)
+        rc = mlmx_fit_write_ranef_plot(f, plot) != MLMX_OK ? fail() : (written[nw++] = plot, 0);
+    if (rc)
+        for (int i = 0; i < nw; i++)
+            remove(written[i]);
     if (!rc && !mlmx_fit_converged(f))
         fprintf(stderr, "mlmx: warning: the optimizer did not converge: %s\n",
                 mlmx_fit_message(f));
