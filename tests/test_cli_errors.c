@@ -180,6 +180,9 @@ Test(cli_errors, usage_errors_exit_2)
     run("fit --data", &r);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "needs a value") != NULL, "%s", r.err);
+    run("fit --optimizer newton --data x.csv --formula 'y ~ x + (1|g)'", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "newton") != NULL, "%s", r.err);
 }
 
 Test(cli_errors, help_and_version)

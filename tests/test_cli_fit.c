@@ -132,6 +132,31 @@ Test(cli_fit, ml_and_quiet)
     free(j);
 }
 
+Test(cli_fit, optimizer_choice)
+{
+    char cmd[2048], json[300];
+    snprintf(json, sizeof json, "%s/fit.json", tmpdir);
+    const char *names[] = {"bobyqa", "bfgs", "auto"};
+    const char *want[] = {"\"optimizer\": \"BOBYQA\"", "\"optimizer\": \"BFGS\"",
+                          "\"optimizer\": \"BOBYQA\""};
+    ref_file ref;
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/lmm/sleepstudy_reml.ref", &ref), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' fit --quiet --optimizer %s --data '%s/data/sleepstudy.csv' --formula "
+                 "'Reaction ~ Days + (Days | Subject)' --json '%s'",
+                 MLMX_CLI_PATH, names[i], MLMX_SOURCE_DIR, json);
+        int st = system(cmd);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        char *j = slurp(json);
+        cr_expect(strstr(j, want[i]) != NULL, "%s: %s", names[i], j);
+        cr_expect(close_rel(json_num(j, "reml_criterion"), ref_num(&ref, "criterion", 0), 1e-6,
+                            1e-300));
+        free(j);
+    }
+    ref_free(&ref);
+}
+
 Test(cli_fit, singular_fit_is_reported)
 {
     char cmd[2048], out[300];

@@ -37,6 +37,7 @@ static const char *usage_fit =
     "  --json PATH        write the results as JSON\n"
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
+    "  --optimizer NAME   auto (default), bobyqa (lme4's) or bfgs (analytic gradient)\n"
     "  --quiet            print neither the summary nor progress\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -84,7 +85,7 @@ static void show_progress(void *ctx, int n, double best)
 static int cmd_fit(int argc, char **argv)
 {
     const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
-    const char *plot = NULL;
+    const char *plot = NULL, *optimizer = NULL;
     int quiet = 0;
     mlmx_fit_options opt;
     mlmx_fit_options_default(&opt);
@@ -108,6 +109,8 @@ static int cmd_fit(int argc, char **argv)
             target = &json;
         } else if (strcmp(a, "--ranef") == 0) {
             target = &ranef;
+        } else if (strcmp(a, "--optimizer") == 0) {
+            target = &optimizer;
         } else if (strcmp(a, "--ranef-plot") == 0) {
             target = &plot;
         } else if (strcmp(a, "--group") == 0) {
@@ -122,6 +125,18 @@ static int cmd_fit(int argc, char **argv)
                 return 2;
             }
             *target = argv[++i];
+        }
+    }
+    if (optimizer) {
+        if (strcmp(optimizer, "auto") == 0)
+            opt.optimizer = MLMX_OPTIM_AUTO;
+        else if (strcmp(optimizer, "bobyqa") == 0)
+            opt.optimizer = MLMX_OPTIM_BOBYQA;
+        else if (strcmp(optimizer, "bfgs") == 0)
+            opt.optimizer = MLMX_OPTIM_QUASI_NEWTON;
+        else {
+            fprintf(stderr, "mlmx fit: unknown optimizer '%s' (auto, bobyqa or bfgs)\n", optimizer);
+            return 2;
         }
     }
     if (!data || !formula) {
