@@ -252,92 +252,43 @@ static void check_ranef(const char *name)
 
 /* Every case with the default (AUTO) choice, and with each optimizer forced,
  * so both paths are held to the same tolerances. */
-Test(lmm_reference, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, penicillin) { check_case("penicillin", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, pastes) { check_case("pastes", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, hsb) { check_case("hsb", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, orthodont_reml) { check_case("orthodont_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, oats_reml) { check_case("oats_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, cake_reml) { check_case("cake_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, bodyweight_reml) { check_case("bodyweight_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sleepstudy_factor_ml) { check_case("sleepstudy_factor_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sleepstudy_rankdef) { check_case("sleepstudy_rankdef", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, classroom_na_reml) { check_case("classroom_na_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_AUTO); }
-Test(lmm_reference, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_AUTO); }
+/* (the timeout is a generous bound for InstEval under the sanitizers) */
+#define REFERENCE_CASE(name)                                                                   \
+    Test(lmm_reference, name, .timeout = 120) { check_case(#name, MLMX_OPTIM_AUTO); }          \
+    Test(lmm_reference_bobyqa, name, .timeout = 120) { check_case(#name, MLMX_OPTIM_BOBYQA); } \
+    Test(lmm_reference_qnewton, name, .timeout = 120)                                          \
+    {                                                                                          \
+        check_case(#name, MLMX_OPTIM_QUASI_NEWTON);                                            \
+    }
 
-Test(lmm_reference_bobyqa, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, penicillin) { check_case("penicillin", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, pastes) { check_case("pastes", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, hsb) { check_case("hsb", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, orthodont_reml) { check_case("orthodont_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, oats_reml) { check_case("oats_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, cake_reml) { check_case("cake_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, bodyweight_reml) { check_case("bodyweight_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sleepstudy_factor_ml) { check_case("sleepstudy_factor_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sleepstudy_rankdef) { check_case("sleepstudy_rankdef", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, classroom_na_reml) { check_case("classroom_na_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_BOBYQA); }
-Test(lmm_reference_bobyqa, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_BOBYQA); }
-
-Test(lmm_reference_qnewton, sleepstudy_reml) { check_case("sleepstudy_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sleepstudy_ml) { check_case("sleepstudy_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sleepstudy_uncor) { check_case("sleepstudy_uncor", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sleepstudy_diag) { check_case("sleepstudy_diag", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, penicillin) { check_case("penicillin", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, pastes) { check_case("pastes", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, dyestuff_reml) { check_case("dyestuff_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, dyestuff_ml) { check_case("dyestuff_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, dyestuff2_reml) { check_case("dyestuff2_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, hsb) { check_case("hsb", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, classroom_ml) { check_case("classroom_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, veneer_ml) { check_case("veneer_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, orthodont_reml) { check_case("orthodont_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, oats_reml) { check_case("oats_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, cake_reml) { check_case("cake_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, bodyweight_reml) { check_case("bodyweight_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sleepstudy_factor_ml) { check_case("sleepstudy_factor_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sleepstudy_rankdef) { check_case("sleepstudy_rankdef", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, classroom_na_reml) { check_case("classroom_na_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, orthodont_noint_ml) { check_case("orthodont_noint_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, oats_factor_ml) { check_case("oats_factor_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, oats_varietyre_reml) { check_case("oats_varietyre_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, classroom3_reml) { check_case("classroom3_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sim_nested4_reml) { check_case("sim_nested4_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sim_nested4_ml) { check_case("sim_nested4_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sim_crossed_reml) { check_case("sim_crossed_reml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, sim_crossed_diag_ml) { check_case("sim_crossed_diag_ml", MLMX_OPTIM_QUASI_NEWTON); }
-Test(lmm_reference_qnewton, insteval_reml, .timeout = 120) { check_case("insteval_reml", MLMX_OPTIM_QUASI_NEWTON); }
+REFERENCE_CASE(sleepstudy_reml)
+REFERENCE_CASE(sleepstudy_ml)
+REFERENCE_CASE(sleepstudy_uncor)
+REFERENCE_CASE(sleepstudy_diag)
+REFERENCE_CASE(penicillin)
+REFERENCE_CASE(pastes)
+REFERENCE_CASE(dyestuff_reml)
+REFERENCE_CASE(dyestuff_ml)
+REFERENCE_CASE(dyestuff2_reml)
+REFERENCE_CASE(hsb)
+REFERENCE_CASE(classroom_ml)
+REFERENCE_CASE(veneer_ml)
+REFERENCE_CASE(orthodont_reml)
+REFERENCE_CASE(oats_reml)
+REFERENCE_CASE(cake_reml)
+REFERENCE_CASE(bodyweight_reml)
+REFERENCE_CASE(sleepstudy_factor_ml)
+REFERENCE_CASE(sleepstudy_rankdef)
+REFERENCE_CASE(classroom_na_reml)
+REFERENCE_CASE(orthodont_noint_ml)
+REFERENCE_CASE(oats_factor_ml)
+REFERENCE_CASE(oats_varietyre_reml)
+REFERENCE_CASE(classroom3_reml)
+REFERENCE_CASE(sim_nested4_reml)
+REFERENCE_CASE(sim_nested4_ml)
+REFERENCE_CASE(sim_crossed_reml)
+REFERENCE_CASE(sim_crossed_diag_ml)
+REFERENCE_CASE(insteval_reml)
 
 Test(lmm_devfun, sleepstudy_reml) { check_devfun("sleepstudy_reml"); }
 Test(lmm_devfun, penicillin) { check_devfun("penicillin"); }
