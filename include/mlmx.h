@@ -131,6 +131,24 @@ const char *mlmx_model_message(const mlmx_model *m, int i);
 
 typedef enum mlmx_method { MLMX_REML = 0, MLMX_ML = 1 } mlmx_method;
 
+/* The conditional distribution of the response given the random effects. */
+typedef enum mlmx_family {
+    MLMX_FAMILY_GAUSSIAN = 0, /* linear mixed model (mlmx_fit_lmm) */
+    MLMX_FAMILY_BINOMIAL = 1, /* 0/1, a two-level factor (second level = success), or
+                                 cbind(successes, failures) */
+    MLMX_FAMILY_POISSON = 2,  /* non-negative integer counts; offset() allowed */
+    MLMX_FAMILY_NEGBIN = 3,   /* negative binomial NB2 (not yet available) */
+    MLMX_FAMILY_ORDINAL = 4   /* cumulative link (not yet available) */
+} mlmx_family;
+
+typedef enum mlmx_link {
+    MLMX_LINK_DEFAULT = -1, /* the family's canonical link: logit, log */
+    MLMX_LINK_LOGIT = 0,
+    MLMX_LINK_PROBIT = 1,
+    MLMX_LINK_CLOGLOG = 2,
+    MLMX_LINK_LOG = 3
+} mlmx_link;
+
 typedef enum mlmx_optimizer {
     MLMX_OPTIM_AUTO = 0,   /* BOBYQA; the quasi-Newton method when the crossed
                               (non-nested) dense part of the model is large (300+
@@ -157,6 +175,13 @@ typedef struct mlmx_fit_options {
      * itself never prints. Must not call back into the fit. */
     void (*progress)(void *ctx, int n_evaluations, double best_criterion);
     void *progress_ctx;
+    /* Generalized linear mixed models (mlmx_fit_glmm); ignored by mlmx_fit_lmm. */
+    mlmx_family family;       /* default MLMX_FAMILY_GAUSSIAN */
+    mlmx_link link;           /* default MLMX_LINK_DEFAULT */
+    int nagq;                 /* 0: beta by PIRLS, theta optimized (lme4's nAGQ = 0);
+                                 1 (default): Laplace over (theta, beta); K = 2..100:
+                                 adaptive Gauss-Hermite quadrature with K points (one
+                                 scalar random-effect term) */
 } mlmx_fit_options;
 
 void mlmx_fit_options_default(mlmx_fit_options *o);
@@ -175,7 +200,34 @@ mlmx_status mlmx_lmm_criterion_at(const mlmx_model *m, mlmx_method method, const
  * numerical breakdown is an error. The model must outlive the fit.
  * Allocates; free with mlmx_fit_free. */
 mlmx_status mlmx_fit_lmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fit **out);
+
+/* Fit a generalized linear mixed model (o->family not Gaussian) by the
+ * Laplace approximation (o->nagq = 1, lme4's glmer default: PIRLS for the
+ * conditional modes, BOBYQA over (theta, beta) after a theta-only start),
+ * by nagq = 0, or by adaptive Gauss-Hermite quadrature. The log-likelihood
+ * is always the full one (sum of log p(y | b) integrated over b), also for
+ * binomial fits with nagq > 1 where lme4 prints it relative to the
+ * saturated model. Fixed-effect standard errors come from the Hessian of
+ * the deviance over (theta, beta), as glmer computes them. Errors:
+ * MLMX_ERR_DATA for a response the family cannot take (named with its
+ * row), MLMX_ERR_MODEL for quadrature requested where it does not apply.
+ * Allocates; free with mlmx_fit_free. */
+mlmx_status mlmx_fit_glmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fit **out);
+
+/* The GLMM deviance (-2 log-likelihood, full scale) at (theta, beta)
+ * without optimising, by o->family, o->link and o->nagq (0 and 1: the
+ * Laplace approximation at the conditional modes; K > 1: adaptive
+ * quadrature), as lme4's devfun for nAGQ >= 1 computes it. */
+mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o,
+                                  const double *theta, const double *beta, double *value);
 void mlmx_fit_free(mlmx_fit *f);
+/* GLMM fits: family, link and quadrature points (MLMX_FAMILY_GAUSSIAN for
+ * an LMM fit). */
+mlmx_family mlmx_fit_family(const mlmx_fit *f);
+mlmx_link mlmx_fit_link(const mlmx_fit *f);
+int mlmx_fit_nagq(const mlmx_fit *f);
+const char *mlmx_family_name(mlmx_family fam); /* "gaussian", "binomial", ... */
+const char *mlmx_link_name(mlmx_link link);    /* "logit", "probit", ... */
 
 const mlmx_model *mlmx_fit_model(const mlmx_fit *f);
 mlmx_method mlmx_fit_method(const mlmx_fit *f);

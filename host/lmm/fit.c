@@ -123,6 +123,9 @@ void mlmx_fit_options_default(mlmx_fit_options *o)
     o->xtol_rel = 1e-8;
     o->backend = NULL;
     o->conditional_variances = 1;
+    o->family = MLMX_FAMILY_GAUSSIAN;
+    o->link = MLMX_LINK_DEFAULT;
+    o->nagq = 1;
 }
 
 void mlmx_fit_free(mlmx_fit *f)
@@ -135,6 +138,7 @@ void mlmx_fit_free(mlmx_fit *f)
     free(f->vcov);
     free(f->fitted);
     free(f->resid);
+    free(f->pearson);
     if (f->ranef)
         for (int k = 0; k < f->model->K; k++)
             free(f->ranef[k]);
@@ -257,7 +261,7 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
     return MLMX_OK;
 }
 
-static mlmx_status fit_alloc(const mlmx_model *md, mlmx_fit **out)
+mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
 {
     mlmx_fit *f = calloc(1, sizeof *f);
     if (!f)
@@ -315,7 +319,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         mlmx_lmm_stats_free(s);
         return st;
     }
-    if (fit_alloc(md, &f) != MLMX_OK) {
+    if (mlmx_fit_alloc(md, &f) != MLMX_OK) {
         mlmx_lmm_work_free(w);
         mlmx_lmm_stats_free(s);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");

@@ -22,7 +22,19 @@ struct mlmx_fit {
     double **ranef;    /* K arrays of nlevels*q */
     double **condsd;   /* K arrays of nlevels*q */
     int have_condsd;   /* condsd computed (mlmx_fit_options.conditional_variances) */
+    /* GLMM fits (family != MLMX_FAMILY_GAUSSIAN): fitted holds the mean
+     * (probability of success, expected count), resid the deviance
+     * residuals, pearson the Pearson residuals; sigma is 1. */
+    mlmx_family family;
+    mlmx_link link;
+    int nagq;
+    double *pearson;   /* n, GLMM only */
+    double loglik_glm; /* the model without random effects (likelihood-ratio test) */
+    int n_evals_stage1;
 };
+
+/* Allocate a fit's result arrays for md (the GLMM fit uses it too). */
+mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out);
 
 /* Fit (the public mlmx_fit_lmm validates arguments and records errors). */
 mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,

@@ -27,6 +27,9 @@ void mlmx_lmm_stats_free(mlmx_lmm_stats *s)
     free(s->row_ptr);
     free(s->row_col);
     free(s->B);
+    free(s->obs_bpos);
+    free(s->obs_order);
+    free(s->obs_start);
     free(s->col_term);
     free(s->col_comp);
     free(s->term_q);
@@ -72,7 +75,7 @@ static int nested_in(const mlmx_model *md, int a, int b)
  * from finer stages stays inside these sets because the terms are nested. */
 static int build_chain(const mlmx_model *md, mlmx_lmm_stats *s)
 {
-    const int K = md->K, p = md->p;
+    const int K = md->K, p = s->p;
     int nchain = 0;
     while (nchain + 1 < K && nested_in(md, nchain, nchain + 1))
         nchain++;
@@ -161,7 +164,63 @@ done:
     return rc;
 }
 
-mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlmx_error *err)
+void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
+{
+    const mlmx_model *md = s->model;
+    const size_t n = md->n, m = (size_t)s->m;
+    const int K = md->K, p = s->p, q1 = s->q1, nnz_row = s->nnz_row;
+    const mlmx_reterm_info *t1 = &md->re[0];
+    if (!z)
+        z = md->y;
+    memset(s->A11, 0, (size_t)s->nblk * (size_t)q1 * (size_t)q1 * sizeof *s->A11);
+    memset(s->B, 0, (s->nrows ? s->nrows : 1) * (size_t)q1 * sizeof *s->B);
+    memset(s->ARR, 0, m * m * sizeof *s->ARR);
+    s->yty = 0.0;
+    int ridx[MLMX_NNZ_ROW_MAX];
+    double rval[MLMX_NNZ_ROW_MAX];
+    for (int j = 0; j < s->nblk; j++) {
+        size_t r0 = s->row_ptr[j];
+        double *A = s->A11 + (size_t)j * (size_t)q1 * (size_t)q1;
+        for (size_t o = s->obs_start[j]; o < s->obs_start[j + 1]; o++) {
+            size_t i = s->obs_order[o];
+            const int *bp = s->obs_bpos + o * (size_t)nnz_row;
+            double wi = w ? w[i] : 1.0;
+            const double *z1 = t1->z + i * (size_t)q1;
+            int nz = 0;
+            for (int k = 1; k < K; k++) {
+                int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
+                for (int c = 0; c < md->re[k].q; c++) {
+                    ridx[nz] = c0 + c;
+                    rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
+                }
+            }
+            for (int c = 0; c < p; c++) {
+                ridx[nz] = s->m_re + c;
+                rval[nz++] = md->X[(size_t)c * n + i];
+            }
+            ridx[nz] = s->m - 1;
+            rval[nz++] = z[i];
+            s->yty += wi * z[i] * z[i];
+            for (int b = 0; b < q1; b++)
+                for (int a = b; a < q1; a++)
+                    A[a + b * q1] += wi * z1[a] * z1[b];
+            for (int e = 0; e < nz; e++) {
+                double *brow = s->B + (r0 + (size_t)bp[e]) * (size_t)q1;
+                double we = wi * rval[e];
+                for (int a = 0; a < q1; a++)
+                    brow[a] += we * z1[a];
+                for (int f = 0; f < nz; f++) {
+                    int ra = ridx[e], cb = ridx[f];
+                    if (ra >= cb)
+                        s->ARR[(size_t)ra + (size_t)cb * m] += we * rval[f];
+                }
+            }
+        }
+    }
+}
+
+mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_stats **out,
+                                    mlmx_error *err)
 {
     *out = NULL;
     if (md->K < 1)
@@ -169,24 +228,12 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
                             "the formula has no random-effect terms such as (1|group); "
                             "a mixed model needs at least one");
     const size_t n = md->n;
-    for (int k = 0; k < md->K; k++) {
-        const mlmx_reterm_info *r = &md->re[k];
-        if ((size_t)r->nlevels >= n)
-            return mlmx_err_set(err, MLMX_ERR_MODEL,
-                                "grouping factor '%s' has %d levels for %zu observations; a "
-                                "linear mixed model needs fewer levels than observations",
-                                r->group, r->nlevels, n);
-        if ((size_t)r->nlevels * (size_t)r->q >= n)
-            return mlmx_err_set(err, MLMX_ERR_MODEL,
-                                "term for '%s' has %zu random effects for %zu observations; the "
-                                "random-effect and residual variances are not identifiable",
-                                r->group, (size_t)r->nlevels * (size_t)r->q, n);
-    }
     mlmx_lmm_stats *s = calloc(1, sizeof *s);
     if (!s)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     s->model = md;
-    const int K = md->K, p = md->p;
+    s->p = use_x ? md->p : 0;
+    const int K = md->K, p = s->p;
     const mlmx_reterm_info *t1 = &md->re[0];
     s->q1 = t1->q;
     s->nblk = t1->nlevels;
@@ -241,6 +288,13 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
     int nnz_row = p + 1;
     for (int k = 1; k < K; k++)
         nnz_row += md->re[k].q;
+    if (nnz_row > MLMX_NNZ_ROW_MAX) {
+        mlmx_lmm_stats_free(s);
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                            "the model has %d fixed-effect and random-effect columns per "
+                            "observation beyond the first term; at most %d are supported",
+                            nnz_row - 1, MLMX_NNZ_ROW_MAX - 1);
+    }
     int *ridx = malloc((size_t)nnz_row * sizeof *ridx);
     double *rval = malloc((size_t)nnz_row * sizeof *rval);
     if (!start || !order || !mark || !cols || !pos || !ridx || !rval) {
@@ -298,7 +352,9 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
     s->nrows = total;
     s->row_col = malloc((total ? total : 1) * sizeof *s->row_col);
     s->B = calloc((total ? total : 1) * (size_t)q1, sizeof *s->B);
-    if (!s->row_col || !s->B) {
+    s->nnz_row = nnz_row;
+    s->obs_bpos = malloc((n ? n : 1) * (size_t)nnz_row * sizeof *s->obs_bpos);
+    if (!s->row_col || !s->B || !s->obs_bpos) {
         free(start);
         free(order);
         free(mark);
@@ -311,7 +367,6 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
     for (size_t c = 0; c < m; c++)
         mark[c] = -1;
 
-    s->yty = 0.0;
     for (int j = 0; j < s->nblk; j++) {
         int nc = 0;
         for (size_t o = start[j]; o < start[j + 1]; o++) {
@@ -334,41 +389,25 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
             s->row_col[r0 + (size_t)a] = cols[a];
             pos[cols[a]] = a;
         }
-        double *A = s->A11 + (size_t)j * (size_t)q1 * (size_t)q1;
+        /* each observation's entries, in row order: B rows of its level */
         for (size_t o = start[j]; o < start[j + 1]; o++) {
             size_t i = order[o];
-            const double *z1 = t1->z + i * (size_t)q1;
-            /* the observation's sparse row of the dense part */
+            int *bp = s->obs_bpos + o * (size_t)nnz_row;
             int nz = 0;
             for (int k = 1; k < K; k++) {
                 int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
-                for (int c = 0; c < md->re[k].q; c++) {
-                    ridx[nz] = c0 + c;
-                    rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
-                }
+                for (int c = 0; c < md->re[k].q; c++)
+                    bp[nz++] = pos[c0 + c];
             }
-            for (int c = 0; c < p; c++) {
-                ridx[nz] = s->m_re + c;
-                rval[nz++] = md->X[(size_t)c * n + i];
-            }
-            ridx[nz] = s->m - 1;
-            rval[nz++] = md->y[i];
-            s->yty += md->y[i] * md->y[i];
-            for (int b = 0; b < q1; b++)
-                for (int a = b; a < q1; a++)
-                    A[a + b * q1] += z1[a] * z1[b];
-            for (int e = 0; e < nz; e++) {
-                double *brow = s->B + (r0 + (size_t)pos[ridx[e]]) * (size_t)q1;
-                for (int a = 0; a < q1; a++)
-                    brow[a] += rval[e] * z1[a];
-                for (int f = 0; f < nz; f++) {
-                    int ra = ridx[e], cb = ridx[f];
-                    if (ra >= cb)
-                        s->ARR[(size_t)ra + (size_t)cb * m] += rval[e] * rval[f];
-                }
-            }
+            for (int c = 0; c < p + 1; c++)
+                bp[nz++] = pos[s->m_re + c];
         }
     }
+    s->obs_order = order;
+    s->obs_start = start;
+    order = NULL;
+    start = NULL;
+    mlmx_lmm_stats_refill(s, NULL, NULL);
     free(start);
     free(order);
     free(mark);
@@ -383,6 +422,37 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
 nomem:
     mlmx_lmm_stats_free(s);
     return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory building the sufficient statistics");
+}
+
+mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlmx_error *err)
+{
+    *out = NULL;
+    if (md->resp_kind != MLMX_RESP_NUMERIC)
+        return mlmx_err_set(err, MLMX_ERR_DATA,
+                            "response '%s' is not numeric (it is %s); a linear mixed model needs "
+                            "a numeric response (for a binary, count or ordinal outcome choose a "
+                            "family)",
+                            md->response_name,
+                            md->resp_kind == MLMX_RESP_FACTOR ? "a factor" : "a cbind() of counts");
+    if (md->offset)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                            "offset() is not supported for linear mixed models; subtract it from "
+                            "the response");
+    const size_t n = md->n;
+    for (int k = 0; k < md->K; k++) {
+        const mlmx_reterm_info *r = &md->re[k];
+        if ((size_t)r->nlevels >= n)
+            return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                "grouping factor '%s' has %d levels for %zu observations; a "
+                                "linear mixed model needs fewer levels than observations",
+                                r->group, r->nlevels, n);
+        if ((size_t)r->nlevels * (size_t)r->q >= n)
+            return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                "term for '%s' has %zu random effects for %zu observations; the "
+                                "random-effect and residual variances are not identifiable",
+                                r->group, (size_t)r->nlevels * (size_t)r->q, n);
+    }
+    return mlmx_lmm_stats_build_ex(md, 1, out, err);
 }
 
 void mlmx_lmm_work_free(mlmx_lmm_work *w)
@@ -556,6 +626,10 @@ mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const
         st = be->dense_chol(s->m - s->chain_end, w->S + off + off * (size_t)s->m, s->m, &fail);
         if (st)
             fail += s->chain_end;
+        if (st && s->allow_zero_r && fail == s->m - 1) {
+            st = MLMX_OK;
+            w->S[(size_t)(s->m - 1) * ((size_t)s->m + 1)] = 0.0;
+        }
     }
     if (st) {
         if (fail >= s->m_re && fail < s->m - 1)

@@ -7,8 +7,14 @@
 #include "backend/backend.h"
 #include "model/model.h"
 
+/* Most entries of one observation's row beyond the first term (other
+ * terms' columns, X, the response). */
+#define MLMX_NNZ_ROW_MAX 512
+
 typedef struct mlmx_lmm_stats {
     const mlmx_model *model;
+    int p;               /* fixed-effect columns in the system: model->p, or 0 (GLMM modes
+                            with beta fixed) */
     int q1, nblk;        /* first term: dimension and levels */
     int m;               /* dense columns: terms 2..K, then X (p), then y */
     int m_re;            /* of which random-effect columns */
@@ -21,6 +27,13 @@ typedef struct mlmx_lmm_stats {
     size_t nrows;
     int *col_term, *col_comp, *term_q;
     double yty;
+    /* Observations grouped by first-term level (obs_order, obs_start[nblk+1])
+     * and, per observation in that order, the B rows (within its level) of
+     * its nnz_row entries: enough to refill the values for new weights. */
+    size_t *obs_order, *obs_start;
+    int *obs_bpos;
+    int nnz_row;
+    int allow_zero_r;    /* PIRLS: a zero last pivot means r = 0, not an error */
     /* Terms 1..nchain, each nested in the next (term 0 in term 1, ...), are
      * factored stage by stage inside the dense block (block diagonal, see
      * mlmx_block_stage); the rest, from column chain_end, is dense. */
@@ -50,7 +63,16 @@ typedef struct mlmx_lmm_work {
     double *scratch;     /* maxcols * qmax, for the nested stages */
 } mlmx_lmm_work;
 
+/* The LMM's statistics (numeric response, X in the system). */
 mlmx_status mlmx_lmm_stats_build(const mlmx_model *m, mlmx_lmm_stats **out, mlmx_error *err);
+/* The same structure for any response kind, with X in the system or not
+ * (use_x = 0: columns [Z, z] only), filled with unit weights and y. */
+mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *m, int use_x, mlmx_lmm_stats **out,
+                                    mlmx_error *err);
+/* Recompute the values for observation weights w and response z (n each;
+ * NULL: 1 and the model's y): the weighted cross-products [Z X z]^T W [Z X z]
+ * of penalized iteratively reweighted least squares. Allocates nothing. */
+void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z);
 void mlmx_lmm_stats_free(mlmx_lmm_stats *s);
 mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, mlmx_error *err);
 void mlmx_lmm_work_free(mlmx_lmm_work *w);

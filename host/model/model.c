@@ -382,6 +382,9 @@ void mlmx_model_destroy(mlmx_model *m)
     free(m->source);
     free(m->rows);
     free(m->y);
+    mlmx_levels_free(m->resp_levels, m->nresp_levels);
+    free(m->ntrials);
+    free(m->offset);
     free(m->X);
     free_strv(m->fixef_names, m->p);
     free_strv(m->dropped_fixef, m->n_dropped_fixef);
@@ -574,6 +577,104 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
     return MLMX_OK;
 }
 
+/* One numeric variable at the model rows. */
+static mlmx_status numeric_at_rows(const mlmx_expr *e, const mlmx_data *d, const mlmx_model *m,
+                                   double **out, mlmx_error *err)
+{
+    double *all = malloc((d->nrow ? d->nrow : 1) * sizeof *all);
+    double *v = malloc((m->n ? m->n : 1) * sizeof *v);
+    if (!all || !v) {
+        free(all);
+        free(v);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    mlmx_status st = mlmx_var_eval_numeric(e, d, all, err);
+    if (!st)
+        for (size_t i = 0; i < m->n; i++)
+            v[i] = all[m->rows[i]];
+    free(all);
+    if (st) {
+        free(v);
+        return st;
+    }
+    *out = v;
+    return MLMX_OK;
+}
+
+/* The response: numeric, a factor (its codes; the GLMM families decide
+ * what they accept) or cbind(successes, failures); and the offset. */
+static mlmx_status build_response(const mlmx_formula *f, const mlmx_data *d, mlmx_model *m,
+                                  mlmx_error *err)
+{
+    const mlmx_expr *r = f->response;
+    mlmx_status st;
+    if (r->kind == MLMX_EX_CALL && strcmp(r->name, "cbind") == 0) {
+        if (r->nargs != 2)
+            return mlmx_err_set(err, MLMX_ERR_FORMULA,
+                                "cbind() in the response needs two arguments, successes and "
+                                "failures (it has %d)",
+                                r->nargs);
+        double *fl = NULL;
+        for (int a = 0; a < 2; a++) {
+            int isf = mlmx_var_is_factor(r->args[a], d, err);
+            if (isf < 0)
+                return err->code ? err->code : MLMX_ERR_DATA;
+            if (isf)
+                return mlmx_err_set(err, MLMX_ERR_DATA,
+                                    "cbind() in the response needs numeric counts, but its %s "
+                                    "argument is a factor",
+                                    a ? "second" : "first");
+        }
+        st = numeric_at_rows(r->args[0], d, m, &m->y, err);
+        if (!st)
+            st = numeric_at_rows(r->args[1], d, m, &fl, err);
+        if (st) {
+            free(fl);
+            return st;
+        }
+        for (size_t i = 0; i < m->n; i++)
+            fl[i] += m->y[i];
+        m->ntrials = fl;
+        m->resp_kind = MLMX_RESP_CBIND;
+    } else {
+        int isf = mlmx_var_is_factor(r, d, err);
+        if (isf < 0)
+            return err->code ? err->code : MLMX_ERR_DATA;
+        if (isf) {
+            int *codes = malloc((d->nrow ? d->nrow : 1) * sizeof *codes);
+            m->y = malloc((m->n ? m->n : 1) * sizeof *m->y);
+            if (!codes || !m->y) {
+                free(codes);
+                return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+            }
+            st = mlmx_var_eval_factor(r, d, codes, &m->resp_levels, &m->nresp_levels, err);
+            if (!st)
+                for (size_t i = 0; i < m->n; i++)
+                    m->y[i] = (double)codes[m->rows[i]];
+            free(codes);
+            if (st)
+                return st;
+            m->resp_kind = MLMX_RESP_FACTOR;
+        } else {
+            st = numeric_at_rows(r, d, m, &m->y, err);
+            if (st)
+                return st;
+            m->resp_kind = MLMX_RESP_NUMERIC;
+        }
+    }
+    if (f->offset) {
+        int isf = mlmx_var_is_factor(f->offset, d, err);
+        if (isf < 0)
+            return err->code ? err->code : MLMX_ERR_DATA;
+        if (isf)
+            return mlmx_err_set(err, MLMX_ERR_DATA, "offset() needs a numeric variable");
+        st = numeric_at_rows(f->offset, d, m, &m->offset, err);
+        if (st)
+            return st;
+    }
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model **out,
                              mlmx_error *err)
 {
@@ -607,34 +708,9 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
         st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    {
-        int isf = mlmx_var_is_factor(f->response, d, err);
-        if (isf < 0) {
-            st = err->code ? err->code : MLMX_ERR_DATA;
-            goto fail;
-        }
-        if (isf) {
-            st = mlmx_err_set(err, MLMX_ERR_DATA,
-                              "response '%s' is not numeric (it is a factor); a linear mixed "
-                              "model needs a numeric response",
-                              m->response_name);
-            goto fail;
-        }
-        double *all = malloc((d->nrow ? d->nrow : 1) * sizeof *all);
-        m->y = malloc(m->n * sizeof *m->y);
-        if (!all || !m->y) {
-            free(all);
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        st = mlmx_var_eval_numeric(f->response, d, all, err);
-        if (!st)
-            for (size_t i = 0; i < m->n; i++)
-                m->y[i] = all[m->rows[i]];
-        free(all);
-        if (st)
-            goto fail;
-    }
+    st = build_response(f, d, m, err);
+    if (st)
+        goto fail;
 
     /* Fixed effects */
     {

@@ -23,13 +23,21 @@ typedef struct mlmx_reterm_info {
     int theta_offset;  /* where the term's q(q+1)/2 theta entries start */
 } mlmx_reterm_info;
 
+enum { MLMX_RESP_NUMERIC = 0, MLMX_RESP_FACTOR = 1, MLMX_RESP_CBIND = 2 };
+
 typedef struct mlmx_model {
     char *formula;
     char *source;
     size_t n;          /* observations used */
     size_t n_dropped;  /* rows dropped for missing values */
     size_t *rows;      /* n: row index in the data set of each observation */
-    double *y;         /* n */
+    double *y;         /* n: the response; for a factor response its 0-based level
+                          codes, for cbind(s, f) the successes s */
+    int resp_kind;     /* MLMX_RESP_NUMERIC, MLMX_RESP_FACTOR or MLMX_RESP_CBIND */
+    char **resp_levels;/* factor response: level labels (nresp_levels) */
+    int nresp_levels;
+    double *ntrials;   /* cbind(s, f): s + f per observation; NULL otherwise */
+    double *offset;    /* offset(...) per observation; NULL when the formula has none */
     int p;             /* fixed-effect columns kept */
     double *X;         /* n*p column-major */
     char **fixef_names;
@@ -45,7 +53,8 @@ typedef struct mlmx_model {
     int nmessages;
 } mlmx_model;
 
-/* Build a model from a formula and data. The response must be numeric;
+/* Build a model from a formula and data. The response is numeric, a
+ * factor (codes in y, for a binomial or ordinal GLMM) or cbind(s, f);
  * rows with a missing value in any model variable are dropped (noted in
  * messages). Allocates; free with mlmx_model_destroy. */
 mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model **out,
