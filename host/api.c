@@ -4,6 +4,8 @@
 #include <stdlib.h>
 
 #include "api_internal.h"
+#include "glmm/glmm.h"
+#include "glmm/glmm_fit.h"
 #include "lmm/fit.h"
 #include "model/model.h"
 
@@ -116,6 +118,93 @@ mlmx_status mlmx_fit_lmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fi
     mlmx_err_clear(&e);
     mlmx_status st = mlmx_lmm_fit_internal(m, o, out, &e);
     return st ? mlmx_api_fail(&e) : MLMX_OK;
+}
+
+mlmx_status mlmx_fit_glmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_fit **out)
+{
+    mlmx_api_clear();
+    if (!out)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_glmm: out is NULL");
+    *out = NULL;
+    if (!m || !o)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_glmm: NULL model or options");
+    if (o->family != MLMX_FAMILY_BINOMIAL && o->family != MLMX_FAMILY_POISSON &&
+        o->family != MLMX_FAMILY_NEGBIN && o->family != MLMX_FAMILY_ORDINAL)
+        return mlmx_api_failf(MLMX_ERR_ARG,
+                              "mlmx_fit_glmm: family %d is not a GLMM family (use mlmx_fit_lmm "
+                              "for a Gaussian response)",
+                              (int)o->family);
+    if (o->link < MLMX_LINK_DEFAULT || o->link > MLMX_LINK_LOG)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_glmm: unknown link %d", (int)o->link);
+    if (o->theta_start)
+        for (int t = 0; t < m->ntheta; t++)
+            if (!isfinite(o->theta_start[t]))
+                return mlmx_api_failf(MLMX_ERR_ARG, "theta_start[%d] is not finite", t);
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    mlmx_status st = mlmx_glmm_fit_internal(m, o, out, &e);
+    return st ? mlmx_api_fail(&e) : MLMX_OK;
+}
+
+mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o,
+                                  const double *theta, const double *beta, double *value)
+{
+    mlmx_api_clear();
+    if (!m || !o || !theta || (!beta && m->p) || !value)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_glmm_deviance_at: NULL argument");
+    for (int t = 0; t < m->ntheta; t++)
+        if (!isfinite(theta[t]) || theta[t] < m->theta_lower[t])
+            return mlmx_api_failf(MLMX_ERR_ARG, "theta[%d] = %g is outside its bounds", t,
+                                  theta[t]);
+    if (o->nagq < 0 || o->nagq > 100)
+        return mlmx_api_failf(MLMX_ERR_ARG, "nagq %d out of range (0..100)", o->nagq);
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    mlmx_glmm *g = NULL;
+    mlmx_status st = mlmx_glmm_create(m, o->family, o->link, mlmx_backend_cpu(), &g, &e);
+    if (!st)
+        st = o->nagq > 1 ? mlmx_glmm_agq(g, theta, beta, o->nagq, value, &e)
+                         : mlmx_glmm_laplace(g, theta, beta, value, &e);
+    mlmx_glmm_free(g);
+    return st ? mlmx_api_fail(&e) : MLMX_OK;
+}
+
+mlmx_family mlmx_fit_family(const mlmx_fit *f) { return f ? f->family : MLMX_FAMILY_GAUSSIAN; }
+mlmx_link mlmx_fit_link(const mlmx_fit *f) { return f ? f->link : MLMX_LINK_DEFAULT; }
+int mlmx_fit_nagq(const mlmx_fit *f) { return f ? f->nagq : 0; }
+
+const char *mlmx_family_name(mlmx_family fam)
+{
+    switch (fam) {
+    case MLMX_FAMILY_GAUSSIAN:
+        return "gaussian";
+    case MLMX_FAMILY_BINOMIAL:
+        return "binomial";
+    case MLMX_FAMILY_POISSON:
+        return "poisson";
+    case MLMX_FAMILY_NEGBIN:
+        return "negbin";
+    case MLMX_FAMILY_ORDINAL:
+        return "ordinal";
+    }
+    return "unknown";
+}
+
+const char *mlmx_link_name(mlmx_link link)
+{
+    switch (link) {
+    case MLMX_LINK_DEFAULT:
+        return "default";
+    case MLMX_LINK_LOGIT:
+        return "logit";
+    case MLMX_LINK_PROBIT:
+        return "probit";
+    case MLMX_LINK_CLOGLOG:
+        return "cloglog";
+    case MLMX_LINK_LOG:
+        return "log";
+    }
+    return "unknown";
 }
 
 const mlmx_model *mlmx_fit_model(const mlmx_fit *f) { return f ? f->model : NULL; }

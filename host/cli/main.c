@@ -14,7 +14,7 @@ static const char *usage_main =
     "Fit multilevel (mixed-effects) models, with lme4's formula syntax and numbers.\n"
     "\n"
     "commands:\n"
-    "  fit        fit a linear mixed model and print its summary\n"
+    "  fit        fit a linear or generalized linear mixed model and print its summary\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
@@ -26,8 +26,9 @@ static const char *usage_main =
 static const char *usage_fit =
     "usage: mlmx fit --data FILE --formula 'FORMULA' [options]\n"
     "\n"
-    "Fit a linear mixed model by REML (default) or maximum likelihood and print\n"
-    "the summary as lme4's summary(lmer) does.\n"
+    "Fit a linear mixed model by REML (default) or maximum likelihood, or with\n"
+    "--family a generalized linear mixed model by the Laplace approximation or\n"
+    "adaptive quadrature, and print the summary as lme4's summary() does.\n"
     "\n"
     "  --data FILE        CSV file (header row), or HDF5 file (.h5, .hdf5)\n"
     "  --group NAME       HDF5 group holding the table's columns (default /)\n"
@@ -38,6 +39,11 @@ static const char *usage_fit =
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
     "  --optimizer NAME   auto (default), bobyqa (lme4's) or bfgs (analytic gradient)\n"
+    "  --family NAME      gaussian (default), binomial or poisson\n"
+    "  --link NAME        logit (binomial default), probit, cloglog; log (poisson)\n"
+    "  --nagq K           GLMM: 1 = Laplace (default), 0 = beta by PIRLS (glmer's\n"
+    "                     nAGQ = 0), 2..100 = adaptive Gauss-Hermite points (one\n"
+    "                     scalar random-effect term)\n"
     "  --quiet            print neither the summary nor progress\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -85,7 +91,7 @@ static void show_progress(void *ctx, int n, double best)
 static int cmd_fit(int argc, char **argv)
 {
     const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
-    const char *plot = NULL, *optimizer = NULL;
+    const char *plot = NULL, *optimizer = NULL, *family = NULL, *link = NULL, *nagq = NULL;
     int quiet = 0;
     mlmx_fit_options opt;
     mlmx_fit_options_default(&opt);
@@ -115,6 +121,12 @@ static int cmd_fit(int argc, char **argv)
             target = &plot;
         } else if (strcmp(a, "--group") == 0) {
             target = &group;
+        } else if (strcmp(a, "--family") == 0) {
+            target = &family;
+        } else if (strcmp(a, "--link") == 0) {
+            target = &link;
+        } else if (strcmp(a, "--nagq") == 0) {
+            target = &nagq;
         } else {
             fprintf(stderr, "mlmx fit: unknown option '%s' (see mlmx fit --help)\n", a);
             return 2;
@@ -138,6 +150,50 @@ static int cmd_fit(int argc, char **argv)
             fprintf(stderr, "mlmx fit: unknown optimizer '%s' (auto, bobyqa or bfgs)\n", optimizer);
             return 2;
         }
+    }
+    if (family) {
+        static const char *const fams[] = {"gaussian", "binomial", "poisson", "negbin",
+                                           "ordinal"};
+        int k = -1;
+        for (int j = 0; j < 5; j++)
+            if (strcmp(family, fams[j]) == 0)
+                k = j;
+        if (k < 0) {
+            fprintf(stderr,
+                    "mlmx fit: unknown family '%s' (gaussian, binomial, poisson, negbin, "
+                    "ordinal)\n",
+                    family);
+            return 2;
+        }
+        opt.family = (mlmx_family)k;
+    }
+    if (link) {
+        static const char *const links[] = {"logit", "probit", "cloglog", "log"};
+        int k = -1;
+        for (int j = 0; j < 4; j++)
+            if (strcmp(link, links[j]) == 0)
+                k = j;
+        if (k < 0) {
+            fprintf(stderr, "mlmx fit: unknown link '%s' (logit, probit, cloglog, log)\n", link);
+            return 2;
+        }
+        opt.link = (mlmx_link)k;
+    }
+    if (nagq) {
+        char *end = NULL;
+        long k = strtol(nagq, &end, 10);
+        if (!end || *end || end == nagq || k < 0 || k > 100) {
+            fprintf(stderr,
+                    "mlmx fit: --nagq '%s' is out of range: 0, 1 (Laplace) or 2..100 "
+                    "quadrature points\n",
+                    nagq);
+            return 2;
+        }
+        opt.nagq = (int)k;
+    }
+    if ((link || nagq) && opt.family == MLMX_FAMILY_GAUSSIAN) {
+        fprintf(stderr, "mlmx fit: --link and --nagq need a --family other than gaussian\n");
+        return 2;
     }
     if (!data || !formula) {
         fprintf(stderr, "mlmx fit: --data and --formula are required (see mlmx fit --help)\n");
@@ -168,7 +224,8 @@ static int cmd_fit(int argc, char **argv)
         opt.progress = show_progress;
         opt.progress_ctx = &prog;
     }
-    st = mlmx_fit_lmm(m, &opt, &f);
+    st = opt.family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(m, &opt, &f)
+                                            : mlmx_fit_glmm(m, &opt, &f);
     if (prog.shown)
         fputs("\r\033[K", stderr); /* clear the progress line */
     if (st) {

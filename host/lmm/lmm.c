@@ -194,29 +194,48 @@ void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
                     rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
                 }
             }
+            const int nzr = nz; /* entries in random-effect columns */
             for (int c = 0; c < p; c++) {
                 ridx[nz] = s->m_re + c;
                 rval[nz++] = md->X[(size_t)c * n + i];
             }
             ridx[nz] = s->m - 1;
             rval[nz++] = z[i];
-            s->yty += wi * z[i] * z[i];
             for (int b = 0; b < q1; b++)
                 for (int a = b; a < q1; a++)
                     A[a + b * q1] += wi * z1[a] * z1[b];
+            /* ridx increases (terms by offset, then X, then the response), so
+             * the lower triangle is f <= e. The block among X and the response
+             * is the same dense cross-product for every observation: it is
+             * summed column by column below, not scattered here. */
             for (int e = 0; e < nz; e++) {
                 double *brow = s->B + (r0 + (size_t)bp[e]) * (size_t)q1;
                 double we = wi * rval[e];
                 for (int a = 0; a < q1; a++)
                     brow[a] += we * z1[a];
-                for (int f = 0; f < nz; f++) {
-                    int ra = ridx[e], cb = ridx[f];
-                    if (ra >= cb)
-                        s->ARR[(size_t)ra + (size_t)cb * m] += we * rval[f];
-                }
+                double *arow = s->ARR + (size_t)ridx[e];
+                int fend = e < nzr ? e : nzr - 1;
+                for (int f = 0; f <= fend; f++)
+                    arow[(size_t)ridx[f] * m] += we * rval[f];
             }
         }
     }
+    /* [X z]^T W [X z], column by column (contiguous, vectorizable) */
+    for (int b = 0; b <= p; b++) {
+        const double *xb = b < p ? md->X + (size_t)b * n : z;
+        for (int a = b; a <= p; a++) {
+            const double *xa = a < p ? md->X + (size_t)a * n : z;
+            double sum = 0.0;
+            if (w)
+                for (size_t i = 0; i < n; i++)
+                    sum += w[i] * xa[i] * xb[i];
+            else
+                for (size_t i = 0; i < n; i++)
+                    sum += xa[i] * xb[i];
+            s->ARR[(size_t)(s->m_re + a) + (size_t)(s->m_re + b) * m] = sum;
+        }
+    }
+    s->yty = s->ARR[(m - 1) + (m - 1) * m];
 }
 
 mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_stats **out,

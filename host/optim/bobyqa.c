@@ -14,6 +14,7 @@ void mlmx_optim_opts_default(mlmx_optim_opts *o)
     o->max_evals = 100000;
     o->init_step = 0.0;
     o->gtol = 1e-9;
+    o->hinv0 = NULL;
 }
 
 typedef struct wrap {

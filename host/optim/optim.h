@@ -15,6 +15,8 @@ typedef struct mlmx_optim_opts {
     double init_step;  /* BOBYQA: initial trust-region radius (<= 0: NLopt's choice);
                           quasi-Newton: length of the first step (<= 0: 0.5) */
     double gtol;       /* quasi-Newton: stop when max |g_i| max(|x_i|,1) <= gtol max(|f|,1) */
+    const double *hinv0; /* quasi-Newton: initial inverse Hessian (n*n), or NULL for a
+                            scaled gradient step */
 } mlmx_optim_opts;
 
 typedef struct mlmx_optim_result {

@@ -43,8 +43,8 @@ mlmx_status mlmx_optim_qnewton(int n, double *x, const double *lb, const double 
         return mlmx_err_set(err, MLMX_ERR_NUMERIC, "criterion not finite at the starting values");
     }
     for (int i = 0; i < n * n; i++)
-        H[i] = 0.0;
-    int have_h = 0;
+        H[i] = o->hinv0 ? o->hinv0[i] : 0.0;
+    int have_h = o->hinv0 != NULL;
     for (int iter = 0; r->n_evals < o->max_evals; iter++) {
         /* variables held at a bound by the gradient */
         for (int i = 0; i < n; i++)

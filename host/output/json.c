@@ -60,7 +60,16 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     jstr(&b, m->formula);
     mlmx_sb_puts(&b, ",\n  \"data\": ");
     jstr(&b, m->source ? m->source : "");
-    mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"", reml ? "REML" : "ML");
+    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"",
+                   glmm ? (f->nagq > 1 ? "AGQ" : "Laplace") : reml ? "REML" : "ML");
+    mlmx_sb_printf(&b, ",\n  \"family\": \"%s\"", mlmx_family_name(f->family));
+    if (glmm) {
+        mlmx_sb_printf(&b, ",\n  \"link\": \"%s\"", mlmx_link_name(f->link));
+        mlmx_sb_printf(&b, ",\n  \"nagq\": %d", f->nagq);
+        mlmx_sb_puts(&b, ",\n  \"loglik_no_random_effects\": ");
+        jnum(&b, f->loglik_glm);
+    }
     mlmx_sb_puts(&b, ",\n  \"loglik\": ");
     jnum(&b, f->loglik);
     mlmx_sb_puts(&b, ",\n  \"deviance\": ");
@@ -108,8 +117,12 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         jnum(&b, f->beta[j]);
         mlmx_sb_puts(&b, ", \"se\": ");
         jnum(&b, f->se[j]);
-        mlmx_sb_puts(&b, ", \"t\": ");
+        mlmx_sb_puts(&b, glmm ? ", \"z\": " : ", \"t\": ");
         jnum(&b, f->beta[j] / f->se[j]);
+        if (glmm) {
+            mlmx_sb_puts(&b, ", \"p\": ");
+            jnum(&b, erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)));
+        }
         mlmx_sb_puts(&b, "}");
     }
     mlmx_sb_puts(&b, m->p ? "\n  ]" : "]");
@@ -154,12 +167,16 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
             mlmx_sb_puts(&b, "}}");
         }
     }
-    mlmx_sb_puts(&b, firstvc ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
+    if (!glmm) {
+        mlmx_sb_puts(&b, firstvc
+                             ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
                              : ",\n    {\"group\": \"Residual\", \"name\": null, \"variance\": ");
-    jnum(&b, f->sigma * f->sigma);
-    mlmx_sb_puts(&b, ", \"sd\": ");
-    jnum(&b, f->sigma);
-    mlmx_sb_puts(&b, ", \"correlations\": {}}\n  ]");
+        jnum(&b, f->sigma * f->sigma);
+        mlmx_sb_puts(&b, ", \"sd\": ");
+        jnum(&b, f->sigma);
+        mlmx_sb_puts(&b, ", \"correlations\": {}}");
+    }
+    mlmx_sb_puts(&b, "\n  ]");
     {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);

@@ -7,6 +7,9 @@
 int mlmx_fmt_decimals(const double *x, int n, int digits);
 /* min, 1Q, median, 3Q, max of the residuals divided by sigma. */
 void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5]);
+/* Upper tail of chi-square(k) at x; b^T V^{-1} b (V overwritten by its factor). */
+double mlmx_chi2_sf(double x, int k);
+double mlmx_wald_quadform(int n, double *V, const double *b);
 /* 1 if term k is the first term with its grouping factor label. */
 int mlmx_group_first(const mlmx_model *m, int k);
 #endif

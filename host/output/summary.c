@@ -85,7 +85,7 @@ void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5])
         return;
     }
     for (size_t i = 0; i < n; i++)
-        r[i] = f->resid[i] / f->sigma;
+        r[i] = f->pearson ? f->pearson[i] : f->resid[i] / f->sigma;
     qsort(r, n, sizeof *r, cmp_double);
     const double ps[5] = {0, 0.25, 0.5, 0.75, 1};
     for (int i = 0; i < 5; i++)
@@ -124,6 +124,79 @@ int mlmx_group_first(const mlmx_model *m, int k)
     return 1;
 }
 
+/* Upper tail of the chi-square distribution with k degrees of freedom:
+ * Q(k/2, x/2) by the series or the continued fraction (Numerical Recipes'
+ * split at x = a + 1). */
+double mlmx_chi2_sf(double x, int k)
+{
+    if (!(x > 0))
+        return 1.0;
+    double a = 0.5 * k, xx = 0.5 * x;
+    double lg = lgamma(a);
+    if (xx < a + 1.0) {
+        double ap = a, sum = 1.0 / a, del = sum;
+        for (int n = 0; n < 1000; n++) {
+            ap += 1.0;
+            del *= xx / ap;
+            sum += del;
+            if (fabs(del) < fabs(sum) * 1e-15)
+                break;
+        }
+        return 1.0 - sum * exp(-xx + a * log(xx) - lg);
+    }
+    double bb = xx + 1.0 - a, c = 1e300, d = 1.0 / bb, h = d;
+    for (int i = 1; i < 1000; i++) {
+        double an = -i * (i - a);
+        bb += 2.0;
+        d = an * d + bb;
+        if (fabs(d) < 1e-300)
+            d = 1e-300;
+        c = bb + an / c;
+        if (fabs(c) < 1e-300)
+            c = 1e-300;
+        d = 1.0 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1.0) < 1e-15)
+            break;
+    }
+    return exp(-xx + a * log(xx) - lg) * h;
+}
+
+/* b^T V^{-1} b by a Cholesky of V (overwritten); NaN if V is not positive
+ * definite. */
+double mlmx_wald_quadform(int n, double *V, const double *b)
+{
+    for (int j = 0; j < n; j++) {
+        double d = V[j + j * n];
+        for (int k = 0; k < j; k++)
+            d -= V[j + k * n] * V[j + k * n];
+        if (!(d > 0))
+            return NAN;
+        d = sqrt(d);
+        V[j + j * n] = d;
+        for (int i = j + 1; i < n; i++) {
+            double s = V[i + j * n];
+            for (int k = 0; k < j; k++)
+                s -= V[i + k * n] * V[j + k * n];
+            V[i + j * n] = s / d;
+        }
+    }
+    double q = 0;
+    double *y = malloc((size_t)n * sizeof *y);
+    if (!y)
+        return NAN;
+    for (int i = 0; i < n; i++) {
+        double s = b[i];
+        for (int k = 0; k < i; k++)
+            s -= V[i + k * n] * y[k];
+        y[i] = s / V[i + i * n];
+        q += y[i] * y[i];
+    }
+    free(y);
+    return q;
+}
+
 mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
 {
     mlmx_api_clear();
@@ -133,9 +206,25 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
     const mlmx_model *m = f->model;
     const int p = m->p, K = m->K;
     mlmx_strbuf b = {0};
-    int reml = f->method == MLMX_REML;
-    mlmx_sb_printf(&b, "Linear mixed model fit by %s\n",
-                   reml ? "REML" : "maximum likelihood");
+    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    int reml = f->method == MLMX_REML && !glmm;
+    if (glmm) {
+        if (f->nagq > 1)
+            mlmx_sb_printf(&b,
+                           "Generalized linear mixed model fit by maximum likelihood (Adaptive "
+                           "Gauss-Hermite Quadrature, nAGQ = %d)\n",
+                           f->nagq);
+        else
+            mlmx_sb_printf(&b,
+                           "Generalized linear mixed model fit by maximum likelihood (Laplace "
+                           "Approximation%s)\n",
+                           f->nagq == 0 ? ", nAGQ = 0" : "");
+        mlmx_sb_printf(&b, " Family: %s  ( %s )\n", mlmx_family_name(f->family),
+                       mlmx_link_name(f->link));
+    } else {
+        mlmx_sb_printf(&b, "Linear mixed model fit by %s\n",
+                       reml ? "REML" : "maximum likelihood");
+    }
     mlmx_sb_printf(&b, "Formula: %s\n", m->formula);
     if (m->source && m->source[0])
         mlmx_sb_printf(&b, "   Data: %s\n", m->source);
@@ -224,6 +313,8 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         }
         var[row] = f->sigma * f->sigma;
         sd[row] = f->sigma;
+        if (glmm)
+            nrow--; /* no residual variance: the family fixes it */
         fmt_col(vc, var, nrow, mlmx_fmt_decimals(var, nrow, 4));
         fmt_col(sc, sd, nrow, mlmx_fmt_decimals(sd, nrow, 4));
         int wg = 8, wn = 4, wv = 8, ws = 8;
@@ -271,13 +362,15 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
                 mlmx_sb_puts(&b, "\n");
             }
         }
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, "Residual", wg + 1, 0);
-        mlmx_sb_pad(&b, "", wn + 1, 0);
-        mlmx_sb_pad(&b, vc[row], wv, 1);
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, sc[row], ws, 1);
-        mlmx_sb_puts(&b, "\n");
+        if (!glmm) {
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, "Residual", wg + 1, 0);
+            mlmx_sb_pad(&b, "", wn + 1, 0);
+            mlmx_sb_pad(&b, vc[row], wv, 1);
+            mlmx_sb_puts(&b, " ");
+            mlmx_sb_pad(&b, sc[row], ws, 1);
+            mlmx_sb_puts(&b, "\n");
+        }
         free(var);
         free(sd);
         free(cov);
@@ -337,8 +430,9 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             es[p + j] = f->se[j];
         }
         int dec = mlmx_fmt_decimals(es, 2 * p, 4);
+        const char *tlab = glmm ? "z value" : "t value";
         int wn = 0, we = (int)strlen("Estimate"), ws = (int)strlen("Std. Error"),
-            wt = (int)strlen("t value");
+            wt = (int)strlen(tlab);
         for (int j = 0; j < p; j++) {
             snprintf(ce[j], 48, "%.*f", dec, f->beta[j]);
             snprintf(cs[j], 48, "%.*f", dec, f->se[j]);
@@ -359,7 +453,9 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         mlmx_sb_puts(&b, " ");
         mlmx_sb_pad(&b, "Std. Error", ws, 1);
         mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, "t value", wt, 1);
+        mlmx_sb_pad(&b, tlab, wt, 1);
+        if (glmm)
+            mlmx_sb_puts(&b, " Pr(>|z|)");
         mlmx_sb_puts(&b, "\n");
         for (int j = 0; j < p; j++) {
             mlmx_sb_pad(&b, m->fixef_names[j], wn, 0);
@@ -369,8 +465,27 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             mlmx_sb_pad(&b, cs[j], ws, 1);
             mlmx_sb_puts(&b, " ");
             mlmx_sb_pad(&b, ct[j], wt, 1);
+            if (glmm) {
+                double z = f->beta[j] / f->se[j];
+                double pv = erfc(fabs(z) / sqrt(2.0));
+                char pc[32];
+                if (pv < 2e-16)
+                    snprintf(pc, sizeof pc, "< 2e-16");
+                else if (pv < 1e-4)
+                    snprintf(pc, sizeof pc, "%.2e", pv);
+                else
+                    snprintf(pc, sizeof pc, "%.3g", pv);
+                mlmx_sb_printf(&b, " %8s %s", pc,
+                               pv < 0.001  ? "***"
+                               : pv < 0.01 ? "**"
+                               : pv < 0.05 ? "*"
+                               : pv < 0.1  ? "."
+                                           : "");
+            }
             mlmx_sb_puts(&b, "\n");
         }
+        if (glmm)
+            mlmx_sb_puts(&b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
         free(es);
         free(ce);
         free(cs);
@@ -398,6 +513,43 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             }
             mlmx_sb_puts(&b, "\n");
         }
+    }
+    if (glmm) {
+        /* Stata's extras: the joint Wald test of the fixed effects other than
+         * the intercept, and the likelihood-ratio test against the model
+         * without random effects */
+        int j0 = p > 0 && strcmp(m->fixef_names[0], "(Intercept)") == 0 ? 1 : 0;
+        int pw = p - j0;
+        if (pw > 0) {
+            double *V = malloc((size_t)pw * (size_t)pw * sizeof *V);
+            double *bv = malloc((size_t)pw * sizeof *bv);
+            if (V && bv) {
+                for (int a = 0; a < pw; a++) {
+                    bv[a] = f->beta[j0 + a];
+                    for (int c = 0; c < pw; c++)
+                        V[a + c * pw] = f->vcov[(j0 + a) + (j0 + c) * p];
+                }
+                double w2 = mlmx_wald_quadform(pw, V, bv);
+                if (isfinite(w2))
+                    mlmx_sb_printf(&b, "\nWald chi2(%d) = %.2f, Prob > chi2 = %.4f (fixed effects "
+                                       "other than the intercept)\n",
+                                   pw, w2, mlmx_chi2_sf(w2, pw));
+            }
+            free(V);
+            free(bv);
+        }
+        double lr = 2.0 * (f->loglik - f->loglik_glm);
+        if (lr < 0)
+            lr = 0;
+        int nv = m->ntheta;
+        if (nv == 1)
+            mlmx_sb_printf(&b, "LR test vs. %s model without random effects: chibar2(01) = "
+                               "%.2f, Prob >= chibar2 = %.4f\n",
+                           mlmx_family_name(f->family), lr, 0.5 * mlmx_chi2_sf(lr, 1));
+        else
+            mlmx_sb_printf(&b, "LR test vs. %s model without random effects: chi2(%d) = %.2f, "
+                               "Prob > chi2 = %.4f (conservative: variances are bounded at 0)\n",
+                           mlmx_family_name(f->family), nv, lr, mlmx_chi2_sf(lr, nv));
     }
     for (int i = 0; i < m->nmessages; i++)
         mlmx_sb_printf(&b, "note: %s\n", m->messages[i]);

@@ -1,0 +1,587 @@
+#define _POSIX_C_SOURCE 200809L
+/* GLMM fitting as glmer does it: a theta-only start with beta inside PIRLS
+ * (nAGQ = 0), then BOBYQA over (theta, beta) on the Laplace or adaptive
+ * quadrature deviance; standard errors from the Hessian of that deviance. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "glmm/glmm.h"
+#include "glmm/glmm_fit.h"
+#include "lmm/fit.h"
+#include "optim/optim.h"
+
+#define NPAR_MAX 256
+
+typedef struct gctx {
+    mlmx_glmm *g;
+    int ntheta, p, nagq;
+    mlmx_error err;
+    int n_evals;
+    double best;
+    void (*progress)(void *, int, double);
+    void *progress_ctx;
+} gctx;
+
+static double note(gctx *c, mlmx_status st, const mlmx_error *e, double v)
+{
+    c->n_evals++;
+    if (st) {
+        if (c->err.code == MLMX_OK)
+            c->err = *e;
+        v = HUGE_VAL;
+    }
+    if (!isfinite(v))
+        v = HUGE_VAL;
+    if (v < c->best)
+        c->best = v;
+    if (c->progress)
+        c->progress(c->progress_ctx, c->n_evals, c->best);
+    return v;
+}
+
+static double obj_stage1(int n, const double *theta, void *ctx)
+{
+    (void)n;
+    gctx *c = ctx;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    double v = HUGE_VAL;
+    mlmx_status st = mlmx_glmm_pirls_beta(c->g, theta, &v, &e);
+    return note(c, st, &e, v);
+}
+
+static mlmx_status dev_at(gctx *c, const double *x, double *v, mlmx_error *e)
+{
+    if (c->nagq <= 1)
+        return mlmx_glmm_laplace(c->g, x, x + c->ntheta, v, e);
+    return mlmx_glmm_agq(c->g, x, x + c->ntheta, c->nagq, v, e);
+}
+
+static double obj_stage2(int n, const double *x, void *ctx)
+{
+    (void)n;
+    gctx *c = ctx;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    double v = HUGE_VAL;
+    mlmx_status st = dev_at(c, x, &v, &e);
+    return note(c, st, &e, v);
+}
+
+static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
+{
+    (void)n;
+    gctx *c = ctx;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    double v = HUGE_VAL;
+    mlmx_status st = mlmx_glmm_laplace_grad(c->g, x, x + c->ntheta, &v, grad, &e);
+    return note(c, st, &e, v);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Hessian of the deviance over the free parameters (indices idx) by
+ * central differences; the conditional modes are warm-started from the
+ * optimum each time so every value is a converged PIRLS. */
+static mlmx_status fd_hessian(gctx *c, const double *x0, const int *idx, int nf, double *H,
+                              mlmx_error *err)
+{
+    int np = c->ntheta + c->p;
+    double x[NPAR_MAX], f0;
+    mlmx_glmm *g = c->g;
+    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
+    if (!u0)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    memcpy(x, x0, (size_t)np * sizeof *x);
+    mlmx_status st = dev_at(c, x, &f0, err);
+    memcpy(u0, g->u, g->nu * sizeof *u0);
+    double h[NPAR_MAX];
+    for (int a = 0; a < nf; a++)
+        h[a] = 1e-3 * fmax(fabs(x0[idx[a]]), 0.1);
+    for (int a = 0; a < nf && !st; a++) {
+        for (int b = 0; b <= a && !st; b++) {
+            double fv[4];
+            const int sa[4] = {1, 1, -1, -1}, sb[4] = {1, -1, 1, -1};
+            int ncase = a == b ? 2 : 4;
+            for (int t = 0; t < ncase && !st; t++) {
+                memcpy(x, x0, (size_t)np * sizeof *x);
+                if (a == b) {
+                    x[idx[a]] += (t == 0 ? 1 : -1) * h[a];
+                } else {
+                    x[idx[a]] += sa[t] * h[a];
+                    x[idx[b]] += sb[t] * h[b];
+                }
+                memcpy(g->u, u0, g->nu * sizeof *u0);
+                st = dev_at(c, x, &fv[t], err);
+            }
+            if (st)
+                break;
+            double v = a == b ? (fv[0] - 2.0 * f0 + fv[1]) / (h[a] * h[a])
+                              : (fv[0] - fv[1] - fv[2] + fv[3]) / (4.0 * h[a] * h[b]);
+            H[a + b * nf] = H[b + a * nf] = v;
+        }
+    }
+    memcpy(g->u, u0, g->nu * sizeof *u0);
+    if (!st)
+        st = dev_at(c, x0, &f0, err); /* leave the modes and factor at the optimum */
+    free(u0);
+    return st;
+}
+
+/* Columns idx of the Hessian (all np rows, np*nf) by central differences
+ * of the analytic gradient. */
+static mlmx_status fd_hessian_cols(gctx *c, const double *x0, const int *idx, int nf, double *H,
+                                   mlmx_error *err)
+{
+    int np = c->ntheta + c->p;
+    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], f;
+    mlmx_glmm *g = c->g;
+    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
+    if (!u0)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    memcpy(u0, g->u, g->nu * sizeof *u0);
+    mlmx_status st = MLMX_OK;
+    for (int a = 0; a < nf && !st; a++) {
+        double h = 1e-4 * fmax(fabs(x0[idx[a]]), 0.1);
+        memcpy(x, x0, (size_t)np * sizeof *x);
+        x[idx[a]] += h;
+        memcpy(g->u, u0, g->nu * sizeof *u0);
+        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gp, err);
+        if (st)
+            break;
+        x[idx[a]] = x0[idx[a]] - h;
+        memcpy(g->u, u0, g->nu * sizeof *u0);
+        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gm, err);
+        for (int b = 0; b < np; b++)
+            H[b + a * np] = (gp[b] - gm[b]) / (2.0 * h);
+    }
+    memcpy(g->u, u0, g->nu * sizeof *u0);
+    free(u0);
+    return st;
+}
+
+/* The same Hessian by central differences of the analytic gradient: 2 nf
+ * gradients instead of ~2 nf^2 deviances, symmetrized. */
+static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, int nf, double *H,
+                                   mlmx_error *err)
+{
+    int np = c->ntheta + c->p;
+    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], f;
+    mlmx_glmm *g = c->g;
+    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
+    if (!u0)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    memcpy(u0, g->u, g->nu * sizeof *u0);
+    mlmx_status st = MLMX_OK;
+    for (int a = 0; a < nf && !st; a++) {
+        double h = 1e-4 * fmax(fabs(x0[idx[a]]), 0.1);
+        memcpy(x, x0, (size_t)np * sizeof *x);
+        x[idx[a]] += h;
+        memcpy(g->u, u0, g->nu * sizeof *u0);
+        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gp, err);
+        if (st)
+            break;
+        x[idx[a]] = x0[idx[a]] - h;
+        memcpy(g->u, u0, g->nu * sizeof *u0);
+        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gm, err);
+        for (int b = 0; b < nf; b++)
+            H[b + a * nf] = (gp[idx[b]] - gm[idx[b]]) / (2.0 * h);
+    }
+    for (int a = 0; a < nf && !st; a++)
+        for (int b = 0; b < a; b++) {
+            double v = 0.5 * (H[a + b * nf] + H[b + a * nf]);
+            H[a + b * nf] = H[b + a * nf] = v;
+        }
+    memcpy(g->u, u0, g->nu * sizeof *u0);
+    if (!st)
+        st = dev_at(c, x0, &f, err);
+    free(u0);
+    return st;
+}
+
+/* Conditional modes b = Lambda u, their conditional SDs from the factor at
+ * the modes (sigma = 1), fitted means and residuals. */
+static mlmx_status finish(mlmx_fit *f, gctx *c, const double *x, mlmx_error *err)
+{
+    mlmx_glmm *g = c->g;
+    const mlmx_model *md = g->md;
+    const mlmx_lmm_stats *s = g->su;
+    mlmx_lmm_work *w = g->wu;
+    const int K = md->K;
+    size_t off = 0;
+    for (int k = 0; k < K; k++) {
+        const int q = md->re[k].q;
+        const double *T = w->tptr[k];
+        off = k == 0 ? 0 : g->nu1 + (size_t)s->term_off[k];
+        for (int l = 0; l < md->re[k].nlevels; l++) {
+            const double *u = g->u + off + (size_t)l * (size_t)q;
+            for (int a = 0; a < q; a++) {
+                double sum = 0;
+                for (int cc = 0; cc <= a; cc++)
+                    sum += T[a + cc * q] * u[cc];
+                f->ranef[k][l * q + a] = sum;
+            }
+        }
+    }
+    double *eta = malloc((md->n ? md->n : 1) * sizeof *eta);
+    if (!eta)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    mlmx_glmm_eta(g, x, x + c->ntheta, g->u, eta);
+    mlmx_glmm_residuals(g, eta, f->fitted, f->resid, f->pearson);
+    free(eta);
+    if (!f->have_condsd)
+        return MLMX_OK;
+    const int m_re = s->m_re;
+    const size_t m = (size_t)s->m;
+    double *sinv = mlmx_lmm_inverse_buffer(s, w);
+    if (!sinv)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the conditional variances");
+    if (m_re > 0) {
+        for (int b = 0; b < m_re; b++)
+            memcpy(sinv + (size_t)b * m_re + b, w->S + (size_t)b * m + b,
+                   (size_t)(m_re - b) * sizeof *sinv);
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
+    }
+    for (int k = 0; k < K; k++) {
+        const int q = md->re[k].q;
+        const double *T = w->tptr[k];
+        for (int l = 0; l < md->re[k].nlevels; l++) {
+            double V[16 * 16];
+            mlmx_lmm_inverse_block(s, w, sinv, m_re, k, l, V);
+            for (int a = 0; a < q; a++) {
+                double v = 0;
+                for (int cc = 0; cc <= a; cc++)
+                    for (int d = 0; d <= a; d++)
+                        v += T[a + cc * q] * V[cc + d * q] * T[a + d * q];
+                f->condsd[k][l * q + a] = sqrt(v);
+            }
+        }
+    }
+    return MLMX_OK;
+}
+
+static mlmx_status check_quadrature(const mlmx_glmm *g, int nagq, mlmx_error *err)
+{
+    const mlmx_model *md = g->md;
+    if (nagq < 0 || nagq > 100)
+        return mlmx_err_set(err, MLMX_ERR_ARG,
+                            "--nagq %d is out of range: 0 (PIRLS for beta), 1 (Laplace) or 2..100 "
+                            "quadrature points",
+                            nagq);
+    if (nagq <= 1 || (md->K == 1 && md->re[0].q == 1) || mlmx_glmm_nested_scalar(g))
+        return MLMX_OK;
+    for (int k = 0; k < md->K; k++)
+        if (md->re[k].q != 1)
+            return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                "adaptive quadrature (--nagq %d) is available for scalar random "
+                                "effects; the term for '%s' has %d columns (use --nagq 1, the "
+                                "Laplace approximation)",
+                                nagq, md->re[k].group, md->re[k].q);
+    return mlmx_err_set(err, MLMX_ERR_MODEL,
+                        "adaptive quadrature (--nagq %d) needs nested grouping factors (each "
+                        "level of '%s' inside one level of '%s'); crossed factors can only be "
+                        "fitted by the Laplace approximation (--nagq 1)",
+                        nagq, md->re[0].group, md->re[1].group);
+}
+
+mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
+                                   mlmx_fit **out, mlmx_error *err)
+{
+    *out = NULL;
+    double t0 = now_seconds();
+    const mlmx_backend *be = mlmx_backend_get(o->backend);
+    if (!be)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "unknown backend '%s'", o->backend);
+    if (md->K < 1)
+        return mlmx_err_set(err, MLMX_ERR_MODEL,
+                            "the formula has no random-effect terms such as (1|group); a mixed "
+                            "model needs at least one");
+    for (int k = 0; k < md->K; k++)
+        if (md->re[k].q > 16)
+            return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                                "random-effect term for '%s' has %d columns; at most 16 are "
+                                "supported",
+                                md->re[k].group, md->re[k].q);
+    if (o->nagq < 0 || o->nagq > 100)
+        return mlmx_err_set(err, MLMX_ERR_ARG,
+                            "--nagq %d is out of range: 0 (PIRLS for beta), 1 (Laplace) or 2..100 "
+                            "quadrature points",
+                            o->nagq);
+    mlmx_status st;
+    const int nt = md->ntheta, p = md->p, np = nt + p;
+    if (np > NPAR_MAX)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "%d parameters; at most %d are supported",
+                            np, NPAR_MAX);
+    mlmx_glmm *g = NULL;
+    st = mlmx_glmm_create(md, o->family, o->link, be, &g, err);
+    if (!st)
+        st = check_quadrature(g, o->nagq, err);
+    if (st) {
+        mlmx_glmm_free(g);
+        return st;
+    }
+    mlmx_fit *f = NULL;
+    if (mlmx_fit_alloc(md, &f) != MLMX_OK ||
+        !(f->pearson = calloc(md->n ? md->n : 1, sizeof *f->pearson))) {
+        mlmx_fit_free(f);
+        mlmx_glmm_free(g);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    f->method = MLMX_ML;
+    f->family = o->family;
+    f->link = g->link;
+    f->nagq = o->nagq;
+    f->have_condsd = o->conditional_variances != 0;
+    f->sigma = 1.0;
+    gctx c = {g, nt, p, o->nagq, {MLMX_OK, ""}, 0, HUGE_VAL, o->progress, o->progress_ctx};
+    double x[NPAR_MAX], lb[NPAR_MAX];
+    for (int t = 0; t < nt; t++) {
+        x[t] = o->theta_start ? o->theta_start[t] : (md->theta_lower[t] == 0.0 ? 1.0 : 0.0);
+        if (x[t] < md->theta_lower[t])
+            x[t] = md->theta_lower[t];
+        lb[t] = md->theta_lower[t];
+    }
+    for (int j = 0; j < p; j++)
+        lb[nt + j] = -HUGE_VAL;
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (o->max_evaluations > 0)
+        oo.max_evals = o->max_evaluations;
+    if (o->ftol_abs > 0)
+        oo.ftol_abs = o->ftol_abs;
+    if (o->xtol_rel > 0)
+        oo.xtol_rel = o->xtol_rel;
+    mlmx_optim_result res;
+    double dev = HUGE_VAL;
+
+    /* The model without random effects (theta = 0): PIRLS is then the GLM's
+     * IRLS; its log-likelihood is the likelihood-ratio test's reference, and
+     * its beta a start as glm() gives glmer. */
+    {
+        double th0[NPAR_MAX] = {0};
+        st = mlmx_glmm_pirls_beta(g, th0, &dev, err);
+        if (st)
+            goto done;
+        f->loglik_glm = -0.5 * dev;
+        memset(g->u, 0, g->nu * sizeof *g->u);
+    }
+    /* Stage 1: theta with beta inside PIRLS. Where BFGS with the exact
+     * gradient follows, this is only its starting point and need not be
+     * tight. */
+    const int use_grad = o->nagq == 1 && mlmx_glmm_has_grad(g) && np <= 64 &&
+                         o->optimizer != MLMX_OPTIM_BOBYQA;
+    {
+        mlmx_optim_opts o1 = oo;
+        if (use_grad) {
+            /* a few steps from theta = 1 bring the start within BFGS's reach;
+             * BOBYQA's first 2 ntheta + 1 evaluations only build its model */
+            o1.xtol_rel = 1e-2;
+            o1.ftol_abs = 1e-2;
+            o1.max_evals = 4 + 2 * nt;
+        }
+        st = mlmx_optim_bobyqa(nt, x, lb, NULL, obj_stage1, &c, &o1, &res, err);
+    }
+    if (st)
+        goto done;
+    if (!isfinite(res.fmin)) {
+        st = c.err.code ? c.err.code : MLMX_ERR_NUMERIC;
+        mlmx_err_set(err, st, "the deviance could not be evaluated: %s",
+                     c.err.msg[0] ? c.err.msg : "non-finite value");
+        goto done;
+    }
+    st = mlmx_glmm_pirls_beta(g, x, &dev, err);
+    if (st)
+        goto done;
+    f->n_evals_stage1 = res.n_evals;
+    for (int j = 0; j < p; j++)
+        x[nt + j] = g->beta[j];
+    int nev = res.n_evals;
+    int conv = res.converged;
+    char msg[160];
+    memcpy(msg, res.message, sizeof msg);
+    if (o->nagq >= 1) {
+        /* Stage 2: (theta, beta) on the Laplace or quadrature deviance. */
+        c.best = HUGE_VAL;
+        if (use_grad) {
+            /* the analytic gradient: BFGS, then BOBYQA polishes from there
+             * (it stops at once where BFGS already converged) */
+            /* start from the inverse of an approximate Hessian there: the
+             * theta columns by differences of the gradient (2 ntheta
+             * gradients), the beta block 2 R_X^T R_X from the nAGQ = 0 factor
+             * (exact for the penalized deviance); BFGS then converges in a
+             * few steps */
+            double *H0 = calloc((size_t)np * (size_t)np, sizeof *H0);
+            mlmx_optim_opts oq = oo;
+            int ok = H0 != NULL;
+            if (ok && nt > 0) {
+                int th_idx[NPAR_MAX];
+                double *Ht = calloc((size_t)np * (size_t)nt, sizeof *Ht);
+                for (int t = 0; t < nt; t++)
+                    th_idx[t] = t;
+                ok = Ht && fd_hessian_cols(&c, x, th_idx, nt, Ht, err) == MLMX_OK;
+                for (int t = 0; ok && t < nt; t++)
+                    for (int a = 0; a < np; a++)
+                        H0[a + t * np] = H0[t + a * np] = Ht[a + t * np];
+                free(Ht);
+            }
+            if (ok) {
+                const mlmx_lmm_stats *sx = g->sx;
+                const size_t mx = (size_t)sx->m;
+                const double *S = g->wx->S;
+                for (int a = 0; a < p; a++)
+                    for (int b = 0; b <= a; b++) {
+                        /* (R_X^T R_X)[a,b] from the lower factor's X rows */
+                        double sum = 0.0;
+                        for (int e = 0; e <= b; e++)
+                            sum += S[(size_t)(sx->m_re + a) + (size_t)(sx->m_re + e) * mx] *
+                                   S[(size_t)(sx->m_re + b) + (size_t)(sx->m_re + e) * mx];
+                        H0[(nt + a) + (size_t)(nt + b) * np] =
+                            H0[(nt + b) + (size_t)(nt + a) * np] = 2.0 * sum;
+                    }
+                ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0 &&
+                     LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0;
+            }
+            if (ok) {
+                for (int b = 0; b < np; b++)
+                    for (int a = 0; a < b; a++)
+                        H0[a + b * np] = H0[b + a * np];
+                oq.hinv0 = H0;
+            }
+            mlmx_err_clear(err);
+            st = mlmx_optim_qnewton(np, x, lb, NULL, obj_stage2_grad, &c, &oq, &res, err);
+            free(H0);
+            if (!st) {
+                int ev = res.n_evals;
+                snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
+                if (!res.converged) {
+                    st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, &c, &oo, &res, err);
+                    res.n_evals += ev;
+                    snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
+                }
+            }
+        } else {
+            st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, &c, &oo, &res, err);
+        }
+        if (st)
+            goto done;
+        if (!isfinite(res.fmin)) {
+            st = c.err.code ? c.err.code : MLMX_ERR_NUMERIC;
+            mlmx_err_set(err, st, "the deviance could not be evaluated: %s",
+                         c.err.msg[0] ? c.err.msg : "non-finite value");
+            goto done;
+        }
+        nev += res.n_evals;
+        conv = res.converged;
+        memcpy(msg, res.message, sizeof msg);
+        st = dev_at(&c, x, &dev, err);
+        if (st)
+            goto done;
+    }
+    f->n_evals = nev;
+    f->converged = conv;
+    memcpy(f->message, msg, sizeof f->message);
+    if (!f->optimizer[0])
+        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
+    memcpy(f->theta, x, (size_t)nt * sizeof *x);
+    memcpy(f->beta, x + nt, (size_t)p * sizeof *x);
+    f->criterion = dev;
+    f->loglik = -0.5 * dev;
+    f->df = np;
+    f->aic = dev + 2.0 * np;
+    f->bic = dev + np * log((double)md->n);
+    f->singular = 0;
+    for (int t = 0; t < nt; t++)
+        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+            f->singular = 1;
+
+    /* vcov(beta): for nagq >= 1 from the Hessian of the deviance over
+     * (theta, beta) (theta held fixed when a variance is at its bound), as
+     * glmer's default use.hessian = TRUE; for nagq = 0 from R_X. */
+    if (p > 0) {
+        double *V = f->vcov;
+        if (o->nagq >= 1) {
+            int idx[NPAR_MAX], nf = 0;
+            if (!f->singular)
+                for (int t = 0; t < nt; t++)
+                    idx[nf++] = t;
+            for (int j = 0; j < p; j++)
+                idx[nf++] = nt + j;
+            double *H = calloc((size_t)nf * (size_t)nf, sizeof *H);
+            if (!H) {
+                st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            st = use_grad ? fd_hessian_grad(&c, x, idx, nf, H, err)
+                          : fd_hessian(&c, x, idx, nf, H, err);
+            if (!st) {
+                /* inverse of H/2 (the deviance is -2 log L) */
+                for (int a = 0; a < nf * nf; a++)
+                    H[a] *= 0.5;
+                if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0 ||
+                    LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0) {
+                    st = mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                      "the Hessian of the deviance is not positive definite at "
+                                      "the optimum; the fixed-effect standard errors are not "
+                                      "defined");
+                } else {
+                    int o0 = nf - p;
+                    for (int b = 0; b < p; b++)
+                        for (int a = 0; a < p; a++) {
+                            int ia = o0 + a, ib = o0 + b;
+                            V[a + b * p] = ia >= ib ? H[ia + ib * nf] : H[ib + ia * nf];
+                        }
+                }
+            }
+            free(H);
+            if (st)
+                goto done;
+        } else {
+            const mlmx_lmm_stats *s = g->sx;
+            const size_t m = (size_t)s->m;
+            const int m_re = s->m_re;
+            for (int b = 0; b < p; b++)
+                for (int a = 0; a < p; a++)
+                    V[a + b * p] =
+                        a >= b ? g->wx->S[(size_t)(m_re + a) + (size_t)(m_re + b) * m] : 0.0;
+            if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', p, V, p) != 0) {
+                st = mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                  "cannot invert R_X for the fixed-effect covariance");
+                goto done;
+            }
+            for (int b = 0; b < p; b++)
+                for (int a = 0; a < b; a++)
+                    V[a + b * p] = V[b + a * p];
+        }
+        for (int j = 0; j < p; j++)
+            f->se[j] = sqrt(V[j + j * p]);
+    }
+    if (o->nagq == 0) {
+        /* the modes and their factor for the results below (the same
+         * deviance: beta and u solve PIRLS jointly) */
+        st = mlmx_glmm_laplace(g, x, x + nt, &dev, err);
+        if (st)
+            goto done;
+    }
+    st = finish(f, &c, x, err);
+done:
+    mlmx_glmm_free(g);
+    if (st) {
+        mlmx_fit_free(f);
+        return st;
+    }
+    f->seconds = now_seconds() - t0;
+    *out = f;
+    return MLMX_OK;
+}

@@ -1,0 +1,95 @@
+/* Generalized linear mixed models: the conditional modes by penalized
+ * iteratively reweighted least squares (PIRLS) and the Laplace and
+ * adaptive Gauss-Hermite approximations of the deviance (GUIDE §2).
+ *
+ * PIRLS reuses the LMM core unchanged: each iteration refills the
+ * sufficient statistics of the LMM structure with the working weights and
+ * working response ([Z X z]^T W [Z X z]) and factors them through the same
+ * backend, so nested and crossed designs, vector-valued terms and the
+ * per-level batches work as they do for linear models. */
+#ifndef MLMX_GLMM_H
+#define MLMX_GLMM_H
+#include "lmm/lmm.h"
+#include "mlmx.h"
+
+typedef struct mlmx_glmm {
+    const mlmx_model *md;
+    mlmx_family family;
+    mlmx_link link;
+    size_t n;
+    double *yv;          /* successes / counts */
+    double *ntr;         /* binomial trials (1 for 0/1 data) */
+    const mlmx_backend *be;
+    mlmx_lmm_stats *su;  /* [Z z]: modes with beta fixed (nagq >= 1) */
+    mlmx_lmm_work *wu;
+    mlmx_lmm_stats *sx;  /* [Z X z]: modes and beta together (nagq = 0) */
+    mlmx_lmm_work *wx;
+    size_t nu;           /* spherical random effects: first term, then the rest */
+    size_t nu1;          /* of which the first term's (nblk * q1) */
+    int qmax;
+    double *tm;          /* K templates, qmax*qmax each */
+    double *u, *unew, *utry;
+    double *beta;        /* p: current beta (updated by the nagq = 0 PIRLS) */
+    double *betanew, *betatry;
+    double *etaf;        /* offset + X beta */
+    double *zb;          /* Z Lambda u */
+    double *eta, *wt, *wz;
+    double *llc;         /* per-observation constant of the log-likelihood
+                            (log binomial coefficient, -log y!) */
+    double *d1, *fi;     /* d ll / d eta and the information at the last pen_dev point */
+    double *bl;          /* Lambda u per level: nu */
+    int pirls_iter;      /* iterations of the last PIRLS */
+    long pirls_total;    /* all Laplace PIRLS iterations so far */
+} mlmx_glmm;
+
+/* Check the response against the family (MLMX_ERR_DATA naming the row)
+ * and build the structures. Allocates; free with mlmx_glmm_free. */
+mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link link,
+                             const mlmx_backend *be, mlmx_glmm **out, mlmx_error *err);
+void mlmx_glmm_free(mlmx_glmm *g);
+
+/* Laplace deviance (-2 log-likelihood) at (theta, beta), the conditional
+ * modes found by PIRLS from the current g->u (warm start). On return g->u
+ * holds the modes and g->wu the factor at them. */
+mlmx_status mlmx_glmm_laplace(mlmx_glmm *g, const double *theta, const double *beta,
+                              double *dev, mlmx_error *err);
+
+/* lme4's nAGQ = 0 criterion at theta: beta and u together by PIRLS (from
+ * the current g->beta, g->u); the deviance with log|L_theta|^2 of the
+ * random effects only. Leaves beta in g->beta and the factor in g->wx. */
+mlmx_status mlmx_glmm_pirls_beta(mlmx_glmm *g, const double *theta, double *dev,
+                                 mlmx_error *err);
+
+/* Adaptive Gauss-Hermite deviance with k points: one scalar random-effect
+ * term. Runs the Laplace PIRLS first (for the modes and curvatures). */
+mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta, int k,
+                          double *dev, mlmx_error *err);
+
+/* Nested adaptive quadrature with k points per level: scalar terms, each
+ * nested in the next (mlmx_glmm_nested_scalar). k = 1 is the Laplace
+ * approximation. */
+mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double *beta, int k,
+                                 double *dev, mlmx_error *err);
+int mlmx_glmm_nested_scalar(const mlmx_glmm *g);
+
+/* The analytic gradient of the Laplace deviance over [theta; beta]
+ * (host/glmm/grad.c): for the canonical links (logit, Poisson log) and at
+ * most 64 random-effect coordinates per observation (mlmx_glmm_has_grad).
+ * Also returns the deviance. */
+int mlmx_glmm_has_grad(const mlmx_glmm *g);
+mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const double *beta,
+                                   double *dev, double *grad, mlmx_error *err);
+/* Solve M x = b in place with the factor left by mlmx_glmm_laplace. */
+void mlmx_glmm_solve(const mlmx_glmm *g, double *b);
+
+/* Per-observation log-likelihood sum at linear predictors eta (n). */
+double mlmx_glmm_loglik_eta(const mlmx_glmm *g, const double *eta);
+/* The mean and the deviance and Pearson residuals at eta. */
+void mlmx_glmm_residuals(const mlmx_glmm *g, const double *eta, double *mu, double *devres,
+                         double *pearson);
+/* Linear predictor for the spherical modes u at theta (templates from
+ * theta) and beta: offset + X beta + Z Lambda u. */
+void mlmx_glmm_eta(mlmx_glmm *g, const double *theta, const double *beta, const double *u,
+                   double *eta);
+
+#endif
