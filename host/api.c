@@ -172,6 +172,21 @@ mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o
 mlmx_family mlmx_fit_family(const mlmx_fit *f) { return f ? f->family : MLMX_FAMILY_GAUSSIAN; }
 mlmx_link mlmx_fit_link(const mlmx_fit *f) { return f ? f->link : MLMX_LINK_DEFAULT; }
 int mlmx_fit_nagq(const mlmx_fit *f) { return f ? f->nagq : 0; }
+int mlmx_fit_nthresholds(const mlmx_fit *f) { return f ? f->nthr : 0; }
+const double *mlmx_fit_thresholds(const mlmx_fit *f) { return f && f->nthr ? f->thr : NULL; }
+const double *mlmx_fit_threshold_se(const mlmx_fit *f) { return f && f->nthr ? f->thr_se : NULL; }
+const char *mlmx_fit_threshold_name(const mlmx_fit *f, int k)
+{
+    return f && k >= 0 && k < f->nthr ? f->thr_names[k] : NULL;
+}
+double mlmx_fit_dispersion(const mlmx_fit *f)
+{
+    return f && f->family == MLMX_FAMILY_NEGBIN ? f->nb_size : NAN;
+}
+double mlmx_fit_dispersion_log_se(const mlmx_fit *f)
+{
+    return f && f->family == MLMX_FAMILY_NEGBIN ? f->nb_logsize_se : NAN;
+}
 
 const char *mlmx_family_name(mlmx_family fam)
 {
@@ -213,6 +228,7 @@ int mlmx_fit_converged(const mlmx_fit *f) { return f ? f->converged : 0; }
 int mlmx_fit_singular(const mlmx_fit *f) { return f ? f->singular : 0; }
 int mlmx_fit_n_evaluations(const mlmx_fit *f) { return f ? f->n_evals : 0; }
 const char *mlmx_fit_message(const mlmx_fit *f) { return f ? f->message : ""; }
+const char *mlmx_fit_warning(const mlmx_fit *f) { return f ? f->warning : ""; }
 const char *mlmx_fit_optimizer(const mlmx_fit *f) { return f ? f->optimizer : ""; }
 double mlmx_fit_criterion(const mlmx_fit *f) { return f ? f->criterion : NAN; }
 double mlmx_fit_loglik(const mlmx_fit *f) { return f ? f->loglik : NAN; }

@@ -227,6 +227,18 @@ mlmx_family mlmx_fit_family(const mlmx_fit *f);
 mlmx_link mlmx_fit_link(const mlmx_fit *f);
 int mlmx_fit_nagq(const mlmx_fit *f);
 const char *mlmx_family_name(mlmx_family fam); /* "gaussian", "binomial", ... */
+/* Ordinal fits: the thresholds c_1 < ... < c_{K-1} (logit P(Y <= k) =
+ * c_k - eta, as ordinal::clmm and Stata's meologit), their SEs and names
+ * ("1|2"); the intercept is not estimated (its mlmx_fit_beta entry is 0 and
+ * its SE NaN). 0 / NULL for other fits. */
+int mlmx_fit_nthresholds(const mlmx_fit *f);
+const double *mlmx_fit_thresholds(const mlmx_fit *f);
+const double *mlmx_fit_threshold_se(const mlmx_fit *f);
+const char *mlmx_fit_threshold_name(const mlmx_fit *f, int k);
+/* Negative binomial fits: the NB2 size (Var = mu + mu^2/size; glmmTMB's
+ * nbinom2 dispersion) and the SE of its logarithm; NaN for other fits. */
+double mlmx_fit_dispersion(const mlmx_fit *f);
+double mlmx_fit_dispersion_log_se(const mlmx_fit *f);
 const char *mlmx_link_name(mlmx_link link);    /* "logit", "probit", ... */
 
 const mlmx_model *mlmx_fit_model(const mlmx_fit *f);
@@ -235,6 +247,9 @@ int mlmx_fit_converged(const mlmx_fit *f);
 int mlmx_fit_singular(const mlmx_fit *f);      /* a variance at 0, as lme4's isSingular */
 int mlmx_fit_n_evaluations(const mlmx_fit *f);
 const char *mlmx_fit_message(const mlmx_fit *f); /* optimizer's closing message */
+/* A warning about the estimates (a GLMM coefficient diverging under complete
+ * separation), or "" when there is none. */
+const char *mlmx_fit_warning(const mlmx_fit *f);
 const char *mlmx_fit_optimizer(const mlmx_fit *f); /* "BOBYQA", "BFGS", "BFGS+BOBYQA" */
 double mlmx_fit_criterion(const mlmx_fit *f);  /* REML criterion, or deviance for ML */
 double mlmx_fit_loglik(const mlmx_fit *f);     /* -criterion/2 (restricted for REML) */

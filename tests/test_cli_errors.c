@@ -75,15 +75,25 @@ static int count_lines(const char *s)
 
 /* Fit `formula` on a CSV with the given content, asking for a JSON file;
  * expect failure with every needle in the message and no JSON written. */
-static void expect_fit_error(const char *csv, const char *formula, const char *const *needles)
+static void expect_fit_error_opts(const char *csv, const char *formula, const char *opts,
+                                  int status, const char *const *needles)
 {
     char data[300], json[300], args[2048];
     write_file("d.csv", csv, data, sizeof data);
     snprintf(json, sizeof json, "%s/out.json", tmpdir);
-    snprintf(args, sizeof args, "fit --data '%s' --formula '%s' --json '%s'", data, formula, json);
+    snprintf(args, sizeof args, "fit --data '%s' --formula '%s' --json '%s' %s", data, formula, json,
+             opts);
     result r;
     run(args, &r);
-    cr_expect_eq(r.status, 1, "exit status %d (stderr: %s)", r.status, r.err);
+    cr_expect_eq(r.status, status, "exit status %d (stderr: %s)", r.status, r.err);
+    if (status == 2) {
+        for (int i = 0; needles[i]; i++)
+            cr_expect(strstr(r.err, needles[i]) != NULL, "message lacks '%s': %s", needles[i],
+                      r.err);
+        cr_expect_eq(count_lines(r.err), 1, "%s", r.err);
+        cr_expect_eq(access(json, F_OK), -1, "a JSON file was left behind");
+        return;
+    }
     cr_expect(strncmp(r.err, "mlmx: error: ", 13) == 0, "stderr: %s", r.err);
     for (int i = 0; needles[i]; i++)
         cr_expect(strstr(r.err, needles[i]) != NULL, "message lacks '%s': %s", needles[i], r.err);
@@ -91,7 +101,102 @@ static void expect_fit_error(const char *csv, const char *formula, const char *c
     cr_expect_eq(r.out[0], '\0', "something was printed on stdout: %s", r.out);
 }
 
+static void expect_fit_error(const char *csv, const char *formula, const char *const *needles)
+{
+    expect_fit_error_opts(csv, formula, "", 1, needles);
+}
+
 TestSuite(cli_errors, .init = setup, .fini = teardown);
+
+/* ---- GLMM responses and quadrature (issue 3) ---- */
+
+#define GLMM_CSV_HEAD "y,s,f,x,g,h\n"
+
+Test(cli_errors, binomial_response_outside_0_1)
+{
+    const char *n[] = {"binomial", "'y'", "0 or 1", "data row 3", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n2,1,1,2.5,b,p\n"
+                                        "1,0,3,1.0,b,q\n0,1,1,0.2,c,p\n1,3,0,2.2,c,q\n",
+                          "y ~ x + (1|g)", "--family binomial", 1, n);
+}
+
+Test(cli_errors, binomial_successes_exceed_trials)
+{
+    const char *n[] = {"successes", "exceed", "trials", "data row 2", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,5,3,1.5,a,q\n0,1,1,2.5,b,p\n"
+                                        "1,0,3,1.0,b,q\n0,1,1,0.2,c,p\n1,3,3,2.2,c,q\n",
+                          "cbind(s, f - s) ~ x + (1|g)", "--family binomial", 1, n);
+}
+
+Test(cli_errors, poisson_negative_count)
+{
+    const char *n[] = {"Poisson", "non-negative integer", "data row 4", "-1", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n2,1,1,2.5,b,p\n"
+                                        "-1,0,3,1.0,b,q\n0,1,1,0.2,c,p\n1,3,0,2.2,c,q\n",
+                          "y ~ x + (1|g)", "--family poisson", 1, n);
+}
+
+Test(cli_errors, poisson_non_integer_count)
+{
+    const char *n[] = {"Poisson", "non-negative integer", "data row 2", "1.5", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1.5,2,1,1.5,a,q\n2,1,1,2.5,b,p\n"
+                                        "1,0,3,1.0,b,q\n0,1,1,0.2,c,p\n1,3,0,2.2,c,q\n",
+                          "y ~ x + (1|g)", "--family poisson", 1, n);
+}
+
+Test(cli_errors, ordinal_one_category)
+{
+    const char *n[] = {"ordinal", "'y'", "one observed category", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "3,1,2,0.5,a,p\n3,2,1,1.5,a,q\n3,1,1,2.5,b,p\n"
+                                        "3,0,3,1.0,b,q\n3,1,1,0.2,c,p\n3,3,0,2.2,c,q\n",
+                          "y ~ x + (1|g)", "--family ordinal", 1, n);
+}
+
+Test(cli_errors, quadrature_for_crossed_factors)
+{
+    /* g and h are crossed: each g level meets both h levels */
+    const char *n[] = {"nested", "crossed", "--nagq 1", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n1,1,1,2.5,b,p\n"
+                                        "1,0,3,1.0,b,q\n0,1,1,0.2,c,p\n1,3,0,2.2,c,q\n"
+                                        "0,1,2,0.7,a,p\n0,2,1,1.1,b,q\n",
+                          "y ~ x + (1|g) + (1|h)", "--family binomial --nagq 7", 1, n);
+}
+
+/* Complete separation: x > 0 exactly when y = 1. Not an error: the fit is
+ * reported with a warning naming the diverging coefficient. */
+Test(cli_errors, separation_warns_naming_the_coefficient)
+{
+    char data[300], args[2048], line[64];
+    char *csv = malloc(8192);
+    cr_assert_not_null(csv);
+    strcpy(csv, "y,x,g\n");
+    for (int i = 0; i < 60; i++) {
+        double x = -2.0 + 4.0 * ((i * 37) % 60) / 59.0;
+        snprintf(line, sizeof line, "%d,%.4f,g%d\n", x > 0 ? 1 : 0, x, i % 6);
+        strcat(csv, line);
+    }
+    write_file("sep.csv", csv, data, sizeof data);
+    free(csv);
+    snprintf(args, sizeof args, "fit --data '%s' --formula 'y ~ x + (1|g)' --family binomial",
+             data);
+    result r;
+    run(args, &r);
+    cr_expect_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "mlmx: warning:") != NULL, "no warning: %s", r.err);
+    cr_expect(strstr(r.err, "'x'") != NULL, "warning does not name x: %s", r.err);
+    cr_expect(strstr(r.err, "separated") != NULL, "%s", r.err);
+    cr_expect(strstr(r.out, "warning:") != NULL, "the summary does not carry the warning");
+}
+
+Test(cli_errors, quadrature_points_out_of_range)
+{
+    const char *n[] = {"--nagq", "101", "out of range", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n", "y ~ x + (1|g)",
+                          "--family binomial --nagq 101", 2, n);
+    const char *n2[] = {"--nagq", "-1", "out of range", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n", "y ~ x + (1|g)",
+                          "--family binomial --nagq -1", 2, n2);
+}
 
 Test(cli_errors, missing_file)
 {

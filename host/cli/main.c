@@ -257,6 +257,8 @@ static int cmd_fit(int argc, char **argv)
     if (!rc && !mlmx_fit_converged(f))
         fprintf(stderr, "mlmx: warning: the optimizer did not converge: %s\n",
                 mlmx_fit_message(f));
+    if (!rc && mlmx_fit_warning(f)[0])
+        fprintf(stderr, "mlmx: warning: %s\n", mlmx_fit_warning(f));
     mlmx_fit_free(f);
     mlmx_model_free(m);
     return rc;

@@ -14,12 +14,21 @@
 #include "glmm/glmm_fit.h"
 #include "lmm/fit.h"
 #include "optim/optim.h"
+#include "util/strbuf.h"
 
 #define NPAR_MAX 256
 
+/* The optimizer's parameters: x = [theta; beta; extra], where beta leaves
+ * out the intercept of an ordinal model (the thresholds take its place) and
+ * extra is c_1 and log(c_k - c_{k-1}) for an ordinal model's thresholds (so
+ * they stay increasing) or log(size) for the negative binomial. */
 typedef struct gctx {
     mlmx_glmm *g;
     int ntheta, p, nagq;
+    int nb, nextra;
+    double bfull[NPAR_MAX];
+    double theta0[NPAR_MAX]; /* fixed theta for fits without random effects */
+    int fix_theta;           /* x holds [beta; extra] only, theta = theta0 */
     mlmx_error err;
     int n_evals;
     double best;
@@ -55,11 +64,37 @@ static double obj_stage1(int n, const double *theta, void *ctx)
     return note(c, st, &e, v);
 }
 
+static int npar(const gctx *c) { return (c->fix_theta ? 0 : c->ntheta) + c->nb + c->nextra; }
+
+/* theta, the full beta and the family's extra parameters from x */
+static void unpack(gctx *c, const double *x, const double **theta, const double **beta)
+{
+    mlmx_glmm *g = c->g;
+    const double *xb = c->fix_theta ? x : x + c->ntheta;
+    *theta = c->fix_theta ? c->theta0 : x;
+    for (int j = 0, k = 0; j < c->p; j++)
+        c->bfull[j] = j == g->int_col ? 0.0 : xb[k++];
+    *beta = c->bfull;
+    const double *xe = xb + c->nb;
+    if (g->family == MLMX_FAMILY_ORDINAL) {
+        double t = xe[0];
+        g->thr[0] = t;
+        for (int k = 1; k < g->ncat - 1; k++) {
+            t += exp(xe[k]);
+            g->thr[k] = t;
+        }
+    } else if (g->family == MLMX_FAMILY_NEGBIN) {
+        g->nb_size = exp(xe[0]);
+    }
+}
+
 static mlmx_status dev_at(gctx *c, const double *x, double *v, mlmx_error *e)
 {
-    if (c->nagq <= 1)
-        return mlmx_glmm_laplace(c->g, x, x + c->ntheta, v, e);
-    return mlmx_glmm_agq(c->g, x, x + c->ntheta, c->nagq, v, e);
+    const double *theta, *beta;
+    unpack(c, x, &theta, &beta);
+    if (c->nagq <= 1 || c->fix_theta)
+        return mlmx_glmm_laplace(c->g, theta, beta, v, e);
+    return mlmx_glmm_agq(c->g, theta, beta, c->nagq, v, e);
 }
 
 static double obj_stage2(int n, const double *x, void *ctx)
@@ -73,6 +108,42 @@ static double obj_stage2(int n, const double *x, void *ctx)
     return note(c, st, &e, v);
 }
 
+/* The deviance and its gradient in x-space: the Laplace gradient (canonical
+ * links, x = [theta; beta]) for nagq = 1, the quadrature gradient
+ * otherwise, mapped from [theta; beta; c or size] to x. */
+static mlmx_status grad_x(gctx *c, const double *x, double *v, double *grad, mlmx_error *e)
+{
+    mlmx_glmm *g = c->g;
+    if (c->nagq <= 1)
+        return mlmx_glmm_laplace_grad(g, x, x + c->ntheta, v, grad, e);
+    const double *theta, *beta;
+    unpack(c, x, &theta, &beta);
+    double gf[NPAR_MAX + 8];
+    mlmx_status st = mlmx_glmm_agq_grad(g, theta, beta, c->nagq, v, gf, e);
+    if (st)
+        return st;
+    const int nt = c->ntheta, p = c->p;
+    for (int t = 0; t < nt; t++)
+        grad[t] = gf[t];
+    for (int j = 0, k = 0; j < p; j++)
+        if (j != g->int_col)
+            grad[nt + k++] = gf[nt + j];
+    double *ge = grad + nt + c->nb;
+    const double *xe = x + nt + c->nb, *gfe = gf + nt + p;
+    if (g->family == MLMX_FAMILY_ORDINAL) {
+        /* c_k = x_1 + sum_{2 <= j <= k} exp(x_j) */
+        const int nc = g->ncat - 1;
+        double tail = 0.0;
+        for (int k = nc - 1; k >= 0; k--) {
+            tail += gfe[k];
+            ge[k] = k == 0 ? tail : exp(xe[k]) * tail;
+        }
+    } else if (g->family == MLMX_FAMILY_NEGBIN) {
+        ge[0] = g->nb_size * gfe[0];
+    }
+    return MLMX_OK;
+}
+
 static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
 {
     (void)n;
@@ -80,7 +151,7 @@ static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
     mlmx_error e;
     mlmx_err_clear(&e);
     double v = HUGE_VAL;
-    mlmx_status st = mlmx_glmm_laplace_grad(c->g, x, x + c->ntheta, &v, grad, &e);
+    mlmx_status st = grad_x(c, x, &v, grad, &e);
     return note(c, st, &e, v);
 }
 
@@ -97,7 +168,7 @@ static double now_seconds(void)
 static mlmx_status fd_hessian(gctx *c, const double *x0, const int *idx, int nf, double *H,
                               mlmx_error *err)
 {
-    int np = c->ntheta + c->p;
+    int np = npar(c);
     double x[NPAR_MAX], f0;
     mlmx_glmm *g = c->g;
     double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
@@ -144,7 +215,7 @@ static mlmx_status fd_hessian(gctx *c, const double *x0, const int *idx, int nf,
 static mlmx_status fd_hessian_cols(gctx *c, const double *x0, const int *idx, int nf, double *H,
                                    mlmx_error *err)
 {
-    int np = c->ntheta + c->p;
+    int np = npar(c);
     double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], f;
     mlmx_glmm *g = c->g;
     double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
@@ -157,12 +228,12 @@ static mlmx_status fd_hessian_cols(gctx *c, const double *x0, const int *idx, in
         memcpy(x, x0, (size_t)np * sizeof *x);
         x[idx[a]] += h;
         memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gp, err);
+        st = grad_x(c, x, &f, gp, err);
         if (st)
             break;
         x[idx[a]] = x0[idx[a]] - h;
         memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gm, err);
+        st = grad_x(c, x, &f, gm, err);
         for (int b = 0; b < np; b++)
             H[b + a * np] = (gp[b] - gm[b]) / (2.0 * h);
     }
@@ -171,30 +242,62 @@ static mlmx_status fd_hessian_cols(gctx *c, const double *x0, const int *idx, in
     return st;
 }
 
+/* A difference step that moves the linear predictor by about 1e-4: for a
+ * coefficient, 1e-4 over the column's largest |x| (a covariate in the
+ * hundreds gets a small step), else 1e-4 relative. */
+static double fd_step(const gctx *c, const double *x0, int j)
+{
+    const int nt = c->fix_theta ? 0 : c->ntheta;
+    const mlmx_model *md = c->g->md;
+    if (j >= nt && j < nt + c->nb) {
+        int col = j - nt;
+        if (c->g->int_col >= 0 && col >= c->g->int_col)
+            col++;
+        const double *xc = md->X + (size_t)col * md->n;
+        double mx = 0.0;
+        for (size_t i = 0; i < md->n; i++)
+            mx = fmax(mx, fabs(xc[i]));
+        return 1e-4 / fmax(mx, 1e-3);
+    }
+    return 1e-4 * fmax(fabs(x0[j]), 0.1);
+}
+
 /* The same Hessian by central differences of the analytic gradient: 2 nf
  * gradients instead of ~2 nf^2 deviances, symmetrized. */
 static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, int nf, double *H,
                                    mlmx_error *err)
 {
-    int np = c->ntheta + c->p;
-    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], f;
+    int np = npar(c);
+    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], g0[NPAR_MAX], f;
     mlmx_glmm *g = c->g;
+    /* forward differences: one gradient per column; their O(h) error, ~1e-4
+     * relative in the Hessian, moves the standard errors by ~1e-5 */
+    const int forward = c->nagq > 1;
     double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
     if (!u0)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     memcpy(u0, g->u, g->nu * sizeof *u0);
     mlmx_status st = MLMX_OK;
+    if (forward) {
+        memcpy(x, x0, (size_t)np * sizeof *x);
+        st = grad_x(c, x, &f, g0, err);
+    }
     for (int a = 0; a < nf && !st; a++) {
-        double h = 1e-4 * fmax(fabs(x0[idx[a]]), 0.1);
+        double h = fd_step(c, x0, idx[a]);
         memcpy(x, x0, (size_t)np * sizeof *x);
         x[idx[a]] += h;
         memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gp, err);
+        st = grad_x(c, x, &f, gp, err);
         if (st)
             break;
+        if (forward) {
+            for (int b = 0; b < nf; b++)
+                H[b + a * nf] = (gp[idx[b]] - g0[idx[b]]) / h;
+            continue;
+        }
         x[idx[a]] = x0[idx[a]] - h;
         memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = mlmx_glmm_laplace_grad(g, x, x + c->ntheta, &f, gm, err);
+        st = grad_x(c, x, &f, gm, err);
         for (int b = 0; b < nf; b++)
             H[b + a * nf] = (gp[idx[b]] - gm[idx[b]]) / (2.0 * h);
     }
@@ -212,7 +315,8 @@ static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, in
 
 /* Conditional modes b = Lambda u, their conditional SDs from the factor at
  * the modes (sigma = 1), fitted means and residuals. */
-static mlmx_status finish(mlmx_fit *f, gctx *c, const double *x, mlmx_error *err)
+static mlmx_status finish(mlmx_fit *f, gctx *c, const double *theta, const double *beta,
+                          mlmx_error *err)
 {
     mlmx_glmm *g = c->g;
     const mlmx_model *md = g->md;
@@ -237,7 +341,7 @@ static mlmx_status finish(mlmx_fit *f, gctx *c, const double *x, mlmx_error *err
     double *eta = malloc((md->n ? md->n : 1) * sizeof *eta);
     if (!eta)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    mlmx_glmm_eta(g, x, x + c->ntheta, g->u, eta);
+    mlmx_glmm_eta(g, theta, beta, g->u, eta);
     mlmx_glmm_residuals(g, eta, f->fitted, f->resid, f->pearson);
     free(eta);
     if (!f->have_condsd)
@@ -296,6 +400,265 @@ static mlmx_status check_quadrature(const mlmx_glmm *g, int nagq, mlmx_error *er
                         nagq, md->re[0].group, md->re[1].group);
 }
 
+/* Ordinal and negative binomial models: no nAGQ = 0 stage (glmer has
+ * neither family); the model without random effects is fitted first (theta
+ * held at 0) and starts the full fit; BOBYQA over [theta; beta; extra]. */
+static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, mlmx_error *err)
+{
+    mlmx_glmm *g = c->g;
+    const mlmx_model *md = g->md;
+    const int nt = md->ntheta, p = md->p;
+    mlmx_status st = MLMX_OK;
+    if (o->nagq == 0)
+        return mlmx_err_set(err, MLMX_ERR_ARG,
+                            "--nagq 0 (beta by PIRLS) is for the binomial and Poisson families; "
+                            "use --nagq 1 (Laplace) or more points");
+    const int ord = g->family == MLMX_FAMILY_ORDINAL;
+    c->nb = p - (g->int_col >= 0 ? 1 : 0);
+    c->nextra = ord ? g->ncat - 1 : 1;
+    const int nb = c->nb, ne = c->nextra, np = nt + nb + ne;
+    if (np > NPAR_MAX)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "%d parameters; at most %d are supported",
+                            np, NPAR_MAX);
+    double x[NPAR_MAX], lb[NPAR_MAX];
+    for (int t = 0; t < nt; t++) {
+        x[t] = o->theta_start ? o->theta_start[t] : (md->theta_lower[t] == 0.0 ? 1.0 : 0.0);
+        if (x[t] < md->theta_lower[t])
+            x[t] = md->theta_lower[t];
+        lb[t] = md->theta_lower[t];
+    }
+    for (int j = nt; j < np; j++) {
+        x[j] = 0.0;
+        lb[j] = -HUGE_VAL;
+    }
+    double *xe = x + nt + nb;
+    if (ord) {
+        /* thresholds at the link of the cumulative proportions */
+        double *cnt = calloc((size_t)g->ncat, sizeof *cnt);
+        if (!cnt)
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < md->n; i++)
+            cnt[(int)g->yv[i]] += 1.0;
+        double cum = 0.0, prev = 0.0;
+        for (int k = 0; k < g->ncat - 1; k++) {
+            cum += cnt[k];
+            double ck = mlmx_glmm_linkfun(g, cum / (double)md->n);
+            xe[k] = k == 0 ? ck : log(fmax(ck - prev, 1e-3));
+            prev = k == 0 ? ck : prev + exp(xe[k]);
+        }
+        free(cnt);
+    } else {
+        xe[0] = 0.0; /* size 1 */
+    }
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (o->max_evaluations > 0)
+        oo.max_evals = o->max_evaluations;
+    if (o->ftol_abs > 0)
+        oo.ftol_abs = o->ftol_abs;
+    if (o->xtol_rel > 0)
+        oo.xtol_rel = o->xtol_rel;
+    mlmx_optim_result res;
+    double dev = HUGE_VAL;
+    /* without random effects: the likelihood-ratio reference and the start */
+    c->fix_theta = 1;
+    for (int t = 0; t < nt; t++)
+        c->theta0[t] = 0.0;
+    st = mlmx_optim_bobyqa(nb + ne, x + nt, lb + nt, NULL, obj_stage2, c, &oo, &res, err);
+    if (!st && !isfinite(res.fmin))
+        st = mlmx_err_set(err, c->err.code ? c->err.code : MLMX_ERR_NUMERIC,
+                          "the model without random effects could not be fitted: %s",
+                          c->err.msg[0] ? c->err.msg : "non-finite deviance");
+    if (st)
+        return st;
+    f->loglik_glm = -0.5 * res.fmin;
+    f->n_evals_stage1 = res.n_evals;
+    c->fix_theta = 0;
+    memset(g->u, 0, g->nu * sizeof *g->u);
+    c->best = HUGE_VAL;
+    const int qgrad = o->nagq > 1 && np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA;
+    if (qgrad) {
+        /* the quadrature gradient: BFGS from the inverse Hessian at the start
+         * (differences of the gradient) */
+        double *H0 = calloc((size_t)np * (size_t)np, sizeof *H0);
+        int all[NPAR_MAX];
+        for (int t = 0; t < np; t++)
+            all[t] = t;
+        mlmx_optim_opts oq = oo;
+        if (H0 && fd_hessian_grad(c, x, all, np, H0, err) == MLMX_OK &&
+            LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0 &&
+            LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0) {
+            for (int b = 0; b < np; b++)
+                for (int a = 0; a < b; a++)
+                    H0[a + b * np] = H0[b + a * np];
+            oq.hinv0 = H0;
+        }
+        mlmx_err_clear(err);
+        st = mlmx_optim_qnewton(np, x, lb, NULL, obj_stage2_grad, c, &oq, &res, err);
+        free(H0);
+        snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
+    } else {
+        st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, c, &oo, &res, err);
+        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
+    }
+    if (!st && !isfinite(res.fmin))
+        st = mlmx_err_set(err, c->err.code ? c->err.code : MLMX_ERR_NUMERIC,
+                          "the deviance could not be evaluated: %s",
+                          c->err.msg[0] ? c->err.msg : "non-finite value");
+    if (st)
+        return st;
+    f->n_evals = res.n_evals + f->n_evals_stage1;
+    f->converged = res.converged;
+    memcpy(f->message, res.message, sizeof f->message);
+    st = dev_at(c, x, &dev, err);
+    if (st)
+        return st;
+    memcpy(f->theta, x, (size_t)nt * sizeof *x);
+    const double *th, *be;
+    unpack(c, x, &th, &be);
+    memcpy(f->beta, be, (size_t)p * sizeof *be);
+    f->criterion = dev;
+    f->loglik = -0.5 * dev;
+    f->df = np;
+    f->aic = dev + 2.0 * np;
+    f->bic = dev + np * log((double)md->n);
+    f->singular = 0;
+    for (int t = 0; t < nt; t++)
+        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+            f->singular = 1;
+    if (ord) {
+        f->skip_col = g->int_col;
+        f->nthr = g->ncat - 1;
+        f->thr = calloc((size_t)f->nthr, sizeof *f->thr);
+        f->thr_se = calloc((size_t)f->nthr, sizeof *f->thr_se);
+        f->thr_names = calloc((size_t)f->nthr, sizeof *f->thr_names);
+        if (!f->thr || !f->thr_se || !f->thr_names)
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < f->nthr; k++) {
+            f->thr[k] = g->thr[k];
+            f->thr_names[k] = mlmx_asprintf("%s|%s", g->cat_labels[k], g->cat_labels[k + 1]);
+            if (!f->thr_names[k])
+                return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        }
+    } else {
+        f->nb_size = g->nb_size;
+    }
+    /* covariance of [beta; extra] from the Hessian of the deviance (theta
+     * held fixed when a variance is at its bound) */
+    int idx[NPAR_MAX], nf = 0;
+    if (!f->singular)
+        for (int t = 0; t < nt; t++)
+            idx[nf++] = t;
+    for (int j = nt; j < np; j++)
+        idx[nf++] = j;
+    double *H = calloc((size_t)nf * (size_t)nf, sizeof *H);
+    if (!H)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    st = qgrad ? fd_hessian_grad(c, x, idx, nf, H, err) : fd_hessian(c, x, idx, nf, H, err);
+    if (!st) {
+        for (int a = 0; a < nf * nf; a++)
+            H[a] *= 0.5;
+        if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0 ||
+            LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0)
+            st = mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                              "the Hessian of the deviance is not positive definite at the "
+                              "optimum; the standard errors are not defined");
+    }
+    if (!st) {
+        for (int b = 0; b < nf; b++)
+            for (int a = 0; a < b; a++)
+                H[a + b * nf] = H[b + a * nf];
+        const int o0 = nf - nb - ne; /* first beta entry in H */
+        double *V = f->vcov;
+        for (int a = 0; a < p * p; a++)
+            V[a] = NAN;
+        for (int ja = 0, ka = 0; ja < p; ja++) {
+            if (ja == g->int_col)
+                continue;
+            for (int jb = 0, kb = 0; jb < p; jb++) {
+                if (jb == g->int_col)
+                    continue;
+                V[ja + jb * p] = H[(o0 + ka) + (size_t)(o0 + kb) * nf];
+                kb++;
+            }
+            ka++;
+        }
+        for (int j = 0; j < p; j++)
+            f->se[j] = j == g->int_col ? NAN : sqrt(V[j + j * p]);
+        const int e0 = o0 + nb;
+        if (ord) {
+            /* c = J x: c_k = x_1 + sum_{2 <= j <= k} exp(x_j) */
+            const double *xx = x + nt + nb;
+            for (int k = 0; k < f->nthr; k++) {
+                double v = 0.0;
+                for (int a = 0; a <= k; a++)
+                    for (int b2 = 0; b2 <= k; b2++) {
+                        double ja = a == 0 ? 1.0 : exp(xx[a]);
+                        double jb = b2 == 0 ? 1.0 : exp(xx[b2]);
+                        v += ja * jb * H[(e0 + a) + (size_t)(e0 + b2) * nf];
+                    }
+                f->thr_se[k] = sqrt(v);
+            }
+        } else {
+            f->nb_logsize_se = sqrt(H[e0 + (size_t)e0 * nf]);
+        }
+    }
+    free(H);
+    return st;
+}
+
+/* Complete separation (or an empty count cell) sends a coefficient off to
+ * infinity; the optimizer then stops somewhere on the plateau. Name the
+ * first coefficient that alone moves the linear predictor by more than 30
+ * across the data (odds or rates of e^30), as glm warns that "fitted
+ * probabilities numerically 0 or 1 occurred". */
+static void separation_check(mlmx_fit *f)
+{
+    const mlmx_model *md = f->model;
+    const size_t n = md->n;
+    /* the largest move, a covariate before the intercept (which diverges
+     * along with the covariate that separates the data) */
+    int worst = -1, worst_int = -1;
+    double wmove = 0.0, imove = 0.0;
+    for (int j = 0; j < md->p; j++) {
+        if (j == f->skip_col)
+            continue;
+        const double *x = md->X + (size_t)j * n;
+        double lo = HUGE_VAL, hi = -HUGE_VAL;
+        for (size_t i = 0; i < n; i++) {
+            lo = fmin(lo, x[i]);
+            hi = fmax(hi, x[i]);
+        }
+        int is_int = strcmp(md->fixef_names[j], "(Intercept)") == 0;
+        double move = isfinite(f->beta[j]) ? fabs(f->beta[j]) * (is_int ? 1.0 : hi - lo) : HUGE_VAL;
+        if (is_int) {
+            worst_int = j;
+            imove = move;
+        } else if (move > wmove) {
+            wmove = move;
+            worst = j;
+        }
+    }
+    int j = wmove > 30.0 ? worst : imove > 30.0 ? worst_int : -1;
+    if (j >= 0) {
+        snprintf(f->warning, sizeof f->warning,
+                 "the estimate of '%s' is diverging (%.4g, SE %.4g; it moves the linear "
+                 "predictor by %.3g): the data may be completely separated by it, and the "
+                 "estimates and SEs are not meaningful",
+                 md->fixef_names[j], f->beta[j], f->se[j], j == worst ? wmove : imove);
+        return;
+    }
+    for (j = 0; j < md->p; j++)
+        if (j != f->skip_col && !isfinite(f->se[j])) {
+            snprintf(f->warning, sizeof f->warning,
+                     "the Hessian of the deviance is not positive definite at the optimum, so "
+                     "the standard errors (first: '%s') are not defined; the model may be "
+                     "overparametrized or the data separated",
+                     md->fixef_names[j]);
+            return;
+        }
+}
+
 mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
                                    mlmx_fit **out, mlmx_error *err)
 {
@@ -345,7 +708,22 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     f->nagq = o->nagq;
     f->have_condsd = o->conditional_variances != 0;
     f->sigma = 1.0;
-    gctx c = {g, nt, p, o->nagq, {MLMX_OK, ""}, 0, HUGE_VAL, o->progress, o->progress_ctx};
+    gctx c;
+    memset(&c, 0, sizeof c);
+    c.g = g;
+    c.ntheta = nt;
+    c.p = p;
+    c.nagq = o->nagq;
+    c.nb = p;
+    c.best = HUGE_VAL;
+    c.progress = o->progress;
+    c.progress_ctx = o->progress_ctx;
+    if (o->family == MLMX_FAMILY_ORDINAL || o->family == MLMX_FAMILY_NEGBIN) {
+        st = fit_other(f, &c, o, err);
+        if (!st)
+            st = finish(f, &c, f->theta, f->beta, err);
+        goto done;
+    }
     double x[NPAR_MAX], lb[NPAR_MAX];
     for (int t = 0; t < nt; t++) {
         x[t] = o->theta_start ? o->theta_start[t] : (md->theta_lower[t] == 0.0 ? 1.0 : 0.0);
@@ -380,8 +758,9 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     /* Stage 1: theta with beta inside PIRLS. Where BFGS with the exact
      * gradient follows, this is only its starting point and need not be
      * tight. */
-    const int use_grad = o->nagq == 1 && mlmx_glmm_has_grad(g) && np <= 64 &&
-                         o->optimizer != MLMX_OPTIM_BOBYQA;
+    const int use_grad =
+        np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA &&
+        ((o->nagq == 1 && mlmx_glmm_has_grad(g)) || (o->nagq > 1 && md->K <= 8));
     {
         mlmx_optim_opts o1 = oo;
         if (use_grad) {
@@ -430,7 +809,12 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                 double *Ht = calloc((size_t)np * (size_t)nt, sizeof *Ht);
                 for (int t = 0; t < nt; t++)
                     th_idx[t] = t;
+                /* with quadrature, the Laplace curvature is start enough */
+                int keep = c.nagq;
+                if (c.nagq > 1 && mlmx_glmm_has_grad(g))
+                    c.nagq = 1;
                 ok = Ht && fd_hessian_cols(&c, x, th_idx, nt, Ht, err) == MLMX_OK;
+                c.nagq = keep;
                 for (int t = 0; ok && t < nt; t++)
                     for (int a = 0; a < np; a++)
                         H0[a + t * np] = H0[t + a * np] = Ht[a + t * np];
@@ -531,10 +915,9 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                     H[a] *= 0.5;
                 if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0 ||
                     LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', nf, H, nf) != 0) {
-                    st = mlmx_err_set(err, MLMX_ERR_NUMERIC,
-                                      "the Hessian of the deviance is not positive definite at "
-                                      "the optimum; the fixed-effect standard errors are not "
-                                      "defined");
+                    /* reported through the SEs (NaN) and the fit's warning */
+                    for (int a = 0; a < p * p; a++)
+                        V[a] = NAN;
                 } else {
                     int o0 = nf - p;
                     for (int b = 0; b < p; b++)
@@ -574,13 +957,14 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
         if (st)
             goto done;
     }
-    st = finish(f, &c, x, err);
+    st = finish(f, &c, x, x + nt, err);
 done:
     mlmx_glmm_free(g);
     if (st) {
         mlmx_fit_free(f);
         return st;
     }
+    separation_check(f);
     f->seconds = now_seconds() - t0;
     *out = f;
     return MLMX_OK;

@@ -37,6 +37,14 @@ typedef struct mlmx_glmm {
     double *llc;         /* per-observation constant of the log-likelihood
                             (log binomial coefficient, -log y!) */
     double *d1, *fi;     /* d ll / d eta and the information at the last pen_dev point */
+    /* Ordinal and negative binomial fits use the observed information
+     * (-d2 ll / d eta2) in PIRLS and the Laplace determinant, as ordinal::clmm
+     * and glmmTMB do; binomial and Poisson the expected one, as glmer. */
+    int ncat;            /* ordinal: categories (observed, in order) */
+    char **cat_labels;   /* their labels */
+    double *thr;         /* ordinal: ncat - 1 increasing thresholds */
+    int int_col;         /* ordinal: X's intercept column, held at 0 (-1: none) */
+    double nb_size;      /* negative binomial: the NB2 size (dispersion) */
     double *bl;          /* Lambda u per level: nu */
     int pirls_iter;      /* iterations of the last PIRLS */
     long pirls_total;    /* all Laplace PIRLS iterations so far */
@@ -79,8 +87,16 @@ int mlmx_glmm_nested_scalar(const mlmx_glmm *g);
 int mlmx_glmm_has_grad(const mlmx_glmm *g);
 mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const double *beta,
                                    double *dev, double *grad, mlmx_error *err);
+/* Adaptive quadrature (one scalar term, or nested scalar terms) with its
+ * gradient over [theta; beta; extra] (extra: ordinal thresholds c_k, or the
+ * negative binomial size), the rule's centres and scales held fixed. */
+mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *beta, int k,
+                               double *dev, double *grad, mlmx_error *err);
 /* Solve M x = b in place with the factor left by mlmx_glmm_laplace. */
 void mlmx_glmm_solve(const mlmx_glmm *g, double *b);
+
+/* The link function g(mu) of the fit's link. */
+double mlmx_glmm_linkfun(const mlmx_glmm *g, double mu);
 
 /* Per-observation log-likelihood sum at linear predictors eta (n). */
 double mlmx_glmm_loglik_eta(const mlmx_glmm *g, const double *eta);

@@ -139,6 +139,12 @@ void mlmx_fit_free(mlmx_fit *f)
     free(f->fitted);
     free(f->resid);
     free(f->pearson);
+    free(f->thr);
+    free(f->thr_se);
+    if (f->thr_names)
+        for (int k = 0; k < f->nthr; k++)
+            free(f->thr_names[k]);
+    free(f->thr_names);
     if (f->ranef)
         for (int k = 0; k < f->model->K; k++)
             free(f->ranef[k]);
@@ -267,6 +273,7 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     if (!f)
         return MLMX_ERR_NOMEM;
     f->model = md;
+    f->skip_col = -1;
     size_t n = md->n;
     int p = md->p;
     f->theta = calloc((size_t)(md->ntheta ? md->ntheta : 1), sizeof *f->theta);

@@ -30,6 +30,12 @@ struct mlmx_fit {
     int nagq;
     double *pearson;   /* n, GLMM only */
     double loglik_glm; /* the model without random effects (likelihood-ratio test) */
+    int skip_col;      /* ordinal: X's intercept column, replaced by the thresholds (-1) */
+    int nthr;          /* ordinal: thresholds c_1 < ... (logit P(Y <= k) = c_k - eta) */
+    double *thr, *thr_se;
+    char **thr_names;  /* "1|2" as clmm names them */
+    double nb_size, nb_logsize_se; /* negative binomial NB2 size (dispersion) */
+    char warning[320]; /* a diverging estimate (complete separation), or empty */
     int n_evals_stage1;
 };
 

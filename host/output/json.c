@@ -110,8 +110,11 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         jstr(&b, m->theta_names[t]);
     }
     mlmx_sb_puts(&b, "],\n  \"fixef\": [");
-    for (int j = 0; j < m->p; j++) {
-        mlmx_sb_puts(&b, j ? ",\n    {\"name\": " : "\n    {\"name\": ");
+    for (int j = 0, first = 1; j < m->p; j++) {
+        if (j == f->skip_col)
+            continue; /* ordinal: the thresholds replace the intercept */
+        mlmx_sb_puts(&b, !first ? ",\n    {\"name\": " : "\n    {\"name\": ");
+        first = 0;
         jstr(&b, m->fixef_names[j]);
         mlmx_sb_puts(&b, ", \"estimate\": ");
         jnum(&b, f->beta[j]);
@@ -126,6 +129,28 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, "}");
     }
     mlmx_sb_puts(&b, m->p ? "\n  ]" : "]");
+    if (f->family == MLMX_FAMILY_ORDINAL) {
+        mlmx_sb_puts(&b, ",\n  \"thresholds\": [");
+        for (int k = 0; k < f->nthr; k++) {
+            mlmx_sb_puts(&b, k ? ",\n    {\"name\": " : "\n    {\"name\": ");
+            jstr(&b, f->thr_names[k]);
+            mlmx_sb_puts(&b, ", \"estimate\": ");
+            jnum(&b, f->thr[k]);
+            mlmx_sb_puts(&b, ", \"se\": ");
+            jnum(&b, f->thr_se[k]);
+            mlmx_sb_puts(&b, "}");
+        }
+        mlmx_sb_puts(&b, f->nthr ? "\n  ]" : "]");
+    }
+    if (f->family == MLMX_FAMILY_NEGBIN) {
+        mlmx_sb_puts(&b, ",\n  \"dispersion\": {\"size\": ");
+        jnum(&b, f->nb_size);
+        mlmx_sb_puts(&b, ", \"log_size\": ");
+        jnum(&b, log(f->nb_size));
+        mlmx_sb_puts(&b, ", \"log_size_se\": ");
+        jnum(&b, f->nb_logsize_se);
+        mlmx_sb_puts(&b, "}");
+    }
     mlmx_sb_puts(&b, ",\n  \"dropped_fixef\": [");
     for (int j = 0; j < m->n_dropped_fixef; j++) {
         mlmx_sb_puts(&b, j ? ", " : "");
@@ -196,6 +221,8 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     jstr(&b, f->optimizer);
     mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");
     jstr(&b, f->message);
+    mlmx_sb_puts(&b, ",\n  \"warning\": ");
+    jstr(&b, f->warning);
     mlmx_sb_puts(&b, ",\n  \"messages\": [");
     for (int i = 0; i < m->nmessages; i++) {
         mlmx_sb_puts(&b, i ? ", " : "");

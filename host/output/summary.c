@@ -197,6 +197,72 @@ double mlmx_wald_quadform(int n, double *V, const double *b)
     return q;
 }
 
+/* A coefficient table as lme4 and clmm print it: Estimate, Std. Error,
+ * z value and Pr(>|z|) with significance stars. */
+static void coef_table(mlmx_strbuf *b, const char *title, char *const *names, const double *est,
+                       const double *se, int n)
+{
+    if (n <= 0)
+        return;
+    double *es = calloc(2 * (size_t)n, sizeof *es);
+    if (!es) {
+        b->oom = 1;
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        es[j] = est[j];
+        es[n + j] = se[j];
+    }
+    int dec = mlmx_fmt_decimals(es, 2 * n, 4);
+    free(es);
+    int wn = 0, we = 8, ws = 10, wt = 7;
+    char ce[48], cs[48], ct[48];
+    for (int j = 0; j < n; j++) {
+        snprintf(ce, 48, "%.*f", dec, est[j]);
+        snprintf(cs, 48, "%.*f", dec, se[j]);
+        snprintf(ct, 48, "%.3f", est[j] / se[j]);
+        wn = (int)strlen(names[j]) > wn ? (int)strlen(names[j]) : wn;
+        we = (int)strlen(ce) > we ? (int)strlen(ce) : we;
+        ws = (int)strlen(cs) > ws ? (int)strlen(cs) : ws;
+        wt = (int)strlen(ct) > wt ? (int)strlen(ct) : wt;
+    }
+    mlmx_sb_printf(b, "%s:\n", title);
+    mlmx_sb_pad(b, "", wn, 0);
+    mlmx_sb_puts(b, " ");
+    mlmx_sb_pad(b, "Estimate", we, 1);
+    mlmx_sb_puts(b, " ");
+    mlmx_sb_pad(b, "Std. Error", ws, 1);
+    mlmx_sb_puts(b, " ");
+    mlmx_sb_pad(b, "z value", wt, 1);
+    mlmx_sb_puts(b, " Pr(>|z|)\n");
+    for (int j = 0; j < n; j++) {
+        snprintf(ce, 48, "%.*f", dec, est[j]);
+        snprintf(cs, 48, "%.*f", dec, se[j]);
+        snprintf(ct, 48, "%.3f", est[j] / se[j]);
+        mlmx_sb_pad(b, names[j], wn, 0);
+        mlmx_sb_puts(b, " ");
+        mlmx_sb_pad(b, ce, we, 1);
+        mlmx_sb_puts(b, " ");
+        mlmx_sb_pad(b, cs, ws, 1);
+        mlmx_sb_puts(b, " ");
+        mlmx_sb_pad(b, ct, wt, 1);
+        double pv = erfc(fabs(est[j] / se[j]) / sqrt(2.0));
+        char pc[32];
+        if (pv < 2e-16)
+            snprintf(pc, sizeof pc, "< 2e-16");
+        else if (pv < 1e-4)
+            snprintf(pc, sizeof pc, "%.2e", pv);
+        else
+            snprintf(pc, sizeof pc, "%.3g", pv);
+        mlmx_sb_printf(b, " %8s %s\n", pc,
+                       pv < 0.001  ? "***"
+                       : pv < 0.01 ? "**"
+                       : pv < 0.05 ? "*"
+                       : pv < 0.1  ? "."
+                                   : "");
+    }
+}
+
 mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
 {
     mlmx_api_clear();
@@ -251,7 +317,7 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         }
         mlmx_sb_puts(&b, reml ? "   (restricted likelihood)\n\n" : "\n\n");
     }
-    {
+    if (f->family != MLMX_FAMILY_ORDINAL) {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);
         /* as lme4: zapsmall(q, 5), then print with 4 significant digits */
@@ -411,8 +477,38 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         mlmx_sb_puts(&b, "\n");
     }
 
-    /* Fixed effects */
-    if (p > 0) {
+    /* Fixed effects: ordinal fits leave out the intercept (the thresholds
+     * take its place) and add the thresholds' table */
+    if (glmm && (f->skip_col >= 0 || f->nthr > 0)) {
+        char **nm = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *nm);
+        double *e = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *e);
+        double *se = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *se);
+        if (!nm || !e || !se) {
+            free(nm);
+            free(e);
+            free(se);
+            mlmx_sb_free(&b);
+            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+        }
+        int nd = 0;
+        for (int j = 0; j < p; j++)
+            if (j != f->skip_col) {
+                nm[nd] = m->fixef_names[j];
+                e[nd] = f->beta[j];
+                se[nd++] = f->se[j];
+            }
+        if (nd > 0)
+            coef_table(&b, "Fixed effects", nm, e, se, nd);
+        if (f->nthr > 0) {
+            mlmx_sb_puts(&b, "\n");
+            coef_table(&b, "Threshold coefficients (logit P(Y <= k) = c_k - eta)", f->thr_names,
+                       f->thr, f->thr_se, f->nthr);
+        }
+        mlmx_sb_puts(&b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
+        free(nm);
+        free(e);
+        free(se);
+    } else if (p > 0) {
         double *es = malloc(2 * (size_t)p * sizeof *es);
         char(*ce)[48] = calloc((size_t)p, sizeof *ce);
         char(*cs)[48] = calloc((size_t)p, sizeof *cs);
@@ -491,7 +587,11 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         free(cs);
         free(ct);
     }
-    if (p > 1) {
+    if (f->family == MLMX_FAMILY_NEGBIN)
+        mlmx_sb_printf(&b, "\nDispersion parameter for nbinom2 family (size): %.4g (SE of "
+                           "log(size) %.4g)\n",
+                       f->nb_size, f->nb_logsize_se);
+    if (p > 1 && f->skip_col < 0) {
         mlmx_sb_puts(&b, "\nCorrelation of Fixed Effects:\n");
         int wn = 0;
         for (int j = 1; j < p; j++)
@@ -518,7 +618,7 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         /* Stata's extras: the joint Wald test of the fixed effects other than
          * the intercept, and the likelihood-ratio test against the model
          * without random effects */
-        int j0 = p > 0 && strcmp(m->fixef_names[0], "(Intercept)") == 0 ? 1 : 0;
+        int j0 = p > 0 && (strcmp(m->fixef_names[0], "(Intercept)") == 0 || f->skip_col == 0) ? 1 : 0;
         int pw = p - j0;
         if (pw > 0) {
             double *V = malloc((size_t)pw * (size_t)pw * sizeof *V);
@@ -557,6 +657,8 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         mlmx_sb_puts(&b, "boundary (singular) fit: a variance component is estimated as zero\n");
     if (!f->converged)
         mlmx_sb_printf(&b, "warning: the optimizer did not converge: %s\n", f->message);
+    if (f->warning[0])
+        mlmx_sb_printf(&b, "warning: %s\n", f->warning);
     if (b.oom) {
         mlmx_sb_free(&b);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
