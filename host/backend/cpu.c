@@ -65,6 +65,20 @@ static mlmx_status cpu_schur_downdate(const mlmx_cluster_batch *b, const double 
 {
     const int q = b->q;
     const size_t m = (size_t)b->m;
+    if (q == 1) {
+        /* scalar first term (random intercepts): a rank-one update per level */
+        for (int j = 0; j < b->nblk; j++) {
+            size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
+            const int *rc = b->row_col;
+            for (size_t rb = r0; rb < r1; rb++) {
+                const double vb = L21[rb];
+                double *scol = S + (size_t)rc[rb] * m;
+                for (size_t ra = rb; ra < r1; ra++)
+                    scol[rc[ra]] -= L21[ra] * vb;
+            }
+        }
+        return MLMX_OK;
+    }
     for (int j = 0; j < b->nblk; j++) {
         size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
         for (size_t rb = r0; rb < r1; rb++) {

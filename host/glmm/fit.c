@@ -272,7 +272,7 @@ static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, in
     mlmx_glmm *g = c->g;
     /* forward differences: one gradient per column; their O(h) error, ~1e-4
      * relative in the Hessian, moves the standard errors by ~1e-5 */
-    const int forward = c->nagq > 1;
+    const int forward = 1;
     double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
     if (!u0)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
