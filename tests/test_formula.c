@@ -258,6 +258,11 @@ Test(formula, deparse_like_r)
         {"y ~ I(x*1e-3)", "I(x * 0.001)"},
         {"y ~ I(x*2.50)", "I(x * 2.5)"},
         {"y ~ I(x*123456)", "I(x * 123456)"},
+        /* comparisons (R deparses them with spaces; they bind below + and -) */
+        {"y ~ I(x>2)", "I(x > 2)"},
+        {"y ~ I(x+1>=2*z)", "I(x + 1 >= 2 * z)"},
+        {"y ~ I(x!=0)", "I(x != 0)"},
+        {"y ~ I((x<1)+(z==2))", "I((x < 1) + (z == 2))"},
         {"y ~ I(x * .5)", "I(x * 0.5)"},
         {"y ~ factor(g)", "factor(g)"},
         {"y ~ exp( x )", "exp(x)"},
@@ -338,6 +343,8 @@ static const error_case errors[] = {
     {"y ~ x * * z", "missing term between '*' and '*'", 8},
     {"y ~", "missing right-hand side after '~'", 3},
     {"y ~ x z", "unexpected name 'z' (missing operator?)", 6},
+    {"y ~ x > 2 + (1|g)", "a comparison can only be used inside I(), as in I(x > 2)", 6},
+    {"y ~ x = 2", "unexpected character '='", 6},
     {"y ~ x 2", "unexpected number (missing operator?)", 6},
     {"y ~ x $ z", "unexpected character '$'", 6},
     {"y ~ ()", "empty parentheses", 4},
@@ -598,6 +605,13 @@ Test(eval, numeric_expressions)
     expect_numeric(d, "y ~ sqrt(x)", (const double[]){1, sqrt(2), sqrt(10), sqrt(2), NAN});
     expect_numeric(d, "y ~ abs(I(1 - x))", (const double[]){0, 1, 9, 1, NAN});
     expect_numeric(d, "y ~ I(x * z)", (const double[]){100000, 1, 1234560, NAN, NAN});
+    /* comparisons are 1 or 0 (R's TRUE/FALSE in arithmetic); missing stays missing */
+    expect_numeric(d, "y ~ I(x >= 2)", (const double[]){0, 1, 1, 1, NAN});
+    expect_numeric(d, "y ~ I(x < 2)", (const double[]){1, 0, 0, 0, NAN});
+    expect_numeric(d, "y ~ I(x == 2)", (const double[]){0, 1, 0, 1, NAN});
+    expect_numeric(d, "y ~ I(x != 2)", (const double[]){1, 0, 1, 0, NAN});
+    expect_numeric(d, "y ~ I(x + 1 > 2)", (const double[]){0, 1, 1, 1, NAN});
+    expect_numeric(d, "y ~ I(x <= 1)", (const double[]){1, 0, 0, 0, NAN});
 
     mlmx_error err = {0};
     mlmx_formula *f = parse_ok("y ~ x");

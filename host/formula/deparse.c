@@ -82,7 +82,7 @@ int fx_is_syntactic(const char *s)
 /* ------------------------------------------------------------------ deparse */
 
 /* Binding strength, higher binds tighter (R's ?Syntax). */
-enum { P_TILDE = 1, P_OR, P_SUM, P_PROD, P_SPECIAL, P_COLON, P_UNARY, P_POWER, P_ATOM };
+enum { P_TILDE = 1, P_OR, P_CMP, P_SUM, P_PROD, P_SPECIAL, P_COLON, P_UNARY, P_POWER, P_ATOM };
 
 static int binop_prec(char op)
 {
@@ -97,6 +97,12 @@ static int binop_prec(char op)
     case 'i': return P_SPECIAL;
     case ':': return P_COLON;
     case '^': return P_POWER;
+    case '<':
+    case '>':
+    case 'l':
+    case 'g':
+    case 'e':
+    case 'n': return P_CMP;
     default: return P_ATOM;
     }
 }
@@ -125,6 +131,12 @@ static const char *binop_text(char op)
     case 'i': return " %in% ";
     case ':': return ":";
     case '^': return "^";
+    case '<': return " < ";
+    case '>': return " > ";
+    case 'l': return " <= ";
+    case 'g': return " >= ";
+    case 'e': return " == ";
+    case 'n': return " != ";
     default: return " ? ";
     }
 }

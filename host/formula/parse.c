@@ -162,6 +162,13 @@ static mlmx_status lex(parser *p)
             k->kind = TK_OP; /* R reads ** as ^ */
             k->op = '^';
             i += 2;
+        } else if (c == '<' || c == '>' || ((c == '=' || c == '!') && i + 1 < len &&
+                                              t[i + 1] == '=')) {
+            /* comparisons, for I(x > 2) and a response such as I(score >= 5) */
+            int eq = i + 1 < len && t[i + 1] == '=';
+            k->kind = TK_OP;
+            k->op = c == '<' ? (eq ? 'l' : '<') : c == '>' ? (eq ? 'g' : '>') : c == '=' ? 'e' : 'n';
+            i += eq ? 2 : 1;
         } else if (strchr("~+-*/:^", (int)c)) {
             k->kind = TK_OP;
             k->op = (char)c;
@@ -219,6 +226,12 @@ static const char *op_text(char op)
     case ':': return ":";
     case '^': return "^";
     case '|': return "|";
+    case '<': return "<";
+    case '>': return ">";
+    case 'l': return "<=";
+    case 'g': return ">=";
+    case 'e': return "==";
+    case 'n': return "!=";
     default: return "?";
     }
 }
@@ -534,9 +547,15 @@ static mlmx_status parse_sum(parser *p, mlmx_expr **out)
     return parse_level(p, parse_prod, "+-", out);
 }
 
+/* comparisons bind more loosely than + and -, as in R */
+static mlmx_status parse_cmp(parser *p, mlmx_expr **out)
+{
+    return parse_level(p, parse_sum, "<>lgen", out);
+}
+
 static mlmx_status parse_bar(parser *p, mlmx_expr **out)
 {
-    return parse_level(p, parse_sum, "|B", out);
+    return parse_level(p, parse_cmp, "|B", out);
 }
 
 /* Whatever is left after a complete expression. */

@@ -283,6 +283,9 @@ static mlmx_status extract(xctx *c, mlmx_expr *e, int summand)
         break;
     }
 
+    if (strchr("<>lgen", e->op))
+        return fx_error(c->err, c->text, FX(e)->oppos,
+                        "a comparison can only be used inside I(), as in I(x > 2)");
     switch (e->op) {
     case '|':
     case 'B':

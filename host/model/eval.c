@@ -179,11 +179,11 @@ static mlmx_status num_rec(const mlmx_expr *e, const mlmx_data *d, double *out, 
     }
 
     case MLMX_EX_BINOP: {
-        if (!strchr("+-*/^", e->op) || e->op == '\0') {
+        if (!strchr("+-*/^<>lgen", e->op) || e->op == '\0') {
             expr_text(e, t, sizeof t);
             return mlmx_err_set(err, MLMX_ERR_DATA,
-                                "'%s' cannot be evaluated as a number: only + - * / ^ are "
-                                "supported in arithmetic (formula position %d)",
+                                "'%s' cannot be evaluated as a number: only + - * / ^ and "
+                                "comparisons are supported in arithmetic (formula position %d)",
                                 t, e->pos + 1);
         }
         mlmx_status st = num_rec(e->args[0], d, out, err, depth + 1);
@@ -204,6 +204,13 @@ static mlmx_status num_rec(const mlmx_expr *e, const mlmx_data *d, double *out, 
             case '-': v = a - b; break;
             case '*': v = a * b; break;
             case '/': v = a / b; break;
+            /* comparisons give 1 or 0, as R's TRUE and FALSE in arithmetic */
+            case '<': v = a < b; break;
+            case '>': v = a > b; break;
+            case 'l': v = a <= b; break;
+            case 'g': v = a >= b; break;
+            case 'e': v = a == b; break;
+            case 'n': v = a != b; break;
             default: v = pow(a, b); break;
             }
             if (!isfinite(v))
