@@ -186,3 +186,11 @@ Test(glmm_grad, agq_negbin)
     check_agq("salamanders.csv", "count ~ mined + cover + (1|site)", MLMX_FAMILY_NEGBIN, 10, x, 5,
               0);
 }
+
+Test(glmm_grad, agq_one_term_large_variance)
+{
+    /* hdp's doctors: SD about 2, 10 points (the fit glmer compares at) */
+    const double x[] = {2.0145, -2.0526, -0.0568, -0.0215, -0.4139, -1.0035, -2.3370, -0.1212, 0.1201};
+    check_agq("hdp.csv", "remission ~ IL6 + CRP + CancerStage + LengthofStay + Experience + (1|DID)",
+              MLMX_FAMILY_BINOMIAL, 10, x, 9, 0);
+}

@@ -139,3 +139,63 @@ Test(glmm_nested, one_level_removed_is_glmer_agq)
     case_free(&c1);
     case_free(&c);
 }
+
+/* A correlated random intercept and slope by the product rule: one point
+ * is the Laplace approximation, and more points converge to the integral
+ * that data/reference/vector_agq_reference.R computes by nested
+ * integrate() on the plane (rel 1e-9 at 20 x 20 points). */
+Test(glmm_vector, product_rule_against_integrate)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/hdp.csv", &d), MLMX_OK, "%s",
+                 mlmx_last_error());
+    cr_assert_eq(mlmx_model_create(d, "remission ~ IL6 + CRP + LengthofStay + (1 + LengthofStay|HID)",
+                                   &m),
+                 MLMX_OK, "%s", mlmx_last_error());
+    ref_file r;
+    cr_assert_eq(ref_load(REFDIR "hdp_vector_bruteforce.ref", &r), 0);
+    double beta[4], theta[3];
+    for (int j = 0; j < 4; j++)
+        beta[j] = ref_num(&r, "beta", j);
+    for (int t = 0; t < 3; t++)
+        theta[t] = ref_num(&r, "theta", t);
+    double bf = ref_num(&r, "loglik", 0);
+    ref_free(&r);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.family = MLMX_FAMILY_BINOMIAL;
+    double lap = NAN, prev = NAN;
+    o.nagq = 1;
+    cr_assert_eq(mlmx_glmm_deviance_at(m, &o, theta, beta, &lap), MLMX_OK, "%s",
+                 mlmx_last_error());
+    /* one point per dimension through the quadrature code itself */
+    mlmx_glmm *g = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_glmm_create(m, MLMX_FAMILY_BINOMIAL, MLMX_LINK_DEFAULT, mlmx_backend_cpu(),
+                                  &g, &e),
+                 MLMX_OK, "%s", e.msg);
+    double q1 = NAN;
+    cr_assert_eq(mlmx_glmm_agq(g, theta, beta, 1, &q1, &e), MLMX_OK, "%s", e.msg);
+    cr_expect(fabs(q1 - lap) <= 1e-10 * fabs(lap), "1 point %.12f vs Laplace %.12f", q1, lap);
+    mlmx_glmm_free(g);
+    const int ks[] = {3, 7, 15, 20};
+    for (size_t a = 0; a < sizeof ks / sizeof *ks; a++) {
+        double dev = NAN;
+        o.nagq = ks[a];
+        cr_assert_eq(mlmx_glmm_deviance_at(m, &o, theta, beta, &dev), MLMX_OK, "%s",
+                     mlmx_last_error());
+        double ll = -0.5 * dev;
+        cr_log_info("hdp (1 + LengthofStay | HID), %2d x %2d points: loglik %.12f (integrate "
+                    "%.12f, diff %.3g)",
+                    ks[a], ks[a], ll, bf, ll - bf);
+        if (ks[a] == 20) {
+            cr_expect(close_rel(ll, bf, 1e-9, 0), "%.12f vs %.12f", ll, bf);
+            cr_expect(fabs(ll - prev) < 1e-6, "not converging: %.12f after %.12f", ll, prev);
+        }
+        prev = ll;
+    }
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}

@@ -64,6 +64,13 @@ static double obj_stage1(int n, const double *theta, void *ctx)
     return note(c, st, &e, v);
 }
 
+/* The quadrature gradient covers one scalar term and nested scalar terms. */
+static int quad_grad_ok(const mlmx_glmm *g)
+{
+    const mlmx_model *md = g->md;
+    return md->K <= 8 && (md->K == 1 ? md->re[0].q == 1 : mlmx_glmm_nested_scalar(g));
+}
+
 static int npar(const gctx *c) { return (c->fix_theta ? 0 : c->ntheta) + c->nb + c->nextra; }
 
 /* theta, the full beta and the family's extra parameters from x */
@@ -114,22 +121,25 @@ static double obj_stage2(int n, const double *x, void *ctx)
 static mlmx_status grad_x(gctx *c, const double *x, double *v, double *grad, mlmx_error *e)
 {
     mlmx_glmm *g = c->g;
-    if (c->nagq <= 1)
+    if (c->nagq <= 1 && !c->fix_theta)
         return mlmx_glmm_laplace_grad(g, x, x + c->ntheta, v, grad, e);
     const double *theta, *beta;
     unpack(c, x, &theta, &beta);
     double gf[NPAR_MAX + 8];
-    mlmx_status st = mlmx_glmm_agq_grad(g, theta, beta, c->nagq, v, gf, e);
+    /* with theta held at 0 the one-point rule is the model without random
+     * effects, exactly, and so is its gradient */
+    mlmx_status st =
+        mlmx_glmm_agq_grad(g, theta, beta, c->fix_theta ? 1 : c->nagq, v, gf, e);
     if (st)
         return st;
-    const int nt = c->ntheta, p = c->p;
-    for (int t = 0; t < nt; t++)
+    const int nt = c->ntheta, p = c->p, ot = c->fix_theta ? 0 : nt;
+    for (int t = 0; t < ot; t++)
         grad[t] = gf[t];
     for (int j = 0, k = 0; j < p; j++)
         if (j != g->int_col)
-            grad[nt + k++] = gf[nt + j];
-    double *ge = grad + nt + c->nb;
-    const double *xe = x + nt + c->nb, *gfe = gf + nt + p;
+            grad[ot + k++] = gf[nt + j];
+    double *ge = grad + ot + c->nb;
+    const double *xe = x + ot + c->nb, *gfe = gf + nt + p;
     if (g->family == MLMX_FAMILY_ORDINAL) {
         /* c_k = x_1 + sum_{2 <= j <= k} exp(x_j) */
         const int nc = g->ncat - 1;
@@ -152,6 +162,49 @@ static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
     mlmx_err_clear(&e);
     double v = HUGE_VAL;
     mlmx_status st = grad_x(c, x, &v, grad, &e);
+    return note(c, st, &e, v);
+}
+
+/* The deviance with its gradient by central differences (the Laplace fits
+ * of the ordinal and negative binomial families, whose analytic gradient is
+ * not built): 2 n + 1 deviances, each PIRLS warm-started from the centre's
+ * modes. */
+static double obj_fd_grad(int n, const double *x, double *grad, void *ctx)
+{
+    gctx *c = ctx;
+    mlmx_glmm *g = c->g;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    double v = HUGE_VAL;
+    mlmx_status st = dev_at(c, x, &v, &e);
+    if (!st && g->nu > 0) {
+        double *u0 = malloc(g->nu * sizeof *u0);
+        double xx[NPAR_MAX];
+        if (!u0)
+            st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
+        else
+            memcpy(u0, g->u, g->nu * sizeof *u0);
+        for (int t = 0; t < n && !st; t++) {
+            double h = 1e-5 * fmax(fabs(x[t]), 0.1), fp, fm;
+            memcpy(xx, x, (size_t)n * sizeof *xx);
+            xx[t] = x[t] + h;
+            memcpy(g->u, u0, g->nu * sizeof *u0);
+            st = dev_at(c, xx, &fp, &e);
+            if (st)
+                break;
+            xx[t] = x[t] - h;
+            if (c->g->md->theta_lower[0] == 0.0 && t < (c->fix_theta ? 0 : c->ntheta) &&
+                xx[t] < 0.0)
+                xx[t] = 0.0;
+            memcpy(g->u, u0, g->nu * sizeof *u0);
+            st = dev_at(c, xx, &fm, &e);
+            grad[t] = (fp - fm) / (x[t] + h - xx[t]);
+        }
+        if (u0) {
+            memcpy(g->u, u0, g->nu * sizeof *u0);
+            free(u0);
+        }
+    }
     return note(c, st, &e, v);
 }
 
@@ -384,12 +437,19 @@ static mlmx_status check_quadrature(const mlmx_glmm *g, int nagq, mlmx_error *er
                             "--nagq %d is out of range: 0 (PIRLS for beta), 1 (Laplace) or 2..100 "
                             "quadrature points",
                             nagq);
-    if (nagq <= 1 || (md->K == 1 && md->re[0].q == 1) || mlmx_glmm_nested_scalar(g))
+    if (nagq <= 1 || (md->K == 1 && md->re[0].q <= MLMX_AGQ_QMAX) ||
+        mlmx_glmm_nested_scalar(g))
         return MLMX_OK;
+    if (md->K == 1)
+        return mlmx_err_set(err, MLMX_ERR_MODEL,
+                            "adaptive quadrature (--nagq %d) takes at most %d correlated random "
+                            "effects in one term (the product rule has K^q nodes); the term for "
+                            "'%s' has %d (use --nagq 1, the Laplace approximation)",
+                            nagq, MLMX_AGQ_QMAX, md->re[0].group, md->re[0].q);
     for (int k = 0; k < md->K; k++)
         if (md->re[k].q != 1)
             return mlmx_err_set(err, MLMX_ERR_MODEL,
-                                "adaptive quadrature (--nagq %d) is available for scalar random "
+                                "nested adaptive quadrature (--nagq %d) needs scalar random "
                                 "effects; the term for '%s' has %d columns (use --nagq 1, the "
                                 "Laplace approximation)",
                                 nagq, md->re[k].group, md->re[k].q);
@@ -464,7 +524,10 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     c->fix_theta = 1;
     for (int t = 0; t < nt; t++)
         c->theta0[t] = 0.0;
-    st = mlmx_optim_bobyqa(nb + ne, x + nt, lb + nt, NULL, obj_stage2, c, &oo, &res, err);
+    if (quad_grad_ok(g) && nb + ne <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA)
+        st = mlmx_optim_qnewton(nb + ne, x + nt, lb + nt, NULL, obj_stage2_grad, c, &oo, &res, err);
+    else
+        st = mlmx_optim_bobyqa(nb + ne, x + nt, lb + nt, NULL, obj_stage2, c, &oo, &res, err);
     if (!st && !isfinite(res.fmin))
         st = mlmx_err_set(err, c->err.code ? c->err.code : MLMX_ERR_NUMERIC,
                           "the model without random effects could not be fitted: %s",
@@ -476,7 +539,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     c->fix_theta = 0;
     memset(g->u, 0, g->nu * sizeof *g->u);
     c->best = HUGE_VAL;
-    const int qgrad = o->nagq > 1 && np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA;
+    const int qgrad = o->nagq > 1 && np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA && quad_grad_ok(g);
     if (qgrad) {
         /* the quadrature gradient: BFGS from the inverse Hessian at the start
          * (differences of the gradient) */
@@ -485,7 +548,12 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
         for (int t = 0; t < np; t++)
             all[t] = t;
         mlmx_optim_opts oq = oo;
-        if (H0 && fd_hessian_grad(c, x, all, np, H0, err) == MLMX_OK &&
+        /* the start needs only an approximate curvature: take it at 3 points */
+        int keep = c->nagq;
+        c->nagq = keep < 3 ? keep : 3;
+        int hok = H0 && fd_hessian_grad(c, x, all, np, H0, err) == MLMX_OK;
+        c->nagq = keep;
+        if (hok &&
             LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0 &&
             LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0) {
             for (int b = 0; b < np; b++)
@@ -497,6 +565,18 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
         st = mlmx_optim_qnewton(np, x, lb, NULL, obj_stage2_grad, c, &oq, &res, err);
         free(H0);
         snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
+    } else if (o->optimizer != MLMX_OPTIM_BOBYQA && np <= 64) {
+        /* Laplace: BFGS on differences of the deviance, then BOBYQA from
+         * there (it stops at once where BFGS already converged) */
+        st = mlmx_optim_qnewton(np, x, lb, NULL, obj_fd_grad, c, &oo, &res, err);
+        int ev = res.n_evals;
+        if (!st) {
+            mlmx_optim_opts ob = oo;
+            ob.init_step = 1e-3;
+            st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, c, &ob, &res, err);
+            res.n_evals += ev;
+        }
+        snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
     } else {
         st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, c, &oo, &res, err);
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
@@ -760,7 +840,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
      * tight. */
     const int use_grad =
         np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA &&
-        ((o->nagq == 1 && mlmx_glmm_has_grad(g)) || (o->nagq > 1 && md->K <= 8));
+        ((o->nagq == 1 && mlmx_glmm_has_grad(g)) || (o->nagq > 1 && quad_grad_ok(g)));
     {
         mlmx_optim_opts o1 = oo;
         if (use_grad) {

@@ -671,16 +671,97 @@ mlmx_status mlmx_glmm_pirls_beta(mlmx_glmm *g, const double *theta, double *dev,
     return MLMX_OK;
 }
 
+/* A vector random effect (q <= 3, e.g. a correlated intercept and slope) in
+ * one grouping factor, by the product rule (GLMMadaptive's approach): K^q
+ * nodes z, placed at u = u~ + L^-T z with L the Cholesky factor of the
+ * cluster's conditional precision at the mode (the PIRLS factor's diagonal
+ * block), so that
+ *   log int phi_q(u) prod p(y | u) du
+ *     = -log det L + LSE_m [log W_m + |z_m|^2/2 - |u_m|^2/2 + sum_i ll_i(u_m)],
+ * which is the Laplace approximation at one point. */
+static mlmx_status agq_vector(mlmx_glmm *g, const double *theta, const double *beta, int k,
+                              double *dev, mlmx_error *err)
+{
+    const mlmx_model *md = g->md;
+    const int q = md->re[0].q;
+    double lap;
+    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
+    if (st || k == 1) {
+        *dev = lap;
+        return st;
+    }
+    double z[MLMX_GHQ_MAX], w[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
+    if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, w, lw) != 0)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
+                            MLMX_GHQ_MAX);
+    long nn = 1;
+    for (int a = 0; a < q; a++)
+        nn *= k;
+    const mlmx_lmm_stats *s = g->su;
+    const double *T = g->tm; /* term 0's template, leading dimension q */
+    const double *zz = md->re[0].z;
+    double total = 0.0;
+    for (int j = 0; j < s->nblk; j++) {
+        const double *L = g->wu->L11 + (size_t)j * (size_t)q * (size_t)q;
+        const double *uh = g->u + (size_t)j * (size_t)q;
+        double ldet = 0.0;
+        for (int a = 0; a < q; a++)
+            ldet += log(L[a + a * q]);
+        double mx = -INFINITY, sc = 0.0;
+        for (long node = 0; node < nn; node++) {
+            double zv[MLMX_AGQ_QMAX], uv[MLMX_AGQ_QMAX], bv[MLMX_AGQ_QMAX];
+            double acc = 0.0;
+            long r = node;
+            for (int a = 0; a < q; a++) {
+                int idx = (int)(r % k);
+                r /= k;
+                zv[a] = z[idx];
+                acc += lw[idx] + 0.5 * z[idx] * z[idx];
+            }
+            /* u = u~ + L^-T z */
+            for (int a = 0; a < q; a++)
+                uv[a] = zv[a];
+            mlmx_cm_trsv_lower_t(q, L, uv);
+            for (int a = 0; a < q; a++) {
+                uv[a] += uh[a];
+                acc -= 0.5 * uv[a] * uv[a];
+            }
+            /* b = T u */
+            for (int a = 0; a < q; a++) {
+                double sum = 0.0;
+                for (int c = 0; c <= a; c++)
+                    sum += T[a + c * q] * uv[c];
+                bv[a] = sum;
+            }
+            double d1, fi;
+            for (size_t o = s->obs_start[j]; o < s->obs_start[j + 1]; o++) {
+                size_t i = s->obs_order[o];
+                double eta = g->etaf[i];
+                for (int a = 0; a < q; a++)
+                    eta += zz[i * (size_t)q + (size_t)a] * bv[a];
+                acc += obs_fast(g, i, eta, &d1, &fi);
+            }
+            mlmx_gm_lse_add(&mx, &sc, acc);
+        }
+        total += -ldet + mx + log(sc);
+    }
+    *dev = -2.0 * total;
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta, int k,
                           double *dev, mlmx_error *err)
 {
     const mlmx_model *md = g->md;
     if (md->K > 1 && mlmx_glmm_nested_scalar(g))
         return mlmx_glmm_agq_nested(g, theta, beta, k, dev, err);
+    if (md->K == 1 && md->re[0].q > 1 && md->re[0].q <= MLMX_AGQ_QMAX)
+        return agq_vector(g, theta, beta, k, dev, err);
     if (md->K != 1 || md->re[0].q != 1)
         return mlmx_err_set(err, MLMX_ERR_MODEL,
-                            "adaptive quadrature needs a single scalar random-effect term or "
-                            "scalar terms each nested in the next");
+                            "adaptive quadrature needs a single random-effect term (scalar, or "
+                            "up to %d correlated effects) or scalar terms each nested in the next",
+                            MLMX_AGQ_QMAX);
     double lap;
     mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
     if (st || k == 1) {
@@ -1033,7 +1114,7 @@ typedef struct gnest {
     size_t **rs, **re;   /* per level k: cluster l's range [rs[k][l], re[k][l]) in nest order */
     size_t *order;       /* observations in nest order */
     double **T, **A;     /* per level: children's rows for one node, and the running average */
-    double *d1tmp;       /* finest: d1 (and extras) per observation for one node */
+    double *cw;          /* finest: d1, W and dW/deta at the rule's centre, 3 per observation */
 } gnest;
 
 /* d ll / d eta and the family's extra derivatives (ordinal: d ll / d c_{y-1},
@@ -1150,8 +1231,9 @@ static double finest_logint_g(gnest *c, int l, double *out)
             Ds += pi * c->z[a] * hp[a];
         }
         /* d1, d2 (= the Fisher information for these links) and its slope at
-         * the centre, per observation: into T (free again) */
+         * the centre, per observation */
         double D = 1.0, T3 = 0.0;
+        double *Tc = c->cw;
         for (size_t o = 0; o < nr; o++) {
             size_t i = ix[o];
             double t = th0 * z0[i], eta = g->wz[i] + t * v, d1, w2, w3;
@@ -1166,7 +1248,7 @@ static double finest_logint_g(gnest *c, int l, double *out)
                 w2 = g->ntr[i] * mu * (1.0 - mu);
                 w3 = w2 * (1.0 - 2.0 * mu);
             }
-            double *r = T + o * (size_t)W;
+            double *r = Tc + o * 3;
             r[0] = d1;
             r[1] = w2;
             r[2] = w3;
@@ -1177,7 +1259,7 @@ static double finest_logint_g(gnest *c, int l, double *out)
         for (size_t o = 0; o < nr; o++) {
             size_t i = ix[o];
             double t = th0 * z0[i];
-            const double *r = T + o * (size_t)W;
+            const double *r = Tc + o * 3;
             double d1 = r[0], w2 = r[1], w3 = r[2];
             double kappa = -t * w2 * cf + Ds * q * t * t * w3;
             double rho = cf * (d1 - t * w2 * v) + Ds * q * (2.0 * t * w2 + t * t * w3 * v);
@@ -1320,6 +1402,10 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
         c.T[t] = malloc(mxs * (size_t)W * sizeof **c.T);
         c.A[t] = malloc(mxs * (size_t)W * sizeof **c.A);
         ok = c.T[t] && c.A[t];
+        if (ok && t == 0) {
+            c.cw = malloc(mxs * 3 * sizeof *c.cw);
+            ok = c.cw != NULL;
+        }
     }
     free(tmp);
     if (ok && K > 1) {
@@ -1402,6 +1488,7 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
     free(c.T);
     free(c.A);
     free(c.order);
+    free(c.cw);
     free(G);
     return ok ? MLMX_OK : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
 }

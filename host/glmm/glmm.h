@@ -12,6 +12,10 @@
 #include "lmm/lmm.h"
 #include "mlmx.h"
 
+/* Most correlated random effects in one term for the product-rule
+ * quadrature (K^q nodes per cluster). */
+#define MLMX_AGQ_QMAX 3
+
 typedef struct mlmx_glmm {
     const mlmx_model *md;
     mlmx_family family;
