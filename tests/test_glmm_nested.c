@@ -199,3 +199,49 @@ Test(glmm_vector, product_rule_against_integrate)
     mlmx_model_free(m);
     mlmx_data_free(d);
 }
+
+/* The 3-level ordinal model (cumulative logit) on four schools of flay,
+ * data/flay_sub4.csv (awk -F, 'NR==1 || $1==403 || $1==404 || $1==193 ||
+ * $1==194' data/flay.csv), at fixed parameters, against brute-force
+ * non-adaptive quadrature with 300 points per level
+ * (data/reference/glmm/flay_sub_nested_bruteforce.ref): rel 1e-9 at 20
+ * points per level, and one point per level is Laplace. */
+Test(glmm_nested, ordinal_agrees_with_bruteforce)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/flay_sub4.csv", &d), MLMX_OK, "%s",
+                 mlmx_last_error());
+    cr_assert_eq(
+        mlmx_model_create(d, "post ~ pre + resist + tele + (1|school) + (1|class)", &m),
+        MLMX_OK, "%s", mlmx_last_error());
+    ref_file r;
+    cr_assert_eq(ref_load(REFDIR "flay_sub_nested_bruteforce.ref", &r), 0);
+    mlmx_glmm *g = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_glmm_create(m, MLMX_FAMILY_ORDINAL, MLMX_LINK_DEFAULT, mlmx_backend_cpu(),
+                                  &g, &e),
+                 MLMX_OK, "%s", e.msg);
+    cr_assert_eq(g->ncat, 6);
+    for (int k = 0; k < 5; k++)
+        g->thr[k] = ref_num(&r, "thresholds", k);
+    /* the intercept column is held at 0; then pre, resist, tele */
+    cr_assert_eq(m->p, 4);
+    double beta[4] = {0.0, ref_num(&r, "beta", 0), ref_num(&r, "beta", 1), ref_num(&r, "beta", 2)};
+    /* lme4's order: class (more levels), then school; sds are listed school, class */
+    double theta[2] = {ref_num(&r, "sds", 1), ref_num(&r, "sds", 0)};
+    double bf = ref_num(&r, "loglik", 0);
+    ref_free(&r);
+    double lap = NAN, q1 = NAN, q20 = NAN;
+    cr_assert_eq(mlmx_glmm_laplace(g, theta, beta, &lap, &e), MLMX_OK, "%s", e.msg);
+    cr_assert_eq(mlmx_glmm_agq_nested(g, theta, beta, 1, &q1, &e), MLMX_OK, "%s", e.msg);
+    cr_expect(fabs(q1 - lap) <= 1e-10 * fabs(lap), "1 point %.12f vs Laplace %.12f", q1, lap);
+    cr_assert_eq(mlmx_glmm_agq_nested(g, theta, beta, 20, &q20, &e), MLMX_OK, "%s", e.msg);
+    cr_log_info("flay 4 schools, ordinal, 20 points per level: %.12f (brute force %.12f)",
+                -0.5 * q20, bf);
+    cr_expect(close_rel(-0.5 * q20, bf, 1e-9, 0), "%.12f vs brute force %.12f", -0.5 * q20, bf);
+    mlmx_glmm_free(g);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
