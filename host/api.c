@@ -19,7 +19,23 @@ mlmx_status mlmx_model_create(const mlmx_data *d, const char *formula, mlmx_mode
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_model_create: data or formula is NULL");
     mlmx_error e;
     mlmx_err_clear(&e);
-    mlmx_status st = mlmx_model_build(d, formula, out, &e);
+    mlmx_status st = mlmx_model_build(d, formula, NULL, out, &e);
+    return st ? mlmx_api_fail(&e) : MLMX_OK;
+}
+
+mlmx_status mlmx_model_create_weighted(const mlmx_data *d, const char *formula,
+                                       const char *weights, mlmx_model **out)
+{
+    mlmx_api_clear();
+    if (!out)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_model_create_weighted: out is NULL");
+    *out = NULL;
+    if (!d || !formula)
+        return mlmx_api_failf(MLMX_ERR_ARG,
+                              "mlmx_model_create_weighted: data or formula is NULL");
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    mlmx_status st = mlmx_model_build(d, formula, weights, out, &e);
     return st ? mlmx_api_fail(&e) : MLMX_OK;
 }
 

@@ -103,6 +103,15 @@ typedef struct mlmx_model mlmx_model;
  * MLMX_ERR_DATA (unknown column, factor response, ...), MLMX_ERR_MODEL.
  * Allocates; free with mlmx_model_free. */
 mlmx_status mlmx_model_create(const mlmx_data *d, const char *formula, mlmx_model **out);
+/* The same with prior weights from the numeric column `weights` (NULL:
+ * none), as glmer's weights argument: for a binomial model with a numeric
+ * response they are the trials and the response the proportion of
+ * successes (lme4's convention); for the other families they multiply each
+ * observation's log-likelihood. Rows with a missing weight are dropped;
+ * negative or non-finite weights are MLMX_ERR_DATA. Linear mixed models do
+ * not take weights yet (MLMX_ERR_UNSUPPORTED when fitted). */
+mlmx_status mlmx_model_create_weighted(const mlmx_data *d, const char *formula,
+                                       const char *weights, mlmx_model **out);
 void mlmx_model_free(mlmx_model *m);
 
 size_t mlmx_model_nobs(const mlmx_model *m);        /* observations used */

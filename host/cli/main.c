@@ -44,6 +44,8 @@ static const char *usage_fit =
     "  --nagq K           GLMM: 1 = Laplace (default), 0 = beta by PIRLS (glmer's\n"
     "                     nAGQ = 0), 2..100 = adaptive Gauss-Hermite points (one\n"
     "                     scalar random-effect term)\n"
+    "  --weights COLUMN   GLMM prior weights (binomial: the trials, with the\n"
+    "                     response a proportion, as glmer's weights=)\n"
     "  --quiet            print neither the summary nor progress\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -92,6 +94,7 @@ static int cmd_fit(int argc, char **argv)
 {
     const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
     const char *plot = NULL, *optimizer = NULL, *family = NULL, *link = NULL, *nagq = NULL;
+    const char *weights = NULL;
     int quiet = 0;
     mlmx_fit_options opt;
     mlmx_fit_options_default(&opt);
@@ -127,6 +130,8 @@ static int cmd_fit(int argc, char **argv)
             target = &link;
         } else if (strcmp(a, "--nagq") == 0) {
             target = &nagq;
+        } else if (strcmp(a, "--weights") == 0) {
+            target = &weights;
         } else {
             fprintf(stderr, "mlmx fit: unknown option '%s' (see mlmx fit --help)\n", a);
             return 2;
@@ -208,7 +213,7 @@ static int cmd_fit(int argc, char **argv)
     if (st)
         return fail();
     mlmx_model *m = NULL;
-    st = mlmx_model_create(d, formula, &m);
+    st = mlmx_model_create_weighted(d, formula, weights, &m);
     mlmx_data_free(d);
     if (st)
         return fail();

@@ -24,6 +24,7 @@ void mlmx_glmm_free(mlmx_glmm *g)
         return;
     free(g->yv);
     free(g->ntr);
+    free(g->pw);
     mlmx_lmm_work_free(g->wu);
     mlmx_lmm_stats_free(g->su);
     mlmx_lmm_work_free(g->wx);
@@ -101,6 +102,31 @@ static mlmx_status check_response(mlmx_glmm *g, mlmx_error *err)
                                         rn, data_row(md, i));
                 g->yv[i] = s;
                 g->ntr[i] = t;
+            }
+        } else if (md->weights) {
+            /* lme4's convention: a proportion of successes, the weights the
+             * trials */
+            for (size_t i = 0; i < n; i++) {
+                double y = md->y[i], w = md->weights[i], s = y * w;
+                if (y < 0.0 || y > 1.0 || fabs(s - round(s)) > 1e-8 * fmax(1.0, w))
+                    return mlmx_err_set(err, MLMX_ERR_DATA,
+                                        "binomial response '%s' with weights: data row %zu has "
+                                        "proportion %g of %g trials, not a whole number of "
+                                        "successes",
+                                        rn, data_row(md, i), y, w);
+                g->yv[i] = w > 0 ? round(s) : 0.0;
+                g->ntr[i] = w > 0 ? w : 1.0;
+                if (w == 0.0) {
+                    /* no trials: the observation carries no information */
+                    if (!g->pw) {
+                        g->pw = malloc(n * sizeof *g->pw);
+                        if (!g->pw)
+                            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+                        for (size_t k = 0; k < n; k++)
+                            g->pw[k] = 1.0;
+                    }
+                    g->pw[i] = 0.0;
+                }
             }
         } else {
             for (size_t i = 0; i < n; i++) {
@@ -203,6 +229,12 @@ static mlmx_status check_response(mlmx_glmm *g, mlmx_error *err)
     } else {
         return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "the %s family is not a GLMM family",
                             mlmx_family_name(g->family));
+    }
+    if (md->weights && !(g->family == MLMX_FAMILY_BINOMIAL && md->resp_kind != MLMX_RESP_CBIND)) {
+        g->pw = malloc((n ? n : 1) * sizeof *g->pw);
+        if (!g->pw)
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        memcpy(g->pw, md->weights, n * sizeof *g->pw);
     }
     return MLMX_OK;
 }
@@ -310,7 +342,7 @@ mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link li
 
 /* The canonical links in closed form (one exp and one log1p per
  * observation); the other links through the shared per-observation math. */
-static double obs_fast(const mlmx_glmm *g, size_t i, double eta, double *d1, double *fi)
+static double obs_unw(const mlmx_glmm *g, size_t i, double eta, double *d1, double *fi)
 {
     const double y = g->yv[i];
     if (g->family == MLMX_FAMILY_ORDINAL) {
@@ -351,6 +383,20 @@ static double obs_fast(const mlmx_glmm *g, size_t i, double eta, double *d1, dou
     return o.ll;
 }
 
+/* One observation's log-likelihood, d ll / d eta and information, times its
+ * prior weight. */
+static double obs_fast(const mlmx_glmm *g, size_t i, double eta, double *d1, double *fi)
+{
+    double ll = obs_unw(g, i, eta, d1, fi);
+    if (g->pw) {
+        const double w = g->pw[i];
+        *d1 *= w;
+        *fi *= w;
+        return w == 0.0 ? 0.0 : ll * w;
+    }
+    return ll;
+}
+
 /* Sum of the log-likelihood at eta, keeping d1 and the information. */
 static double loglik_keep(mlmx_glmm *g, const double *eta)
 {
@@ -374,8 +420,23 @@ double mlmx_glmm_loglik_eta(const mlmx_glmm *g, const double *eta)
     return ll;
 }
 
+static void resid_unw(const mlmx_glmm *g, const double *eta, double *mu, double *devres,
+                      double *pearson);
+
 void mlmx_glmm_residuals(const mlmx_glmm *g, const double *eta, double *mu, double *devres,
                          double *pearson)
+{
+    resid_unw(g, eta, mu, devres, pearson);
+    if (g->pw)
+        for (size_t i = 0; i < g->n; i++) {
+            double sw = sqrt(g->pw[i]);
+            devres[i] *= sw;
+            pearson[i] *= sw;
+        }
+}
+
+static void resid_unw(const mlmx_glmm *g, const double *eta, double *mu, double *devres,
+                      double *pearson)
 {
     for (size_t i = 0; i < g->n; i++) {
         double y = g->yv[i];
@@ -827,23 +888,27 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
     const double *y = g->yv, *nt = g->ntr, *llc = g->llc, *wz = g->wz;
     double lin = 0.0, prod = 1.0;
     if (g->family == MLMX_FAMILY_BINOMIAL && g->link == MLMX_LINK_LOGIT) {
+        const double *pw = g->pw;
         for (size_t o = 0; o < no; o++) {
             size_t i = idx[o];
+            const double wi = pw ? pw[i] : 1.0;
             double eta = wz[i] + th0 * zz[i] * uv;
             double e = exp(-fabs(eta)), ope = 1.0 + e;
-            lin += y[i] * eta - nt[i] * (eta > 0.0 ? eta : 0.0) + llc[i];
-            if (nt[i] == 1.0) {
+            if (wi != 0.0)
+                lin += wi * (y[i] * eta - nt[i] * (eta > 0.0 ? eta : 0.0) + llc[i]);
+            if (nt[i] == 1.0 && wi == 1.0) {
                 prod *= ope;
                 if (prod > 1e280) {
                     lin -= log(prod);
                     prod = 1.0;
                 }
-            } else {
-                lin -= nt[i] * (e > 1e-4 ? log(ope) : e * (1.0 - e * (0.5 - e * (1.0 / 3.0))));
+            } else if (wi != 0.0) {
+                lin -= wi * nt[i] *
+                       (e > 1e-4 ? log(ope) : e * (1.0 - e * (0.5 - e * (1.0 / 3.0))));
             }
             if (t) {
                 double mu = eta >= 0 ? 1.0 / ope : e / ope;
-                double d1 = y[i] - nt[i] * mu;
+                double d1 = wi * (y[i] - nt[i] * mu);
                 double *r = t + o * (size_t)W;
                 r[0] = d1;
                 r[1] = d1 * uv;
@@ -854,13 +919,16 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
         return lin - log(prod);
     }
     if (g->family == MLMX_FAMILY_POISSON) {
+        const double *pw = g->pw;
         for (size_t o = 0; o < no; o++) {
             size_t i = idx[o];
+            const double wi = pw ? pw[i] : 1.0;
             double eta = wz[i] + th0 * zz[i] * uv;
             double mu = exp(eta);
-            lin += y[i] * eta - mu + llc[i];
+            if (wi != 0.0)
+                lin += wi * (y[i] * eta - mu + llc[i]);
             if (t) {
-                double d1 = y[i] - mu;
+                double d1 = wi * (y[i] - mu);
                 double *r = t + o * (size_t)W;
                 r[0] = d1;
                 r[1] = d1 * uv;
@@ -902,8 +970,9 @@ static void cluster_newton(const mlmx_glmm *g, const size_t *idx, size_t no, dou
             double zt = th0 * zz[i], eta = g->wz[i] + zt * v;
             double e = exp(-fabs(eta)), ope = 1.0 + e;
             double mu = eta >= 0 ? 1.0 / ope : e / ope;
-            s1 += zt * (g->yv[i] - g->ntr[i] * mu);
-            s2 += zt * zt * g->ntr[i] * mu * (1.0 - mu);
+            const double wi = g->pw ? g->pw[i] : 1.0;
+            s1 += wi * zt * (g->yv[i] - g->ntr[i] * mu);
+            s2 += wi * zt * zt * g->ntr[i] * mu * (1.0 - mu);
         }
     } else {
         for (size_t o = 0; o < no; o++) {
@@ -1123,13 +1192,14 @@ static double obs_deriv(const mlmx_glmm *g, size_t i, double eta, double *d1, do
                         double *e2)
 {
     const double y = g->yv[i];
+    const double w = g->pw ? g->pw[i] : 1.0;
     *e1 = *e2 = 0.0;
     if (g->family == MLMX_FAMILY_ORDINAL) {
         mlmx_gm_ocat r = mlmx_gm_ord_cat((int)g->link, (int)y, g->ncat, g->thr, eta);
-        *d1 = r.d1;
-        *e1 = -r.ra;
-        *e2 = r.rb;
-        return r.lp;
+        *d1 = w * r.d1;
+        *e1 = -w * r.ra;
+        *e2 = w * r.rb;
+        return w == 0.0 ? 0.0 : w * r.lp;
     }
     if (g->family == MLMX_FAMILY_NEGBIN) {
         const double k = g->nb_size;
@@ -1138,9 +1208,9 @@ static double obs_deriv(const mlmx_glmm *g, size_t i, double eta, double *d1, do
         /* psi(y + k) - psi(k) = sum_{j < y} 1 / (k + j) for integer y */
         for (int j = 0; j < (int)y; j++)
             dig += 1.0 / (k + j);
-        *d1 = o.d1;
-        *e1 = dig + log(k / (k + mu)) + 1.0 - (k + y) / (k + mu);
-        return o.ll;
+        *d1 = w * o.d1;
+        *e1 = w * (dig + log(k / (k + mu)) + 1.0 - (k + y) / (k + mu));
+        return w == 0.0 ? 0.0 : w * o.ll;
     }
     double fi;
     return obs_fast(g, i, eta, d1, &fi);
@@ -1248,6 +1318,10 @@ static double finest_logint_g(gnest *c, int l, double *out)
                 w2 = g->ntr[i] * mu * (1.0 - mu);
                 w3 = w2 * (1.0 - 2.0 * mu);
             }
+            const double wi = g->pw ? g->pw[i] : 1.0;
+            d1 *= wi;
+            w2 *= wi;
+            w3 *= wi;
             double *r = Tc + o * 3;
             r[0] = d1;
             r[1] = w2;

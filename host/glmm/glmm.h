@@ -23,6 +23,7 @@ typedef struct mlmx_glmm {
     size_t n;
     double *yv;          /* successes / counts */
     double *ntr;         /* binomial trials (1 for 0/1 data) */
+    double *pw;          /* prior weights multiplying each log-likelihood term, or NULL */
     const mlmx_backend *be;
     mlmx_lmm_stats *su;  /* [Z z]: modes with beta fixed (nagq >= 1) */
     mlmx_lmm_work *wu;

@@ -472,6 +472,10 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
         return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
                             "offset() is not supported for linear mixed models; subtract it from "
                             "the response");
+    if (md->weights)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                            "prior weights are not supported for linear mixed models yet (only "
+                            "with --family)");
     const size_t n = md->n;
     for (int k = 0; k < md->K; k++) {
         const mlmx_reterm_info *r = &md->re[k];

@@ -385,6 +385,7 @@ void mlmx_model_destroy(mlmx_model *m)
     mlmx_levels_free(m->resp_levels, m->nresp_levels);
     free(m->ntrials);
     free(m->offset);
+    free(m->weights);
     free(m->X);
     free_strv(m->fixef_names, m->p);
     free_strv(m->dropped_fixef, m->n_dropped_fixef);
@@ -407,14 +408,25 @@ void mlmx_model_destroy(mlmx_model *m)
 }
 
 /* Rows in which every model variable is present. */
-static mlmx_status complete_rows(const mlmx_formula *f, const mlmx_data *d, mlmx_model *m,
-                                 mlmx_error *err)
+static mlmx_status complete_rows(const mlmx_formula *f, const mlmx_data *d, const char *weights,
+                                 mlmx_model *m, mlmx_error *err)
 {
     const char **names = NULL;
     int nn = 0;
     mlmx_status st = mlmx_formula_variables(f, &names, &nn, err);
     if (st)
         return st;
+    if (weights) {
+        /* the weights column counts as a model variable: its missing rows
+         * are dropped too */
+        const char **nw = realloc(names, ((size_t)nn + 1) * sizeof *nw);
+        if (!nw) {
+            free(names);
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        }
+        names = nw;
+        names[nn++] = weights;
+    }
     unsigned char *bad = calloc(d->nrow ? d->nrow : 1, 1);
     if (!bad) {
         free(names);
@@ -675,8 +687,8 @@ static mlmx_status build_response(const mlmx_formula *f, const mlmx_data *d, mlm
     return MLMX_OK;
 }
 
-mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model **out,
-                             mlmx_error *err)
+mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char *weights,
+                             mlmx_model **out, mlmx_error *err)
 {
     *out = NULL;
     mlmx_formula *f = NULL;
@@ -698,9 +710,33 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model
         st = mlmx_err_set(err, MLMX_ERR_FORMULA, "formula: the model needs a response (y ~ ...)");
         goto fail;
     }
-    st = complete_rows(f, d, m, err);
+    st = complete_rows(f, d, weights, m, err);
     if (st)
         goto fail;
+    if (weights) {
+        int j = mlmx_frame_find(d, weights);
+        const mlmx_column *c = &d->cols[j];
+        if (c->type != MLMX_COL_NUMERIC) {
+            st = mlmx_err_set(err, MLMX_ERR_DATA, "weights column '%s' is not numeric", weights);
+            goto fail;
+        }
+        m->weights = malloc((m->n ? m->n : 1) * sizeof *m->weights);
+        if (!m->weights) {
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < m->n; i++) {
+            double w = c->num[m->rows[i]];
+            if (!(w >= 0) || !isfinite(w)) {
+                st = mlmx_err_set(err, MLMX_ERR_DATA,
+                                  "weights column '%s': data row %zu has %g; prior weights must "
+                                  "be finite and non-negative",
+                                  weights, m->rows[i] + 1, w);
+                goto fail;
+            }
+            m->weights[i] = w;
+        }
+    }
 
     /* Response */
     m->response_name = mlmx_expr_deparse(f->response);

@@ -38,6 +38,7 @@ typedef struct mlmx_model {
     int nresp_levels;
     double *ntrials;   /* cbind(s, f): s + f per observation; NULL otherwise */
     double *offset;    /* offset(...) per observation; NULL when the formula has none */
+    double *weights;   /* prior weights per observation; NULL when none were given */
     int p;             /* fixed-effect columns kept */
     double *X;         /* n*p column-major */
     char **fixef_names;
@@ -57,7 +58,8 @@ typedef struct mlmx_model {
  * factor (codes in y, for a binomial or ordinal GLMM) or cbind(s, f);
  * rows with a missing value in any model variable are dropped (noted in
  * messages). Allocates; free with mlmx_model_destroy. */
-mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, mlmx_model **out,
+mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char *weights,
+                             mlmx_model **out,
                              mlmx_error *err);
 void mlmx_model_destroy(mlmx_model *m);
 
