@@ -29,6 +29,8 @@ typedef struct gctx {
     double bfull[NPAR_MAX];
     double theta0[NPAR_MAX]; /* fixed theta for fits without random effects */
     int fix_theta;           /* x holds [beta; extra] only, theta = theta0 */
+    double last_x[NPAR_MAX], last_g[NPAR_MAX], last_f; /* the last gradient evaluated */
+    int have_last;
     mlmx_error err;
     int n_evals;
     double best;
@@ -162,6 +164,12 @@ static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
     mlmx_err_clear(&e);
     double v = HUGE_VAL;
     mlmx_status st = grad_x(c, x, &v, grad, &e);
+    if (!st && n <= NPAR_MAX) {
+        memcpy(c->last_x, x, (size_t)n * sizeof *x);
+        memcpy(c->last_g, grad, (size_t)n * sizeof *grad);
+        c->last_f = v;
+        c->have_last = n;
+    }
     return note(c, st, &e, v);
 }
 
@@ -332,8 +340,13 @@ static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, in
     memcpy(u0, g->u, g->nu * sizeof *u0);
     mlmx_status st = MLMX_OK;
     if (forward) {
-        memcpy(x, x0, (size_t)np * sizeof *x);
-        st = grad_x(c, x, &f, g0, err);
+        /* the optimizer's last gradient is usually this very point's */
+        if (c->have_last == np && memcmp(c->last_x, x0, (size_t)np * sizeof *x0) == 0) {
+            memcpy(g0, c->last_g, (size_t)np * sizeof *g0);
+        } else {
+            memcpy(x, x0, (size_t)np * sizeof *x);
+            st = grad_x(c, x, &f, g0, err);
+        }
     }
     for (int a = 0; a < nf && !st; a++) {
         double h = fd_step(c, x0, idx[a]);
@@ -850,7 +863,10 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
             o1.ftol_abs = 1e-2;
             o1.max_evals = 4 + 2 * nt;
         }
+        if (use_grad)
+            g->pirls_beta_tol = 1e-8;
         st = mlmx_optim_bobyqa(nt, x, lb, NULL, obj_stage1, &c, &o1, &res, err);
+        g->pirls_beta_tol = 1e-12;
     }
     if (st)
         goto done;
@@ -914,8 +930,28 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                         H0[(nt + a) + (size_t)(nt + b) * np] =
                             H0[(nt + b) + (size_t)(nt + a) * np] = 2.0 * sum;
                     }
-                ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0 &&
-                     LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0;
+                /* far from the optimum the theta block can be indefinite:
+                 * then keep only its absolute diagonal (a scaled steepest
+                 * descent in theta, Newton-like in beta) */
+                double *Hc = malloc((size_t)np * (size_t)np * sizeof *Hc);
+                ok = Hc != NULL;
+                if (ok) {
+                    memcpy(Hc, H0, (size_t)np * (size_t)np * sizeof *Hc);
+                    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, Hc, np) != 0) {
+                        for (int a = 0; a < np; a++)
+                            for (int b = 0; b < np; b++)
+                                if ((a < nt || b < nt) && a != b)
+                                    H0[a + b * np] = 0.0;
+                        for (int t = 0; t < nt; t++)
+                            H0[t + t * np] = fmax(fabs(H0[t + t * np]), 1e-8);
+                        memcpy(Hc, H0, (size_t)np * (size_t)np * sizeof *Hc);
+                        ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, Hc, np) == 0;
+                    }
+                    ok = ok && LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', np, Hc, np) == 0;
+                    if (ok)
+                        memcpy(H0, Hc, (size_t)np * (size_t)np * sizeof *Hc);
+                    free(Hc);
+                }
             }
             if (ok) {
                 for (int b = 0; b < np; b++)

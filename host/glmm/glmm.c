@@ -279,6 +279,7 @@ mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link li
     g->md = md;
     g->int_col = -1;
     g->nb_size = 1.0;
+    g->pirls_beta_tol = 1e-12;
     if (fam == MLMX_FAMILY_ORDINAL)
         for (int j = 0; j < md->p; j++)
             if (strcmp(md->fixef_names[j], "(Intercept)") == 0)
@@ -715,7 +716,7 @@ mlmx_status mlmx_glmm_pirls_beta(mlmx_glmm *g, const double *theta, double *dev,
         memcpy(g->beta, g->betatry, p * sizeof *g->beta);
         double change = pdev - ptry;
         pdev = ptry;
-        if (change < 1e-12 * (fabs(pdev) + 1.0) && dmax < 1e-7)
+        if (change < g->pirls_beta_tol * (fabs(pdev) + 1.0) && dmax < 1e-7)
             break;
     }
     g->pirls_iter = it + 1;

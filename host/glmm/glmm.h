@@ -52,6 +52,8 @@ typedef struct mlmx_glmm {
     double nb_size;      /* negative binomial: the NB2 size (dispersion) */
     double *bl;          /* Lambda u per level: nu */
     int pirls_iter;      /* iterations of the last PIRLS */
+    double pirls_beta_tol; /* relative change that ends the nAGQ = 0 PIRLS (1e-12; looser
+                              where it only gives a starting point) */
     long pirls_total;    /* all Laplace PIRLS iterations so far */
 } mlmx_glmm;
 

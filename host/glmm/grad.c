@@ -201,10 +201,26 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
         for (size_t rc = 0; rc < nr; rc++) {
             int col = s->row_col[r0 + rc];
             double *cc = Cj + rc * (size_t)q1;
+            const double *scol = Si + (size_t)col * mre;
+            if (q1 == 1) {
+                /* a dot product: four partial sums, so the additions overlap */
+                double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0;
+                size_t r = r0;
+                for (; r + 4 <= r1; r += 4) {
+                    c0 += w->L21[r] * scol[s->row_col[r]];
+                    c1 += w->L21[r + 1] * scol[s->row_col[r + 1]];
+                    c2 += w->L21[r + 2] * scol[s->row_col[r + 2]];
+                    c3 += w->L21[r + 3] * scol[s->row_col[r + 3]];
+                }
+                for (; r < r1; r++)
+                    c0 += w->L21[r] * scol[s->row_col[r]];
+                cc[0] = -((c0 + c1) + (c2 + c3)) / l11[0];
+                continue;
+            }
             for (int a = 0; a < q1; a++)
                 cc[a] = 0.0;
             for (size_t r = r0; r < r1; r++) {
-                double sv = Si[(size_t)s->row_col[r] + (size_t)col * mre];
+                double sv = scol[s->row_col[r]];
                 const double *row = w->L21 + r * (size_t)q1;
                 for (int a = 0; a < q1; a++)
                     cc[a] += row[a] * sv;
