@@ -26,6 +26,14 @@ typedef struct mlmx_cluster_batch {
     const int *col_term;
     const int *col_comp;
     const int *term_q;
+    /* Runs of consecutive levels whose rows have identical columns (a
+     * balanced crossed design, every subject meeting every item): levels
+     * [grp[g], grp[g+1]) share level grp[g]'s row_col. Their Schur updates
+     * are one rank-k update (dsyrk) of a dense block. ngrp = 0: none.
+     * gwork holds the gathered rows and the block (see mlmx_lmm_stats). */
+    int ngrp;
+    const int *grp;
+    double *gwork;
 } mlmx_cluster_batch;
 
 /* One stage of nested terms inside the dense block: a term whose levels

@@ -3,6 +3,8 @@
 #include <lapacke.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "backend/backend.h"
 #include "cluster_math.h"
 
@@ -65,6 +67,52 @@ static mlmx_status cpu_schur_downdate(const mlmx_cluster_batch *b, const double 
 {
     const int q = b->q;
     const size_t m = (size_t)b->m;
+    if (b->ngrp > 0 && b->gwork) {
+        for (int gi = 0; gi < b->ngrp; gi++) {
+            const int j0 = b->grp[gi], j1 = b->grp[gi + 1];
+            const size_t r0 = b->row_ptr[j0];
+            const int nc = (int)(b->row_ptr[j0 + 1] - r0);
+            const int k = (j1 - j0) * q;
+            if (j1 - j0 < 4 || nc < 4) {
+                /* too small for BLAS: level by level */
+                for (int j = j0; j < j1; j++) {
+                    size_t a0 = b->row_ptr[j], a1 = b->row_ptr[j + 1];
+                    for (size_t rb = a0; rb < a1; rb++) {
+                        const double *vb = L21 + rb * (size_t)q;
+                        double *scol = S + (size_t)b->row_col[rb] * m;
+                        for (size_t ra = rb; ra < a1; ra++) {
+                            const double *va = L21 + ra * (size_t)q;
+                            double sum = 0.0;
+                            for (int i = 0; i < q; i++)
+                                sum += va[i] * vb[i];
+                            scol[b->row_col[ra]] -= sum;
+                        }
+                    }
+                }
+                continue;
+            }
+            /* G (nc x k): column (level, component) holds the level's rows;
+             * T = G G^T (lower), scattered once */
+            double *G = b->gwork, *T = b->gwork + (size_t)nc * (size_t)k;
+            for (int j = j0; j < j1; j++) {
+                const double *Lj = L21 + b->row_ptr[j] * (size_t)q;
+                for (int a = 0; a < q; a++) {
+                    double *gc = G + (size_t)((j - j0) * q + a) * (size_t)nc;
+                    for (int r = 0; r < nc; r++)
+                        gc[r] = Lj[(size_t)r * (size_t)q + (size_t)a];
+                }
+            }
+            cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, nc, k, 1.0, G, nc, 0.0, T, nc);
+            const int *rc = b->row_col + r0;
+            for (int cb = 0; cb < nc; cb++) {
+                double *scol = S + (size_t)rc[cb] * m;
+                const double *tc = T + (size_t)cb * (size_t)nc;
+                for (int ca = cb; ca < nc; ca++)
+                    scol[rc[ca]] -= tc[ca];
+            }
+        }
+        return MLMX_OK;
+    }
     if (q == 1) {
         /* scalar first term (random intercepts): a rank-one update per level */
         for (int j = 0; j < b->nblk; j++) {

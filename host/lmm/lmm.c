@@ -28,6 +28,7 @@ void mlmx_lmm_stats_free(mlmx_lmm_stats *s)
     free(s->row_col);
     free(s->B);
     free(s->obs_bpos);
+    free(s->grp);
     free(s->obs_order);
     free(s->obs_start);
     free(s->col_term);
@@ -253,6 +254,52 @@ void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
     s->yty = s->ARR[(m - 1) + (m - 1) * m];
 }
 
+/* Runs of consecutive first-term levels whose rows have the same columns.
+ * Kept only when some run is long enough (4+ levels of 4+ columns) for a
+ * rank-k BLAS update to beat level-by-level scatter. */
+static int find_groups(mlmx_lmm_stats *s)
+{
+    s->ngrp = 0;
+    s->grp = NULL;
+    s->gwork_len = 0;
+    if (s->nblk < 4)
+        return 0;
+    int *grp = malloc(((size_t)s->nblk + 1) * sizeof *grp);
+    if (!grp)
+        return -1;
+    int ng = 0, useful = 0;
+    size_t need = 0;
+    grp[0] = 0;
+    for (int j = 1; j <= s->nblk; j++) {
+        int same = 0;
+        if (j < s->nblk) {
+            size_t a0 = s->row_ptr[grp[ng]], a1 = s->row_ptr[grp[ng] + 1];
+            size_t b0 = s->row_ptr[j], b1 = s->row_ptr[j + 1];
+            same = a1 - a0 == b1 - b0 &&
+                   memcmp(s->row_col + a0, s->row_col + b0, (a1 - a0) * sizeof *s->row_col) == 0;
+        }
+        if (!same) {
+            int nlev = j - grp[ng];
+            size_t nc = s->row_ptr[grp[ng] + 1] - s->row_ptr[grp[ng]];
+            if (nlev >= 4 && nc >= 4) {
+                useful = 1;
+                size_t len = nc * (size_t)nlev * (size_t)s->q1 + nc * nc;
+                if (len > need)
+                    need = len;
+            }
+            grp[++ng] = j;
+        }
+    }
+    if (!useful) {
+        free(grp);
+        return 0;
+    }
+    s->ngrp = ng;
+    s->grp = grp;
+    s->gwork_len = need;
+    return 0;
+}
+
 mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_stats **out,
                                     mlmx_error *err)
 {
@@ -451,6 +498,8 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
     free(rval);
     if (build_chain(md, s) != 0)
         goto nomem;
+    if (find_groups(s) != 0)
+        goto nomem;
     *out = s;
     return MLMX_OK;
 nomem:
@@ -506,6 +555,7 @@ void mlmx_lmm_work_free(mlmx_lmm_work *w)
     free(w->u1);
     free(w->Sinv);
     free(w->scratch);
+    free(w->gwork);
     free(w);
 }
 
@@ -534,6 +584,13 @@ mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, ml
     w->u1 = calloc((size_t)s->nblk * (size_t)s->q1, sizeof *w->u1);
     /* Sinv is allocated on first use (mlmx_lmm_inverse_buffer) */
     w->scratch = malloc((s->maxcols ? s->maxcols : 1) * (size_t)qm * sizeof *w->scratch);
+    if (s->ngrp > 0) {
+        w->gwork = malloc(s->gwork_len * sizeof *w->gwork);
+        if (!w->gwork) {
+            mlmx_lmm_work_free(w);
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory allocating the workspace");
+        }
+    }
     if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 ||
         !w->scratch) {
         mlmx_lmm_work_free(w);
@@ -646,8 +703,9 @@ mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const
     for (int k = 0; k < md->K; k++)
         mlmx_cm_theta_to_t(s->term_q[k], theta + md->re[k].theta_offset,
                            w->tmats + (size_t)k * (size_t)w->qmax * (size_t)w->qmax);
-    mlmx_cluster_batch b = {s->nblk, s->q1, s->m, s->A11, s->row_ptr, s->row_col, s->B,
-                            s->col_term, s->col_comp, s->term_q};
+    mlmx_cluster_batch b = {s->nblk, s->q1,       s->m,    s->A11,   s->row_ptr,
+                            s->row_col, s->B,   s->col_term, s->col_comp, s->term_q,
+                            s->ngrp,  s->grp,    w->gwork};
     double logdiag1 = 0.0;
     mlmx_status st = be->cluster_factor(&b, w->tptr, w->L11, w->L21, &logdiag1);
     if (st)

@@ -34,6 +34,11 @@ typedef struct mlmx_lmm_stats {
     int *obs_bpos;
     int nnz_row;
     int allow_zero_r;    /* PIRLS: a zero last pivot means r = 0, not an error */
+    /* runs of consecutive first-term levels with identical row columns (see
+     * mlmx_cluster_batch.grp), and the scratch their update needs */
+    int ngrp;
+    int *grp;
+    size_t gwork_len;
     /* Terms 1..nchain, each nested in the next (term 0 in term 1, ...), are
      * factored stage by stage inside the dense block (block diagonal, see
      * mlmx_block_stage); the rest, from column chain_end, is dense. */
@@ -61,6 +66,7 @@ typedef struct mlmx_lmm_work {
     double *Sinv;        /* (m_re+p)^2, allocated on first use: only the gradient
                             and the conditional variances need it */
     double *scratch;     /* maxcols * qmax, for the nested stages */
+    double *gwork;       /* gwork_len: grouped Schur updates (NULL when none) */
 } mlmx_lmm_work;
 
 /* The LMM's statistics (numeric response, X in the system). */
