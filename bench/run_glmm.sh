@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-reps=${2:-5}
+reps=${2:-10}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 echo "machine: $(uname -m), $(nproc --all) cores, $(lscpu | sed -n "s/^Model name: *//p" | head -1), $(free -g | awk "/Mem:/{print \$2}") GiB"
