@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what mlmx needs to build and test on Debian (12, bookworm).
 #   bash scripts/install-deps.sh          build + test dependencies
-#   bash scripts/install-deps.sh --r      also R and lme4 (benchmarks, references)
+#   bash scripts/install-deps.sh --r      also R, lme4, ordinal, glmmTMB, numDeriv
+#                                         (benchmarks, reference fixtures)
 # Runs apt-get as root (or through sudo when not root). Idempotent.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libopenblas-dev liblapacke-dev
       libnlopt-dev libhdf5-dev libcsv-dev libcriterion-dev)
 if [ "${1:-}" = "--r" ]; then
-  pkgs+=(r-base-core r-cran-lme4 r-cran-jsonlite)
+  pkgs+=(r-base-core r-cran-lme4 r-cran-jsonlite r-cran-ordinal r-cran-glmmtmb r-cran-numderiv)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -19,9 +19,9 @@
 ## grouseticks.csv, verbagg.csv, wine.csv, salamanders.csv, hdp.csv, flay.csv.
 ## A case whose CSV is missing is skipped with a message.
 ##
-## Needs (Debian bookworm): r-base-core, r-cran-lme4, r-cran-ordinal,
+## Needs (Debian bookworm): r-base-core, r-cran-lme4, r-cran-ordinal, r-cran-numderiv,
 ## r-cran-glmmtmb.  Written against R 4.2.2, lme4 1.1-31, ordinal 2022.11-16,
-## glmmTMB 1.1.5.  Takes about four minutes on one core.
+## glmmTMB 1.1.5.  Takes about six minutes on one core (numDeriv Hessians).
 ##
 ## Output, in data/reference/glmm/:
 ##   <case>.ref                 one per fitted case (format: data/reference/README.md,
