@@ -131,3 +131,35 @@ Test(glmm_weights, bad_weights_and_lmm)
     cr_expect(strstr(mlmx_last_error(), "not numeric") != NULL, "%s", mlmx_last_error());
     mlmx_data_free(d);
 }
+
+/* offset(): a constant offset of 2 on the log scale moves the intercept by
+ * exactly -2 and leaves the rest of the Poisson fit unchanged. */
+Test(glmm_weights, offset_shifts_the_intercept)
+{
+    char with[] = "/tmp/mlmx-off-XXXXXX";
+    int fd = mkstemp(with);
+    cr_assert(fd >= 0);
+    FILE *in = fopen(MLMX_SOURCE_DIR "/data/cbpp.csv", "r");
+    FILE *out = fdopen(fd, "w");
+    cr_assert(in && out);
+    char line[512];
+    int first = 1;
+    while (fgets(line, sizeof line, in)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        fprintf(out, "%s,%s\n", line, first ? "o" : "2");
+        first = 0;
+    }
+    fclose(in);
+    fclose(out);
+    mlmx_fit *a = fit(with, "incidence ~ factor(period) + (1|herd)", NULL, MLMX_FAMILY_POISSON);
+    mlmx_fit *b = fit(with, "incidence ~ factor(period) + offset(o) + (1|herd)", NULL,
+                      MLMX_FAMILY_POISSON);
+    cr_expect(fabs(mlmx_fit_loglik(a) - mlmx_fit_loglik(b)) <= 1e-9 * fabs(mlmx_fit_loglik(a)),
+              "loglik %.12f vs %.12f", mlmx_fit_loglik(a), mlmx_fit_loglik(b));
+    cr_expect(fabs(mlmx_fit_beta(b)[0] - (mlmx_fit_beta(a)[0] - 2.0)) < 1e-6,
+              "intercept %.8f vs %.8f - 2", mlmx_fit_beta(b)[0], mlmx_fit_beta(a)[0]);
+    for (int j = 1; j < 4; j++)
+        cr_expect(fabs(mlmx_fit_beta(b)[j] - mlmx_fit_beta(a)[j]) < 1e-6, "beta[%d]", j);
+    free_fits(a, b);
+    remove(with);
+}
