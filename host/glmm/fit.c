@@ -752,6 +752,48 @@ static void separation_check(mlmx_fit *f)
         }
 }
 
+/* A start for scalar terms from the model without random effects: each
+ * level's weighted mean working residual on the linear-predictor scale,
+ * whose variance over the levels, less its sampling variance, estimates the
+ * term's variance (a method-of-moments guess that ignores the other terms;
+ * it only has to put the optimizer near the optimum). Vector terms keep
+ * lme4's start. Uses the working weights and response the GLM's PIRLS left. */
+static void moment_start(const mlmx_glmm *g, double *theta)
+{
+    const mlmx_model *md = g->md;
+    for (int k = 0; k < md->K; k++) {
+        const mlmx_reterm_info *r = &md->re[k];
+        if (r->q != 1)
+            continue;
+        double *sw = calloc((size_t)r->nlevels, sizeof *sw);
+        double *sr = calloc((size_t)r->nlevels, sizeof *sr);
+        if (!sw || !sr) {
+            free(sw);
+            free(sr);
+            return;
+        }
+        for (size_t i = 0; i < md->n; i++) {
+            /* working residual d1 / W = wz - (eta - offset) */
+            double res = g->wz[i] - (g->eta[i] - (md->offset ? md->offset[i] : 0.0));
+            double z = r->z[i];
+            sw[r->codes[i]] += g->wt[i] * z * z;
+            sr[r->codes[i]] += g->wt[i] * z * res;
+        }
+        double acc = 0.0;
+        int nl = 0;
+        for (int l = 0; l < r->nlevels; l++)
+            if (sw[l] > 0) {
+                double m = sr[l] / sw[l];
+                acc += m * m - 1.0 / sw[l];
+                nl++;
+            }
+        free(sw);
+        free(sr);
+        double v = nl ? acc / nl : 1.0;
+        theta[r->theta_offset] = sqrt(v > 0.01 ? v : 0.01);
+    }
+}
+
 mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
                                    mlmx_fit **out, mlmx_error *err)
 {
@@ -847,6 +889,8 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
             goto done;
         f->loglik_glm = -0.5 * dev;
         memset(g->u, 0, g->nu * sizeof *g->u);
+        if (!o->theta_start)
+            moment_start(g, x);
     }
     /* Stage 1: theta with beta inside PIRLS. Where BFGS with the exact
      * gradient follows, this is only its starting point and need not be
