@@ -66,6 +66,18 @@ static double obj_stage1(int n, const double *theta, void *ctx)
     return note(c, st, &e, v);
 }
 
+/* The optimizer's tolerances and budget from the fit options. */
+static void optim_opts_from(const mlmx_fit_options *o, mlmx_optim_opts *oo)
+{
+    mlmx_optim_opts_default(oo);
+    if (o->max_evaluations > 0)
+        oo->max_evals = o->max_evaluations;
+    if (o->ftol_abs > 0)
+        oo->ftol_abs = o->ftol_abs;
+    if (o->xtol_rel > 0)
+        oo->xtol_rel = o->xtol_rel;
+}
+
 /* The quadrature gradient covers one scalar term and nested scalar terms. */
 static int quad_grad_ok(const mlmx_glmm *g)
 {
@@ -412,34 +424,7 @@ static mlmx_status finish(mlmx_fit *f, gctx *c, const double *theta, const doubl
     free(eta);
     if (!f->have_condsd)
         return MLMX_OK;
-    const int m_re = s->m_re;
-    const size_t m = (size_t)s->m;
-    double *sinv = mlmx_lmm_inverse_buffer(s, w);
-    if (!sinv)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the conditional variances");
-    if (m_re > 0) {
-        for (int b = 0; b < m_re; b++)
-            memcpy(sinv + (size_t)b * m_re + b, w->S + (size_t)b * m + b,
-                   (size_t)(m_re - b) * sizeof *sinv);
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0)
-            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
-    }
-    for (int k = 0; k < K; k++) {
-        const int q = md->re[k].q;
-        const double *T = w->tptr[k];
-        for (int l = 0; l < md->re[k].nlevels; l++) {
-            double V[16 * 16];
-            mlmx_lmm_inverse_block(s, w, sinv, m_re, k, l, V);
-            for (int a = 0; a < q; a++) {
-                double v = 0;
-                for (int cc = 0; cc <= a; cc++)
-                    for (int d = 0; d <= a; d++)
-                        v += T[a + cc * q] * V[cc + d * q] * T[a + d * q];
-                f->condsd[k][l * q + a] = sqrt(v);
-            }
-        }
-    }
-    return MLMX_OK;
+    return mlmx_lmm_condsd(s, w, 1.0, f->condsd, err);
 }
 
 static mlmx_status check_quadrature(const mlmx_glmm *g, int nagq, mlmx_error *err)
@@ -524,13 +509,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
         xe[0] = 0.0; /* size 1 */
     }
     mlmx_optim_opts oo;
-    mlmx_optim_opts_default(&oo);
-    if (o->max_evaluations > 0)
-        oo.max_evals = o->max_evaluations;
-    if (o->ftol_abs > 0)
-        oo.ftol_abs = o->ftol_abs;
-    if (o->xtol_rel > 0)
-        oo.xtol_rel = o->xtol_rel;
+    optim_opts_from(o, &oo);
     mlmx_optim_result res;
     double dev = HUGE_VAL;
     /* without random effects: the likelihood-ratio reference and the start */
@@ -869,13 +848,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     for (int j = 0; j < p; j++)
         lb[nt + j] = -HUGE_VAL;
     mlmx_optim_opts oo;
-    mlmx_optim_opts_default(&oo);
-    if (o->max_evaluations > 0)
-        oo.max_evals = o->max_evaluations;
-    if (o->ftol_abs > 0)
-        oo.ftol_abs = o->ftol_abs;
-    if (o->xtol_rel > 0)
-        oo.xtol_rel = o->xtol_rel;
+    optim_opts_from(o, &oo);
     mlmx_optim_result res;
     double dev = HUGE_VAL;
 

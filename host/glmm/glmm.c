@@ -141,34 +141,19 @@ static mlmx_status check_response(mlmx_glmm *g, mlmx_error *err)
                 g->ntr[i] = 1.0;
             }
         }
-    } else if (g->family == MLMX_FAMILY_POISSON) {
+    } else if (g->family == MLMX_FAMILY_POISSON || g->family == MLMX_FAMILY_NEGBIN) {
+        const char *fam = g->family == MLMX_FAMILY_POISSON ? "Poisson" : "negative binomial";
         if (md->resp_kind != MLMX_RESP_NUMERIC)
-            return mlmx_err_set(err, MLMX_ERR_DATA,
-                                "Poisson response '%s' must be numeric counts (it is %s)", rn,
+            return mlmx_err_set(err, MLMX_ERR_DATA, "%s response '%s' must be numeric counts (it is %s)",
+                                fam, rn,
                                 md->resp_kind == MLMX_RESP_FACTOR ? "a factor" : "a cbind()");
         for (size_t i = 0; i < n; i++) {
             double y = md->y[i];
             if (y < 0 || y != floor(y))
                 return mlmx_err_set(err, MLMX_ERR_DATA,
-                                    "Poisson response '%s' must be a non-negative integer count; "
-                                    "data row %zu has %g",
-                                    rn, data_row(md, i), y);
-            g->yv[i] = y;
-            g->ntr[i] = 1.0;
-        }
-    } else if (g->family == MLMX_FAMILY_NEGBIN) {
-        if (md->resp_kind != MLMX_RESP_NUMERIC)
-            return mlmx_err_set(err, MLMX_ERR_DATA,
-                                "negative binomial response '%s' must be numeric counts (it is "
-                                "%s)",
-                                rn, md->resp_kind == MLMX_RESP_FACTOR ? "a factor" : "a cbind()");
-        for (size_t i = 0; i < n; i++) {
-            double y = md->y[i];
-            if (y < 0 || y != floor(y))
-                return mlmx_err_set(err, MLMX_ERR_DATA,
-                                    "negative binomial response '%s' must be a non-negative "
-                                    "integer count; data row %zu has %g",
-                                    rn, data_row(md, i), y);
+                                    "%s response '%s' must be a non-negative integer count; data "
+                                    "row %zu has %g",
+                                    fam, rn, data_row(md, i), y);
             g->yv[i] = y;
             g->ntr[i] = 1.0;
         }

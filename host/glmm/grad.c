@@ -127,7 +127,6 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
     mlmx_lmm_work *w = g->wu;
     const size_t n = md->n, nu = g->nu;
     const int p = md->p, nt = md->ntheta, K = md->K, q1 = s->q1, mre = s->m_re;
-    const size_t m = (size_t)s->m;
     if (!mlmx_glmm_has_grad(g))
         return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no analytic gradient for this link");
     mlmx_status st = mlmx_glmm_laplace(g, theta, beta, dev, err);
@@ -149,10 +148,7 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
         goto done;
     }
     if (mre > 0) {
-        for (int b = 0; b < mre; b++)
-            memcpy(Si + (size_t)b * mre + b, w->S + (size_t)b * m + b,
-                   (size_t)(mre - b) * sizeof *Si);
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mre, Si, mre) != 0) {
+        if (!mlmx_lmm_invert_leading(s, w, mre)) {
             st = mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
             goto done;
         }

@@ -238,33 +238,7 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
      * (the work's gradient buffer, free at this point). */
     if (!f->have_condsd)
         return MLMX_OK;
-    double *sinv = mlmx_lmm_inverse_buffer(s, w);
-    if (!sinv)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the conditional variances");
-    if (m_re > 0) {
-        for (int b = 0; b < m_re; b++)
-            memcpy(sinv + (size_t)b * m_re + b, S + (size_t)b * m + b,
-                   (size_t)(m_re - b) * sizeof *sinv);
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m_re, sinv, m_re) != 0)
-            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
-    }
-    for (int k = 0; k < K; k++) {
-        const int q = md->re[k].q;
-        const double *T = w->tptr[k];
-        for (int l = 0; l < md->re[k].nlevels; l++) {
-            double V[16 * 16];
-            mlmx_lmm_inverse_block(s, w, sinv, m_re, k, l, V);
-            for (int a = 0; a < q; a++) {
-                /* var(b_a) = sigma^2 sum_{c,d <= a} T[a,c] V[c,d] T[a,d] */
-                double v = 0;
-                for (int c = 0; c <= a; c++)
-                    for (int d = 0; d <= a; d++)
-                        v += T[a + c * q] * V[c + d * q] * T[a + d * q];
-                f->condsd[k][l * q + a] = sqrt(sigma2 * v);
-            }
-        }
-    }
-    return MLMX_OK;
+    return mlmx_lmm_condsd(s, w, sigma2, f->condsd, err);
 }
 
 mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)

@@ -113,10 +113,51 @@ void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, con
 }
 
 
+double *mlmx_lmm_invert_leading(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int mp)
+{
+    const size_t m = (size_t)s->m;
+    double *Si = mlmx_lmm_inverse_buffer(s, w);
+    if (!Si || mp <= 0)
+        return Si;
+    for (int b = 0; b < mp; b++)
+        memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b, (size_t)(mp - b) * sizeof *Si);
+    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
+        return NULL;
+    return Si;
+}
+
+mlmx_status mlmx_lmm_condsd(const mlmx_lmm_stats *s, mlmx_lmm_work *w, double scale2,
+                            double **condsd, mlmx_error *err)
+{
+    const mlmx_model *md = s->model;
+    const int m_re = s->m_re;
+    double *sinv = mlmx_lmm_invert_leading(s, w, m_re);
+    if (!sinv)
+        return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                            "cannot invert the random-effect factor for the conditional "
+                            "variances");
+    for (int k = 0; k < md->K; k++) {
+        const int q = md->re[k].q;
+        const double *T = w->tptr[k];
+        for (int l = 0; l < md->re[k].nlevels; l++) {
+            double V[QM * QM];
+            mlmx_lmm_inverse_block(s, w, sinv, m_re, k, l, V);
+            for (int a = 0; a < q; a++) {
+                /* var(b_a) = scale2 sum_{c,d <= a} T[a,c] V[c,d] T[a,d] */
+                double v = 0;
+                for (int c = 0; c <= a; c++)
+                    for (int d = 0; d <= a; d++)
+                        v += T[a + c * q] * V[c + d * q] * T[a + d * q];
+                condsd[k][l * q + a] = sqrt(scale2 * v);
+            }
+        }
+    }
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad)
 {
     const mlmx_model *md = s->model;
-    const size_t m = (size_t)s->m;
     const int mp = reml ? s->m_re + md->p : s->m_re;
     for (int k = 0; k < md->K; k++) {
         int q = s->term_q[k];
@@ -125,16 +166,9 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
                 return MLMX_ERR_NUMERIC;
     }
     mlmx_lmm_modes(s, w, w->wv, w->u1);
-    double *Si = mlmx_lmm_inverse_buffer(s, w);
+    double *Si = mlmx_lmm_invert_leading(s, w, mp);
     if (!Si)
-        return MLMX_ERR_NOMEM;
-    if (mp > 0) {
-        for (int b = 0; b < mp; b++)
-            memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b,
-                   (size_t)(mp - b) * sizeof *Si);
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
-            return MLMX_ERR_NUMERIC;
-    }
+        return MLMX_ERR_NUMERIC;
     /* dpotri leaves the lower triangle, which is all the blocks read */
     for (int t = 0; t < md->ntheta; t++)
         grad[t] = 0.0;

@@ -110,6 +110,16 @@ void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, con
  * workspace); NULL when out of memory. */
 double *mlmx_lmm_inverse_buffer(const mlmx_lmm_stats *s, mlmx_lmm_work *w);
 
+/* The inverse of the dense factor's leading mp columns (lower triangle), in
+ * the workspace's inverse buffer; NULL when out of memory or singular. */
+double *mlmx_lmm_invert_leading(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int mp);
+
+/* Conditional SDs of the random effects, sqrt(scale2 diag(Lambda M^-1
+ * Lambda^T)) per term and level, from the factor in w (scale2 = sigma^2 for
+ * an LMM, 1 for a GLMM). */
+mlmx_status mlmx_lmm_condsd(const mlmx_lmm_stats *s, mlmx_lmm_work *w, double scale2,
+                            double **condsd, mlmx_error *err);
+
 /* Criterion from the factor pieces in w (after mlmx_lmm_eval). */
 double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int reml);
 

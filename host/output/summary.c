@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "cluster_math.h"
 #include "lmm/fit.h"
 #include "output/output.h"
 #include "util/strbuf.h"
@@ -167,34 +168,30 @@ double mlmx_chi2_sf(double x, int k)
  * definite. */
 double mlmx_wald_quadform(int n, double *V, const double *b)
 {
-    for (int j = 0; j < n; j++) {
-        double d = V[j + j * n];
-        for (int k = 0; k < j; k++)
-            d -= V[j + k * n] * V[j + k * n];
-        if (!(d > 0))
-            return NAN;
-        d = sqrt(d);
-        V[j + j * n] = d;
-        for (int i = j + 1; i < n; i++) {
-            double s = V[i + j * n];
-            for (int k = 0; k < j; k++)
-                s -= V[i + k * n] * V[j + k * n];
-            V[i + j * n] = s / d;
-        }
-    }
-    double q = 0;
+    if (mlmx_cm_chol(n, V) != 0)
+        return NAN;
     double *y = malloc((size_t)n * sizeof *y);
     if (!y)
         return NAN;
-    for (int i = 0; i < n; i++) {
-        double s = b[i];
-        for (int k = 0; k < i; k++)
-            s -= V[i + k * n] * y[k];
-        y[i] = s / V[i + i * n];
+    memcpy(y, b, (size_t)n * sizeof *y);
+    mlmx_cm_trsv_lower(n, V, y);
+    double q = 0;
+    for (int i = 0; i < n; i++)
         q += y[i] * y[i];
-    }
     free(y);
     return q;
+}
+
+/* A p-value as R's printCoefmat shows it, and its significance stars. */
+static const char *format_pvalue(double pv, char *buf, size_t cap)
+{
+    if (pv < 2e-16)
+        snprintf(buf, cap, "< 2e-16");
+    else if (pv < 1e-4)
+        snprintf(buf, cap, "%.2e", pv);
+    else
+        snprintf(buf, cap, "%.3g", pv);
+    return pv < 0.001 ? "***" : pv < 0.01 ? "**" : pv < 0.05 ? "*" : pv < 0.1 ? "." : "";
 }
 
 /* A coefficient table as lme4 and clmm print it: Estimate, Std. Error,
@@ -246,20 +243,9 @@ static void coef_table(mlmx_strbuf *b, const char *title, char *const *names, co
         mlmx_sb_pad(b, cs, ws, 1);
         mlmx_sb_puts(b, " ");
         mlmx_sb_pad(b, ct, wt, 1);
-        double pv = erfc(fabs(est[j] / se[j]) / sqrt(2.0));
         char pc[32];
-        if (pv < 2e-16)
-            snprintf(pc, sizeof pc, "< 2e-16");
-        else if (pv < 1e-4)
-            snprintf(pc, sizeof pc, "%.2e", pv);
-        else
-            snprintf(pc, sizeof pc, "%.3g", pv);
-        mlmx_sb_printf(b, " %8s %s\n", pc,
-                       pv < 0.001  ? "***"
-                       : pv < 0.01 ? "**"
-                       : pv < 0.05 ? "*"
-                       : pv < 0.1  ? "."
-                                   : "");
+        const char *stars = format_pvalue(erfc(fabs(est[j] / se[j]) / sqrt(2.0)), pc, sizeof pc);
+        mlmx_sb_printf(b, " %8s %s\n", pc, stars);
     }
 }
 
@@ -562,21 +548,10 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             mlmx_sb_puts(&b, " ");
             mlmx_sb_pad(&b, ct[j], wt, 1);
             if (glmm) {
-                double z = f->beta[j] / f->se[j];
-                double pv = erfc(fabs(z) / sqrt(2.0));
                 char pc[32];
-                if (pv < 2e-16)
-                    snprintf(pc, sizeof pc, "< 2e-16");
-                else if (pv < 1e-4)
-                    snprintf(pc, sizeof pc, "%.2e", pv);
-                else
-                    snprintf(pc, sizeof pc, "%.3g", pv);
-                mlmx_sb_printf(&b, " %8s %s", pc,
-                               pv < 0.001  ? "***"
-                               : pv < 0.01 ? "**"
-                               : pv < 0.05 ? "*"
-                               : pv < 0.1  ? "."
-                                           : "");
+                const char *stars =
+                    format_pvalue(erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)), pc, sizeof pc);
+                mlmx_sb_printf(&b, " %8s %s", pc, stars);
             }
             mlmx_sb_puts(&b, "\n");
         }
