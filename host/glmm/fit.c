@@ -66,6 +66,22 @@ static double obj_stage1(int n, const double *theta, void *ctx)
     return note(c, st, &e, v);
 }
 
+/* Deviance, log-likelihood, information criteria and the singular flag
+ * (a variance at its bound, as lme4's isSingular). */
+static void set_criteria(mlmx_fit *f, double dev, int np)
+{
+    const mlmx_model *md = f->model;
+    f->criterion = dev;
+    f->loglik = -0.5 * dev;
+    f->df = np;
+    f->aic = dev + 2.0 * np;
+    f->bic = dev + np * log((double)md->n);
+    f->singular = 0;
+    for (int t = 0; t < md->ntheta; t++)
+        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+            f->singular = 1;
+}
+
 /* The optimizer's tolerances and budget from the fit options. */
 static void optim_opts_from(const mlmx_fit_options *o, mlmx_optim_opts *oo)
 {
@@ -589,15 +605,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     const double *th, *be;
     unpack(c, x, &th, &be);
     memcpy(f->beta, be, (size_t)p * sizeof *be);
-    f->criterion = dev;
-    f->loglik = -0.5 * dev;
-    f->df = np;
-    f->aic = dev + 2.0 * np;
-    f->bic = dev + np * log((double)md->n);
-    f->singular = 0;
-    for (int t = 0; t < nt; t++)
-        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
-            f->singular = 1;
+    set_criteria(f, dev, np);
     if (ord) {
         f->skip_col = g->int_col;
         f->nthr = g->ncat - 1;
@@ -1013,15 +1021,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
     memcpy(f->theta, x, (size_t)nt * sizeof *x);
     memcpy(f->beta, x + nt, (size_t)p * sizeof *x);
-    f->criterion = dev;
-    f->loglik = -0.5 * dev;
-    f->df = np;
-    f->aic = dev + 2.0 * np;
-    f->bic = dev + np * log((double)md->n);
-    f->singular = 0;
-    for (int t = 0; t < nt; t++)
-        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
-            f->singular = 1;
+    set_criteria(f, dev, np);
 
     /* vcov(beta): for nagq >= 1 from the Hessian of the deviance over
      * (theta, beta) (theta held fixed when a variance is at its bound), as

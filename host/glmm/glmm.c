@@ -718,6 +718,28 @@ mlmx_status mlmx_glmm_pirls_beta(mlmx_glmm *g, const double *theta, double *dev,
     return MLMX_OK;
 }
 
+/* Every adaptive rule starts at the Laplace approximation: its PIRLS gives
+ * the modes and curvatures the rule is placed with. With one point that is
+ * the answer (*done = 1); otherwise the k-point rule's nodes and log-weights. */
+static mlmx_status agq_start(mlmx_glmm *g, const double *theta, const double *beta, int k,
+                             double *z, double *lw, double *dev, int *done, mlmx_error *err)
+{
+    double lap, w[MLMX_GHQ_MAX];
+    *done = 0;
+    if (k < 1 || k > MLMX_GHQ_MAX)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
+                            MLMX_GHQ_MAX);
+    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
+    if (st || k == 1) {
+        *dev = lap;
+        *done = 1;
+        return st;
+    }
+    if (mlmx_ghq_rule(k, z, w, lw) != 0)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "no %d-point Gauss-Hermite rule", k);
+    return MLMX_OK;
+}
+
 /* A vector random effect (q <= 3, e.g. a correlated intercept and slope) in
  * one grouping factor, by the product rule (GLMMadaptive's approach): K^q
  * nodes z, placed at u = u~ + L^-T z with L the Cholesky factor of the
@@ -731,16 +753,11 @@ static mlmx_status agq_vector(mlmx_glmm *g, const double *theta, const double *b
 {
     const mlmx_model *md = g->md;
     const int q = md->re[0].q;
-    double lap;
-    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
-    if (st || k == 1) {
-        *dev = lap;
+    double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
+    int done = 0;
+    mlmx_status st = agq_start(g, theta, beta, k, z, lw, dev, &done, err);
+    if (st || done)
         return st;
-    }
-    double z[MLMX_GHQ_MAX], w[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
-    if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, w, lw) != 0)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
-                            MLMX_GHQ_MAX);
     long nn = 1;
     for (int a = 0; a < q; a++)
         nn *= k;
@@ -809,16 +826,11 @@ mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta,
                             "adaptive quadrature needs a single random-effect term (scalar, or "
                             "up to %d correlated effects) or scalar terms each nested in the next",
                             MLMX_AGQ_QMAX);
-    double lap;
-    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
-    if (st || k == 1) {
-        *dev = lap;
+    double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
+    int done = 0;
+    mlmx_status st = agq_start(g, theta, beta, k, z, lw, dev, &done, err);
+    if (st || done)
         return st;
-    }
-    double z[MLMX_GHQ_MAX], w[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
-    if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, w, lw) != 0)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
-                            MLMX_GHQ_MAX);
     const mlmx_lmm_stats *s = g->su;
     const double th = g->tm[0];
     const double *zz = md->re[0].z;
