@@ -42,6 +42,7 @@ void mlmx_glmm_free(mlmx_glmm *g)
     free(g->wt);
     free(g->wz);
     free(g->bl);
+    mlmx_glmm_nest_free(g->nest);
     free(g->llc);
     free(g->thr);
     if (g->cat_labels)
@@ -1091,6 +1092,169 @@ int mlmx_glmm_nested_scalar(const mlmx_glmm *g)
     return 1;
 }
 
+/* The nesting structure, built once per GLMM (mlmx_glmm_free releases it):
+ * the children of every level, the observations in nest order (coarsest
+ * term first, so every cluster of every term is a contiguous range), the
+ * ranges, and the per-level buffers of the gradient's recursion. */
+struct mlmx_nest {
+    int K, W;
+    double *cur, *delta;
+    size_t **child_ptr;
+    int **child;
+    size_t **rs, **re;
+    size_t *order;
+    double **T, **A;
+    double *cw;
+};
+
+static void nest_free(struct mlmx_nest *N)
+{
+    if (!N)
+        return;
+    for (int t = 0; t < N->K; t++) {
+        if (N->child_ptr)
+            free(N->child_ptr[t]);
+        if (N->child)
+            free(N->child[t]);
+        if (N->rs)
+            free(N->rs[t]);
+        if (N->re)
+            free(N->re[t]);
+        if (N->T)
+            free(N->T[t]);
+        if (N->A)
+            free(N->A[t]);
+    }
+    free(N->cur);
+    free(N->delta);
+    free(N->child_ptr);
+    free(N->child);
+    free(N->rs);
+    free(N->re);
+    free(N->T);
+    free(N->A);
+    free(N->order);
+    free(N->cw);
+    free(N);
+}
+
+static struct mlmx_nest *nest_build(const mlmx_glmm *g)
+{
+    const mlmx_model *md = g->md;
+    const int K = md->K;
+    const size_t n = md->n;
+    struct mlmx_nest *N = calloc(1, sizeof *N);
+    if (!N)
+        return NULL;
+    N->K = K;
+    N->W = 1 + K + (g->family == MLMX_FAMILY_ORDINAL ? 2 : g->family == MLMX_FAMILY_NEGBIN ? 1 : 0);
+    const int W = N->W;
+    N->cur = calloc((size_t)K, sizeof *N->cur);
+    N->delta = calloc((size_t)g->su->m, sizeof *N->delta);
+    N->child_ptr = calloc((size_t)K, sizeof *N->child_ptr);
+    N->child = calloc((size_t)K, sizeof *N->child);
+    N->rs = calloc((size_t)K, sizeof *N->rs);
+    N->re = calloc((size_t)K, sizeof *N->re);
+    N->T = calloc((size_t)K, sizeof *N->T);
+    N->A = calloc((size_t)K, sizeof *N->A);
+    N->order = malloc((n ? n : 1) * sizeof *N->order);
+    size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    int ok = N->cur && N->delta && N->child_ptr && N->child && N->rs && N->re && N->T && N->A &&
+             N->order && tmp;
+    /* nest order: a stable counting sort by each term's code, finest first */
+    if (ok) {
+        for (size_t i = 0; i < n; i++)
+            N->order[i] = i;
+        for (int t = 0; ok && t < K; t++) {
+            int nl = md->re[t].nlevels;
+            size_t *cnt = calloc((size_t)nl + 1, sizeof *cnt);
+            ok = cnt != NULL;
+            if (!ok)
+                break;
+            for (size_t i = 0; i < n; i++)
+                cnt[md->re[t].codes[i] + 1]++;
+            for (int l = 0; l < nl; l++)
+                cnt[l + 1] += cnt[l];
+            for (size_t o = 0; o < n; o++) {
+                size_t i = N->order[o];
+                tmp[cnt[md->re[t].codes[i]]++] = i;
+            }
+            memcpy(N->order, tmp, n * sizeof *tmp);
+            free(cnt);
+        }
+    }
+    free(tmp);
+    /* ranges, and buffers for the largest cluster of each term */
+    for (int t = 0; ok && t < K; t++) {
+        int nl = md->re[t].nlevels;
+        N->rs[t] = calloc((size_t)nl, sizeof **N->rs);
+        N->re[t] = calloc((size_t)nl, sizeof **N->re);
+        ok = N->rs[t] && N->re[t];
+        if (!ok)
+            break;
+        for (int l = 0; l < nl; l++)
+            N->rs[t][l] = (size_t)-1;
+        for (size_t o = 0; o < n; o++) {
+            int l = md->re[t].codes[N->order[o]];
+            if (N->rs[t][l] == (size_t)-1)
+                N->rs[t][l] = o;
+            N->re[t][l] = o + 1;
+        }
+        size_t mxs = 1;
+        for (int l = 0; l < nl; l++)
+            if (N->rs[t][l] != (size_t)-1 && N->re[t][l] - N->rs[t][l] > mxs)
+                mxs = N->re[t][l] - N->rs[t][l];
+        N->T[t] = malloc(mxs * (size_t)W * sizeof **N->T);
+        N->A[t] = malloc(mxs * (size_t)W * sizeof **N->A);
+        ok = N->T[t] && N->A[t];
+        if (ok && t == 0) {
+            N->cw = malloc(mxs * 3 * sizeof *N->cw);
+            ok = N->cw != NULL;
+        }
+    }
+    /* children of each level of term t >= 1: the levels of term t-1 inside it */
+    for (int t = 1; ok && t < K; t++) {
+        const mlmx_reterm_info *fine = &md->re[t - 1], *coarse = &md->re[t];
+        int *parent = malloc((size_t)fine->nlevels * sizeof *parent);
+        size_t *fill = malloc(((size_t)coarse->nlevels + 1) * sizeof *fill);
+        N->child_ptr[t] = calloc((size_t)coarse->nlevels + 1, sizeof **N->child_ptr);
+        N->child[t] = malloc((size_t)fine->nlevels * sizeof **N->child);
+        ok = parent && fill && N->child_ptr[t] && N->child[t];
+        if (ok) {
+            for (size_t i = 0; i < n; i++)
+                parent[fine->codes[i]] = coarse->codes[i];
+            for (int l = 0; l < fine->nlevels; l++)
+                N->child_ptr[t][parent[l] + 1]++;
+            for (int l = 0; l < coarse->nlevels; l++)
+                N->child_ptr[t][l + 1] += N->child_ptr[t][l];
+            memcpy(fill, N->child_ptr[t], ((size_t)coarse->nlevels + 1) * sizeof *fill);
+            for (int l = 0; l < fine->nlevels; l++)
+                N->child[t][fill[parent[l]]++] = l;
+        }
+        free(parent);
+        free(fill);
+    }
+    if (!ok) {
+        nest_free(N);
+        return NULL;
+    }
+    return N;
+}
+
+/* The structure, built on first use; its per-path state reset. */
+static struct mlmx_nest *nest_get(mlmx_glmm *g)
+{
+    if (!g->nest)
+        g->nest = nest_build(g);
+    if (g->nest) {
+        memset(g->nest->cur, 0, (size_t)g->nest->K * sizeof *g->nest->cur);
+        memset(g->nest->delta, 0, (size_t)g->su->m * sizeof *g->nest->delta);
+    }
+    return g->nest;
+}
+
+void mlmx_glmm_nest_free(struct mlmx_nest *N) { nest_free(N); }
+
 mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double *beta, int k,
                                  double *dev, mlmx_error *err)
 {
@@ -1107,57 +1271,16 @@ mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double
     if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, w, lw) != 0)
         return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
                             MLMX_GHQ_MAX);
+    struct mlmx_nest *N = nest_get(g);
+    if (!N)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     const int K = md->K;
-    nest_ctx c = {g, k, z, lw, NULL, NULL, NULL, NULL};
-    c.cur = calloc((size_t)K, sizeof *c.cur);
-    c.delta = calloc((size_t)g->su->m, sizeof *c.delta);
-    c.child_ptr = calloc((size_t)K, sizeof *c.child_ptr);
-    c.child = calloc((size_t)K, sizeof *c.child);
-    int ok = c.cur && c.delta && c.child_ptr && c.child;
-    /* children of each level of term k >= 1: the levels of term k-1 inside it */
-    for (int t = 1; ok && t < K; t++) {
-        const mlmx_reterm_info *fine = &md->re[t - 1], *coarse = &md->re[t];
-        int *parent = malloc((size_t)fine->nlevels * sizeof *parent);
-        c.child_ptr[t] = calloc((size_t)coarse->nlevels + 1, sizeof **c.child_ptr);
-        c.child[t] = malloc((size_t)fine->nlevels * sizeof **c.child);
-        ok = parent && c.child_ptr[t] && c.child[t];
-        if (ok) {
-            for (int l = 0; l < fine->nlevels; l++)
-                parent[l] = -1;
-            for (size_t i = 0; i < md->n; i++)
-                parent[fine->codes[i]] = coarse->codes[i];
-            for (int l = 0; l < fine->nlevels; l++)
-                c.child_ptr[t][parent[l] + 1]++;
-            for (int l = 0; l < coarse->nlevels; l++)
-                c.child_ptr[t][l + 1] += c.child_ptr[t][l];
-            size_t *fill = malloc(((size_t)coarse->nlevels + 1) * sizeof *fill);
-            ok = fill != NULL;
-            if (ok) {
-                memcpy(fill, c.child_ptr[t], ((size_t)coarse->nlevels + 1) * sizeof *fill);
-                for (int l = 0; l < fine->nlevels; l++)
-                    c.child[t][fill[parent[l]]++] = l;
-            }
-            free(fill);
-        }
-        free(parent);
-    }
-    if (ok) {
-        double total = 0.0;
-        for (int l = 0; l < md->re[K - 1].nlevels; l++)
-            total += level_logint(&c, K - 1, l);
-        *dev = -2.0 * total;
-    }
-    for (int t = 1; t < K; t++) {
-        if (c.child_ptr)
-            free(c.child_ptr[t]);
-        if (c.child)
-            free(c.child[t]);
-    }
-    free(c.cur);
-    free(c.delta);
-    free(c.child_ptr);
-    free(c.child);
-    return ok ? MLMX_OK : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    nest_ctx c = {g, k, z, lw, N->cur, N->delta, N->child_ptr, N->child};
+    double total = 0.0;
+    for (int l = 0; l < md->re[K - 1].nlevels; l++)
+        total += level_logint(&c, K - 1, l);
+    *dev = -2.0 * total;
+    return MLMX_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1404,106 +1527,14 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
     if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, wq, lw) != 0)
         return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
                             MLMX_GHQ_MAX);
-    const int W = 1 + K + (g->family == MLMX_FAMILY_ORDINAL ? 2
-                           : g->family == MLMX_FAMILY_NEGBIN ? 1
-                                                             : 0);
-    gnest c;
-    memset(&c, 0, sizeof c);
-    c.g = g;
-    c.nq = k;
-    c.W = W;
-    c.K = K;
-    c.z = z;
-    c.lw = lw;
-    c.cur = calloc((size_t)K, sizeof *c.cur);
-    c.delta = calloc((size_t)g->su->m, sizeof *c.delta);
-    c.child_ptr = calloc((size_t)K, sizeof *c.child_ptr);
-    c.child = calloc((size_t)K, sizeof *c.child);
-    c.rs = calloc((size_t)K, sizeof *c.rs);
-    c.re = calloc((size_t)K, sizeof *c.re);
-    c.T = calloc((size_t)K, sizeof *c.T);
-    c.A = calloc((size_t)K, sizeof *c.A);
-    c.order = malloc((n ? n : 1) * sizeof *c.order);
-    size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    double *G = malloc((n ? n : 1) * (size_t)W * sizeof *G);
-    int ok = c.cur && c.delta && c.child_ptr && c.child && c.rs && c.re && c.T && c.A &&
-             c.order && tmp && G;
-    /* observations in nest order (coarsest term first): a stable counting
-     * sort by each term's code, finest first (LSD radix) */
-    if (ok) {
-        for (size_t i = 0; i < n; i++)
-            c.order[i] = i;
-        for (int t = 0; ok && t < K; t++) {
-            int nl = md->re[t].nlevels;
-            size_t *cnt = calloc((size_t)nl + 1, sizeof *cnt);
-            ok = cnt != NULL;
-            if (!ok)
-                break;
-            for (size_t i = 0; i < n; i++)
-                cnt[md->re[t].codes[i] + 1]++;
-            for (int l = 0; l < nl; l++)
-                cnt[l + 1] += cnt[l];
-            for (size_t o = 0; o < n; o++) {
-                size_t i = c.order[o];
-                tmp[cnt[md->re[t].codes[i]]++] = i;
-            }
-            memcpy(c.order, tmp, n * sizeof *tmp);
-            free(cnt);
-        }
-    }
-    /* each level's range in that order, and buffers for the largest */
-    for (int t = 0; ok && t < K; t++) {
-        int nl = md->re[t].nlevels;
-        c.rs[t] = calloc((size_t)nl, sizeof **c.rs);
-        c.re[t] = calloc((size_t)nl, sizeof **c.re);
-        ok = c.rs[t] && c.re[t];
-        if (!ok)
-            break;
-        for (int l = 0; l < nl; l++)
-            c.rs[t][l] = (size_t)-1;
-        for (size_t o = 0; o < n; o++) {
-            int l = md->re[t].codes[c.order[o]];
-            if (c.rs[t][l] == (size_t)-1)
-                c.rs[t][l] = o;
-            c.re[t][l] = o + 1;
-        }
-        size_t mxs = 1;
-        for (int l = 0; l < nl; l++)
-            if (c.rs[t][l] != (size_t)-1 && c.re[t][l] - c.rs[t][l] > mxs)
-                mxs = c.re[t][l] - c.rs[t][l];
-        c.T[t] = malloc(mxs * (size_t)W * sizeof **c.T);
-        c.A[t] = malloc(mxs * (size_t)W * sizeof **c.A);
-        ok = c.T[t] && c.A[t];
-        if (ok && t == 0) {
-            c.cw = malloc(mxs * 3 * sizeof *c.cw);
-            ok = c.cw != NULL;
-        }
-    }
-    free(tmp);
-    if (ok && K > 1) {
-        /* children of each level of term t >= 1 */
-        for (int t = 1; ok && t < K; t++) {
-            const mlmx_reterm_info *fine = &md->re[t - 1], *coarse = &md->re[t];
-            int *parent = malloc((size_t)fine->nlevels * sizeof *parent);
-            c.child_ptr[t] = calloc((size_t)coarse->nlevels + 1, sizeof **c.child_ptr);
-            c.child[t] = malloc((size_t)fine->nlevels * sizeof **c.child);
-            size_t *fill = malloc(((size_t)coarse->nlevels + 1) * sizeof *fill);
-            ok = parent && c.child_ptr[t] && c.child[t] && fill;
-            if (ok) {
-                for (size_t i = 0; i < n; i++)
-                    parent[fine->codes[i]] = coarse->codes[i];
-                for (int l = 0; l < fine->nlevels; l++)
-                    c.child_ptr[t][parent[l] + 1]++;
-                for (int l = 0; l < coarse->nlevels; l++)
-                    c.child_ptr[t][l + 1] += c.child_ptr[t][l];
-                memcpy(fill, c.child_ptr[t], ((size_t)coarse->nlevels + 1) * sizeof *fill);
-                for (int l = 0; l < fine->nlevels; l++)
-                    c.child[t][fill[parent[l]]++] = l;
-            }
-            free(parent);
-            free(fill);
-        }
-    }
+    struct mlmx_nest *N = nest_get(g);
+    double *G = N ? malloc((n ? n : 1) * (size_t)N->W * sizeof *G) : NULL;
+    if (!G)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    const int W = N->W;
+    gnest c = {g,      k,      W,    K,     z,     lw,    N->cur, N->delta,
+               N->child_ptr, N->child, N->rs, N->re, N->order, N->T,  N->A,   N->cw};
+    int ok = 1;
     if (ok) {
         double total = 0.0;
         const int top = K - 1;
@@ -1537,30 +1568,6 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
             }
         }
     }
-    for (int t = 0; t < K; t++) {
-        if (c.child_ptr)
-            free(c.child_ptr[t]);
-        if (c.child)
-            free(c.child[t]);
-        if (c.rs)
-            free(c.rs[t]);
-        if (c.re)
-            free(c.re[t]);
-        if (c.T)
-            free(c.T[t]);
-        if (c.A)
-            free(c.A[t]);
-    }
-    free(c.cur);
-    free(c.delta);
-    free(c.child_ptr);
-    free(c.child);
-    free(c.rs);
-    free(c.re);
-    free(c.T);
-    free(c.A);
-    free(c.order);
-    free(c.cw);
     free(G);
     return ok ? MLMX_OK : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
 }

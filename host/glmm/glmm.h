@@ -16,6 +16,8 @@
  * quadrature (K^q nodes per cluster). */
 #define MLMX_AGQ_QMAX 3
 
+struct mlmx_nest;
+
 typedef struct mlmx_glmm {
     const mlmx_model *md;
     mlmx_family family;
@@ -50,6 +52,7 @@ typedef struct mlmx_glmm {
     double *thr;         /* ordinal: ncat - 1 increasing thresholds */
     int int_col;         /* ordinal: X's intercept column, held at 0 (-1: none) */
     double nb_size;      /* negative binomial: the NB2 size (dispersion) */
+    struct mlmx_nest *nest; /* nested quadrature's structure, built on first use */
     double *bl;          /* Lambda u per level: nu */
     int pirls_iter;      /* iterations of the last PIRLS */
     double pirls_beta_tol; /* relative change that ends the nAGQ = 0 PIRLS (1e-12; looser
@@ -86,6 +89,7 @@ mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta,
 mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double *beta, int k,
                                  double *dev, mlmx_error *err);
 int mlmx_glmm_nested_scalar(const mlmx_glmm *g);
+void mlmx_glmm_nest_free(struct mlmx_nest *N);
 
 /* The analytic gradient of the Laplace deviance over [theta; beta]
  * (host/glmm/grad.c): for the canonical links (logit, Poisson log) and at
