@@ -194,3 +194,96 @@ Test(cli_fit, caterpillar_plot_svg)
     cr_expect_eq(circles, 40);
     free(s);
 }
+
+/* A GLMM end to end: the summary's GLMM content, the JSON keys issue 3 adds
+ * (family, link, nagq, thresholds, dispersion) with values from the
+ * fixtures, the random-effects CSV with conditional SDs, and the plot. */
+static char *run_glmm(const char *data, const char *formula, const char *opts, char *json,
+                      char *ranef)
+{
+    char cmd[3000], out[300], plot[300];
+    snprintf(json, 300, "%s/g.json", tmpdir);
+    snprintf(ranef, 300, "%s/g.csv", tmpdir);
+    snprintf(out, sizeof out, "%s/g.txt", tmpdir);
+    snprintf(plot, sizeof plot, "%s/g.svg", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --data '%s/data/%s' --formula '%s' %s --json '%s' --ranef '%s' "
+             "--ranef-plot '%s' > '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, data, formula, opts, json, ranef, plot, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mlmx fit failed: %s", cmd);
+    cr_expect_eq(access(plot, R_OK), 0, "no plot written");
+    return slurp(out);
+}
+
+Test(cli_fit, glmm_binomial_agq)
+{
+    char json[300], ranef[300];
+    char *sum = run_glmm("cbpp.csv", "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)",
+                         "--family binomial --nagq 25", json, ranef);
+    cr_assert_not_null(sum);
+    const char *must[] = {"Generalized linear mixed model fit by maximum likelihood (Adaptive "
+                          "Gauss-Hermite Quadrature, nAGQ = 25)",
+                          "Family: binomial  ( logit )", "z value", "Pr(>|z|)", "Wald chi2(3)",
+                          "LR test vs. binomial model without random effects", NULL};
+    for (int i = 0; must[i]; i++)
+        cr_expect(strstr(sum, must[i]) != NULL, "summary lacks '%s':\n%s", must[i], sum);
+    cr_expect(strstr(sum, "Residual") == NULL, "a GLMM has no residual variance row");
+    free(sum);
+    char *j = slurp(json);
+    cr_assert_not_null(j);
+    const char *keys[] = {"\"method\": \"AGQ\"", "\"family\": \"binomial\"", "\"link\": \"logit\"",
+                          "\"nagq\": 25", "\"ngroups\": {\"herd\": 15}", "\"fixef\"", "\"z\"",
+                          "\"p\"", "\"varcorr\"", "\"loglik_no_random_effects\"", NULL};
+    for (int i = 0; keys[i]; i++)
+        cr_expect(strstr(j, keys[i]) != NULL, "JSON lacks %s", keys[i]);
+    ref_file ref;
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/glmm/cbpp_agq25.ref", &ref), 0);
+    /* the full-scale log-likelihood, -91.983 (lme4 prints -50.005 here) */
+    cr_expect(close_rel(json_num(j, "loglik"), ref_num(&ref, "loglik", 0), 1e-6, 0), "loglik %g",
+              json_num(j, "loglik"));
+    ref_free(&ref);
+    free(j);
+    char *rc = slurp(ranef);
+    cr_assert_not_null(rc);
+    cr_expect(strncmp(rc, "group,level,term,mode,condsd\n", 29) == 0);
+    cr_expect(strstr(rc, "herd,1,(Intercept),") != NULL, "%s", rc);
+    free(rc);
+}
+
+Test(cli_fit, glmm_ordinal_thresholds_and_negbin_dispersion)
+{
+    char json[300], ranef[300];
+    char *sum = run_glmm("wine.csv", "rating ~ temp + contact + (1|judge)",
+                         "--family ordinal --nagq 10", json, ranef);
+    cr_assert_not_null(sum);
+    cr_expect(strstr(sum, "Threshold coefficients") != NULL, "%s", sum);
+    cr_expect(strstr(sum, "1|2") != NULL && strstr(sum, "4|5") != NULL, "%s", sum);
+    free(sum);
+    char *j = slurp(json);
+    cr_assert_not_null(j);
+    cr_expect(strstr(j, "\"family\": \"ordinal\"") != NULL);
+    cr_expect(strstr(j, "\"thresholds\": [") != NULL, "JSON lacks thresholds");
+    cr_expect(strstr(j, "{\"name\": \"2|3\", \"estimate\": ") != NULL);
+    cr_expect(strstr(j, "{\"name\": \"(Intercept)\"") == NULL, "ordinal fixef has no intercept");
+    ref_file ref;
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/glmm/wine_agq10.ref", &ref), 0);
+    cr_expect(close_rel(json_num(j, "loglik"), ref_num(&ref, "loglik", 0), 1e-6, 0));
+    ref_free(&ref);
+    free(j);
+
+    sum = run_glmm("salamanders.csv", "count ~ spp * mined + (1|site)", "--family negbin", json,
+                   ranef);
+    cr_assert_not_null(sum);
+    cr_expect(strstr(sum, "Dispersion parameter for nbinom2 family") != NULL, "%s", sum);
+    free(sum);
+    j = slurp(json);
+    cr_assert_not_null(j);
+    cr_expect(strstr(j, "\"family\": \"negbin\"") != NULL);
+    cr_expect(strstr(j, "\"dispersion\": {\"size\": ") != NULL, "JSON lacks dispersion");
+    cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/glmm/salamanders_nb2.ref", &ref), 0);
+    cr_expect(close_rel(json_num(j, "size"), ref_num(&ref, "dispersion", 0), 1e-3, 0),
+              "size %g vs %g", json_num(j, "size"), ref_num(&ref, "dispersion", 0));
+    ref_free(&ref);
+    free(j);
+}
