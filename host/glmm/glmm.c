@@ -45,6 +45,7 @@ void mlmx_glmm_free(mlmx_glmm *g)
     mlmx_glmm_nest_free(g->nest);
     free(g->llc);
     free(g->thr);
+    free(g->ord_cache);
     if (g->cat_labels)
         for (int k = 0; k < g->ncat; k++)
             free(g->cat_labels[k]);
@@ -186,6 +187,10 @@ static mlmx_status check_response(mlmx_glmm *g, mlmx_error *err)
         g->ncat = nc;
         g->cat_labels = calloc((size_t)nc, sizeof *g->cat_labels);
         g->thr = calloc((size_t)nc, sizeof *g->thr);
+        g->ord_cache = malloc(3 * (size_t)nc * sizeof *g->ord_cache);
+        if (g->ord_cache)
+            for (int k = 0; k < nc; k++)
+                g->ord_cache[k] = NAN; /* no thresholds seen yet */
         if (!g->cat_labels || !g->thr) {
             free(vals);
             return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
@@ -880,6 +885,71 @@ mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta,
 static double obs_deriv(const mlmx_glmm *g, size_t i, double eta, double *d1, double *e1,
                         double *e2);
 
+/* Cumulative logit, one observation of category y at eta. With A = c_{y-1} -
+ * eta and B = c_y - eta,
+ *   log P = -log1pexp(-B) - log1pexp(A) + log(1 - e^(A-B)),
+ * whose last term depends on the thresholds only (oc->lc[y]); each
+ * log1pexp(x) is max(x, 0) + log(1 + e^-|x|), and the caller multiplies the
+ * (1 + e^-|x|) factors (both in (1, 2]) and takes one log per cluster. Also
+ * d ll/d eta = F(A) + F(B) - 1, -d2 ll/d eta2 = F'(A) + F'(B), and d ll/d c_{y-1}
+ * = -F(A) - r_y, d ll/d c_y = 1 - F(B) + r_y with r_y = 1/(e^(c_y - c_{y-1}) - 1). */
+typedef struct ord_consts {
+    const double *lc, *r;
+    int ok;
+} ord_consts;
+
+/* The per-category constants for the current thresholds, recomputed only
+ * when the thresholds changed since the last call. */
+static void ord_prepare(const mlmx_glmm *g, ord_consts *oc)
+{
+    oc->ok = g->family == MLMX_FAMILY_ORDINAL && g->link == MLMX_LINK_LOGIT && g->ord_cache;
+    if (!oc->ok)
+        return;
+    const int K = g->ncat;
+    double *snap = g->ord_cache, *lc = snap + K, *r = snap + 2 * K;
+    if (memcmp(snap, g->thr, (size_t)(K - 1) * sizeof *snap) != 0) {
+        memcpy(snap, g->thr, (size_t)(K - 1) * sizeof *snap);
+        for (int y = 1; y < K - 1; y++) {
+            double d = g->thr[y] - g->thr[y - 1];
+            lc[y] = log(-expm1(-d));
+            r[y] = 1.0 / expm1(d);
+        }
+    }
+    oc->lc = lc;
+    oc->r = r;
+}
+
+static inline double ord_logit_obs(const mlmx_glmm *g, const ord_consts *oc, int y, double eta,
+                                   double *prod, double *d1, double *d2, double *dlo, double *dhi)
+{
+    const int K = g->ncat;
+    double lin = 0.0, fa = 0.0, fb = 1.0, va = 0.0, vb = 0.0;
+    if (y > 0) { /* A term: -log1pexp(A) */
+        double A = g->thr[y - 1] - eta, e = exp(-fabs(A)), ope = 1.0 + e;
+        lin -= A > 0.0 ? A : 0.0;
+        *prod *= ope;
+        fa = A >= 0 ? 1.0 / ope : e / ope;
+        va = fa * (1.0 - fa);
+    }
+    if (y < K - 1) { /* B term: -log1pexp(-B) */
+        double B = g->thr[y] - eta, e = exp(-fabs(B)), ope = 1.0 + e;
+        lin -= B < 0.0 ? -B : 0.0;
+        *prod *= ope;
+        fb = B >= 0 ? 1.0 / ope : e / ope;
+        vb = fb * (1.0 - fb);
+    }
+    double r = 0.0;
+    if (y > 0 && y < K - 1) {
+        lin += oc->lc[y];
+        r = oc->r[y];
+    }
+    *d1 = fa + fb - 1.0;
+    *d2 = va + vb;
+    *dlo = y > 0 ? -fa - r : 0.0;
+    *dhi = y < K - 1 ? 1.0 - fb + r : 0.0;
+    return lin;
+}
+
 static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, double th0, double uv,
                          double *t, int W, int K, const double *cur)
 {
@@ -937,6 +1007,39 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
         }
         return lin;
     }
+    ord_consts oc;
+    ord_prepare(g, &oc);
+    if (oc.ok) {
+        const double *pw = g->pw;
+        for (size_t o = 0; o < no; o++) {
+            size_t i = idx[o];
+            const double wi = pw ? pw[i] : 1.0;
+            double d1, d2, dlo, dhi, pr = 1.0;
+            double l = ord_logit_obs(g, &oc, (int)y[i], wz[i] + th0 * zz[i] * uv, &pr, &d1, &d2,
+                                     &dlo, &dhi);
+            if (wi == 1.0) {
+                lin += l;
+                prod *= pr;
+                if (prod > 1e280) {
+                    lin -= log(prod);
+                    prod = 1.0;
+                }
+            } else if (wi != 0.0) {
+                lin += wi * (l - log(pr));
+            }
+            if (t) {
+                double *r = t + o * (size_t)W;
+                d1 *= wi;
+                r[0] = d1;
+                r[1] = d1 * uv;
+                for (int k = 1; k < K; k++)
+                    r[1 + k] = d1 * cur[k];
+                r[K + 1] = wi * dlo;
+                r[K + 2] = wi * dhi;
+            }
+        }
+        return lin - log(prod);
+    }
     for (size_t o = 0; o < no; o++) {
         size_t i = idx[o];
         double d1, e1, e2;
@@ -972,6 +1075,17 @@ static void cluster_newton(const mlmx_glmm *g, const size_t *idx, size_t no, dou
             const double wi = g->pw ? g->pw[i] : 1.0;
             s1 += wi * zt * (g->yv[i] - g->ntr[i] * mu);
             s2 += wi * zt * zt * g->ntr[i] * mu * (1.0 - mu);
+        }
+    } else if (g->family == MLMX_FAMILY_ORDINAL && g->link == MLMX_LINK_LOGIT && g->ord_cache) {
+        ord_consts oc;
+        ord_prepare(g, &oc);
+        for (size_t o = 0; o < no; o++) {
+            size_t i = idx[o];
+            double zt = th0 * zz[i], d1, d2, dlo, dhi, pr = 1.0;
+            const double wi = g->pw ? g->pw[i] : 1.0;
+            ord_logit_obs(g, &oc, (int)g->yv[i], g->wz[i] + zt * v, &pr, &d1, &d2, &dlo, &dhi);
+            s1 += wi * zt * d1;
+            s2 += wi * zt * zt * d2;
         }
     } else {
         for (size_t o = 0; o < no; o++) {

@@ -50,6 +50,8 @@ typedef struct mlmx_glmm {
     int ncat;            /* ordinal: categories (observed, in order) */
     char **cat_labels;   /* their labels */
     double *thr;         /* ordinal: ncat - 1 increasing thresholds */
+    double *ord_cache;   /* ordinal logit: thresholds last seen, then per category
+                            log(1 - e^-(c_y - c_{y-1})) and 1 / (e^(c_y - c_{y-1}) - 1) */
     int int_col;         /* ordinal: X's intercept column, held at 0 (-1: none) */
     double nb_size;      /* negative binomial: the NB2 size (dispersion) */
     struct mlmx_nest *nest; /* nested quadrature's structure, built on first use */
