@@ -111,6 +111,10 @@ void mlmx_glmm_solve(const mlmx_glmm *g, double *b);
 /* The link function g(mu) of the fit's link. */
 double mlmx_glmm_linkfun(const mlmx_glmm *g, double mu);
 
+/* One observation's log-likelihood at eta, with d ll/d eta and the PIRLS
+ * information, times its prior weight (shared by PIRLS and the quadratures). */
+double mlmx_glmm_obs(const mlmx_glmm *g, size_t i, double eta, double *d1, double *fi);
+
 /* Per-observation log-likelihood sum at linear predictors eta (n). */
 double mlmx_glmm_loglik_eta(const mlmx_glmm *g, const double *eta);
 /* The mean and the deviance and Pearson residuals at eta. */
