@@ -165,6 +165,13 @@ mlmx_status mlmx_fit_glmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_f
 mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o,
                                   const double *theta, const double *beta, double *value)
 {
+    return mlmx_glmm_deviance_at_ex(m, o, theta, beta, NULL, value);
+}
+
+mlmx_status mlmx_glmm_deviance_at_ex(const mlmx_model *m, const mlmx_fit_options *o,
+                                     const double *theta, const double *beta,
+                                     const double *extra, double *value)
+{
     mlmx_api_clear();
     if (!m || !o || !theta || (!beta && m->p) || !value)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_glmm_deviance_at: NULL argument");
@@ -174,14 +181,43 @@ mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o
                                   theta[t]);
     if (o->nagq < 0 || o->nagq > 100)
         return mlmx_api_failf(MLMX_ERR_ARG, "nagq %d out of range (0..100)", o->nagq);
+    if ((o->family == MLMX_FAMILY_ORDINAL || o->family == MLMX_FAMILY_NEGBIN) && !extra)
+        return mlmx_api_failf(MLMX_ERR_ARG,
+                              "mlmx_glmm_deviance_at: the %s family needs its %s (use "
+                              "mlmx_glmm_deviance_at_ex)",
+                              mlmx_family_name(o->family),
+                              o->family == MLMX_FAMILY_ORDINAL ? "thresholds" : "size");
     mlmx_error e;
     mlmx_err_clear(&e);
     mlmx_glmm *g = NULL;
+    double *bfull = NULL;
     mlmx_status st = mlmx_glmm_create(m, o->family, o->link, mlmx_backend_cpu(), &g, &e);
+    if (!st && o->family == MLMX_FAMILY_ORDINAL) {
+        for (int k = 0; k < g->ncat - 1 && !st; k++) {
+            if (!isfinite(extra[k]) || (k > 0 && !(extra[k] > extra[k - 1])))
+                st = mlmx_err_set(&e, MLMX_ERR_ARG,
+                                  "thresholds must be finite and increasing (threshold %d is %g)",
+                                  k + 1, extra[k]);
+            g->thr[k] = extra[k];
+        }
+        /* the intercept column is not a parameter of an ordinal model */
+        bfull = malloc((m->p ? (size_t)m->p : 1) * sizeof *bfull);
+        if (!st && !bfull)
+            st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
+        for (int j = 0; !st && j < m->p; j++)
+            bfull[j] = j == g->int_col ? 0.0 : beta[j];
+        beta = bfull;
+    } else if (!st && o->family == MLMX_FAMILY_NEGBIN) {
+        if (!(extra[0] > 0) || !isfinite(extra[0]))
+            st = mlmx_err_set(&e, MLMX_ERR_ARG, "the NB2 size must be positive (it is %g)",
+                              extra[0]);
+        g->nb_size = extra[0];
+    }
     if (!st)
         st = o->nagq > 1 ? mlmx_glmm_agq(g, theta, beta, o->nagq, value, &e)
                          : mlmx_glmm_laplace(g, theta, beta, value, &e);
     mlmx_glmm_free(g);
+    free(bfull);
     return st ? mlmx_api_fail(&e) : MLMX_OK;
 }
 

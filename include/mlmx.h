@@ -229,6 +229,12 @@ mlmx_status mlmx_fit_glmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_f
  * quadrature), as lme4's devfun for nAGQ >= 1 computes it. */
 mlmx_status mlmx_glmm_deviance_at(const mlmx_model *m, const mlmx_fit_options *o,
                                   const double *theta, const double *beta, double *value);
+/* The same with the family's extra parameters: extra = the K-1 increasing
+ * thresholds of an ordinal model (its intercept's beta entry is ignored),
+ * or the NB2 size (one value); NULL for binomial and Poisson. */
+mlmx_status mlmx_glmm_deviance_at_ex(const mlmx_model *m, const mlmx_fit_options *o,
+                                     const double *theta, const double *beta,
+                                     const double *extra, double *value);
 void mlmx_fit_free(mlmx_fit *f);
 /* GLMM fits: family, link and quadrature points (MLMX_FAMILY_GAUSSIAN for
  * an LMM fit). */

@@ -232,3 +232,45 @@ Test(glmm_reference, salamanders_nb2_fit, .timeout = 120) { check_fit("salamande
 /* nAGQ = 0: theta optimized with beta inside PIRLS; its deviance function
  * has beta from PIRLS, so only the fit is compared. */
 Test(glmm_reference, cbpp_agq0_fit, .timeout = 60) { check_fit("cbpp_agq0"); }
+
+/* ordinal::clmm and glmmTMB have no deviance-function fixture; the R script
+ * recomputes their criterion independently at the written estimates
+ * (loglik_recomputed: clmm's Laplace or quadrature with the observed
+ * information, glmmTMB's Laplace). mlmx's deviance at those parameters,
+ * through mlmx_glmm_deviance_at_ex with the thresholds or the size, must
+ * agree to 1e-9 relative. */
+static void check_devfun_extra(const char *name)
+{
+    loaded L;
+    load_case(name, &L);
+    const ref_file *r = &L.ref;
+    const int nt = mlmx_model_ntheta(L.model), p = mlmx_model_nfixef(L.model);
+    double theta[8], beta[64] = {0}, extra[16];
+    for (int t = 0; t < nt; t++)
+        theta[t] = ref_num(r, "theta", t);
+    const ref_line *nl = ref_get(r, "fixef_names"), *bl = ref_get(r, "beta");
+    char nb[256];
+    for (int e = 0; e < nl->ntok; e++)
+        for (int j = 0; j < p; j++)
+            if (strcmp(nospace(mlmx_model_fixef_name(L.model, j), nb, sizeof nb), nl->tok[e]) == 0)
+                beta[j] = strtod(bl->tok[e], NULL);
+    const ref_line *th = ref_get(r, "thresholds");
+    if (th)
+        for (int k = 0; k < th->ntok; k++)
+            extra[k] = strtod(th->tok[k], NULL);
+    else
+        extra[0] = ref_num(r, "dispersion", 0);
+    double dev = NAN;
+    cr_assert_eq(mlmx_glmm_deviance_at_ex(L.model, &L.opt, theta, beta, extra, &dev), MLMX_OK,
+                 "%s: %s", name, mlmx_last_error());
+    double want = -2.0 * ref_num(r, "loglik_recomputed", 0);
+    cr_expect(close_rel(dev, want, 1e-9, 0), "%s: deviance %.12f vs %.12f", name, dev, want);
+    /* without the extra parameters the call is refused */
+    cr_expect_eq(mlmx_glmm_deviance_at(L.model, &L.opt, theta, beta, &dev), MLMX_ERR_ARG);
+    unload(&L);
+}
+
+Test(glmm_reference, wine_laplace_devfun) { check_devfun_extra("wine_laplace"); }
+Test(glmm_reference, wine_agq10_devfun) { check_devfun_extra("wine_agq10"); }
+Test(glmm_reference, wine_probit_laplace_devfun) { check_devfun_extra("wine_probit_laplace"); }
+Test(glmm_reference, salamanders_nb2_devfun) { check_devfun_extra("salamanders_nb2"); }
