@@ -18,10 +18,13 @@ static double obs_fast(const mlmx_glmm *g, size_t i, double eta, double *d1, dou
 }
 
 /* Every adaptive rule starts at the Laplace approximation: its PIRLS gives
- * the modes and curvatures the rule is placed with. With one point that is
- * the answer (*done = 1); otherwise the k-point rule's nodes and log-weights. */
+ * the modes and curvatures the rule is placed with. With one point and
+ * `shortcut` that is the answer (*done = 1); otherwise the k-point rule's
+ * nodes and log-weights (the nested rules run their one-point rule through
+ * the recursion, which is how it is shown to equal Laplace). */
 static mlmx_status agq_start(mlmx_glmm *g, const double *theta, const double *beta, int k,
-                             double *z, double *lw, double *dev, int *done, mlmx_error *err)
+                             int shortcut, double *z, double *lw, double *dev, int *done,
+                             mlmx_error *err)
 {
     double lap, w[MLMX_GHQ_MAX];
     *done = 0;
@@ -29,7 +32,7 @@ static mlmx_status agq_start(mlmx_glmm *g, const double *theta, const double *be
         return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
                             MLMX_GHQ_MAX);
     mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
-    if (st || k == 1) {
+    if (st || (k == 1 && shortcut)) {
         *dev = lap;
         *done = 1;
         return st;
@@ -54,7 +57,7 @@ static mlmx_status agq_vector(mlmx_glmm *g, const double *theta, const double *b
     const int q = md->re[0].q;
     double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
     int done = 0;
-    mlmx_status st = agq_start(g, theta, beta, k, z, lw, dev, &done, err);
+    mlmx_status st = agq_start(g, theta, beta, k, 1, z, lw, dev, &done, err);
     if (st || done)
         return st;
     long nn = 1;
@@ -127,7 +130,7 @@ mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta,
                             MLMX_AGQ_QMAX);
     double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
     int done = 0;
-    mlmx_status st = agq_start(g, theta, beta, k, z, lw, dev, &done, err);
+    mlmx_status st = agq_start(g, theta, beta, k, 1, z, lw, dev, &done, err);
     if (st || done)
         return st;
     const mlmx_lmm_stats *s = g->su;
@@ -512,6 +515,7 @@ struct mlmx_nest {
     size_t *order;
     double **T, **A;
     double *cw;
+    double *G; /* n * W: each observation's node-weighted derivatives */
 };
 
 static void nest_free(struct mlmx_nest *N)
@@ -542,6 +546,7 @@ static void nest_free(struct mlmx_nest *N)
     free(N->A);
     free(N->order);
     free(N->cw);
+    free(N->G);
     free(N);
 }
 
@@ -565,9 +570,10 @@ static struct mlmx_nest *nest_build(const mlmx_glmm *g)
     N->T = calloc((size_t)K, sizeof *N->T);
     N->A = calloc((size_t)K, sizeof *N->A);
     N->order = malloc((n ? n : 1) * sizeof *N->order);
+    N->G = malloc((n ? n : 1) * (size_t)N->W * sizeof *N->G);
     size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
     int ok = N->cur && N->delta && N->child_ptr && N->child && N->rs && N->re && N->T && N->A &&
-             N->order && tmp;
+             N->order && N->G && tmp;
     /* nest order: a stable counting sort by each term's code, finest first */
     if (ok) {
         for (size_t i = 0; i < n; i++)
@@ -670,14 +676,11 @@ mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double
         return mlmx_err_set(err, MLMX_ERR_MODEL,
                             "nested adaptive quadrature needs scalar random-effect terms, each "
                             "nested in the next");
-    double lap;
-    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
+    double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
+    int done = 0;
+    mlmx_status st = agq_start(g, theta, beta, k, 0, z, lw, dev, &done, err);
     if (st)
         return st;
-    double z[MLMX_GHQ_MAX], w[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
-    if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, w, lw) != 0)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
-                            MLMX_GHQ_MAX);
     struct mlmx_nest *N = nest_get(g);
     if (!N)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
@@ -926,18 +929,15 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
     if (K > 8 || !(K == 1 ? md->re[0].q == 1 : mlmx_glmm_nested_scalar(g)))
         return mlmx_err_set(err, MLMX_ERR_MODEL,
                             "the quadrature gradient needs scalar terms, each nested in the next");
-    double lap;
-    mlmx_status st = mlmx_glmm_laplace(g, theta, beta, &lap, err);
+    double z[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
+    int done = 0;
+    mlmx_status st = agq_start(g, theta, beta, k, 0, z, lw, dev, &done, err);
     if (st)
         return st;
-    double z[MLMX_GHQ_MAX], wq[MLMX_GHQ_MAX], lw[MLMX_GHQ_MAX];
-    if (k < 1 || k > MLMX_GHQ_MAX || mlmx_ghq_rule(k, z, wq, lw) != 0)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "quadrature points %d out of range (1..%d)", k,
-                            MLMX_GHQ_MAX);
     struct mlmx_nest *N = nest_get(g);
-    double *G = N ? malloc((n ? n : 1) * (size_t)N->W * sizeof *G) : NULL;
-    if (!G)
+    if (!N)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    double *G = N->G;
     const int W = N->W;
     gnest c = {g,      k,      W,    K,     z,     lw,    N->cur, N->delta,
                N->child_ptr, N->child, N->rs, N->re, N->order, N->T,  N->A,   N->cw};
@@ -975,6 +975,5 @@ mlmx_status mlmx_glmm_agq_grad(mlmx_glmm *g, const double *theta, const double *
             }
         }
     }
-    free(G);
     return ok ? MLMX_OK : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
 }

@@ -31,6 +31,7 @@ typedef struct gctx {
     int fix_theta;           /* x holds [beta; extra] only, theta = theta0 */
     double last_x[NPAR_MAX], last_g[NPAR_MAX], last_f; /* the last gradient evaluated */
     int have_last;
+    double *u0; /* the modes to warm-start each difference from (obj_fd_grad), nu */
     mlmx_error err;
     int n_evals;
     double best;
@@ -214,8 +215,7 @@ static double obj_fd_grad(int n, const double *x, double *grad, void *ctx)
     double v = HUGE_VAL;
     mlmx_status st = dev_at(c, x, &v, &e);
     if (!st && g->nu > 0) {
-        double *u0 = malloc(g->nu * sizeof *u0);
-        double xx[NPAR_MAX];
+        double *u0 = c->u0, xx[NPAR_MAX];
         if (!u0)
             st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
         else
@@ -236,10 +236,8 @@ static double obj_fd_grad(int n, const double *x, double *grad, void *ctx)
             st = dev_at(c, xx, &fm, &e);
             grad[t] = (fp - fm) / (x[t] + h - xx[t]);
         }
-        if (u0) {
+        if (u0)
             memcpy(g->u, u0, g->nu * sizeof *u0);
-            free(u0);
-        }
     }
     return note(c, st, &e, v);
 }
@@ -576,7 +574,10 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     } else if (o->optimizer != MLMX_OPTIM_BOBYQA && np <= 64) {
         /* Laplace: BFGS on differences of the deviance, then BOBYQA from
          * there (it stops at once where BFGS already converged) */
+        c->u0 = malloc((g->nu ? g->nu : 1) * sizeof *c->u0);
         st = mlmx_optim_qnewton(np, x, lb, NULL, obj_fd_grad, c, &oo, &res, err);
+        free(c->u0);
+        c->u0 = NULL;
         int ev = res.n_evals;
         if (!st) {
             mlmx_optim_opts ob = oo;

@@ -42,6 +42,7 @@ void mlmx_glmm_free(mlmx_glmm *g)
     free(g->wz);
     free(g->bl);
     mlmx_glmm_nest_free(g->nest);
+    mlmx_glmm_gw_free(g->gw);
     free(g->llc);
     free(g->thr);
     free(g->ord_cache);

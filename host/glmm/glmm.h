@@ -18,6 +18,12 @@
 
 struct mlmx_nest;
 
+/* The Laplace gradient's buffers (host/glmm/grad.c), sized once. */
+struct mlmx_glmm_gw {
+    double *rhs, *deta, *hh, *Va, *Cj, *AV;
+    size_t *AI;
+};
+
 typedef struct mlmx_glmm {
     const mlmx_model *md;
     mlmx_family family;
@@ -55,6 +61,7 @@ typedef struct mlmx_glmm {
     int int_col;         /* ordinal: X's intercept column, held at 0 (-1: none) */
     double nb_size;      /* negative binomial: the NB2 size (dispersion) */
     struct mlmx_nest *nest; /* nested quadrature's structure, built on first use */
+    struct mlmx_glmm_gw *gw; /* the Laplace gradient's buffers, allocated on first use */
     double *bl;          /* Lambda u per level: nu */
     int pirls_iter;      /* iterations of the last PIRLS */
     double pirls_beta_tol; /* relative change that ends the nAGQ = 0 PIRLS (1e-12; looser
@@ -92,6 +99,7 @@ mlmx_status mlmx_glmm_agq_nested(mlmx_glmm *g, const double *theta, const double
                                  double *dev, mlmx_error *err);
 int mlmx_glmm_nested_scalar(const mlmx_glmm *g);
 void mlmx_glmm_nest_free(struct mlmx_nest *N);
+void mlmx_glmm_gw_free(struct mlmx_glmm_gw *b);
 
 /* The analytic gradient of the Laplace deviance over [theta; beta]
  * (host/glmm/grad.c): for the canonical links (logit, Poisson log) and at

@@ -134,19 +134,37 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
         return st;
     /* d1, fi at the mode are in g->d1, g->fi (the last pen_dev point) */
     double *Si = mlmx_lmm_inverse_buffer(s, w);
-    double *rhs = calloc(nu ? nu : 1, sizeof *rhs);
-    double *deta = malloc((n ? n : 1) * (size_t)(nt + p) * sizeof *deta);
-    double *hh = malloc((n ? n : 1) * sizeof *hh);
-    /* per observation, M^-1 a_i restricted to its coordinates */
-    double *Va = malloc((n ? n : 1) * QT_MAX * sizeof *Va);
-    /* term 0, per level: C = -L11^-T sum_r L21_r Si[col_r, .] at the level's columns */
-    double *Cj = NULL;
-    size_t *AI = NULL;
-    double *AV = NULL;
-    if (!Si || !rhs || !deta || !hh || !Va) {
-        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the gradient");
-        goto done;
+    int qt = 0;
+    for (int k = 0; k < K; k++)
+        qt += md->re[k].q;
+    /* the buffers, allocated with the first gradient and kept in g: the
+     * optimizer loop allocates nothing */
+    if (!g->gw) {
+        size_t maxrow = 1;
+        for (int j = 0; j < s->nblk; j++)
+            if (s->row_ptr[j + 1] - s->row_ptr[j] > maxrow)
+                maxrow = s->row_ptr[j + 1] - s->row_ptr[j];
+        struct mlmx_glmm_gw *b = calloc(1, sizeof *b);
+        if (b) {
+            b->rhs = malloc((nu ? nu : 1) * sizeof *b->rhs);
+            b->deta = malloc((n ? n : 1) * (size_t)(nt + p) * sizeof *b->deta);
+            b->hh = malloc((n ? n : 1) * sizeof *b->hh);
+            b->Va = malloc((n ? n : 1) * QT_MAX * sizeof *b->Va);
+            b->Cj = malloc(maxrow * (size_t)q1 * sizeof *b->Cj);
+            b->AI = malloc((n ? n : 1) * (size_t)qt * sizeof *b->AI);
+            b->AV = malloc((n ? n : 1) * (size_t)qt * sizeof *b->AV);
+            if (!b->rhs || !b->deta || !b->hh || !b->Va || !b->Cj || !b->AI || !b->AV) {
+                mlmx_glmm_gw_free(b);
+                b = NULL;
+            }
+        }
+        g->gw = b;
     }
+    if (!Si || !g->gw)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the gradient");
+    double *rhs = g->gw->rhs, *deta = g->gw->deta, *hh = g->gw->hh, *Va = g->gw->Va;
+    double *Cj = g->gw->Cj, *AV = g->gw->AV;
+    size_t *AI = g->gw->AI;
     if (mre > 0) {
         if (!mlmx_lmm_invert_leading(s, w, mre)) {
             st = mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert the random-effect factor");
@@ -156,28 +174,8 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
             for (int a = 0; a < b; a++)
                 Si[(size_t)a + (size_t)b * mre] = Si[(size_t)b + (size_t)a * mre];
     }
-    {
-        size_t maxrow = 1;
-        for (int j = 0; j < s->nblk; j++)
-            if (s->row_ptr[j + 1] - s->row_ptr[j] > maxrow)
-                maxrow = s->row_ptr[j + 1] - s->row_ptr[j];
-        Cj = malloc(maxrow * (size_t)q1 * sizeof *Cj);
-        if (!Cj) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the gradient");
-            goto done;
-        }
-    }
     for (int t = 0; t < nt + p; t++)
         grad[t] = 0.0;
-    int qt = 0;
-    for (int k = 0; k < K; k++)
-        qt += md->re[k].q;
-    AI = malloc((n ? n : 1) * (size_t)qt * sizeof *AI);
-    AV = malloc((n ? n : 1) * (size_t)qt * sizeof *AV);
-    if (!AI || !AV) {
-        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for the gradient");
-        goto done;
-    }
     for (size_t i = 0; i < n; i++)
         obs_coords(g, i, AI + i * (size_t)qt, AV + i * (size_t)qt);
 #define COORDS(i, idx, a, nc)                                                                    \
@@ -337,12 +335,19 @@ mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const doub
         grad[t] += sum;
     }
 done:
-    free(rhs);
-    free(deta);
-    free(hh);
-    free(Va);
-    free(Cj);
-    free(AI);
-    free(AV);
     return st;
+}
+
+void mlmx_glmm_gw_free(struct mlmx_glmm_gw *b)
+{
+    if (!b)
+        return;
+    free(b->rhs);
+    free(b->deta);
+    free(b->hh);
+    free(b->Va);
+    free(b->Cj);
+    free(b->AI);
+    free(b->AV);
+    free(b);
 }
