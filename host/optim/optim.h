@@ -39,9 +39,37 @@ mlmx_status mlmx_optim_bobyqa(int n, double *x, const double *lb, const double *
  * non-finite return marks the point as failed. */
 typedef double (*mlmx_objective_grad)(int n, const double *x, double *grad, void *ctx);
 
-/* Projected BFGS with a capped first step (host/optim/qnewton.c); for the
- * few parameters of a covariance model, n <= 64. */
+/* Projected BFGS with a capped first step (host/optim/qnewton.c), any
+ * number of parameters (its dense inverse Hessian is n*n). A closed loop
+ * around the ask/tell state machine below. Allocates its state once. */
 mlmx_status mlmx_optim_qnewton(int n, double *x, const double *lb, const double *ub,
                                mlmx_objective_grad f, void *ctx, const mlmx_optim_opts *o,
                                mlmx_optim_result *r, mlmx_error *err);
+
+/* The same method as a reverse-communication (ask/tell) state machine, so
+ * that the caller owns the loop: a batch of replicate fits can step in
+ * lockstep, each evaluation of the batch done together (GUIDE §8).
+ *   q = mlmx_qn_alloc(nmax);                   once per workspace
+ *   mlmx_qn_start(q, n, x0, lb, ub, opts);     per fit; allocates nothing
+ *   while (mlmx_qn_ask(q, x, &g)) {            x: where to evaluate
+ *       f = criterion and gradient at x, the gradient written to g (n values);
+ *       mlmx_qn_tell(q, f);                    a non-finite f marks a failed point
+ *   }
+ *   mlmx_qn_result(q, xbest, &r);
+ * lb, ub (may be NULL) and opts->hinv0 must stay valid until the run ends;
+ * opts is read at start only. */
+typedef struct mlmx_qn mlmx_qn;
+mlmx_qn *mlmx_qn_alloc(int nmax);      /* NULL when out of memory or nmax <= 0 */
+void mlmx_qn_free(mlmx_qn *q);
+/* MLMX_ERR_ARG when n is outside 1..nmax. */
+mlmx_status mlmx_qn_start(mlmx_qn *q, int n, const double *x0, const double *lb,
+                          const double *ub, const mlmx_optim_opts *o);
+/* 1: evaluate at x (n values written) and write the gradient to *grad;
+ * 0: the run has ended. */
+int mlmx_qn_ask(mlmx_qn *q, double *x, double **grad);
+void mlmx_qn_tell(mlmx_qn *q, double f);
+/* The best point (x may be NULL), value, evaluation count and message. */
+void mlmx_qn_result(const mlmx_qn *q, double *x, mlmx_optim_result *r);
+/* 1 when the criterion was not finite at the start. */
+int mlmx_qn_failed(const mlmx_qn *q);
 #endif
