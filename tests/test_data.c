@@ -98,14 +98,11 @@ static const char *read_csv_fail(const char *text, mlmx_status want)
 #define assert_has(msg, piece) \
     cr_assert(strstr((msg), (piece)), "message lacks \"%s\": %s", (piece), (msg))
 
-/* Repository data, or the shared copy while data/ is being filled. */
+/* Repository data (data/ holds every file the tests read). */
 static const char *data_file(const char *name)
 {
     static char buf[4096];
     snprintf(buf, sizeof buf, "%s/data/%s", MLMX_SOURCE_DIR, name);
-    if (access(buf, R_OK) == 0)
-        return buf;
-    snprintf(buf, sizeof buf, "%s/../shared/data/%s", MLMX_SOURCE_DIR, name);
     return buf;
 }
 
@@ -160,13 +157,12 @@ Test(csv, penicillin_factor_levels)
     mlmx_data_free(d);
 }
 
-/* The largest bundled table (read from ../shared/data beside the checkout);
- * how fast it reads is measured by bench/, not asserted here. */
+/* The largest bundled table (data/insteval.csv); how fast it reads is
+ * measured by bench/, not asserted here. */
 Test(csv, insteval_large_table)
 {
     const char *path = data_file("insteval.csv");
-    if (access(path, R_OK) != 0)
-        cr_skip_test("%s not available", path);
+    cr_assert_eq(access(path, R_OK), 0, "%s is missing from the repository", path);
     mlmx_data *d = NULL;
     mlmx_status st = mlmx_data_read_csv(path, &d);
     cr_assert_eq(st, MLMX_OK, "%s", mlmx_last_error());

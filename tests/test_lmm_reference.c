@@ -25,11 +25,8 @@
 
 static int data_path(const char *file, char *out, size_t cap)
 {
+    /* every data set, InstEval included, is bundled in data/ */
     snprintf(out, cap, "%s/data/%s", MLMX_SOURCE_DIR, file);
-    if (access(out, R_OK) == 0)
-        return 0;
-    /* large data sets stay in the shared folder beside the checkout */
-    snprintf(out, cap, "%s/../shared/data/%s", MLMX_SOURCE_DIR, file);
     return access(out, R_OK) == 0 ? 0 : -1;
 }
 
@@ -60,9 +57,8 @@ static void load_case(const char *name, loaded *L, int fit, mlmx_optimizer opt)
     const ref_line *dl = ref_get(&L->ref, "data");
     const ref_line *fl = ref_get(&L->ref, "formula");
     cr_assert(dl && fl, "fixture %s lacks data or formula", name);
-    if (data_path(dl->rest, path, sizeof path) != 0)
-        cr_skip_test("data file %s not available (large data sets live in ../shared/data)",
-                     dl->rest);
+    cr_assert_eq(data_path(dl->rest, path, sizeof path), 0,
+                 "data file %s is missing from data/", dl->rest);
     cr_assert_eq(mlmx_data_read_csv(path, &L->data), MLMX_OK, "%s", mlmx_last_error());
     cr_assert_eq(mlmx_model_create(L->data, fl->rest, &L->model), MLMX_OK, "%s",
                  mlmx_last_error());
