@@ -37,7 +37,7 @@ Test(cuda_parity, cluster_chol_sleepstudy)
     int nb = s->nblk, q = s->q1;
     double *L = calloc((size_t)nb * q * q, sizeof *L), *ld = calloc((size_t)nb, sizeof *ld);
     char msg[256] = "";
-    cr_assert_eq(mlmx_cuda_cluster_chol_host(nb, q, s->A11, w->tptr[0], L, ld, msg, sizeof msg),
+    cr_assert_eq(mlmx_cuda_cluster_chol_host(nb, q, w->v.A11, w->tptr[0], L, ld, msg, sizeof msg),
                  MLMX_OK, "%s", msg);
     double sum = 0;
     for (int j = 0; j < nb; j++) {

@@ -582,7 +582,7 @@ static mlmx_status factor_system(mlmx_glmm *g, mlmx_lmm_stats *s, mlmx_lmm_work 
                                  const double *theta, mlmx_error *err)
 {
     double crit;
-    mlmx_lmm_stats_refill(s, g->wt, g->wz);
+    mlmx_lmm_vals_fill(s, &w->v, g->wt, g->wz);
     return mlmx_lmm_eval(s, g->be, theta, 0, w, &crit, err);
 }
 

@@ -22,11 +22,9 @@ void mlmx_lmm_stats_free(mlmx_lmm_stats *s)
     if (!s)
         return;
     free(s->term_off);
-    free(s->A11);
-    free(s->ARR);
+    mlmx_lmm_vals_release(&s->base);
     free(s->row_ptr);
     free(s->row_col);
-    free(s->B);
     free(s->obs_bpos);
     free(s->grp);
     free(s->obs_order);
@@ -165,7 +163,8 @@ done:
     return rc;
 }
 
-void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
+void mlmx_lmm_vals_fill(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *w,
+                        const double *z)
 {
     const mlmx_model *md = s->model;
     const size_t n = md->n, m = (size_t)s->m;
@@ -173,15 +172,15 @@ void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
     const mlmx_reterm_info *t1 = &md->re[0];
     if (!z)
         z = md->y;
-    memset(s->A11, 0, (size_t)s->nblk * (size_t)q1 * (size_t)q1 * sizeof *s->A11);
-    memset(s->B, 0, (s->nrows ? s->nrows : 1) * (size_t)q1 * sizeof *s->B);
-    memset(s->ARR, 0, m * m * sizeof *s->ARR);
-    s->yty = 0.0;
-    int ridx[MLMX_NNZ_ROW_MAX];
-    double rval[MLMX_NNZ_ROW_MAX];
+    memset(v->A11, 0, (size_t)s->nblk * (size_t)q1 * (size_t)q1 * sizeof *v->A11);
+    memset(v->B, 0, (s->nrows ? s->nrows : 1) * (size_t)q1 * sizeof *v->B);
+    memset(v->ARR, 0, m * m * sizeof *v->ARR);
+    v->yty = 0.0;
+    int *ridx = v->ridx;
+    double *rval = v->rval;
     for (int j = 0; j < s->nblk; j++) {
         size_t r0 = s->row_ptr[j];
-        double *A = s->A11 + (size_t)j * (size_t)q1 * (size_t)q1;
+        double *A = v->A11 + (size_t)j * (size_t)q1 * (size_t)q1;
         for (size_t o = s->obs_start[j]; o < s->obs_start[j + 1]; o++) {
             size_t i = s->obs_order[o];
             const int *bp = s->obs_bpos + o * (size_t)nnz_row;
@@ -210,11 +209,11 @@ void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
              * is the same dense cross-product for every observation: it is
              * summed column by column below, not scattered here. */
             for (int e = 0; e < nz; e++) {
-                double *brow = s->B + (r0 + (size_t)bp[e]) * (size_t)q1;
+                double *brow = v->B + (r0 + (size_t)bp[e]) * (size_t)q1;
                 double we = wi * rval[e];
                 for (int a = 0; a < q1; a++)
                     brow[a] += we * z1[a];
-                double *arow = s->ARR + (size_t)ridx[e];
+                double *arow = v->ARR + (size_t)ridx[e];
                 int fend = e < nzr ? e : nzr - 1;
                 for (int f = 0; f <= fend; f++)
                     arow[(size_t)ridx[f] * m] += we * rval[f];
@@ -248,10 +247,97 @@ void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z)
                 for (; i < n; i++)
                     s0 += xa[i] * xb[i];
             }
-            s->ARR[(size_t)(s->m_re + a) + (size_t)(s->m_re + b) * m] = (s0 + s1) + (s2 + s3);
+            v->ARR[(size_t)(s->m_re + a) + (size_t)(s->m_re + b) * m] = (s0 + s1) + (s2 + s3);
         }
     }
-    s->yty = s->ARR[(m - 1) + (m - 1) * m];
+    v->yty = v->ARR[(m - 1) + (m - 1) * m];
+}
+
+/* Four partial sums: the additions do not wait on each other. */
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+void mlmx_lmm_vals_set_response(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *y)
+{
+    const mlmx_model *md = s->model;
+    const size_t n = md->n, m = (size_t)s->m;
+    const int K = md->K, p = s->p, q1 = s->q1;
+    const mlmx_reterm_info *t1 = &md->re[0];
+    double *yrow = v->ARR + (m - 1); /* row m-1: entry c at yrow[c*m] */
+    for (size_t c = 0; c < m; c++)
+        yrow[c * m] = 0.0;
+    for (int j = 0; j < s->nblk; j++) {
+        /* the response is the last of each level's rows of B */
+        double *brow = v->B + (s->row_ptr[j + 1] - 1) * (size_t)q1;
+        for (int a = 0; a < q1; a++)
+            brow[a] = 0.0;
+        for (size_t o = s->obs_start[j]; o < s->obs_start[j + 1]; o++) {
+            size_t i = s->obs_order[o];
+            const double yi = y[i], *z1 = t1->z + i * (size_t)q1;
+            for (int a = 0; a < q1; a++)
+                brow[a] += yi * z1[a];
+            for (int k = 1; k < K; k++) {
+                const int q = md->re[k].q;
+                const size_t c0 = (size_t)s->term_off[k] + (size_t)md->re[k].codes[i] * (size_t)q;
+                const double *zk = md->re[k].z + i * (size_t)q;
+                for (int c = 0; c < q; c++)
+                    yrow[(c0 + (size_t)c) * m] += yi * zk[c];
+            }
+        }
+    }
+    for (int c = 0; c < p; c++)
+        yrow[(size_t)(s->m_re + c) * m] = dot(md->X + (size_t)c * n, y, n);
+    v->yty = dot(y, y, n);
+    yrow[(m - 1) * m] = v->yty;
+}
+
+void mlmx_lmm_vals_release(mlmx_lmm_vals *v)
+{
+    if (!v)
+        return;
+    free(v->A11);
+    free(v->B);
+    free(v->ARR);
+    free(v->ridx);
+    free(v->rval);
+    memset(v, 0, sizeof *v);
+}
+
+mlmx_status mlmx_lmm_vals_init(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const mlmx_lmm_vals *src)
+{
+    memset(v, 0, sizeof *v);
+    size_t na = (size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1;
+    size_t nb = (s->nrows ? s->nrows : 1) * (size_t)s->q1;
+    size_t mm = (size_t)s->m * (size_t)s->m;
+    size_t nz = s->nnz_row > 0 ? (size_t)s->nnz_row : 1;
+    v->A11 = calloc(na ? na : 1, sizeof *v->A11);
+    v->B = calloc(nb, sizeof *v->B);
+    v->ARR = calloc(mm, sizeof *v->ARR);
+    v->ridx = malloc(nz * sizeof *v->ridx);
+    v->rval = malloc(nz * sizeof *v->rval);
+    if (!v->A11 || !v->B || !v->ARR || !v->ridx || !v->rval) {
+        mlmx_lmm_vals_release(v);
+        return MLMX_ERR_NOMEM;
+    }
+    if (src) {
+        memcpy(v->A11, src->A11, na * sizeof *v->A11);
+        memcpy(v->B, src->B, nb * sizeof *v->B);
+        memcpy(v->ARR, src->ARR, mm * sizeof *v->ARR);
+        v->yty = src->yty;
+    }
+    return MLMX_OK;
 }
 
 /* Runs of consecutive first-term levels whose rows have the same columns.
@@ -341,13 +427,10 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
                             off + p + 1, MLMX_DENSE_MAX);
     }
     const size_t m = (size_t)s->m;
-    const int q1 = s->q1;
     s->col_term = malloc(m * sizeof *s->col_term);
     s->col_comp = malloc(m * sizeof *s->col_comp);
-    s->A11 = calloc((size_t)s->nblk * (size_t)q1 * (size_t)q1, sizeof *s->A11);
-    s->ARR = calloc(m * m, sizeof *s->ARR);
     s->row_ptr = calloc((size_t)s->nblk + 1, sizeof *s->row_ptr);
-    if (!s->col_term || !s->col_comp || !s->A11 || !s->ARR || !s->row_ptr)
+    if (!s->col_term || !s->col_comp || !s->row_ptr)
         goto nomem;
     for (size_t c = 0; c < m; c++) {
         s->col_term[c] = -1;
@@ -369,23 +452,12 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
     int nnz_row = p + 1;
     for (int k = 1; k < K; k++)
         nnz_row += md->re[k].q;
-    if (nnz_row > MLMX_NNZ_ROW_MAX) {
-        mlmx_lmm_stats_free(s);
-        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
-                            "the model has %d fixed-effect and random-effect columns per "
-                            "observation beyond the first term; at most %d are supported",
-                            nnz_row - 1, MLMX_NNZ_ROW_MAX - 1);
-    }
-    int *ridx = malloc((size_t)nnz_row * sizeof *ridx);
-    double *rval = malloc((size_t)nnz_row * sizeof *rval);
-    if (!start || !order || !mark || !cols || !pos || !ridx || !rval) {
+    if (!start || !order || !mark || !cols || !pos) {
         free(start);
         free(order);
         free(mark);
         free(cols);
         free(pos);
-        free(ridx);
-        free(rval);
         goto nomem;
     }
     for (size_t i = 0; i < n; i++)
@@ -400,8 +472,6 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
             free(mark);
             free(cols);
             free(pos);
-            free(ridx);
-            free(rval);
             goto nomem;
         }
         memcpy(fill, start, ((size_t)s->nblk + 1) * sizeof *fill);
@@ -432,17 +502,14 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
     }
     s->nrows = total;
     s->row_col = malloc((total ? total : 1) * sizeof *s->row_col);
-    s->B = calloc((total ? total : 1) * (size_t)q1, sizeof *s->B);
     s->nnz_row = nnz_row;
     s->obs_bpos = malloc((n ? n : 1) * (size_t)nnz_row * sizeof *s->obs_bpos);
-    if (!s->row_col || !s->B || !s->obs_bpos) {
+    if (!s->row_col || !s->obs_bpos) {
         free(start);
         free(order);
         free(mark);
         free(cols);
         free(pos);
-        free(ridx);
-        free(rval);
         goto nomem;
     }
     for (size_t c = 0; c < m; c++)
@@ -488,14 +555,14 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *md, int use_x, mlmx_lmm_st
     s->obs_start = start;
     order = NULL;
     start = NULL;
-    mlmx_lmm_stats_refill(s, NULL, NULL);
     free(start);
     free(order);
     free(mark);
     free(cols);
     free(pos);
-    free(ridx);
-    free(rval);
+    if (mlmx_lmm_vals_init(s, &s->base, NULL) != MLMX_OK)
+        goto nomem;
+    mlmx_lmm_vals_fill(s, &s->base, NULL, NULL);
     if (build_chain(md, s) != 0)
         goto nomem;
     if (find_groups(s) != 0)
@@ -546,6 +613,7 @@ void mlmx_lmm_work_free(mlmx_lmm_work *w)
 {
     if (!w)
         return;
+    mlmx_lmm_vals_release(&w->v);
     free(w->tmats);
     free(w->tptr);
     free(w->L11);
@@ -592,7 +660,7 @@ mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, ml
         }
     }
     if (!w->tmats || !w->tptr || !w->L11 || !w->L21 || !w->S || !w->wv || !w->u1 ||
-        !w->scratch) {
+        !w->scratch || mlmx_lmm_vals_init(s, &w->v, &s->base) != MLMX_OK) {
         mlmx_lmm_work_free(w);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory allocating the workspace");
     }
@@ -632,7 +700,7 @@ double mlmx_lmm_criterion(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, int r
 static double dense_entry(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, size_t a, size_t b)
 {
     const size_t m = (size_t)s->m;
-    const double *A = s->ARR;
+    const double *A = w->v.ARR;
     int kb = s->col_term[b], ka = s->col_term[a];
     int qb = kb < 0 ? 1 : s->term_q[kb], qa = ka < 0 ? 1 : s->term_q[ka];
     int cb = s->col_comp[b], ca = s->col_comp[a];
@@ -680,7 +748,7 @@ static void build_dense(const mlmx_lmm_stats *s, const mlmx_lmm_work *w)
         double *sc = S + b * m;
         if (all_scalar) {
             /* lambda_c: theta of the column's term, 1 for X and y */
-            const double *ac = s->ARR + b * m;
+            const double *ac = w->v.ARR + b * m;
             int kb = s->col_term[b];
             double lb = kb < 0 ? 1.0 : w->tptr[kb][0];
             for (size_t a = b; a < m; a++) {
@@ -703,8 +771,8 @@ mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const
     for (int k = 0; k < md->K; k++)
         mlmx_cm_theta_to_t(s->term_q[k], theta + md->re[k].theta_offset,
                            w->tmats + (size_t)k * (size_t)w->qmax * (size_t)w->qmax);
-    mlmx_cluster_batch b = {s->nblk, s->q1,       s->m,    s->A11,   s->row_ptr,
-                            s->row_col, s->B,   s->col_term, s->col_comp, s->term_q,
+    mlmx_cluster_batch b = {s->nblk, s->q1,       s->m,    w->v.A11,   s->row_ptr,
+                            s->row_col, w->v.B, s->col_term, s->col_comp, s->term_q,
                             s->ngrp,  s->grp,    w->gwork};
     double logdiag1 = 0.0;
     mlmx_status st = be->cluster_factor(&b, w->tptr, w->L11, w->L21, &logdiag1);

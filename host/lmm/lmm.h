@@ -7,10 +7,22 @@
 #include "backend/backend.h"
 #include "model/model.h"
 
-/* Most entries of one observation's row beyond the first term (other
- * terms' columns, X, the response). */
-#define MLMX_NNZ_ROW_MAX 512
+/* The numbers of one data set (or one replicate, or one PIRLS iteration)
+ * on the shared structure: the blocks of [Z X y]^T W [Z X y]. Only the
+ * response's row (Z^T y, X^T y, y^T y) changes between replicates of an
+ * LMM; PIRLS refills everything with new weights. */
+typedef struct mlmx_lmm_vals {
+    double *A11;         /* nblk*q1*q1: first term's per-level Z1^T W Z1 */
+    double *B;           /* nrows*q1: per-level Z1^T W [Z_R X y] rows */
+    double *ARR;         /* m*m column-major, lower triangle: [Z_R X y]^T W [Z_R X y] */
+    double yty;
+    int *ridx;           /* nnz_row scratch for the fill */
+    double *rval;
+} mlmx_lmm_vals;
 
+/* The structure of a model's system, analysed once, immutable afterwards
+ * and shared by every workspace and thread; base holds the values for the
+ * model's own data (unit weights, the model's response). */
 typedef struct mlmx_lmm_stats {
     const mlmx_model *model;
     int p;               /* fixed-effect columns in the system: model->p, or 0 (GLMM modes
@@ -19,14 +31,11 @@ typedef struct mlmx_lmm_stats {
     int m;               /* dense columns: terms 2..K, then X (p), then y */
     int m_re;            /* of which random-effect columns */
     int *term_off;       /* K: first R column of term k (k >= 1; term 0 unused) */
-    double *A11;         /* nblk*q1*q1 */
-    double *ARR;         /* m*m column-major, lower triangle */
+    mlmx_lmm_vals base;
     size_t *row_ptr;     /* nblk+1 */
     int *row_col;        /* rows of B */
-    double *B;           /* rows*q1 */
     size_t nrows;
     int *col_term, *col_comp, *term_q;
-    double yty;
     /* Observations grouped by first-term level (obs_order, obs_start[nblk+1])
      * and, per observation in that order, the B rows (within its level) of
      * its nnz_row entries: enough to refill the values for new weights. */
@@ -50,7 +59,10 @@ typedef struct mlmx_lmm_stats {
     int **stage_col;
 } mlmx_lmm_stats;
 
+/* Numerical state at theta for one thread: the values it factors (its
+ * own copy, initialised from the structure's base values) and the factor. */
 typedef struct mlmx_lmm_work {
+    mlmx_lmm_vals v;
     double *tmats;       /* K templates, each qmax*qmax slot */
     int qmax;
     const double **tptr; /* K pointers into tmats */
@@ -75,10 +87,18 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *m, mlmx_lmm_stats **out, mlmx
  * (use_x = 0: columns [Z, z] only), filled with unit weights and y. */
 mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *m, int use_x, mlmx_lmm_stats **out,
                                     mlmx_error *err);
-/* Recompute the values for observation weights w and response z (n each;
+/* Recompute all values v for observation weights w and response z (n each;
  * NULL: 1 and the model's y): the weighted cross-products [Z X z]^T W [Z X z]
  * of penalized iteratively reweighted least squares. Allocates nothing. */
-void mlmx_lmm_stats_refill(mlmx_lmm_stats *s, const double *w, const double *z);
+void mlmx_lmm_vals_fill(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *w,
+                        const double *z);
+/* A new response y (n values, unit weights): recompute only the response's
+ * row of v (Z^T y, X^T y, y^T y); Z^T Z, Z^T X and X^T X are kept. O(n),
+ * allocates nothing. */
+void mlmx_lmm_vals_set_response(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *y);
+/* Allocate v for the structure s and copy src (NULL: s->base) into it. */
+mlmx_status mlmx_lmm_vals_init(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const mlmx_lmm_vals *src);
+void mlmx_lmm_vals_release(mlmx_lmm_vals *v);
 void mlmx_lmm_stats_free(mlmx_lmm_stats *s);
 mlmx_status mlmx_lmm_work_alloc(const mlmx_lmm_stats *s, mlmx_lmm_work **out, mlmx_error *err);
 void mlmx_lmm_work_free(mlmx_lmm_work *w);
