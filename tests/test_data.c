@@ -389,6 +389,85 @@ Test(csv, malformed_quotes)
     assert_has(msg, "bad.csv:3: quoted field is never closed");
 }
 
+/* The delimiter is read off the header line: comma, semicolon or tab,
+ * whichever occurs most often outside quotes (ties to the comma). */
+Test(csv, semicolon_and_tab_delimiters)
+{
+    mlmx_data *d = read_csv_ok("a;b;g\n1;2.5;x\n3;4;y\n");
+    cr_assert_eq(mlmx_data_ncol(d), 3);
+    cr_assert_eq(col(d, "a")->type, MLMX_COL_NUMERIC);
+    cr_assert_eq(col(d, "b")->num[0], 2.5);
+    cr_assert_eq(col(d, "g")->type, MLMX_COL_FACTOR);
+    mlmx_data_free(d);
+
+    d = read_csv_ok("\xEF\xBB\xBF\n  \na\tb\tlabel\r\n1\t\t\"p q\"\r\n2\t7\tr\r\n");
+    cr_assert_eq(mlmx_data_ncol(d), 3);
+    cr_assert_eq(mlmx_data_nrow(d), 2);
+    cr_assert(isnan(col(d, "b")->num[0]));
+    cr_assert_eq(col(d, "b")->num[1], 7.0);
+    cr_assert_str_eq(col(d, "label")->levels[0], "p q");
+    mlmx_data_free(d);
+
+    /* a comma inside a value of a semicolon file is just text */
+    d = read_csv_ok("g;v\nA,B;1\nC;2\n");
+    cr_assert_str_eq(col(d, "g")->levels[0], "A,B");
+    mlmx_data_free(d);
+
+    /* delimiters inside quoted names do not count; ties go to the comma */
+    d = read_csv_ok("\"x;y\",b\n1,2\n");
+    cr_assert_not_null(col(d, "x;y"));
+    mlmx_data_free(d);
+    d = read_csv_ok("a;b,c\n1,2\n");
+    cr_assert_not_null(col(d, "a;b"));
+    mlmx_data_free(d);
+
+    /* messages about rows name the delimiter that was found */
+    const char *msg = read_csv_fail("a;b\n1;2;3\n", MLMX_ERR_PARSE);
+    assert_has(msg, "bad.csv:2: row has 3 fields, header has 2 (fields separated by ';', "
+                    "as found in the header line)");
+    msg = read_csv_fail("a\tb\n1,2\n", MLMX_ERR_PARSE);
+    assert_has(msg, "bad.csv:2: row has 1 field, header has 2 (fields separated by tabs");
+    msg = read_csv_fail("a;b\n1;x\"y\n", MLMX_ERR_PARSE);
+    assert_has(msg, "malformed quoting");
+    assert_has(msg, "fields separated by ';'");
+}
+
+/* Decimal commas (a semicolon file from a German Excel) would turn a
+ * numeric column into a factor of number-like labels: an error instead. */
+Test(csv, decimal_commas_are_refused)
+{
+    const char *msg = read_csv_fail("g;y\na;2\nb;1,5\nc;NA\n", MLMX_ERR_DATA);
+    assert_has(msg, "bad.csv:3: column 'y' (column 2): '1,5' has a decimal comma");
+    msg = read_csv_fail("y\tx\n-0,25\t1\n", MLMX_ERR_DATA);
+    assert_has(msg, "column 'y' (column 1): '-0,25' has a decimal comma");
+    /* labels that merely contain a comma stay a factor */
+    mlmx_data *d = read_csv_ok("g;y\n1,5;2\nx;3\n");
+    cr_assert_eq(col(d, "g")->type, MLMX_COL_FACTOR);
+    cr_assert_eq(col(d, "g")->nlevels, 2);
+    mlmx_data_free(d);
+}
+
+/* A lone '.' is missing, as Stata and SAS write it, like NA and empty. */
+Test(csv, stata_dot_is_missing)
+{
+    mlmx_data *d = read_csv_ok("x,g,z\n1,a,.5\n.,b,-.5\n\" . \",.,1.\n2.5,c,2\n");
+    const mlmx_column *x = col(d, "x");
+    cr_assert_eq(x->type, MLMX_COL_NUMERIC);
+    cr_assert_eq(x->num[0], 1.0);
+    cr_assert(isnan(x->num[1]) && isnan(x->num[2]));
+    cr_assert_eq(x->num[3], 2.5);
+    const mlmx_column *g = col(d, "g");
+    cr_assert_eq(g->type, MLMX_COL_FACTOR);
+    cr_assert_eq(g->nlevels, 3);
+    cr_assert_eq(g->codes[2], -1);
+    const mlmx_column *z = col(d, "z");
+    cr_assert_eq(z->type, MLMX_COL_NUMERIC);
+    cr_assert_eq(z->num[0], 0.5);
+    cr_assert_eq(z->num[1], -0.5);
+    cr_assert_eq(z->num[2], 1.0);
+    mlmx_data_free(d);
+}
+
 Test(csv, bad_column_names)
 {
     const char *msg = read_csv_fail("a,,c\n1,2,3\n", MLMX_ERR_PARSE);

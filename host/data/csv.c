@@ -31,11 +31,16 @@ typedef struct csv_col {
      * numeric, because in a factor column "Inf" is just another label. */
     size_t bad_line;  /* 0 = none */
     char bad_text[SAMPLE_MAX + 4];
+    /* First field with a comma in a ';' or tab separated file: a decimal
+     * comma ("1,5") if the column ends up a factor of such numbers. */
+    size_t comma_line; /* 0 = none */
+    char comma_text[SAMPLE_MAX + 4];
 } csv_col;
 
 typedef struct csv_ctx {
     const char *path;
     mlmx_error *err;
+    unsigned char delim; /* ',', ';' or '\t', detected from the header line */
     mlmx_status st;   /* first error; once set, callbacks do nothing */
     size_t line;      /* 1-based physical line of the bytes being fed */
     size_t row_line;  /* line on which the current row began */
@@ -114,6 +119,17 @@ static void sample_text(char *dst, const char *b, size_t len)
         memcpy(dst, b, len);
         dst[len] = '\0';
     }
+}
+
+/* How messages name the delimiter of a file that is not comma separated:
+ * "" for commas, else a parenthesised note. */
+static const char *delim_note(const csv_ctx *c)
+{
+    if (c->delim == ';')
+        return " (fields separated by ';', as found in the header line)";
+    if (c->delim == '\t')
+        return " (fields separated by tabs, as found in the header line)";
+    return "";
 }
 
 static void fail_nomem(csv_ctx *c)
@@ -291,7 +307,8 @@ static void data_field(csv_ctx *c, size_t j, const char *s, size_t len)
     while (e > b && is_ws((unsigned char)e[-1]))
         e--;
     size_t n = (size_t)(e - b);
-    if (n == 0 || (n == 2 && b[0] == 'N' && b[1] == 'A')) {
+    /* missing: empty, NA (R) or a lone . (Stata, SAS) */
+    if (n == 0 || (n == 2 && b[0] == 'N' && b[1] == 'A') || (n == 1 && b[0] == '.')) {
         col->off[r] = NO_TEXT;
         if (col->numeric)
             col->num[r] = NAN;
@@ -320,6 +337,10 @@ static void data_field(csv_ctx *c, size_t j, const char *s, size_t len)
         } else {
             col->num[r] = v;
         }
+    }
+    if (c->delim != ',' && !col->numeric && !col->comma_line && memchr(b, ',', n)) {
+        col->comma_line = field_line(c, s, len);
+        sample_text(col->comma_text, b, n);
     }
     col->off[r] = col->text_len;
     if (append_text(col, b, n) != 0) {
@@ -364,8 +385,9 @@ static void on_row(int term, void *data)
         return;
     }
     if (nf != (size_t)c->ncol) {
-        c->st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s:%zu: row has %zu field%s, header has %d",
-                             c->path, c->row_line, nf, nf == 1 ? "" : "s", c->ncol);
+        c->st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s:%zu: row has %zu field%s, header has %d%s",
+                             c->path, c->row_line, nf, nf == 1 ? "" : "s", c->ncol,
+                             delim_note(c));
         return;
     }
     c->nrow++;
@@ -377,8 +399,8 @@ static void csv_parse_error(csv_ctx *c, int status)
         c->st = mlmx_err_set(c->err, MLMX_ERR_PARSE,
                              "%s:%zu: malformed quoting: a quote inside an unquoted field or "
                              "text after a closing quote (write a literal quote as \"\" inside "
-                             "a quoted field)",
-                             c->path, c->line);
+                             "a quoted field)%s",
+                             c->path, c->line, delim_note(c));
     else
         c->st = mlmx_err_set(c->err, MLMX_ERR_NOMEM, "%s:%zu: field too large to hold in memory",
                              c->path, c->line);
@@ -397,7 +419,8 @@ static void feed(csv_ctx *c, struct csv_parser *p, const unsigned char *buf, siz
         size_t j = i;
         int nonblank = 0;
         while (j < n && buf[j] != '\n' && buf[j] != '\r') {
-            if (buf[j] != ' ' && buf[j] != '\t')
+            /* in a tab separated file a tab is a field boundary, as for libcsv */
+            if (buf[j] != ' ' && (buf[j] != '\t' || c->delim == '\t'))
                 nonblank = 1;
             j++;
         }
@@ -421,6 +444,93 @@ static void feed(csv_ctx *c, struct csv_parser *p, const unsigned char *buf, siz
             *prev_cr = buf[j] == '\r';
         }
         i = end;
+    }
+}
+
+/* The delimiter: whichever of comma, semicolon and tab occurs most often
+ * outside quotes in the header line (the first line that is not blank),
+ * ties going to the comma, then the semicolon; a comma when none occurs
+ * (a one-column file). */
+static unsigned char detect_delim(const unsigned char *buf, size_t n)
+{
+    size_t i = 0;
+    for (;;) { /* blank lines before the header, as the reader skips them */
+        size_t j = i;
+        while (j < n && (buf[j] == ' ' || buf[j] == '\t'))
+            j++;
+        if (j < n && (buf[j] == '\n' || buf[j] == '\r')) {
+            i = j + 1;
+            continue;
+        }
+        break;
+    }
+    size_t comma = 0, semi = 0, tab = 0;
+    int inq = 0;
+    for (; i < n; i++) {
+        unsigned char ch = buf[i];
+        if (ch == '"')
+            inq = !inq;
+        else if (inq)
+            continue;
+        else if (ch == '\n' || ch == '\r')
+            break;
+        else if (ch == ',')
+            comma++;
+        else if (ch == ';')
+            semi++;
+        else if (ch == '\t')
+            tab++;
+    }
+    if (comma >= semi && comma >= tab)
+        return ',';
+    return semi >= tab ? ';' : '\t';
+}
+
+/* Does s read as a number once its one comma is taken as the decimal
+ * point ("1,5", "-0,25")? */
+static int decimal_comma_number(const char *s)
+{
+    const char *comma = strchr(s, ',');
+    size_t n = strlen(s);
+    if (!comma || strchr(comma + 1, ',') || strchr(s, '.') || n > 64)
+        return 0;
+    char buf[66];
+    memcpy(buf, s, n + 1);
+    buf[comma - s] = '.';
+    double v;
+    if (parse_simple(buf, buf + n, &v))
+        return 1;
+    char *end;
+    v = strtod(buf, &end);
+    return end == buf + n && isfinite(v);
+}
+
+/* In a ';' or tab separated file a column written with decimal commas
+ * would silently become a factor of number-like labels: refuse it, naming
+ * the first such value. */
+static void check_decimal_commas(csv_ctx *c)
+{
+    for (int j = 0; j < c->ncol && !c->st; j++) {
+        const csv_col *col = &c->cols[j];
+        if (col->numeric || !col->comma_line)
+            continue;
+        int all = 1;
+        for (size_t r = 0; r < c->nrow && all; r++) {
+            if (col->off[r] == NO_TEXT)
+                continue;
+            const char *t = col->text + col->off[r];
+            double v;
+            char *end;
+            all = decimal_comma_number(t) || parse_simple(t, t + strlen(t), &v) ||
+                  (v = strtod(t, &end), *end == '\0' && end != t && isfinite(v));
+        }
+        if (all)
+            c->st = mlmx_err_set(c->err, MLMX_ERR_DATA,
+                                 "%s:%zu: column '%s' (column %d): '%s' has a decimal comma; "
+                                 "mlmx reads numbers with a decimal point ('.') only, so "
+                                 "write the numbers with points%s",
+                                 c->path, col->comma_line, c->names[j], j + 1, col->comma_text,
+                                 delim_note(c));
     }
 }
 
@@ -528,6 +638,10 @@ static mlmx_status read_stream(csv_ctx *c, FILE *f, mlmx_data **out)
         size_t skip = 0;
         if (first && n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF)
             skip = 3; /* UTF-8 byte order mark written by Excel and others */
+        if (first) {
+            c->delim = detect_delim(buf + skip, n - skip);
+            csv_set_delim(&p, c->delim);
+        }
         first = 0;
         feed(c, &p, buf + skip, n - skip, &prev_cr);
     }
@@ -546,6 +660,8 @@ static mlmx_status read_stream(csv_ctx *c, FILE *f, mlmx_data **out)
         return mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: no data rows after the header",
                             c->path);
     check_nonfinite(c);
+    if (!c->st)
+        check_decimal_commas(c);
     if (c->st)
         return c->st;
     return build_frame(c, out);
@@ -574,6 +690,7 @@ mlmx_status mlmx_csv_read(const char *path, mlmx_data **out, mlmx_error *err)
     memset(&c, 0, sizeof c);
     c.path = path;
     c.err = err;
+    c.delim = ',';
     c.line = 1;
     c.row_line = 1;
     mlmx_status st = read_stream(&c, f, out);
