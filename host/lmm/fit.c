@@ -14,22 +14,10 @@
 #include "cluster_math.h"
 #include "optim/optim.h"
 
-typedef struct objctx {
-    const mlmx_lmm_stats *s;
-    const mlmx_backend *be;
-    mlmx_lmm_work *w;
-    int reml;
-    mlmx_error err; /* first numerical failure, kept for the message */
-    void (*progress)(void *, int, double);
-    void *progress_ctx;
-    int n_evals;
-    double best;
-} objctx;
-
 static double objective(int n, const double *theta, void *ctx)
 {
     (void)n;
-    objctx *c = ctx;
+    mlmx_lmm_obj *c = ctx;
     double v;
     mlmx_error e;
     mlmx_err_clear(&e);
@@ -46,13 +34,18 @@ static double objective(int n, const double *theta, void *ctx)
     return v;
 }
 
+double mlmx_lmm_obj_value(int n, const double *theta, void *ctx)
+{
+    return objective(n, theta, ctx);
+}
+
 /* Central differences of the criterion, one-sided at a lower bound: the
  * gradient where the analytic formula does not apply (a variance at 0), and
  * the check at the optimum for systems whose analytic gradient would cost a
  * large inverse. Leaves the factor at some nearby point, not at theta. */
-static mlmx_status fd_gradient(objctx *c, int n, const double *theta, double *g)
+static mlmx_status fd_gradient(mlmx_lmm_obj *c, int n, const double *theta, double *g)
 {
-    double th[256];
+    double *th = c->th2;
     memcpy(th, theta, (size_t)n * sizeof *th);
     for (int t = 0; t < n; t++) {
         double h = 1e-6 * fmax(fabs(theta[t]), 1.0);
@@ -72,7 +65,7 @@ static mlmx_status fd_gradient(objctx *c, int n, const double *theta, double *g)
 
 static double objective_grad(int n, const double *theta, double *grad, void *ctx)
 {
-    objctx *c = ctx;
+    mlmx_lmm_obj *c = ctx;
     double v = objective(n, theta, ctx);
     if (!isfinite(v))
         return v;
@@ -87,24 +80,38 @@ static double objective_grad(int n, const double *theta, double *grad, void *ctx
 /* The quasi-Newton path works on log(theta) for the diagonal entries: the
  * criterion is closer to quadratic there, and a variance can shrink
  * geometrically without ever being thrown onto its bound. */
-typedef struct logctx {
-    objctx *inner;
-    const double *lower;
-    double th[256];
-} logctx;
-
-static double objective_log(int n, const double *x, double *grad, void *ctx)
+double mlmx_lmm_obj_log(int n, const double *x, double *grad, void *ctx)
 {
-    logctx *c = ctx;
+    mlmx_lmm_obj *c = ctx;
+    const double *lower = c->s->model->theta_lower;
     for (int t = 0; t < n; t++)
-        c->th[t] = c->lower[t] == 0.0 ? exp(x[t]) : x[t];
-    double v = objective_grad(n, c->th, grad, c->inner);
+        c->th[t] = lower[t] == 0.0 ? exp(x[t]) : x[t];
+    double v = objective_grad(n, c->th, grad, c);
     if (isfinite(v))
         for (int t = 0; t < n; t++)
-            if (c->lower[t] == 0.0)
+            if (lower[t] == 0.0)
                 grad[t] *= c->th[t];
     return v;
 }
+
+mlmx_status mlmx_lmm_obj_init(mlmx_lmm_obj *c, const mlmx_lmm_stats *s, const mlmx_backend *be,
+                              mlmx_lmm_work *w, int reml)
+{
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->be = be;
+    c->w = w;
+    c->reml = reml;
+    c->best = HUGE_VAL;
+    size_t nt = s->model->ntheta > 0 ? (size_t)s->model->ntheta : 1;
+    c->th = malloc(2 * nt * sizeof *c->th);
+    if (!c->th)
+        return MLMX_ERR_NOMEM;
+    c->th2 = c->th + nt;
+    return MLMX_OK;
+}
+
+void mlmx_lmm_obj_release(mlmx_lmm_obj *c) { free(c->th); }
 
 /* Where the derivative-free optimizer's evaluation count limits speed:
  * a truly dense block (after the nested stages) this large costs
@@ -165,8 +172,8 @@ static double now_seconds(void)
 
 /* Everything at the optimum from the factor in w (mlmx_lmm_eval was just
  * called at theta). */
-static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w,
-                          mlmx_error *err)
+mlmx_status mlmx_lmm_finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w,
+                            const double *y, mlmx_error *err)
 {
     const mlmx_model *md = f->model;
     const size_t n = md->n, m = (size_t)s->m;
@@ -210,7 +217,7 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
                 v += z[c] * b[c];
         }
         f->fitted[i] = v;
-        f->resid[i] = md->y[i] - v;
+        f->resid[i] = y[i] - v;
     }
 
     /* vcov(beta) = sigma^2 (R_X^T R_X)^{-1} */
@@ -239,6 +246,59 @@ static mlmx_status finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w
     if (!f->have_condsd)
         return MLMX_OK;
     return mlmx_lmm_condsd(s, w, sigma2, f->condsd, err);
+}
+
+void mlmx_lmm_set_criteria(mlmx_fit *f, double crit)
+{
+    const mlmx_model *md = f->model;
+    const int nt = md->ntheta;
+    f->criterion = crit;
+    f->loglik = -0.5 * crit;
+    f->df = md->p + nt + 1;
+    f->aic = crit + 2.0 * f->df;
+    f->bic = crit + f->df * log((double)md->n);
+    f->singular = 0;
+    for (int t = 0; t < nt; t++)
+        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+            f->singular = 1;
+}
+
+/* A criterion or estimate that is not finite is a failed fit, never a
+ * result: overflow in the response's scale (values near 1e308, or squares
+ * of values beyond 1e154) is the usual cause. */
+mlmx_status mlmx_lmm_check_finite(const mlmx_fit *f, mlmx_error *err)
+{
+    int ok = isfinite(f->criterion);
+    for (int t = 0; ok && t < f->model->ntheta; t++)
+        ok = isfinite(f->theta[t]);
+    if (ok)
+        return MLMX_OK;
+    return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                        "the fit's criterion or estimates are not finite: the response's "
+                        "values overflow double precision in its sums of squares (rescale the "
+                        "response)");
+}
+
+mlmx_status mlmx_lmm_check_response(const double *y, size_t n, mlmx_error *err)
+{
+    double mean = 0.0, ss = 0.0, sy = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mean += y[i];
+    mean /= (double)(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        ss += (y[i] - mean) * (y[i] - mean);
+        sy += y[i] * y[i];
+    }
+    if (!isfinite(mean) || !isfinite(ss) || !isfinite(sy))
+        return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                            "the response's sum of squares overflows double precision (values "
+                            "beyond about 1e154): rescale the response");
+    if (!(ss > 1e-24 * sy) || ss == 0.0)
+        return mlmx_err_set(err, MLMX_ERR_DATA,
+                            "the response is constant (%.17g in every row): there is no variance "
+                            "to estimate",
+                            n ? y[0] : 0.0);
+    return MLMX_OK;
 }
 
 mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
@@ -293,8 +353,12 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     mlmx_lmm_work *w = NULL;
     mlmx_fit *f = NULL;
     mlmx_status st = mlmx_lmm_stats_build(md, &s, err);
-    if (st)
+    if (!st)
+        st = mlmx_lmm_check_response(md->y, md->n, err);
+    if (st) {
+        mlmx_lmm_stats_free(s);
         return st;
+    }
     st = mlmx_lmm_work_alloc(s, &w, err);
     if (st) {
         mlmx_lmm_stats_free(s);
@@ -316,8 +380,18 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         if (f->theta[t] < md->theta_lower[t])
             f->theta[t] = md->theta_lower[t];
     }
-    objctx ctx = {s,    be, w, o->method == MLMX_REML, {MLMX_OK, ""}, o->progress, o->progress_ctx,
-                  0,    HUGE_VAL};
+    mlmx_lmm_obj ctx;
+    double *x = malloc(3 * (size_t)(nt > 0 ? nt : 1) * sizeof *x);
+    if (!x || mlmx_lmm_obj_init(&ctx, s, be, w, o->method == MLMX_REML) != MLMX_OK) {
+        free(x);
+        mlmx_fit_free(f);
+        mlmx_lmm_work_free(w);
+        mlmx_lmm_stats_free(s);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    double *xlo = x + nt, *g = xlo + nt;
+    ctx.progress = o->progress;
+    ctx.progress_ctx = o->progress_ctx;
     mlmx_optim_opts oo;
     mlmx_optim_opts_default(&oo);
     if (o->max_evaluations > 0)
@@ -328,19 +402,14 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         oo.xtol_rel = o->xtol_rel;
     mlmx_optim_result res;
     int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
-                 (o->optimizer == MLMX_OPTIM_AUTO && nt <= 64 &&
-                  s->m - s->chain_end >= MLMX_QN_DENSE_MIN);
+                 (o->optimizer == MLMX_OPTIM_AUTO && s->m - s->chain_end >= MLMX_QN_DENSE_MIN);
     if (use_qn) {
-        logctx lc;
-        lc.inner = &ctx;
-        lc.lower = md->theta_lower;
-        double x[256], xlo[256];
         for (int t = 0; t < nt; t++) {
             int diag = md->theta_lower[t] == 0.0;
             x[t] = diag ? log(f->theta[t] > 1e-8 ? f->theta[t] : 1e-8) : f->theta[t];
             xlo[t] = diag ? log(1e-8) : -HUGE_VAL;
         }
-        st = mlmx_optim_qnewton(nt, x, xlo, NULL, objective_log, &lc, &oo, &res, err);
+        st = mlmx_optim_qnewton(nt, x, xlo, NULL, mlmx_lmm_obj_log, &ctx, &oo, &res, err);
         for (int t = 0; t < nt; t++)
             f->theta[t] = md->theta_lower[t] == 0.0 ? exp(x[t]) : x[t];
         snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
@@ -373,27 +442,18 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         double crit;
         st = mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err);
         if (st == MLMX_OK) {
-            f->criterion = crit;
-            f->loglik = -0.5 * crit;
-            f->df = md->p + nt + 1;
-            f->aic = crit + 2.0 * f->df;
-            f->bic = crit + f->df * log((double)md->n);
-            f->singular = 0;
-            for (int t = 0; t < nt; t++)
-                if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
-                    f->singular = 1;
+            mlmx_lmm_set_criteria(f, crit);
             /* As lme4 checks, the gradient of the criterion at the optimum
              * should vanish (interior fits; at a boundary it need not). The
              * tolerance is lme4's 0.002, relative to the criterion's size in
              * units of 1000: for InstEval (criterion 2.4e5) rounding alone
              * leaves gradients of ~0.01. */
             f->grad_max = NAN;
-            double g[256];
             /* (the quasi-Newton path stops on this very gradient already).
              * The analytic gradient inverts the random-effect part, O(m^3);
              * past a few hundred columns central differences are cheaper. */
             int gok = 0;
-            if (!use_qn && !f->singular && nt <= 256) {
+            if (!use_qn && !f->singular) {
                 if (s->m <= 500) {
                     gok = mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK;
                 } else {
@@ -416,9 +476,13 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
                 }
             }
             if (st == MLMX_OK)
-                st = finish(f, s, w, err);
+                st = mlmx_lmm_check_finite(f, err);
+            if (st == MLMX_OK)
+                st = mlmx_lmm_finish(f, s, w, md->y, err);
         }
     }
+    mlmx_lmm_obj_release(&ctx);
+    free(x);
     mlmx_lmm_work_free(w);
     mlmx_lmm_stats_free(s);
     if (st) {

@@ -39,6 +39,46 @@ struct mlmx_fit {
     int n_evals_stage1;
 };
 
+/* The profiled criterion as the optimizers see it: one evaluation context
+ * per workspace (scratch allocated once by mlmx_lmm_obj_init). */
+typedef struct mlmx_lmm_obj {
+    const mlmx_lmm_stats *s;
+    const mlmx_backend *be;
+    mlmx_lmm_work *w;
+    int reml;
+    mlmx_error err; /* first numerical failure, kept for the message */
+    void (*progress)(void *, int, double);
+    void *progress_ctx;
+    int n_evals;
+    double best;
+    double *th, *th2; /* ntheta scratch each */
+} mlmx_lmm_obj;
+
+mlmx_status mlmx_lmm_obj_init(mlmx_lmm_obj *c, const mlmx_lmm_stats *s, const mlmx_backend *be,
+                              mlmx_lmm_work *w, int reml);
+void mlmx_lmm_obj_release(mlmx_lmm_obj *c);
+/* The criterion at theta (HUGE_VAL where it cannot be evaluated). */
+double mlmx_lmm_obj_value(int n, const double *theta, void *ctx);
+/* The criterion and its gradient over x, where x = log(theta) for the
+ * diagonal entries (lower bound 0) and theta elsewhere; analytic gradient,
+ * central differences where the formula does not apply. */
+double mlmx_lmm_obj_log(int n, const double *x, double *grad, void *ctx);
+
+/* Everything at the optimum (beta, vcov, sigma, modes, fitted values,
+ * residuals against the response y, conditional SDs) from the factor in w
+ * (mlmx_lmm_eval was just called at f->theta). */
+mlmx_status mlmx_lmm_finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w,
+                            const double *y, mlmx_error *err);
+
+/* Criterion, logLik, AIC, BIC, df and the singular flag from crit and f->theta. */
+void mlmx_lmm_set_criteria(mlmx_fit *f, double crit);
+/* MLMX_ERR_NUMERIC naming overflow when the criterion or theta is not finite. */
+mlmx_status mlmx_lmm_check_finite(const mlmx_fit *f, mlmx_error *err);
+
+/* MLMX_ERR_DATA for a constant response, MLMX_ERR_NUMERIC when its sum of
+ * squares overflows. */
+mlmx_status mlmx_lmm_check_response(const double *y, size_t n, mlmx_error *err);
+
 /* Allocate a fit's result arrays for md (the GLMM fit uses it too). */
 mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out);
 

@@ -172,11 +172,8 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
     /* dpotri leaves the lower triangle, which is all the blocks read */
     for (int t = 0; t < md->ntheta; t++)
         grad[t] = 0.0;
-    double dr2[256];
-    if (md->ntheta > 256)
-        return MLMX_ERR_UNSUPPORTED;
-    for (int t = 0; t < md->ntheta; t++)
-        dr2[t] = 0.0;
+    /* d r^2 enters as (n - p) d r^2 / r^2 (n for ML) */
+    const double rscale = (reml ? (double)md->n - md->p : (double)md->n) / w->r2;
     for (int k = 0; k < md->K; k++) {
         const int q = s->term_q[k];
         const double *T = w->tptr[k];
@@ -204,13 +201,10 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
             int t = md->re[k].theta_offset;
             for (int c = 0; c < q; c++)
                 for (int a = c; a < q; a++, t++) {
-                    grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]);
-                    dr2[t] += -2.0 * tu[a] * u[c];
+                    grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]) -
+                               2.0 * rscale * tu[a] * u[c];
                 }
         }
     }
-    double nn = reml ? (double)md->n - md->p : (double)md->n;
-    for (int t = 0; t < md->ntheta; t++)
-        grad[t] += nn * dr2[t] / w->r2;
     return MLMX_OK;
 }
