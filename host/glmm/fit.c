@@ -12,235 +12,11 @@
 #include "api_internal.h"
 #include "glmm/glmm.h"
 #include "glmm/glmm_fit.h"
+#include "glmm/objective.h"
 #include "lmm/fit.h"
 #include "optim/optim.h"
 #include "util/strbuf.h"
 
-#define NPAR_MAX 256
-
-/* The optimizer's parameters: x = [theta; beta; extra], where beta leaves
- * out the intercept of an ordinal model (the thresholds take its place) and
- * extra is c_1 and log(c_k - c_{k-1}) for an ordinal model's thresholds (so
- * they stay increasing) or log(size) for the negative binomial. */
-typedef struct gctx {
-    mlmx_glmm *g;
-    int ntheta, p, nagq;
-    int nb, nextra;
-    double bfull[NPAR_MAX];
-    double theta0[NPAR_MAX]; /* fixed theta for fits without random effects */
-    int fix_theta;           /* x holds [beta; extra] only, theta = theta0 */
-    double last_x[NPAR_MAX], last_g[NPAR_MAX], last_f; /* the last gradient evaluated */
-    int have_last;
-    double *u0; /* the modes to warm-start each difference from (obj_fd_grad), nu */
-    mlmx_error err;
-    int n_evals;
-    double best;
-    void (*progress)(void *, int, double);
-    void *progress_ctx;
-} gctx;
-
-static double note(gctx *c, mlmx_status st, const mlmx_error *e, double v)
-{
-    c->n_evals++;
-    if (st) {
-        if (c->err.code == MLMX_OK)
-            c->err = *e;
-        v = HUGE_VAL;
-    }
-    if (!isfinite(v))
-        v = HUGE_VAL;
-    if (v < c->best)
-        c->best = v;
-    if (c->progress)
-        c->progress(c->progress_ctx, c->n_evals, c->best);
-    return v;
-}
-
-static double obj_stage1(int n, const double *theta, void *ctx)
-{
-    (void)n;
-    gctx *c = ctx;
-    mlmx_error e;
-    mlmx_err_clear(&e);
-    double v = HUGE_VAL;
-    mlmx_status st = mlmx_glmm_pirls_beta(c->g, theta, &v, &e);
-    return note(c, st, &e, v);
-}
-
-/* Deviance, log-likelihood, information criteria and the singular flag
- * (a variance at its bound, as lme4's isSingular). */
-static void set_criteria(mlmx_fit *f, double dev, int np)
-{
-    const mlmx_model *md = f->model;
-    f->criterion = dev;
-    f->loglik = -0.5 * dev;
-    f->df = np;
-    f->aic = dev + 2.0 * np;
-    f->bic = dev + np * log((double)md->n);
-    f->singular = 0;
-    for (int t = 0; t < md->ntheta; t++)
-        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
-            f->singular = 1;
-}
-
-/* The optimizer's tolerances and budget from the fit options. */
-static void optim_opts_from(const mlmx_fit_options *o, mlmx_optim_opts *oo)
-{
-    mlmx_optim_opts_default(oo);
-    if (o->max_evaluations > 0)
-        oo->max_evals = o->max_evaluations;
-    if (o->ftol_abs > 0)
-        oo->ftol_abs = o->ftol_abs;
-    if (o->xtol_rel > 0)
-        oo->xtol_rel = o->xtol_rel;
-}
-
-/* The quadrature gradient covers one scalar term and nested scalar terms. */
-static int quad_grad_ok(const mlmx_glmm *g)
-{
-    const mlmx_model *md = g->md;
-    return md->K <= 8 && (md->K == 1 ? md->re[0].q == 1 : mlmx_glmm_nested_scalar(g));
-}
-
-static int npar(const gctx *c) { return (c->fix_theta ? 0 : c->ntheta) + c->nb + c->nextra; }
-
-/* theta, the full beta and the family's extra parameters from x */
-static void unpack(gctx *c, const double *x, const double **theta, const double **beta)
-{
-    mlmx_glmm *g = c->g;
-    const double *xb = c->fix_theta ? x : x + c->ntheta;
-    *theta = c->fix_theta ? c->theta0 : x;
-    for (int j = 0, k = 0; j < c->p; j++)
-        c->bfull[j] = j == g->int_col ? 0.0 : xb[k++];
-    *beta = c->bfull;
-    const double *xe = xb + c->nb;
-    if (g->family == MLMX_FAMILY_ORDINAL) {
-        double t = xe[0];
-        g->thr[0] = t;
-        for (int k = 1; k < g->ncat - 1; k++) {
-            t += exp(xe[k]);
-            g->thr[k] = t;
-        }
-    } else if (g->family == MLMX_FAMILY_NEGBIN) {
-        g->nb_size = exp(xe[0]);
-    }
-}
-
-static mlmx_status dev_at(gctx *c, const double *x, double *v, mlmx_error *e)
-{
-    const double *theta, *beta;
-    unpack(c, x, &theta, &beta);
-    if (c->nagq <= 1 || c->fix_theta)
-        return mlmx_glmm_laplace(c->g, theta, beta, v, e);
-    return mlmx_glmm_agq(c->g, theta, beta, c->nagq, v, e);
-}
-
-static double obj_stage2(int n, const double *x, void *ctx)
-{
-    (void)n;
-    gctx *c = ctx;
-    mlmx_error e;
-    mlmx_err_clear(&e);
-    double v = HUGE_VAL;
-    mlmx_status st = dev_at(c, x, &v, &e);
-    return note(c, st, &e, v);
-}
-
-/* The deviance and its gradient in x-space: the Laplace gradient (canonical
- * links, x = [theta; beta]) for nagq = 1, the quadrature gradient
- * otherwise, mapped from [theta; beta; c or size] to x. */
-static mlmx_status grad_x(gctx *c, const double *x, double *v, double *grad, mlmx_error *e)
-{
-    mlmx_glmm *g = c->g;
-    if (c->nagq <= 1 && !c->fix_theta)
-        return mlmx_glmm_laplace_grad(g, x, x + c->ntheta, v, grad, e);
-    const double *theta, *beta;
-    unpack(c, x, &theta, &beta);
-    double gf[NPAR_MAX + 8];
-    /* with theta held at 0 the one-point rule is the model without random
-     * effects, exactly, and so is its gradient */
-    mlmx_status st =
-        mlmx_glmm_agq_grad(g, theta, beta, c->fix_theta ? 1 : c->nagq, v, gf, e);
-    if (st)
-        return st;
-    const int nt = c->ntheta, p = c->p, ot = c->fix_theta ? 0 : nt;
-    for (int t = 0; t < ot; t++)
-        grad[t] = gf[t];
-    for (int j = 0, k = 0; j < p; j++)
-        if (j != g->int_col)
-            grad[ot + k++] = gf[nt + j];
-    double *ge = grad + ot + c->nb;
-    const double *xe = x + ot + c->nb, *gfe = gf + nt + p;
-    if (g->family == MLMX_FAMILY_ORDINAL) {
-        /* c_k = x_1 + sum_{2 <= j <= k} exp(x_j) */
-        const int nc = g->ncat - 1;
-        double tail = 0.0;
-        for (int k = nc - 1; k >= 0; k--) {
-            tail += gfe[k];
-            ge[k] = k == 0 ? tail : exp(xe[k]) * tail;
-        }
-    } else if (g->family == MLMX_FAMILY_NEGBIN) {
-        ge[0] = g->nb_size * gfe[0];
-    }
-    return MLMX_OK;
-}
-
-static double obj_stage2_grad(int n, const double *x, double *grad, void *ctx)
-{
-    (void)n;
-    gctx *c = ctx;
-    mlmx_error e;
-    mlmx_err_clear(&e);
-    double v = HUGE_VAL;
-    mlmx_status st = grad_x(c, x, &v, grad, &e);
-    if (!st && n <= NPAR_MAX) {
-        memcpy(c->last_x, x, (size_t)n * sizeof *x);
-        memcpy(c->last_g, grad, (size_t)n * sizeof *grad);
-        c->last_f = v;
-        c->have_last = n;
-    }
-    return note(c, st, &e, v);
-}
-
-/* The deviance with its gradient by central differences (the Laplace fits
- * of the ordinal and negative binomial families, whose analytic gradient is
- * not built): 2 n + 1 deviances, each PIRLS warm-started from the centre's
- * modes. */
-static double obj_fd_grad(int n, const double *x, double *grad, void *ctx)
-{
-    gctx *c = ctx;
-    mlmx_glmm *g = c->g;
-    mlmx_error e;
-    mlmx_err_clear(&e);
-    double v = HUGE_VAL;
-    mlmx_status st = dev_at(c, x, &v, &e);
-    if (!st && g->nu > 0) {
-        double *u0 = c->u0, xx[NPAR_MAX];
-        if (!u0)
-            st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
-        else
-            memcpy(u0, g->u, g->nu * sizeof *u0);
-        for (int t = 0; t < n && !st; t++) {
-            double h = 1e-5 * fmax(fabs(x[t]), 0.1), fp, fm;
-            memcpy(xx, x, (size_t)n * sizeof *xx);
-            xx[t] = x[t] + h;
-            memcpy(g->u, u0, g->nu * sizeof *u0);
-            st = dev_at(c, xx, &fp, &e);
-            if (st)
-                break;
-            xx[t] = x[t] - h;
-            if (c->g->md->theta_lower[0] == 0.0 && t < (c->fix_theta ? 0 : c->ntheta) &&
-                xx[t] < 0.0)
-                xx[t] = 0.0;
-            memcpy(g->u, u0, g->nu * sizeof *u0);
-            st = dev_at(c, xx, &fm, &e);
-            grad[t] = (fp - fm) / (x[t] + h - xx[t]);
-        }
-        if (u0)
-            memcpy(g->u, u0, g->nu * sizeof *u0);
-    }
-    return note(c, st, &e, v);
-}
 
 static double now_seconds(void)
 {
@@ -249,165 +25,9 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Hessian of the deviance over the free parameters (indices idx) by
- * central differences; the conditional modes are warm-started from the
- * optimum each time so every value is a converged PIRLS. */
-static mlmx_status fd_hessian(gctx *c, const double *x0, const int *idx, int nf, double *H,
-                              mlmx_error *err)
-{
-    int np = npar(c);
-    double x[NPAR_MAX], f0;
-    mlmx_glmm *g = c->g;
-    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
-    if (!u0)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    memcpy(x, x0, (size_t)np * sizeof *x);
-    mlmx_status st = dev_at(c, x, &f0, err);
-    memcpy(u0, g->u, g->nu * sizeof *u0);
-    double h[NPAR_MAX];
-    for (int a = 0; a < nf; a++)
-        h[a] = 1e-3 * fmax(fabs(x0[idx[a]]), 0.1);
-    for (int a = 0; a < nf && !st; a++) {
-        for (int b = 0; b <= a && !st; b++) {
-            double fv[4];
-            const int sa[4] = {1, 1, -1, -1}, sb[4] = {1, -1, 1, -1};
-            int ncase = a == b ? 2 : 4;
-            for (int t = 0; t < ncase && !st; t++) {
-                memcpy(x, x0, (size_t)np * sizeof *x);
-                if (a == b) {
-                    x[idx[a]] += (t == 0 ? 1 : -1) * h[a];
-                } else {
-                    x[idx[a]] += sa[t] * h[a];
-                    x[idx[b]] += sb[t] * h[b];
-                }
-                memcpy(g->u, u0, g->nu * sizeof *u0);
-                st = dev_at(c, x, &fv[t], err);
-            }
-            if (st)
-                break;
-            double v = a == b ? (fv[0] - 2.0 * f0 + fv[1]) / (h[a] * h[a])
-                              : (fv[0] - fv[1] - fv[2] + fv[3]) / (4.0 * h[a] * h[b]);
-            H[a + b * nf] = H[b + a * nf] = v;
-        }
-    }
-    memcpy(g->u, u0, g->nu * sizeof *u0);
-    if (!st)
-        st = dev_at(c, x0, &f0, err); /* leave the modes and factor at the optimum */
-    free(u0);
-    return st;
-}
-
-/* Columns idx of the Hessian (all np rows, np*nf) by central differences
- * of the analytic gradient. */
-static mlmx_status fd_hessian_cols(gctx *c, const double *x0, const int *idx, int nf, double *H,
-                                   mlmx_error *err)
-{
-    int np = npar(c);
-    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], f;
-    mlmx_glmm *g = c->g;
-    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
-    if (!u0)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    memcpy(u0, g->u, g->nu * sizeof *u0);
-    mlmx_status st = MLMX_OK;
-    for (int a = 0; a < nf && !st; a++) {
-        double h = 1e-4 * fmax(fabs(x0[idx[a]]), 0.1);
-        memcpy(x, x0, (size_t)np * sizeof *x);
-        x[idx[a]] += h;
-        memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = grad_x(c, x, &f, gp, err);
-        if (st)
-            break;
-        x[idx[a]] = x0[idx[a]] - h;
-        memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = grad_x(c, x, &f, gm, err);
-        for (int b = 0; b < np; b++)
-            H[b + a * np] = (gp[b] - gm[b]) / (2.0 * h);
-    }
-    memcpy(g->u, u0, g->nu * sizeof *u0);
-    free(u0);
-    return st;
-}
-
-/* A difference step that moves the linear predictor by about 1e-4: for a
- * coefficient, 1e-4 over the column's largest |x| (a covariate in the
- * hundreds gets a small step), else 1e-4 relative. */
-static double fd_step(const gctx *c, const double *x0, int j)
-{
-    const int nt = c->fix_theta ? 0 : c->ntheta;
-    const mlmx_model *md = c->g->md;
-    if (j >= nt && j < nt + c->nb) {
-        int col = j - nt;
-        if (c->g->int_col >= 0 && col >= c->g->int_col)
-            col++;
-        const double *xc = md->X + (size_t)col * md->n;
-        double mx = 0.0;
-        for (size_t i = 0; i < md->n; i++)
-            mx = fmax(mx, fabs(xc[i]));
-        return 1e-4 / fmax(mx, 1e-3);
-    }
-    return 1e-4 * fmax(fabs(x0[j]), 0.1);
-}
-
-/* The same Hessian by central differences of the analytic gradient: 2 nf
- * gradients instead of ~2 nf^2 deviances, symmetrized. */
-static mlmx_status fd_hessian_grad(gctx *c, const double *x0, const int *idx, int nf, double *H,
-                                   mlmx_error *err)
-{
-    int np = npar(c);
-    double x[NPAR_MAX], gp[NPAR_MAX], gm[NPAR_MAX], g0[NPAR_MAX], f;
-    mlmx_glmm *g = c->g;
-    /* forward differences: one gradient per column; their O(h) error, ~1e-4
-     * relative in the Hessian, moves the standard errors by ~1e-5 */
-    const int forward = 1;
-    double *u0 = malloc(g->nu ? g->nu * sizeof *u0 : sizeof *u0);
-    if (!u0)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    memcpy(u0, g->u, g->nu * sizeof *u0);
-    mlmx_status st = MLMX_OK;
-    if (forward) {
-        /* the optimizer's last gradient is usually this very point's */
-        if (c->have_last == np && memcmp(c->last_x, x0, (size_t)np * sizeof *x0) == 0) {
-            memcpy(g0, c->last_g, (size_t)np * sizeof *g0);
-        } else {
-            memcpy(x, x0, (size_t)np * sizeof *x);
-            st = grad_x(c, x, &f, g0, err);
-        }
-    }
-    for (int a = 0; a < nf && !st; a++) {
-        double h = fd_step(c, x0, idx[a]);
-        memcpy(x, x0, (size_t)np * sizeof *x);
-        x[idx[a]] += h;
-        memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = grad_x(c, x, &f, gp, err);
-        if (st)
-            break;
-        if (forward) {
-            for (int b = 0; b < nf; b++)
-                H[b + a * nf] = (gp[idx[b]] - g0[idx[b]]) / h;
-            continue;
-        }
-        x[idx[a]] = x0[idx[a]] - h;
-        memcpy(g->u, u0, g->nu * sizeof *u0);
-        st = grad_x(c, x, &f, gm, err);
-        for (int b = 0; b < nf; b++)
-            H[b + a * nf] = (gp[idx[b]] - gm[idx[b]]) / (2.0 * h);
-    }
-    for (int a = 0; a < nf && !st; a++)
-        for (int b = 0; b < a; b++) {
-            double v = 0.5 * (H[a + b * nf] + H[b + a * nf]);
-            H[a + b * nf] = H[b + a * nf] = v;
-        }
-    memcpy(g->u, u0, g->nu * sizeof *u0);
-    if (!st)
-        st = dev_at(c, x0, &f, err);
-    free(u0);
-    return st;
-}
-
 /* Conditional modes b = Lambda u, their conditional SDs from the factor at
  * the modes (sigma = 1), fitted means and residuals. */
-static mlmx_status finish(mlmx_fit *f, gctx *c, const double *theta, const double *beta,
+static mlmx_status finish(mlmx_fit *f, mlmx_gobj *c, const double *theta, const double *beta,
                           mlmx_error *err)
 {
     mlmx_glmm *g = c->g;
@@ -475,7 +95,7 @@ static mlmx_status check_quadrature(const mlmx_glmm *g, int nagq, mlmx_error *er
 /* Ordinal and negative binomial models: no nAGQ = 0 stage (glmer has
  * neither family); the model without random effects is fitted first (theta
  * held at 0) and starts the full fit; BOBYQA over [theta; beta; extra]. */
-static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, mlmx_error *err)
+static mlmx_status fit_other(mlmx_fit *f, mlmx_gobj *c, const mlmx_fit_options *o, mlmx_error *err)
 {
     mlmx_glmm *g = c->g;
     const mlmx_model *md = g->md;
@@ -523,17 +143,17 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
         xe[0] = 0.0; /* size 1 */
     }
     mlmx_optim_opts oo;
-    optim_opts_from(o, &oo);
+    mlmx_gobj_optim_opts_from(o, &oo);
     mlmx_optim_result res;
     double dev = HUGE_VAL;
     /* without random effects: the likelihood-ratio reference and the start */
     c->fix_theta = 1;
     for (int t = 0; t < nt; t++)
         c->theta0[t] = 0.0;
-    if (quad_grad_ok(g) && nb + ne <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA)
-        st = mlmx_optim_qnewton(nb + ne, x + nt, lb + nt, NULL, obj_stage2_grad, c, &oo, &res, err);
+    if (mlmx_gobj_quad_grad_ok(g) && nb + ne <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA)
+        st = mlmx_optim_qnewton(nb + ne, x + nt, lb + nt, NULL, mlmx_gobj_obj_stage2_grad, c, &oo, &res, err);
     else
-        st = mlmx_optim_bobyqa(nb + ne, x + nt, lb + nt, NULL, obj_stage2, c, &oo, &res, err);
+        st = mlmx_optim_bobyqa(nb + ne, x + nt, lb + nt, NULL, mlmx_gobj_obj_stage2, c, &oo, &res, err);
     if (!st && !isfinite(res.fmin))
         st = mlmx_err_set(err, c->err.code ? c->err.code : MLMX_ERR_NUMERIC,
                           "the model without random effects could not be fitted: %s",
@@ -545,7 +165,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     c->fix_theta = 0;
     memset(g->u, 0, g->nu * sizeof *g->u);
     c->best = HUGE_VAL;
-    const int qgrad = o->nagq > 1 && np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA && quad_grad_ok(g);
+    const int qgrad = o->nagq > 1 && np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA && mlmx_gobj_quad_grad_ok(g);
     if (qgrad) {
         /* the quadrature gradient: BFGS from the inverse Hessian at the start
          * (differences of the gradient) */
@@ -557,7 +177,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
         /* the start needs only an approximate curvature: take it at 3 points */
         int keep = c->nagq;
         c->nagq = keep < 3 ? keep : 3;
-        int hok = H0 && fd_hessian_grad(c, x, all, np, H0, err) == MLMX_OK;
+        int hok = H0 && mlmx_gobj_fd_hessian_grad(c, x, all, np, H0, err) == MLMX_OK;
         c->nagq = keep;
         if (hok &&
             LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', np, H0, np) == 0 &&
@@ -568,26 +188,26 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
             oq.hinv0 = H0;
         }
         mlmx_err_clear(err);
-        st = mlmx_optim_qnewton(np, x, lb, NULL, obj_stage2_grad, c, &oq, &res, err);
+        st = mlmx_optim_qnewton(np, x, lb, NULL, mlmx_gobj_obj_stage2_grad, c, &oq, &res, err);
         free(H0);
         snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
     } else if (o->optimizer != MLMX_OPTIM_BOBYQA && np <= 64) {
         /* Laplace: BFGS on differences of the deviance, then BOBYQA from
          * there (it stops at once where BFGS already converged) */
         c->u0 = malloc((g->nu ? g->nu : 1) * sizeof *c->u0);
-        st = mlmx_optim_qnewton(np, x, lb, NULL, obj_fd_grad, c, &oo, &res, err);
+        st = mlmx_optim_qnewton(np, x, lb, NULL, mlmx_gobj_obj_fd_grad, c, &oo, &res, err);
         free(c->u0);
         c->u0 = NULL;
         int ev = res.n_evals;
         if (!st) {
             mlmx_optim_opts ob = oo;
             ob.init_step = 1e-3;
-            st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, c, &ob, &res, err);
+            st = mlmx_optim_bobyqa(np, x, lb, NULL, mlmx_gobj_obj_stage2, c, &ob, &res, err);
             res.n_evals += ev;
         }
         snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
     } else {
-        st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, c, &oo, &res, err);
+        st = mlmx_optim_bobyqa(np, x, lb, NULL, mlmx_gobj_obj_stage2, c, &oo, &res, err);
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
     }
     if (!st && !isfinite(res.fmin))
@@ -599,14 +219,14 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     f->n_evals = res.n_evals + f->n_evals_stage1;
     f->converged = res.converged;
     memcpy(f->message, res.message, sizeof f->message);
-    st = dev_at(c, x, &dev, err);
+    st = mlmx_gobj_dev_at(c, x, &dev, err);
     if (st)
         return st;
     memcpy(f->theta, x, (size_t)nt * sizeof *x);
     const double *th, *be;
-    unpack(c, x, &th, &be);
+    mlmx_gobj_unpack(c, x, &th, &be);
     memcpy(f->beta, be, (size_t)p * sizeof *be);
-    set_criteria(f, dev, np);
+    mlmx_gobj_set_criteria(f, dev, np);
     if (ord) {
         f->skip_col = g->int_col;
         f->nthr = g->ncat - 1;
@@ -635,7 +255,7 @@ static mlmx_status fit_other(mlmx_fit *f, gctx *c, const mlmx_fit_options *o, ml
     double *H = calloc((size_t)nf * (size_t)nf, sizeof *H);
     if (!H)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    st = qgrad ? fd_hessian_grad(c, x, idx, nf, H, err) : fd_hessian(c, x, idx, nf, H, err);
+    st = qgrad ? mlmx_gobj_fd_hessian_grad(c, x, idx, nf, H, err) : mlmx_gobj_fd_hessian(c, x, idx, nf, H, err);
     if (!st) {
         for (int a = 0; a < nf * nf; a++)
             H[a] *= 0.5;
@@ -831,7 +451,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     f->nagq = o->nagq;
     f->have_condsd = o->conditional_variances != 0;
     f->sigma = 1.0;
-    gctx c;
+    mlmx_gobj c;
     memset(&c, 0, sizeof c);
     c.g = g;
     c.ntheta = nt;
@@ -857,7 +477,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     for (int j = 0; j < p; j++)
         lb[nt + j] = -HUGE_VAL;
     mlmx_optim_opts oo;
-    optim_opts_from(o, &oo);
+    mlmx_gobj_optim_opts_from(o, &oo);
     mlmx_optim_result res;
     double dev = HUGE_VAL;
 
@@ -879,7 +499,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
      * tight. */
     const int use_grad =
         np <= 64 && o->optimizer != MLMX_OPTIM_BOBYQA &&
-        ((o->nagq == 1 && mlmx_glmm_has_grad(g)) || (o->nagq > 1 && quad_grad_ok(g)));
+        ((o->nagq == 1 && mlmx_glmm_has_grad(g)) || (o->nagq > 1 && mlmx_gobj_quad_grad_ok(g)));
     {
         mlmx_optim_opts o1 = oo;
         if (use_grad) {
@@ -891,7 +511,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
         }
         if (use_grad)
             g->pirls_beta_tol = 1e-8;
-        st = mlmx_optim_bobyqa(nt, x, lb, NULL, obj_stage1, &c, &o1, &res, err);
+        st = mlmx_optim_bobyqa(nt, x, lb, NULL, mlmx_gobj_obj_stage1, &c, &o1, &res, err);
         g->pirls_beta_tol = 1e-12;
     }
     if (st)
@@ -935,7 +555,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                 int keep = c.nagq;
                 if (c.nagq > 1 && mlmx_glmm_has_grad(g))
                     c.nagq = 1;
-                ok = Ht && fd_hessian_cols(&c, x, th_idx, nt, Ht, err) == MLMX_OK;
+                ok = Ht && mlmx_gobj_fd_hessian_cols(&c, x, th_idx, nt, Ht, err) == MLMX_OK;
                 c.nagq = keep;
                 for (int t = 0; ok && t < nt; t++)
                     for (int a = 0; a < np; a++)
@@ -986,19 +606,19 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                 oq.hinv0 = H0;
             }
             mlmx_err_clear(err);
-            st = mlmx_optim_qnewton(np, x, lb, NULL, obj_stage2_grad, &c, &oq, &res, err);
+            st = mlmx_optim_qnewton(np, x, lb, NULL, mlmx_gobj_obj_stage2_grad, &c, &oq, &res, err);
             free(H0);
             if (!st) {
                 int ev = res.n_evals;
                 snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
                 if (!res.converged) {
-                    st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, &c, &oo, &res, err);
+                    st = mlmx_optim_bobyqa(np, x, lb, NULL, mlmx_gobj_obj_stage2, &c, &oo, &res, err);
                     res.n_evals += ev;
                     snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
                 }
             }
         } else {
-            st = mlmx_optim_bobyqa(np, x, lb, NULL, obj_stage2, &c, &oo, &res, err);
+            st = mlmx_optim_bobyqa(np, x, lb, NULL, mlmx_gobj_obj_stage2, &c, &oo, &res, err);
         }
         if (st)
             goto done;
@@ -1011,7 +631,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
         nev += res.n_evals;
         conv = res.converged;
         memcpy(msg, res.message, sizeof msg);
-        st = dev_at(&c, x, &dev, err);
+        st = mlmx_gobj_dev_at(&c, x, &dev, err);
         if (st)
             goto done;
     }
@@ -1022,7 +642,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
     memcpy(f->theta, x, (size_t)nt * sizeof *x);
     memcpy(f->beta, x + nt, (size_t)p * sizeof *x);
-    set_criteria(f, dev, np);
+    mlmx_gobj_set_criteria(f, dev, np);
 
     /* vcov(beta): for nagq >= 1 from the Hessian of the deviance over
      * (theta, beta) (theta held fixed when a variance is at its bound), as
@@ -1041,8 +661,8 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                 st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
                 goto done;
             }
-            st = use_grad ? fd_hessian_grad(&c, x, idx, nf, H, err)
-                          : fd_hessian(&c, x, idx, nf, H, err);
+            st = use_grad ? mlmx_gobj_fd_hessian_grad(&c, x, idx, nf, H, err)
+                          : mlmx_gobj_fd_hessian(&c, x, idx, nf, H, err);
             if (!st) {
                 /* inverse of H/2 (the deviance is -2 log L) */
                 for (int a = 0; a < nf * nf; a++)
