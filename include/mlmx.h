@@ -13,6 +13,7 @@
 #define MLMX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -146,12 +147,18 @@ typedef enum mlmx_family {
     MLMX_FAMILY_BINOMIAL = 1, /* 0/1, a two-level factor (second level = success), or
                                  cbind(successes, failures) */
     MLMX_FAMILY_POISSON = 2,  /* non-negative integer counts; offset() allowed */
-    MLMX_FAMILY_NEGBIN = 3,   /* negative binomial NB2 (not yet available) */
-    MLMX_FAMILY_ORDINAL = 4   /* cumulative link (not yet available) */
+    MLMX_FAMILY_NEGBIN = 3,   /* negative binomial NB2 (glmmTMB's nbinom2, Var = mu +
+                                 mu^2/size): non-negative integer counts, log link; the
+                                 size is estimated (mlmx_fit_dispersion) */
+    MLMX_FAMILY_ORDINAL = 4   /* cumulative link (ordinal::clmm): a numeric response (its
+                                 distinct values in order are the categories) or a factor
+                                 (level order); links logit, probit, cloglog; thresholds
+                                 replace the intercept (mlmx_fit_thresholds) */
 } mlmx_family;
 
 typedef enum mlmx_link {
-    MLMX_LINK_DEFAULT = -1, /* the family's canonical link: logit, log */
+    MLMX_LINK_DEFAULT = -1, /* the family's default link: logit (binomial, ordinal),
+                               log (poisson, negbin) */
     MLMX_LINK_LOGIT = 0,
     MLMX_LINK_PROBIT = 1,
     MLMX_LINK_CLOGLOG = 2,
@@ -187,10 +194,14 @@ typedef struct mlmx_fit_options {
     /* Generalized linear mixed models (mlmx_fit_glmm); ignored by mlmx_fit_lmm. */
     mlmx_family family;       /* default MLMX_FAMILY_GAUSSIAN */
     mlmx_link link;           /* default MLMX_LINK_DEFAULT */
-    int nagq;                 /* 0: beta by PIRLS, theta optimized (lme4's nAGQ = 0);
-                                 1 (default): Laplace over (theta, beta); K = 2..100:
-                                 adaptive Gauss-Hermite quadrature with K points (one
-                                 scalar random-effect term) */
+    int nagq;                 /* 0: beta by PIRLS, theta optimized (lme4's nAGQ = 0;
+                                 binomial and Poisson); 1 (default): Laplace over
+                                 (theta, beta); K = 2..100: adaptive Gauss-Hermite
+                                 quadrature with K points per level, for one scalar
+                                 random-effect term, scalar terms nested in each other
+                                 (nested quadrature, any depth), or one vector term
+                                 with q <= 3 correlated effects (product rule, K^q
+                                 nodes) */
 } mlmx_fit_options;
 
 void mlmx_fit_options_default(mlmx_fit_options *o);
@@ -286,6 +297,80 @@ const double *mlmx_fit_ranef(const mlmx_fit *f, int k);
 const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k); /* NULL if not computed */
 /* Covariance of term k's random effects: q*q column-major, sigma^2 T T^T. */
 mlmx_status mlmx_fit_term_covariance(const mlmx_fit *f, int k, double *cov);
+
+/* ------------------------------------------------------------------ */
+/* Prepared problems: one model, many responses (bootstrap, power).    */
+/* ------------------------------------------------------------------ */
+/* A problem is a model prepared for many refits: its structure (blocks,
+ * orderings, nested stages) is analysed once and shared, read-only, by
+ * every workspace and thread. It holds one set of parameters, from which
+ * replicate responses are simulated and from which every refit starts
+ * (the original estimate for a bootstrap, the true values in a power
+ * study). A workspace is one thread's numerical state, allocated once:
+ * set (or simulate) a response, fit, read the results, repeat. For a
+ * linear mixed model a new response recomputes only Z'y, X'y and y'y, and
+ * a refit allocates nothing unless a variance reaches its bound (the
+ * derivative-free polish there is NLopt's, which allocates). A refit reads
+ * only the workspace's response, never the model's.
+ *
+ * The report parameters of a problem (mlmx_problem_param_name) are, in
+ * order: the fixed effects (lme4's names; an ordinal model's intercept is
+ * left out), then for each random-effect term its standard deviations
+ * "sd_<column>|<group>" and correlations "cor_<column1>.<column2>|<group>"
+ * (lme4's VarCorr, e.g. "sd_(Intercept)|Subject", "cor_(Intercept).Days|Subject"),
+ * then "sigma" (linear models), the thresholds "1|2", ... (ordinal) or
+ * "size" (negative binomial). */
+typedef struct mlmx_problem mlmx_problem;
+typedef struct mlmx_workspace mlmx_workspace;
+
+/* A problem at a fit's estimates, with the fit's options (method, family,
+ * link, nagq). The fit's model must outlive the problem. Allocates. */
+mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out);
+/* A problem at given parameters: theta (ntheta), beta (p; an ordinal
+ * model's intercept entry is ignored), extra (the K-1 increasing
+ * thresholds of an ordinal model, or the NB2 size; NULL otherwise) and
+ * sigma (linear models; ignored otherwise). o: family, link, nagq, method
+ * and tolerances (NULL: defaults). Errors: MLMX_ERR_ARG for a negative
+ * diagonal theta, a non-finite value or thresholds out of order. */
+mlmx_status mlmx_problem_create_at(const mlmx_model *m, const mlmx_fit_options *o,
+                                   const double *theta, const double *beta, const double *extra,
+                                   double sigma, mlmx_problem **out);
+void mlmx_problem_free(mlmx_problem *p);
+const mlmx_model *mlmx_problem_model(const mlmx_problem *p);
+int mlmx_problem_nparams(const mlmx_problem *p);
+const char *mlmx_problem_param_name(const mlmx_problem *p, int j); /* NULL if out of range */
+/* The problem's own parameters (nparams values, in report order). */
+const double *mlmx_problem_params(const mlmx_problem *p);
+
+/* One thread's state for p (which must outlive it). Allocates. */
+mlmx_status mlmx_workspace_create(const mlmx_problem *p, mlmx_workspace **out);
+void mlmx_workspace_free(mlmx_workspace *w);
+/* Set the response: n values on the model's scale (linear models: y;
+ * binomial: successes, with the model's trials; Poisson and negative
+ * binomial: counts; ordinal: category codes 0..K-1). Errors name the row.
+ * Allocates nothing. */
+mlmx_status mlmx_workspace_set_response(mlmx_workspace *w, const double *y);
+/* Simulate a response from the problem's parameters and set it: random
+ * effects from Philox4x32-10 stream 0 and the observations from stream 1
+ * of the key (seed, replicate), so any split of the replicates over
+ * threads, processes or machines draws the same numbers (docs/random.md).
+ * y: n values out (a copy), or NULL. Allocates nothing. */
+mlmx_status mlmx_workspace_simulate(mlmx_workspace *w, uint64_t seed, uint64_t replicate,
+                                    double *y);
+/* Fit the current response, starting from the problem's parameters.
+ * want_se = 0 skips the fixed effects' standard errors where they cost
+ * extra (GLMMs: a Hessian by differences). MLMX_OK also when the fit did
+ * not converge (mlmx_workspace_converged); an error means no estimate. */
+mlmx_status mlmx_workspace_fit(mlmx_workspace *w, int want_se);
+/* Results of the last successful mlmx_workspace_fit (arrays owned by w). */
+const double *mlmx_workspace_params(const mlmx_workspace *w); /* nparams, report order */
+const double *mlmx_workspace_theta(const mlmx_workspace *w);  /* ntheta */
+const double *mlmx_workspace_beta(const mlmx_workspace *w);   /* p */
+const double *mlmx_workspace_se(const mlmx_workspace *w);     /* p; NaN when not computed */
+double mlmx_workspace_criterion(const mlmx_workspace *w); /* REML criterion or deviance */
+int mlmx_workspace_converged(const mlmx_workspace *w);
+int mlmx_workspace_singular(const mlmx_workspace *w);
+int mlmx_workspace_n_evaluations(const mlmx_workspace *w);
 
 /* ------------------------------------------------------------------ */
 /* Output.                                                             */

@@ -116,4 +116,16 @@ MLMX_HD void mlmx_cm_theta_to_t(int q, const double *theta, double *t)
             t[i + j * q] = i >= j ? theta[k++] : 0.0;
 }
 
+/* b = T u for lower-triangular T (q x q) and u (q): a level's random
+ * effects from its spherical ones (b = Lambda u), written once. */
+MLMX_HD void mlmx_cm_lower_mv(int q, const double *t, const double *u, double *b)
+{
+    for (int a = 0; a < q; a++) {
+        double s = 0.0;
+        for (int c = 0; c <= a; c++)
+            s += t[a + c * q] * u[c];
+        b[a] = s;
+    }
+}
+
 #endif

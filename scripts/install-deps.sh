@@ -6,7 +6,8 @@
 # Runs apt-get as root (or through sudo when not root). Idempotent.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libopenblas-dev liblapacke-dev
-      libnlopt-dev libhdf5-dev libcsv-dev libcriterion-dev)
+      libnlopt-dev libhdf5-dev libcsv-dev libcriterion-dev
+      libplplot-dev plplot-driver-cairo libjansson-dev)
 if [ "${1:-}" = "--r" ]; then
   pkgs+=(r-base-core r-cran-lme4 r-cran-jsonlite r-cran-ordinal r-cran-glmmtmb r-cran-numderiv)
 fi

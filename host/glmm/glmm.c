@@ -230,6 +230,20 @@ static mlmx_status check_response(mlmx_glmm *g, mlmx_error *err)
     return MLMX_OK;
 }
 
+/* The per-observation constants of the log-likelihood (log binomial
+ * coefficient, -log y!), so the hot loops compute only what depends on eta. */
+static void set_constants(mlmx_glmm *g)
+{
+    const mlmx_family fam = g->family;
+    for (size_t i = 0; i < g->n; i++) {
+        double y = g->yv[i];
+        g->llc[i] = fam == MLMX_FAMILY_POISSON ? -lgamma(y + 1.0)
+                    : fam == MLMX_FAMILY_BINOMIAL
+                        ? lgamma(g->ntr[i] + 1.0) - lgamma(y + 1.0) - lgamma(g->ntr[i] - y + 1.0)
+                        : 0.0;
+    }
+}
+
 mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link link,
                              const mlmx_backend *be, mlmx_glmm **out, mlmx_error *err)
 {
@@ -320,15 +334,32 @@ mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link li
         mlmx_glmm_free(g);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     }
-    /* the constants, so the hot loops compute only the part that depends on eta */
-    for (size_t i = 0; i < n; i++) {
-        double y = g->yv[i];
-        g->llc[i] = fam == MLMX_FAMILY_POISSON ? -lgamma(y + 1.0)
-                    : fam == MLMX_FAMILY_BINOMIAL
-                        ? lgamma(g->ntr[i] + 1.0) - lgamma(y + 1.0) - lgamma(g->ntr[i] - y + 1.0)
-                        : 0.0;
-    }
+    set_constants(g);
     *out = g;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_glmm_set_response(mlmx_glmm *g, const double *y, mlmx_error *err)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        const double v = y[i];
+        int ok = isfinite(v) && v >= 0.0 && v == floor(v);
+        if (ok && g->family == MLMX_FAMILY_BINOMIAL)
+            ok = v <= g->ntr[i];
+        if (ok && g->family == MLMX_FAMILY_ORDINAL)
+            ok = v < (double)g->ncat;
+        if (!ok)
+            return mlmx_err_set(err, MLMX_ERR_DATA,
+                                "response value %zu is %g: the %s family needs %s", i + 1, v,
+                                mlmx_family_name(g->family),
+                                g->family == MLMX_FAMILY_BINOMIAL ? "whole successes between 0 "
+                                                                    "and the trials"
+                                : g->family == MLMX_FAMILY_ORDINAL
+                                    ? "a category code 0..K-1"
+                                    : "a non-negative whole count");
+    }
+    memcpy(g->yv, y, g->n * sizeof *y);
+    set_constants(g);
     return MLMX_OK;
 }
 

@@ -74,6 +74,10 @@ typedef struct mlmx_glmm {
 mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link link,
                              const mlmx_backend *be, mlmx_glmm **out, mlmx_error *err);
 void mlmx_glmm_free(mlmx_glmm *g);
+/* A new response (n values: successes with the model's trials, counts, or
+ * ordinal category codes 0..ncat-1), checked against the family
+ * (MLMX_ERR_DATA naming the row). Allocates nothing. */
+mlmx_status mlmx_glmm_set_response(mlmx_glmm *g, const double *y, mlmx_error *err);
 
 /* Laplace deviance (-2 log-likelihood) at (theta, beta), the conditional
  * modes found by PIRLS from the current g->u (warm start). On return g->u

@@ -1,0 +1,87 @@
+/* Prepared problems and workspaces (the public mlmx_problem and
+ * mlmx_workspace): the structure of a model analysed once and shared, one
+ * workspace per thread, responses set or simulated, refits from a start.
+ * problem.c holds the public entry points, the report parameters and the
+ * simulation; lmm_refit.c and host/glmm/refit.c the two estimators. */
+#ifndef MLMX_REPLICATE_H
+#define MLMX_REPLICATE_H
+#include "glmm/glmm.h"
+#include "lmm/fit.h"
+#include "mlmx.h"
+#include "optim/optim.h"
+
+struct mlmx_problem {
+    const mlmx_model *md;
+    mlmx_fit_options opt;
+    mlmx_family family;
+    int glmm;             /* family != gaussian */
+    const mlmx_backend *be;
+    int ntheta, p, nextra;
+    double *theta, *beta, *extra; /* the parameters (extra: thresholds or size) */
+    double sigma;
+    int nparams;
+    char **param_names;
+    double *params;       /* nparams, report order */
+    int nu_total;         /* random effects over all terms: sum of nlevels * q */
+    /* LMM: the shared structure and the BFGS start on x = log(theta) (diagonal) */
+    mlmx_lmm_stats *s;
+    double *x0, *xlo;     /* ntheta */
+    double *hinv0;        /* ntheta^2 inverse Hessian at x0, or NULL */
+    /* GLMM: the link after defaults, the start x = [theta; beta; extra] and its
+     * inverse Hessian */
+    mlmx_link link;
+    int np;               /* optimizer parameters */
+    double *gx0, *glb, *ghinv0;
+    int use_grad;         /* BFGS on the analytic gradient (else differences) */
+};
+
+struct mlmx_workspace {
+    const mlmx_problem *P;
+    double *y;            /* n: the current response (LMM) */
+    int have_response, have_fit;
+    double *b;            /* nu_total: simulated random effects */
+    double *u;            /* nu_total: spherical draws */
+    double *tm;           /* K templates (qmax^2 each) */
+    int qmax;
+    double *params, *theta, *beta, *se;
+    double criterion;
+    int converged, singular, n_evals;
+    /* LMM */
+    mlmx_lmm_work *w;
+    mlmx_lmm_obj obj;
+    int obj_ready;
+    mlmx_qn *qn;
+    double *xe, *xb;      /* ntheta each */
+    double *vx;           /* p*p */
+    /* GLMM */
+    mlmx_glmm *g;
+    void *gctx;           /* mlmx_gobj */
+    double *gx, *gxe, *gh; /* np, np, np*np */
+};
+
+/* Report parameters from theta, beta, sigma and extra (P's layout). */
+void mlmx_rep_params(const mlmx_problem *P, const double *theta, const double *beta,
+                     double sigma, const double *extra, double *out);
+
+/* LMM path (host/replicate/lmm_refit.c). */
+mlmx_status mlmx_rep_lmm_prepare(mlmx_problem *P, mlmx_error *err);
+/* The inverse Hessian over log(theta) at the start, from W's response. */
+void mlmx_rep_lmm_curvature(mlmx_problem *P, mlmx_workspace *W);
+mlmx_status mlmx_rep_lmm_ws_init(mlmx_workspace *W, mlmx_error *err);
+void mlmx_rep_lmm_ws_free(mlmx_workspace *W);
+mlmx_status mlmx_rep_lmm_fit(mlmx_workspace *W, mlmx_error *err);
+
+/* GLMM path (host/glmm/refit.c). */
+mlmx_status mlmx_rep_glmm_prepare(mlmx_problem *P, mlmx_error *err);
+/* The optimizer's start [theta; beta; extra] and its inverse Hessian, from
+ * a workspace W of P holding a (simulated) response. */
+mlmx_status mlmx_rep_glmm_curvature(mlmx_problem *P, mlmx_workspace *W, mlmx_error *err);
+mlmx_status mlmx_rep_glmm_ws_init(mlmx_workspace *W, mlmx_error *err);
+void mlmx_rep_glmm_ws_free(mlmx_workspace *W);
+mlmx_status mlmx_rep_glmm_set_response(mlmx_workspace *W, const double *y, mlmx_error *err);
+mlmx_status mlmx_rep_glmm_fit(mlmx_workspace *W, int want_se, mlmx_error *err);
+/* The model's response on the workspace's scale (successes, counts or
+ * category codes) and the binomial trials (NULL for other families). */
+const double *mlmx_rep_glmm_trials(const mlmx_workspace *W);
+
+#endif
