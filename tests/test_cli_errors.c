@@ -162,8 +162,17 @@ Test(cli_errors, quadrature_for_crossed_factors)
                           "y ~ x + (1|g) + (1|h)", "--family binomial --nagq 7", 1, n);
 }
 
+static int count_str(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 /* Complete separation: x > 0 exactly when y = 1. Not an error: the fit is
- * reported with a warning naming the diverging coefficient. */
+ * reported with a warning naming the diverging coefficient, once: in the
+ * summary, or on standard error when --quiet hides the summary. */
 Test(cli_errors, separation_warns_naming_the_coefficient)
 {
     char data[300], args[2048], line[64];
@@ -182,10 +191,18 @@ Test(cli_errors, separation_warns_naming_the_coefficient)
     result r;
     run(args, &r);
     cr_expect_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
-    cr_expect(strstr(r.err, "mlmx: warning:") != NULL, "no warning: %s", r.err);
+    cr_expect_eq(count_str(r.out, "warning:"), 1, "the summary does not carry the warning once");
+    cr_expect(strstr(r.out, "'x'") != NULL, "warning does not name x: %s", r.out);
+    cr_expect(strstr(r.out, "separated") != NULL, "%s", r.out);
+    cr_expect_eq(count_str(r.err, "warning"), 0, "warning printed twice: %s", r.err);
+
+    strcat(args, " --quiet");
+    run(args, &r);
+    cr_expect_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
+    cr_expect_eq(r.out[0], '\0', "--quiet printed: %s", r.out);
+    cr_expect_eq(count_str(r.err, "mlmx: warning:"), 1, "no warning: %s", r.err);
     cr_expect(strstr(r.err, "'x'") != NULL, "warning does not name x: %s", r.err);
     cr_expect(strstr(r.err, "separated") != NULL, "%s", r.err);
-    cr_expect(strstr(r.out, "warning:") != NULL, "the summary does not carry the warning");
 }
 
 Test(cli_errors, quadrature_points_out_of_range)
@@ -196,6 +213,102 @@ Test(cli_errors, quadrature_points_out_of_range)
     const char *n2[] = {"--nagq", "-1", "out of range", NULL};
     expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n", "y ~ x + (1|g)",
                           "--family binomial --nagq -1", 2, n2);
+}
+
+/* Numeric options: a non-number (or trailing junk) is "not a number", a
+ * number outside the range "out of range". */
+Test(cli_errors, numeric_options_not_a_number)
+{
+    static const struct {
+        const char *val, *what;
+    } cases[] = {{"abc", "is not a number"},      {"5x", "is not a number"},
+                 {"''", "is not a number"},       {"' 5'", "is not a number"},
+                 {"2.5", "is not a whole number"}, {"99999999999999999999", "out of range"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char opts[128];
+        snprintf(opts, sizeof opts, "--family binomial --nagq %s", cases[i].val);
+        const char *n[] = {"--nagq", cases[i].what, NULL};
+        expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n", "y ~ x + (1|g)",
+                              opts, 2, n);
+    }
+}
+
+/* Conflicting or repeated options are usage errors, not "the last wins". */
+Test(cli_errors, conflicting_options_exit_2)
+{
+    const char *csv = "y,x,g\n1,2,a\n3,4,a\n5,6,b\n7,1,b\n";
+    const char *n[] = {"--reml", "--ml", "conflict", NULL};
+    expect_fit_error_opts(csv, "y ~ x + (1|g)", "--reml --ml", 2, n);
+    expect_fit_error_opts(csv, "y ~ x + (1|g)", "--ml --reml", 2, n);
+    const char *n2[] = {"--reml", "maximum likelihood", NULL};
+    expect_fit_error_opts(csv, "y ~ x + (1|g)", "--family poisson --reml", 2, n2);
+    const char *n3[] = {"--optimizer", "twice", NULL};
+    expect_fit_error_opts(csv, "y ~ x + (1|g)", "--optimizer bobyqa --optimizer bfgs", 2, n3);
+}
+
+/* --weights names a column: a missing one is reported as the option's. */
+Test(cli_errors, weights_unknown_column)
+{
+    const char *n[] = {"--weights: no column 'nosuch' in ", "d.csv", NULL};
+    expect_fit_error_opts(GLMM_CSV_HEAD "0,1,2,0.5,a,p\n1,2,1,1.5,a,q\n", "y ~ x + (1|g)",
+                          "--family poisson --weights nosuch", 1, n);
+}
+
+/* A semicolon-separated file with Stata's '.' for missing fits as the
+ * comma-separated one does (one row dropped, not a factor). */
+Test(cli_errors, semicolon_file_with_stata_missing_fits)
+{
+    char data[300], args[1024];
+    write_file("s.csv",
+               "y;x;g\n1;2;a\n3;4;a\n5;.;b\n7;1;b\n2;2;c\n4;3;c\n6;5;a\n3;3;b\n1;1;c\n",
+               data, sizeof data);
+    snprintf(args, sizeof args, "fit --data '%s' --formula 'y ~ x + (1|g)'", data);
+    result r;
+    run(args, &r);
+    cr_expect_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "1 of 9 rows dropped for missing values in x") != NULL, "%s", r.err);
+    cr_expect(strstr(r.out, "Number of obs: 8") != NULL, "%s", r.out);
+}
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp, "%s was not written", path);
+    size_t n = fread(buf, 1, cap - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+}
+
+/* GLMM outputs: the JSON says "glmm" and has no made-up gradient (the GLMM
+ * fit does not compute one); the summary says once why its SEs differ
+ * from glmer's defaults. */
+Test(cli_errors, glmm_json_and_summary)
+{
+    char json[300], args[2048], buf[16384];
+    snprintf(json, sizeof json, "%s/g.json", tmpdir);
+    snprintf(args, sizeof args,
+             "fit --data '%s/data/cbpp.csv' --formula 'cbind(incidence, size - incidence) ~ "
+             "period + (1|herd)' --family binomial --optimizer bfgs --json '%s'",
+             MLMX_SOURCE_DIR, json);
+    result r;
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
+    cr_expect_eq(count_str(r.out, "Std. Errors from the exact Laplace Hessian; glmer's default "
+                                  "(tolPwrss = 1e-7) can differ in the 3rd digit\n"),
+                 1, "%s", r.out);
+    read_file(json, buf, sizeof buf);
+    cr_expect(strstr(buf, "\"model\": \"glmm\"") != NULL, "%s", buf);
+    cr_expect(strstr(buf, "\"max_abs_gradient\": null") != NULL, "%s", buf);
+
+    snprintf(args, sizeof args,
+             "fit --data '%s/data/sleepstudy.csv' --formula 'Reaction ~ Days + (Days|Subject)' "
+             "--json '%s'",
+             MLMX_SOURCE_DIR, json);
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "exit status %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "Std. Errors from") == NULL, "%s", r.out);
+    read_file(json, buf, sizeof buf);
+    cr_expect(strstr(buf, "\"model\": \"lmm\"") != NULL, "%s", buf);
 }
 
 Test(cli_errors, missing_file)
@@ -300,6 +413,11 @@ Test(cli_errors, help_and_version)
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, "--formula") != NULL);
     cr_expect(strstr(r.out, "--ranef") != NULL);
+    /* every family and link the command accepts is listed */
+    const char *words[] = {"gaussian", "binomial", "poisson", "negbin", "ordinal",
+                           "logit",    "probit",   "cloglog", "log"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        cr_expect(strstr(r.out, words[i]) != NULL, "fit --help lacks %s", words[i]);
     run("--version", &r);
     cr_expect_eq(r.status, 0);
     cr_expect(strncmp(r.out, "mlmx ", 5) == 0, "%s", r.out);

@@ -1,5 +1,6 @@
 /* The mlmx command: a thin client of the public API in include/mlmx.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +40,19 @@ static const char *usage_fit =
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
     "  --optimizer NAME   auto (default), bobyqa (lme4's) or bfgs (analytic gradient)\n"
-    "  --family NAME      gaussian (default), binomial or poisson\n"
-    "  --link NAME        logit (binomial default), probit, cloglog; log (poisson)\n"
+    "  --family NAME      gaussian (default), binomial, poisson, negbin (NB2) or\n"
+    "                     ordinal (cumulative link)\n"
+    "  --link NAME        binomial, ordinal: logit (default), probit, cloglog;\n"
+    "                     poisson, negbin: log\n"
     "  --nagq K           GLMM: 1 = Laplace (default), 0 = beta by PIRLS (glmer's\n"
-    "                     nAGQ = 0), 2..100 = adaptive Gauss-Hermite points (one\n"
-    "                     scalar random-effect term)\n"
+    "                     nAGQ = 0; binomial, poisson), 2..100 = adaptive\n"
+    "                     Gauss-Hermite points per level (one scalar term, scalar\n"
+    "                     terms nested in each other, or one term with up to 3\n"
+    "                     correlated effects)\n"
     "  --weights COLUMN   GLMM prior weights (binomial: the trials, with the\n"
     "                     response a proportion, as glmer's weights=)\n"
-    "  --quiet            print neither the summary nor progress\n"
+    "  --quiet            print neither the summary nor progress (warnings then go\n"
+    "                     to standard error)\n"
     "  -h, --help         show this help\n"
     "\n"
     "Exit status: 0 on success, 1 when the data, formula or fit fail, 2 on usage errors.\n";
@@ -61,6 +67,35 @@ static int fail(void)
 {
     fprintf(stderr, "mlmx: error: %s\n", mlmx_last_error());
     return 1;
+}
+
+/* A whole number option value in lo..hi; a usage error (2) names what is
+ * wrong: not a number (also trailing junk), or out of range. */
+static int int_option(const char *opt, const char *val, long lo, long hi, const char *what,
+                      int *out)
+{
+    const char *q = val;
+    if (*q == '+' || *q == '-')
+        q++;
+    int digits = *q != '\0';
+    for (const char *c = q; *c; c++)
+        digits = digits && *c >= '0' && *c <= '9';
+    if (!digits) {
+        char *end = NULL;
+        double v = strtod(val, &end);
+        int number = end != val && *end == '\0';
+        fprintf(stderr, "mlmx fit: %s '%s' is not %s: %s\n", opt, val,
+                number && isfinite(v) && v != floor(v) ? "a whole number" : "a number", what);
+        return 2;
+    }
+    char *end = NULL;
+    long k = strtol(val, &end, 10); /* saturates at LONG_MIN/MAX: out of range */
+    if (k < lo || k > hi) {
+        fprintf(stderr, "mlmx fit: %s '%s' is out of range: %s\n", opt, val, what);
+        return 2;
+    }
+    *out = (int)k;
+    return 0;
 }
 
 /* A progress line on a terminal, at most five times a second, for fits
@@ -95,7 +130,7 @@ static int cmd_fit(int argc, char **argv)
     const char *data = NULL, *formula = NULL, *json = NULL, *ranef = NULL, *group = NULL;
     const char *plot = NULL, *optimizer = NULL, *family = NULL, *link = NULL, *nagq = NULL;
     const char *weights = NULL;
-    int quiet = 0;
+    int quiet = 0, reml = 0, ml = 0;
     mlmx_fit_options opt;
     mlmx_fit_options_default(&opt);
     for (int i = 0; i < argc; i++) {
@@ -106,8 +141,10 @@ static int cmd_fit(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--reml") == 0) {
             opt.method = MLMX_REML;
+            reml = 1;
         } else if (strcmp(a, "--ml") == 0) {
             opt.method = MLMX_ML;
+            ml = 1;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
         } else if (strcmp(a, "--data") == 0) {
@@ -139,6 +176,11 @@ static int cmd_fit(int argc, char **argv)
         if (target) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "mlmx fit: option '%s' needs a value\n", a);
+                return 2;
+            }
+            if (*target) {
+                fprintf(stderr, "mlmx fit: option '%s' is given twice ('%s' and '%s')\n", a,
+                        *target, argv[i + 1]);
                 return 2;
             }
             *target = argv[++i];
@@ -184,20 +226,20 @@ static int cmd_fit(int argc, char **argv)
         }
         opt.link = (mlmx_link)k;
     }
-    if (nagq) {
-        char *end = NULL;
-        long k = strtol(nagq, &end, 10);
-        if (!end || *end || end == nagq || k < 0 || k > 100) {
-            fprintf(stderr,
-                    "mlmx fit: --nagq '%s' is out of range: 0, 1 (Laplace) or 2..100 "
-                    "quadrature points\n",
-                    nagq);
-            return 2;
-        }
-        opt.nagq = (int)k;
+    if (reml && ml) {
+        fprintf(stderr, "mlmx fit: --reml and --ml conflict: give one of them\n");
+        return 2;
     }
+    if (nagq && int_option("--nagq", nagq, 0, 100,
+                           "0, 1 (Laplace) or 2..100 quadrature points", &opt.nagq))
+        return 2;
     if ((link || nagq) && opt.family == MLMX_FAMILY_GAUSSIAN) {
         fprintf(stderr, "mlmx fit: --link and --nagq need a --family other than gaussian\n");
+        return 2;
+    }
+    if (reml && opt.family != MLMX_FAMILY_GAUSSIAN) {
+        fprintf(stderr, "mlmx fit: --reml is for linear mixed models; a --family model is "
+                        "fitted by maximum likelihood\n");
         return 2;
     }
     if (!data || !formula) {
@@ -212,6 +254,16 @@ static int cmd_fit(int argc, char **argv)
         st = mlmx_data_read_csv(data, &d);
     if (st)
         return fail();
+    if (weights) {
+        int found = 0;
+        for (int j = 0; j < mlmx_data_ncol(d) && !found; j++)
+            found = strcmp(mlmx_data_column_name(d, j), weights) == 0;
+        if (!found) {
+            fprintf(stderr, "mlmx: error: --weights: no column '%s' in %s\n", weights, data);
+            mlmx_data_free(d);
+            return 1;
+        }
+    }
     mlmx_model *m = NULL;
     st = mlmx_model_create_weighted(d, formula, weights, &m);
     mlmx_data_free(d);
@@ -259,10 +311,12 @@ static int cmd_fit(int argc, char **argv)
     if (rc)
         for (int i = 0; i < nw; i++)
             remove(written[i]);
-    if (!rc && !mlmx_fit_converged(f))
+    /* The summary carries the warnings; standard error only when --quiet
+     * hides it, so each is printed once. */
+    if (!rc && quiet && !mlmx_fit_converged(f))
         fprintf(stderr, "mlmx: warning: the optimizer did not converge: %s\n",
                 mlmx_fit_message(f));
-    if (!rc && mlmx_fit_warning(f)[0])
+    if (!rc && quiet && mlmx_fit_warning(f)[0])
         fprintf(stderr, "mlmx: warning: %s\n", mlmx_fit_warning(f));
     mlmx_fit_free(f);
     mlmx_model_free(m);

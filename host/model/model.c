@@ -436,6 +436,13 @@ static mlmx_status complete_rows(const mlmx_formula *f, const mlmx_data *d, cons
     size_t wlen = 0;
     for (int v = 0; v < nn && !st; v++) {
         int j = mlmx_frame_find(d, names[v]);
+        if (j < 0 && weights && v == nn - 1) {
+            st = mlmx_err_set(err, MLMX_ERR_DATA, "weights: no column '%s'%s%s%s", weights,
+                              d->source && d->source[0] ? " in " : "",
+                              d->source && d->source[0] ? d->source : "",
+                              d->source && d->source[0] ? "" : " in the data");
+            break;
+        }
         if (j < 0) {
             st = mlmx_err_set(err, MLMX_ERR_DATA,
                               "formula refers to unknown column '%s'%s%s%s", names[v],

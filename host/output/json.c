@@ -56,11 +56,11 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     int reml = f->method == MLMX_REML;
     mlmx_sb_puts(&b, "{\n  \"mlmx_version\": ");
     jstr(&b, MLMX_VERSION_STRING);
-    mlmx_sb_puts(&b, ",\n  \"model\": \"lmm\",\n  \"formula\": ");
+    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    mlmx_sb_printf(&b, ",\n  \"model\": \"%s\",\n  \"formula\": ", glmm ? "glmm" : "lmm");
     jstr(&b, m->formula);
     mlmx_sb_puts(&b, ",\n  \"data\": ");
     jstr(&b, m->source ? m->source : "");
-    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
     mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"",
                    glmm ? (f->nagq > 1 ? "AGQ" : "Laplace") : reml ? "REML" : "ML");
     mlmx_sb_printf(&b, ",\n  \"family\": \"%s\"", mlmx_family_name(f->family));
@@ -215,8 +215,11 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_sb_printf(&b, ",\n  \"converged\": %s", f->converged ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"singular\": %s", f->singular ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"n_evaluations\": %d", f->n_evals);
+    /* The GLMM fit does not compute the gradient at the optimum (grad_max
+     * stays at its zero initialisation), so only LMM fits report it; NaN
+     * (no gradient, e.g. at a boundary) is null as well. */
     mlmx_sb_puts(&b, ",\n  \"max_abs_gradient\": ");
-    jnum(&b, f->grad_max);
+    jnum(&b, glmm ? NAN : f->grad_max);
     mlmx_sb_puts(&b, ",\n  \"optimizer\": ");
     jstr(&b, f->optimizer);
     mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");

@@ -557,6 +557,14 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         }
         if (glmm)
             mlmx_sb_puts(&b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
+        /* glmer's Hessian comes from a stale PIRLS factor (docs/glmm.md,
+         * "How close to R"): say so where the numbers are compared */
+        if ((f->family == MLMX_FAMILY_BINOMIAL || f->family == MLMX_FAMILY_POISSON) &&
+            f->nagq >= 1)
+            mlmx_sb_printf(&b,
+                           "Std. Errors from the exact %s Hessian; glmer's default (tolPwrss = "
+                           "1e-7) can differ in the 3rd digit\n",
+                           f->nagq > 1 ? "quadrature" : "Laplace");
         free(es);
         free(ce);
         free(cs);
