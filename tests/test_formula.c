@@ -10,6 +10,7 @@
 
 #include "data/frame.h"
 #include "formula/formula.h"
+#include "formula/formula_internal.h"
 #include "model/eval.h"
 
 /* ---- rendering ------------------------------------------------------------- */
@@ -146,6 +147,11 @@ static const expansion_case expansions[] = {
     {"y ~ (a+b)^1000000000", "1 + a + b + a:b", ""},
     {"y ~ x**2 + I(x**2)", "1 + x + I(x^2)", ""},
     {"y\t~\nx +\r\n(1 |\tg)", "1 + x", "(1 | g)"},
+    /* chains of '+' and '-' (walked by a loop), checked against R 4.2.2 */
+    {"y ~ x + z - x + x", "1 + z + x", ""},
+    {"y ~ a + b - a + a - b", "1 + a", ""},
+    {"y ~ a*b - a - 1 + 1 + a", "1 + b + a + a:b", ""},
+    {"y ~ 0 + a - 0 + b", "1 + a + b", ""},
 };
 
 Test(formula, expansions_match_r)
@@ -491,7 +497,7 @@ Test(formula, deep_nesting_is_an_error)
 
 Test(formula, long_formulas)
 {
-    /* 500 summands parse; a chain of 3000 is refused rather than recursing */
+    /* 500 summands of one variable are one term */
     mlmx_formula *f = NULL;
     mlmx_error err = {0};
     char *s = repeat_formula("y ~ x", " + x", 500, "");
@@ -500,7 +506,18 @@ Test(formula, long_formulas)
     mlmx_formula_free(f);
     free(s);
 
-    s = repeat_formula("y ~ x", " + x", 3000, "");
+    /* a long chain is looped over, not recursed into: 20,000 summands */
+    s = repeat_formula("y ~ x", " + x", 20000, " - x + (1|g)");
+    f = parse_ok(s);
+    cr_expect_eq(f->fixed.nterms, 0);
+    cr_expect_eq(f->fixed.intercept, 1);
+    cr_expect_eq(f->nre, 1);
+    mlmx_formula_free(f);
+    free(s);
+
+    /* inside a call and in the response every level counts (the evaluator
+     * recurses there) */
+    s = repeat_formula("y ~ I(x", " + x", 3000, ")");
     cr_expect_eq(mlmx_formula_parse(s, &f, &err), MLMX_ERR_FORMULA);
     cr_expect(strstr(err.msg, "nested too deeply") != NULL, "%s", err.msg);
     /* the message shows a window of the text and still fits */
@@ -508,11 +525,102 @@ Test(formula, long_formulas)
     cr_expect(strstr(err.msg, "...") != NULL);
     cr_expect(strchr(err.msg, '^') != NULL);
     free(s);
+    s = repeat_formula("x", " + x", 3000, " ~ z");
+    cr_expect_eq(mlmx_formula_parse(s, &f, &err), MLMX_ERR_FORMULA);
+    cr_expect(strstr(err.msg, "nested too deeply") != NULL, "%s", err.msg);
+    free(s);
+    /* and true nesting on the right side is still bounded: a sum nested in
+     * the right operands of a sum */
+    s = repeat_formula("y ~ x", " + (x", 150, "");
+    char *t = repeat_formula(s, ")", 150, "");
+    f = parse_ok(t);
+    mlmx_formula_free(f);
+    free(s);
+    free(t);
+    /* only '+' and '-' chains are flat: a long ':' chain still counts */
+    s = repeat_formula("y ~ x", ":x", 1200, "");
+    cr_expect_eq(mlmx_formula_parse(s, &f, &err), MLMX_ERR_FORMULA);
+    cr_expect(strstr(err.msg, "nested too deeply") != NULL, "%s", err.msg);
+    free(s);
+    s = repeat_formula("y ~ x", " + -x", 1200, "");
+    f = parse_ok(s); /* -x deletes x from nothing: x stays, as in R */
+    cr_expect_eq(f->fixed.nterms, 1);
+    mlmx_formula_free(f);
+    free(s);
 
     s = repeat_formula("y ~ ", "x", 200000, "");
     cr_expect_eq(mlmx_formula_parse(s, &f, &err), MLMX_ERR_FORMULA);
     cr_expect(strstr(err.msg, "too long") != NULL, "%s", err.msg);
     free(s);
+}
+
+/* A user's model with 2,000 covariates (a 10,000-character formula): every
+ * term, in order, in the fixed part, in a random-effect term, and in the
+ * variable list; its deparse round-trips. */
+Test(formula, two_thousand_terms)
+{
+    enum { N = 2000 };
+    char *s = malloc(16 * N + 64);
+    cr_assert_not_null(s);
+    size_t o = (size_t)sprintf(s, "y ~ x1");
+    for (int k = 2; k <= N; k++)
+        o += (size_t)sprintf(s + o, " + x%d", k);
+    size_t rhs_end = o;
+    sprintf(s + o, " + (1 + x1 + x2 | g)");
+    cr_expect_gt(strlen(s), 10000);
+    mlmx_formula *f = parse_ok(s);
+    cr_assert_eq(f->fixed.nterms, N);
+    cr_expect_eq(f->fixed.intercept, 1);
+    for (int k = 0; k < N; k++) {
+        char want[16];
+        snprintf(want, sizeof want, "x%d", k + 1);
+        cr_assert_eq(f->fixed.terms[k].nvars, 1);
+        cr_assert_str_eq(f->fixed.terms[k].vars[0]->name, want);
+    }
+    cr_expect_eq(f->nre, 1);
+    cr_expect_eq(f->re[0].lhs.nterms, 2);
+    const char **names = NULL;
+    int nn = 0;
+    mlmx_error err = {0};
+    cr_assert_eq(mlmx_formula_variables(f, &names, &nn, &err), MLMX_OK, "%s", err.msg);
+    cr_expect_eq(nn, N + 2); /* y, x1..x2000, g */
+    cr_expect_str_eq(names[0], "y");
+    cr_expect_str_eq(names[N], "x2000");
+    cr_expect_str_eq(names[N + 1], "g");
+    free(names);
+    mlmx_formula_free(f);
+
+    /* as a random-effect term's left side, and with '-' links */
+    char *r = malloc(16 * N + 64);
+    cr_assert_not_null(r);
+    o = (size_t)sprintf(r, "y ~ (1");
+    for (int k = 1; k <= N; k++)
+        o += (size_t)sprintf(r + o, " + x%d", k);
+    sprintf(r + o, " - x7 | g)");
+    f = parse_ok(r);
+    cr_expect_eq(f->fixed.nterms, 0);
+    cr_assert_eq(f->nre, 1);
+    cr_expect_eq(f->re[0].lhs.nterms, N - 1);
+    cr_expect_str_eq(f->re[0].lhs.terms[6].vars[0]->name, "x8");
+    mlmx_formula_free(f);
+    free(r);
+
+    /* the deparse of the whole sum (by a loop) gives the text back */
+    s[rhs_end] = '\0';
+    f = parse_ok(s);
+    char *d = mlmx_expr_deparse(((const fx_arena *)f->arena)->rhs);
+    cr_assert_not_null(d);
+    cr_expect_str_eq(d, s + 4);
+    free(d);
+    mlmx_formula_free(f);
+    free(s);
+    const char *kept = "((a + b) + c) - (d + e) + ((f)) + I(g + h - i)";
+    f = parse_ok("y ~ ((a + b) + c) - (d + e) + ((f)) + I(g + h - i)");
+    d = mlmx_expr_deparse(((const fx_arena *)f->arena)->rhs);
+    cr_assert_not_null(d);
+    cr_expect_str_eq(d, kept);
+    free(d);
+    mlmx_formula_free(f);
 }
 
 Test(formula, term_explosion_is_an_error)

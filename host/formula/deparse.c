@@ -156,6 +156,41 @@ static void dp_child(mlmx_strbuf *b, const mlmx_expr *child, int need)
         mlmx_sb_puts(b, ")");
 }
 
+static int is_sum(const mlmx_expr *e)
+{
+    return e->kind == MLMX_EX_BINOP && (e->op == '+' || e->op == '-');
+}
+
+/* A chain a + b - c + ... by a loop over its left spine rather than by
+ * recursion (the parser lets such chains be long); e's own parentheses
+ * are written by the caller, those of the links below it here. */
+static void dp_sum(mlmx_strbuf *b, const mlmx_expr *e)
+{
+    int k = 0;
+    for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+        k++;
+    const mlmx_expr **links = malloc((size_t)k * sizeof *links);
+    if (!links) {
+        b->oom = 1;
+        return;
+    }
+    int i = k;
+    for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+        links[--i] = x;
+    for (i = k - 2; i >= 0; i--)
+        for (int j = 0; j < links[i]->paren; j++)
+            mlmx_sb_puts(b, "(");
+    dp_child(b, links[0]->args[0], P_SUM);
+    for (i = 0; i < k; i++) {
+        mlmx_sb_puts(b, binop_text(links[i]->op));
+        dp_child(b, links[i]->args[1], P_SUM + 1);
+        if (i < k - 1)
+            for (int j = 0; j < links[i]->paren; j++)
+                mlmx_sb_puts(b, ")");
+    }
+    free(links);
+}
+
 static void dp(mlmx_strbuf *b, const mlmx_expr *e)
 {
     for (int i = 0; i < e->paren; i++)
@@ -191,6 +226,10 @@ static void dp(mlmx_strbuf *b, const mlmx_expr *e)
         dp_child(b, e->args[0], P_UNARY);
         break;
     case MLMX_EX_BINOP: {
+        if (is_sum(e) && is_sum(e->args[0])) {
+            dp_sum(b, e);
+            break;
+        }
         int p = binop_prec(e->op);
         int right_assoc = e->op == '^';
         dp_child(b, e->args[0], right_assoc ? p + 1 : p);

@@ -250,14 +250,36 @@ static int name_add(name_list *l, const char *s)
     return 0;
 }
 
+static int is_sum(const mlmx_expr *e)
+{
+    return e->kind == MLMX_EX_BINOP && (e->op == '+' || e->op == '-');
+}
+
 /* Pre-order walk = order of appearance in the text. The tree depth is
- * bounded by the parser (FX_MAX_DEPTH), so recursion is safe. */
+ * bounded by the parser (FX_MAX_DEPTH) except along the left spine of a
+ * sum a + b - c + ..., which is walked by a loop, so recursion is safe. */
 static int collect_symbols(const mlmx_expr *e, name_list *l)
 {
     if (!e)
         return 0;
     if (e->kind == MLMX_EX_SYMBOL)
         return name_add(l, e->name);
+    if (is_sum(e) && is_sum(e->args[0])) {
+        int k = 0;
+        for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+            k++;
+        const mlmx_expr **links = malloc((size_t)k * sizeof *links);
+        if (!links)
+            return -1;
+        int i = k;
+        for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+            links[--i] = x;
+        int rc = collect_symbols(links[0]->args[0], l);
+        for (i = 0; i < k && rc == 0; i++)
+            rc = collect_symbols(links[i]->args[1], l);
+        free(links);
+        return rc;
+    }
     for (int i = 0; i < e->nargs; i++)
         if (collect_symbols(e->args[i], l) != 0)
             return -1;

@@ -11,8 +11,10 @@
  * formulas are far below all of them. */
 #define FX_MAX_TEXT 100000     /* bytes of formula text */
 #define FX_MAX_NEST 200        /* nested parentheses / unary operators / calls */
-#define FX_MAX_DEPTH 1000      /* expression tree depth (also bounds a+b+c+... chains) */
-#define FX_MAX_VARS 1024       /* distinct variables in one term list */
+#define FX_MAX_DEPTH 1000      /* expression tree depth; the left spine of a chain
+                                  a + b - c + ... on the right side outside calls is not
+                                  counted: every walk over it loops (terms.c) */
+#define FX_MAX_VARS 4096       /* distinct variables in one term list */
 #define FX_MAX_TERMS 4096      /* terms in one term list after removing duplicates */
 #define FX_MAX_PRODUCT 65536   /* terms formed by one interaction before deduplication */
 #define FX_MAX_WORK (1L << 23) /* 64-bit words of terms formed while expanding a formula,

@@ -35,6 +35,8 @@ typedef struct parser {
     token *toks;
     int ntok, i;
     int nest;  /* current recursion depth of parse_unary */
+    int chains; /* parsing the right side outside calls: '+' '-' chains are flat */
+    int calls;  /* calls being parsed (their arguments are ordinary expressions) */
 } parser;
 
 /* ------------------------------------------------------------------ lexer */
@@ -269,6 +271,12 @@ static mlmx_status finish_node(parser *p, mlmx_expr *e)
     return MLMX_OK;
 }
 
+/* Is e a link of a chain a + b - c + ...? */
+static int is_sum(const mlmx_expr *e)
+{
+    return e->kind == MLMX_EX_BINOP && (e->op == '+' || e->op == '-');
+}
+
 static mlmx_status binop(parser *p, char op, int oppos, mlmx_expr *l, mlmx_expr *r,
                          mlmx_expr **out)
 {
@@ -280,6 +288,20 @@ static mlmx_status binop(parser *p, char op, int oppos, mlmx_expr *l, mlmx_expr 
     e->args[1] = r;
     FX(e)->oppos = oppos;
     *out = e;
+    /* A sum of many terms (y ~ x1 + x2 + ... + x2000) is a left-deep tree,
+     * but every walk over the right side (terms.c, formula.c, deparse.c)
+     * follows such a chain by a loop, not by recursion: the chain's left
+     * spine then adds nothing to the depth, which keeps bounding the real
+     * nesting (parentheses, calls, right operands). Inside calls and in the
+     * response, where the evaluator recurses, every level counts. */
+    if (p->chains && p->calls == 0 && is_sum(e) && is_sum(l)) {
+        int dl = FX(l)->depth, dr = FX(r)->depth + 1;
+        FX(e)->depth = dl > dr ? dl : dr;
+        if (FX(e)->depth > FX_MAX_DEPTH)
+            return fx_error(p->err, p->text, oppos,
+                            "formula is nested too deeply (more than %d levels)", FX_MAX_DEPTH);
+        return MLMX_OK;
+    }
     return finish_node(p, e);
 }
 
@@ -331,6 +353,9 @@ static const struct {
     {"I", 1, 1},      {"factor", 1, 1}, {"offset", 1, 1}, {"cbind", 1, 1 << 20},
 };
 
+static mlmx_status parse_args(parser *p, const token *name, int fi, const char *nm, int open,
+                              mlmx_expr **out);
+
 static mlmx_status parse_call(parser *p, const token *name, mlmx_expr **out)
 {
     int fi = -1;
@@ -346,7 +371,15 @@ static mlmx_status parse_call(parser *p, const token *name, mlmx_expr **out)
                         nm);
     int open = peek(p)->pos;
     p->i++; /* '(' */
+    p->calls++;
+    mlmx_status st = parse_args(p, name, fi, nm, open, out);
+    p->calls--;
+    return st;
+}
 
+static mlmx_status parse_args(parser *p, const token *name, int fi, const char *nm, int open,
+                              mlmx_expr **out)
+{
     /* Arguments go into a growing array; count them first would need a
      * second pass over nested parentheses, so just grow. */
     mlmx_expr **args = NULL;
@@ -585,7 +618,7 @@ static mlmx_status trailing_error(parser *p)
 mlmx_status fx_parse_text(const char *text, fx_arena *a, mlmx_expr **lhs, mlmx_expr **rhs,
                           mlmx_error *err)
 {
-    parser p = {text, a, err, NULL, 0, 0, 0};
+    parser p = {text, a, err, NULL, 0, 0, 0, 0, 0};
     *lhs = NULL;
     *rhs = NULL;
     mlmx_status st = lex(&p);
@@ -615,6 +648,7 @@ mlmx_status fx_parse_text(const char *text, fx_arena *a, mlmx_expr **lhs, mlmx_e
     }
     /* The '~' itself is not kept in the tree: consumers want the two sides. */
     p.i = first + 1;
+    p.chains = 1;
     if (peek(&p)->kind == TK_EOF)
         return fx_error(err, text, peek(&p)->pos, "missing right-hand side after '~'");
     st = parse_bar(&p, rhs);

@@ -167,6 +167,44 @@ static mlmx_status tl_trim(xctx *c, tlist *t, const mlmx_expr *at)
     return MLMX_OK;
 }
 
+/* R's DeleteTerms: drop from t every term that is in r, in place. A hash
+ * set of r keeps this linear in both lists. */
+static mlmx_status tl_remove(xctx *c, tlist *t, const tlist *r)
+{
+    if (r->n == 0 || t->n == 0)
+        return MLMX_OK;
+    size_t size = 16;
+    while (size < (size_t)r->n * 2)
+        size *= 2;
+    int *slot = malloc(size * sizeof *slot);
+    if (!slot)
+        return fx_nomem(c->err);
+    for (size_t s = 0; s < size; s++)
+        slot[s] = -1;
+    for (int j = 0; j < r->n; j++) {
+        size_t s = (size_t)term_hash(tl_at(r, j), r->nw) & (size - 1);
+        while (slot[s] >= 0)
+            s = (s + 1) & (size - 1);
+        slot[s] = j;
+    }
+    int w = 0;
+    for (int i = 0; i < t->n; i++) {
+        const uint64_t *ti = tl_at(t, i);
+        size_t s = (size_t)term_hash(ti, t->nw) & (size - 1);
+        int drop = 0;
+        for (; slot[s] >= 0 && !drop; s = (s + 1) & (size - 1))
+            drop = term_eq(tl_at(r, slot[s]), ti, t->nw);
+        if (!drop) {
+            if (w != i)
+                memcpy(tl_at(t, w), ti, (size_t)t->nw * sizeof *ti);
+            w++;
+        }
+    }
+    free(slot);
+    t->n = w;
+    return MLMX_OK;
+}
+
 /* ------------------------------------------------------------------ variables */
 
 static mlmx_status install_var(xctx *c, mlmx_expr *e)
@@ -197,6 +235,33 @@ static mlmx_status install_var(xctx *c, mlmx_expr *e)
     c->vars[c->nvars] = v;
     c->keys[c->nvars] = key;
     FX(e)->varidx = c->nvars++;
+    return MLMX_OK;
+}
+
+/* A chain a + b - c + ... (left associative, so a left-deep tree): its
+ * links from the bottom up, so walks can loop over a long sum instead of
+ * recursing down its left spine (the parser does not count that spine
+ * against the depth limit). *links is malloc'd; NULL when e is no chain. */
+static int is_sum(const mlmx_expr *e)
+{
+    return e->kind == MLMX_EX_BINOP && (e->op == '+' || e->op == '-');
+}
+
+static mlmx_status sum_links(xctx *c, const mlmx_expr *e, const mlmx_expr ***links, int *n)
+{
+    *links = NULL;
+    *n = 0;
+    int k = 0;
+    for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+        k++;
+    const mlmx_expr **v = malloc((size_t)(k ? k : 1) * sizeof *v);
+    if (!v)
+        return fx_nomem(c->err);
+    int i = k;
+    for (const mlmx_expr *x = e; is_sum(x); x = x->args[0])
+        v[--i] = x;
+    *links = v;
+    *n = k;
     return MLMX_OK;
 }
 
@@ -309,11 +374,20 @@ static mlmx_status extract(xctx *c, mlmx_expr *e, int summand)
         c->bars[c->nbars++] = e;
         return MLMX_OK;
     case '+':
-        st = extract(c, e->args[0], summand);
-        return st != MLMX_OK ? st : extract(c, e->args[1], summand);
-    case '-':
-        st = extract(c, e->args[0], summand);
-        return st != MLMX_OK ? st : extract(c, e->args[1], 0);
+    case '-': {
+        /* the chain's first operand, then each link's right operand; the
+         * right of '-' is no summand */
+        const mlmx_expr **links;
+        int n;
+        st = sum_links(c, e, &links, &n);
+        if (st != MLMX_OK)
+            return st;
+        st = extract(c, links[0]->args[0], summand);
+        for (int i = 0; i < n && st == MLMX_OK; i++)
+            st = extract(c, links[i]->args[1], links[i]->op == '+' ? summand : 0);
+        free(links);
+        return st;
+    }
     case '^': {
         const mlmx_expr *x = e->args[1];
         if (x->kind != MLMX_EX_NUMBER || x->number < 1 || x->number != floor(x->number))
@@ -372,6 +446,52 @@ static mlmx_status append(xctx *c, tlist *out, const tlist *in, const mlmx_expr 
     return MLMX_OK;
 }
 
+/* A chain of '+' (R's PlusTerms) and '-' (DeleteTerms) links, by a loop
+ * from its first operand: each right operand is appended, or (on the right
+ * of '-', with the intercept parity flipped) removed. Duplicates are
+ * trimmed whenever the list has doubled since the last trim and at the
+ * end, which gives what trimming after every link gives, in linear time. */
+static mlmx_status encode_sum(xctx *c, const mlmx_expr *e, tlist *out)
+{
+    const mlmx_expr **links;
+    int n;
+    mlmx_status st = sum_links(c, e, &links, &n);
+    if (st != MLMX_OK)
+        return st;
+    st = encode(c, links[0]->args[0], out);
+    if (st == MLMX_OK)
+        st = tl_trim(c, out, e);
+    int trimmed = out->n;
+    for (int i = 0; i < n && st == MLMX_OK; i++) {
+        const mlmx_expr *link = links[i];
+        tlist r = {NULL, 0, 0, c->nw};
+        if (link->op == '+') {
+            st = encode(c, link->args[1], &r);
+            if (st == MLMX_OK)
+                st = append(c, out, &r, link);
+            if (st == MLMX_OK && out->n > 2 * trimmed + 64) {
+                st = tl_trim(c, out, link);
+                trimmed = out->n;
+            }
+        } else {
+            c->parity = !c->parity;
+            st = encode(c, link->args[1], &r);
+            c->parity = !c->parity;
+            if (st == MLMX_OK)
+                st = tl_remove(c, out, &r);
+            if (st == MLMX_OK) {
+                st = tl_trim(c, out, link);
+                trimmed = out->n;
+            }
+        }
+        tl_free(&r);
+    }
+    free(links);
+    if (st == MLMX_OK)
+        st = tl_trim(c, out, e);
+    return st;
+}
+
 static mlmx_status encode_binop(xctx *c, const mlmx_expr *e, tlist *out)
 {
     tlist l = {NULL, 0, 0, c->nw}, r = {NULL, 0, 0, c->nw};
@@ -382,13 +502,8 @@ static mlmx_status encode_binop(xctx *c, const mlmx_expr *e, tlist *out)
     case 'B':
         /* a random-effect summand: contributes nothing to the fixed part */
         return MLMX_OK;
-    case '+': /* PlusTerms */
-        st = encode2(c, e, &l, &r);
-        if (st == MLMX_OK)
-            st = append(c, out, &l, e);
-        if (st == MLMX_OK)
-            st = append(c, out, &r, e);
-        break;
+    case '+':
+        return encode_sum(c, e, out);
     case ':': /* InteractTerms */
         st = encode2(c, e, &l, &r);
         if (st == MLMX_OK)
@@ -460,27 +575,8 @@ static mlmx_status encode_binop(xctx *c, const mlmx_expr *e, tlist *out)
             st = append(c, out, &r, e);
         break;
     }
-    case '-': { /* DeleteTerms */
-        st = encode(c, e->args[0], &l);
-        if (st != MLMX_OK)
-            break;
-        c->parity = !c->parity;
-        st = encode(c, e->args[1], &r);
-        c->parity = !c->parity;
-        if (st != MLMX_OK)
-            break;
-        st = tl_reserve(c, out, l.n, e);
-        if (st != MLMX_OK)
-            break;
-        for (int i = 0; i < l.n; i++) {
-            int drop = 0;
-            for (int j = 0; j < r.n && !drop; j++)
-                drop = term_eq(tl_at(&l, i), tl_at(&r, j), c->nw);
-            if (!drop)
-                memcpy(tl_push(out), tl_at(&l, i), (size_t)c->nw * sizeof *l.b);
-        }
-        break;
-    }
+    case '-':
+        return encode_sum(c, e, out);
     default:
         st = fx_error(c->err, c->text, FXC(e)->oppos, "unexpected operator in formula");
         break;
