@@ -882,3 +882,77 @@ Test(eval, grouping_factors)
     mlmx_formula_free(f);
     mlmx_frame_free(d);
 }
+
+/* ---- model matrices: coefficient names as lme4 writes them ---------------------- */
+
+/* The fixed-effect names of a model of sleepstudy, "|"-joined. */
+static void expect_fixef_names(const mlmx_data *d, const char *formula, const char *want)
+{
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s: %s", formula,
+                 mlmx_last_error());
+    char got[1024] = "";
+    for (int j = 0; j < mlmx_model_nfixef(m); j++) {
+        if (j)
+            strcat(got, "|");
+        strcat(got, mlmx_model_fixef_name(m, j));
+    }
+    cr_expect_str_eq(got, want, "%s", formula);
+    mlmx_model_free(m);
+}
+
+/* R's model.matrix codes a logical (a comparison in I(), or factor() of
+ * one) as a factor with levels FALSE and TRUE; lme4 names the columns so.
+ * Expected names from R 4.2.2 / lme4 1.1-31 on sleepstudy. */
+Test(model, logical_terms_named_as_lme4)
+{
+    mlmx_data *d = NULL;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/sleepstudy.csv", &d), MLMX_OK);
+    expect_fixef_names(d, "Reaction ~ I(Days > 2) + (1|Subject)", "(Intercept)|I(Days > 2)TRUE");
+    expect_fixef_names(d, "Reaction ~ 0 + I(Days > 2) + (1|Subject)",
+                       "I(Days > 2)FALSE|I(Days > 2)TRUE");
+    expect_fixef_names(d, "Reaction ~ Days:I(Days > 2) + (1|Subject)",
+                       "(Intercept)|Days:I(Days > 2)FALSE|Days:I(Days > 2)TRUE");
+    expect_fixef_names(d, "Reaction ~ I(Days > 2)*Days + (1|Subject)",
+                       "(Intercept)|I(Days > 2)TRUE|Days|I(Days > 2)TRUE:Days");
+    expect_fixef_names(d, "Reaction ~ factor(Days > 2) + (1|Subject)",
+                       "(Intercept)|factor(Days > 2)TRUE");
+    expect_fixef_names(d, "Reaction ~ I(Days == 3) + I(Days != 3) + (1|Subject)",
+                       "(Intercept)|I(Days == 3)TRUE");  /* the second is collinear */
+    /* numeric I() terms keep their plain names */
+    expect_fixef_names(d, "Reaction ~ I(Days^2) + I((Days > 2) * 1) + (1|Subject)",
+                       "(Intercept)|I(Days^2)|I((Days > 2) * 1)");
+
+    /* a random-effect column of that kind, and its theta names */
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_model_create(d, "Reaction ~ Days + (I(Days > 2) | Subject)", &m), MLMX_OK,
+                 "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_model_term_q(m, 0), 2);
+    cr_expect_str_eq(mlmx_model_term_column(m, 0, 0), "(Intercept)");
+    cr_expect_str_eq(mlmx_model_term_column(m, 0, 1), "I(Days > 2)TRUE");
+    cr_expect_str_eq(mlmx_model_theta_name(m, 1), "Subject.I(Days > 2)TRUE.(Intercept)");
+    cr_expect_str_eq(mlmx_model_theta_name(m, 2), "Subject.I(Days > 2)TRUE");
+    mlmx_model_free(m);
+    cr_assert_eq(mlmx_model_create(d, "Reaction ~ 1 + (1 | factor(Days < 5))", &m), MLMX_OK,
+                 "%s", mlmx_last_error());
+    cr_expect_str_eq(mlmx_model_term_level(m, 0, 0), "FALSE");
+    cr_expect_str_eq(mlmx_model_term_level(m, 0, 1), "TRUE");
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
+/* The library's own message for a weights column that is not there (the
+ * command names its option instead: tests/test_cli_errors.c). */
+Test(model, unknown_weights_column)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/cbpp.csv", &d), MLMX_OK);
+    cr_expect_eq(mlmx_model_create_weighted(d, "incidence ~ period + (1|herd)", "nosuch", &m),
+                 MLMX_ERR_DATA);
+    cr_expect_null(m);
+    cr_expect(strstr(mlmx_last_error(), "weights: no column 'nosuch' in ") != NULL, "%s",
+              mlmx_last_error());
+    cr_expect(strstr(mlmx_last_error(), "cbpp.csv") != NULL, "%s", mlmx_last_error());
+    mlmx_data_free(d);
+}

@@ -406,6 +406,27 @@ mlmx_status mlmx_var_eval_factor(const mlmx_expr *e, const mlmx_data *d, int *co
     if (st == MLMX_OK)
         st = factor_numeric(v, n, codes, levels, nlevels, err);
     free(v);
+    /* factor() of a comparison is a factor of R's logicals: its levels (0
+     * and 1 as numbers, in that order) are labelled FALSE and TRUE */
+    const mlmx_expr *inner = arg;
+    while (is_call(inner, "I") && inner->nargs == 1)
+        inner = inner->args[0];
+    if (st == MLMX_OK && inner->kind == MLMX_EX_BINOP && inner->op &&
+        strchr("<>lgen", inner->op))
+        for (int l = 0; l < *nlevels && st == MLMX_OK; l++) {
+            char *lab = mlmx_strdup(strcmp((*levels)[l], "0") == 0 ? "FALSE" : "TRUE");
+            if (!lab) {
+                st = nomem(err);
+                break;
+            }
+            free((*levels)[l]);
+            (*levels)[l] = lab;
+        }
+    if (st != MLMX_OK && *levels) {
+        mlmx_levels_free(*levels, *nlevels);
+        *levels = NULL;
+        *nlevels = 0;
+    }
     return st;
 }
 

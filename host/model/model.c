@@ -56,6 +56,45 @@ static void evar_free(evar *v)
     memset(v, 0, sizeof *v);
 }
 
+/* Is e logical-valued in R: a comparison, or I() of one (I(week > 2))? */
+static int is_logical(const mlmx_expr *e)
+{
+    while (e->kind == MLMX_EX_CALL && strcmp(e->name, "I") == 0 && e->nargs == 1)
+        e = e->args[0];
+    return e->kind == MLMX_EX_BINOP && e->op && strchr("<>lgen", e->op) != NULL;
+}
+
+/* R's model.matrix codes a logical variable as a factor with the levels
+ * FALSE and TRUE (both, whichever occur): with an intercept its column is
+ * "I(week > 2)TRUE", as lme4 names it. */
+static mlmx_status evar_logical(const mlmx_expr *e, const mlmx_data *d, const size_t *rows,
+                                size_t n, evar *v, mlmx_error *err)
+{
+    double *all = malloc((d->nrow ? d->nrow : 1) * sizeof *all);
+    v->codes = malloc((n ? n : 1) * sizeof *v->codes);
+    v->levels = calloc(2, sizeof *v->levels);
+    if (!all || !v->codes || !v->levels) {
+        free(all);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    v->nlevels = 2;
+    v->levels[0] = mlmx_strdup("FALSE");
+    v->levels[1] = mlmx_strdup("TRUE");
+    if (!v->levels[0] || !v->levels[1]) {
+        free(all);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    mlmx_status st = mlmx_var_eval_numeric(e, d, all, err);
+    if (!st)
+        for (size_t i = 0; i < n; i++) {
+            double x = all[rows[i]];
+            v->codes[i] = isnan(x) ? -1 : x != 0.0;
+        }
+    free(all);
+    v->is_factor = 1;
+    return st;
+}
+
 static mlmx_status evar_eval(const mlmx_expr *e, const mlmx_data *d, const size_t *rows, size_t n,
                              evar *v, mlmx_error *err)
 {
@@ -63,6 +102,8 @@ static mlmx_status evar_eval(const mlmx_expr *e, const mlmx_data *d, const size_
     v->name = mlmx_expr_deparse(e);
     if (!v->name)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    if (is_logical(e))
+        return evar_logical(e, d, rows, n, v, err);
     int isf = mlmx_var_is_factor(e, d, err);
     if (isf < 0)
         return err->code ? err->code : MLMX_ERR_DATA;
