@@ -1,0 +1,43 @@
+/* Plots of power curves and bootstrap distributions, drawn with PLplot's
+ * cairo drivers. The file type follows the extension of path: .svg
+ * (svgcairo), .png (pngcairo) or .pdf (pdfcairo), case-insensitive; any
+ * other extension is MLMX_ERR_ARG.
+ *
+ * Every plot is written atomically: PLplot draws into a temporary file in
+ * the directory of path, which is renamed over path only when the plot is
+ * complete, so a failure leaves no file (and an old file at path intact).
+ * An SVG gets the title as its <title> element (cairo draws text as
+ * outlines). Nothing is printed and the process never exits: PLplot's fatal
+ * errors (plexit) are caught by an exit handler that jumps back here, its
+ * recoverable errors (plabort) are collected through plsError. The calls
+ * serialize on a mutex (PLplot keeps global state), draw on a stream of
+ * their own and restore the caller's current PLplot stream; they install
+ * their own plsexit/plsabort handlers while drawing and clear them after. */
+#ifndef MLMX_OUTPUT_PLOTS_H
+#define MLMX_OUTPUT_PLOTS_H
+#include <stddef.h>
+#include "util/error.h"
+
+/* Power curve: x = design values (e.g. number of clusters, finite), the
+ * estimated power at each (NaN: no estimate, a gap in the line) with its
+ * Clopper-Pearson band [lo, hi] (NaN ends: no band there), drawn as points,
+ * a line and a shaded band on a 0..1 power axis; alpha as a dashed
+ * horizontal reference line and target (e.g. 0.8) as a dotted one (NaN:
+ * none, for either). xlabel and title may be NULL ("" for no title). */
+mlmx_status mlmx_plot_power_curve(const char *path, int npts, const double *x,
+                                  const double *power, const double *lo, const double *hi,
+                                  double alpha, double target, const char *xlabel,
+                                  const char *title, mlmx_error *err);
+
+/* Bootstrap distributions: one panel per parameter in a grid, a histogram
+ * of the replicate values (NaNs skipped and counted in the panel), a solid
+ * vertical line at the estimate and dashed ones at the interval ends lo and
+ * hi (NaN: not drawn), the parameter name as panel title. values holds
+ * nrep * nparam numbers, row-major: replicate r, parameter j at
+ * values[r * nparam + j]. estimate, lo and hi may be NULL. title may be
+ * NULL. */
+mlmx_status mlmx_plot_boot(const char *path, int nparam, const char *const *names, size_t nrep,
+                           const double *values, const double *estimate, const double *lo,
+                           const double *hi, const char *title, mlmx_error *err);
+
+#endif
