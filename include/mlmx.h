@@ -373,6 +373,67 @@ int mlmx_workspace_singular(const mlmx_workspace *w);
 int mlmx_workspace_n_evaluations(const mlmx_workspace *w);
 
 /* ------------------------------------------------------------------ */
+/* Parametric bootstrap.                                               */
+/* ------------------------------------------------------------------ */
+typedef struct mlmx_boot_options {
+    uint64_t seed;            /* Philox key (default 1) */
+    uint64_t nsim;            /* replicates of the whole run (> 0) */
+    uint64_t rep_begin, rep_end; /* the slice computed here: [begin, end); 0, 0 = all */
+    int threads;              /* workspaces, one per thread (default 1) */
+    double level;             /* interval level (default 0.95) */
+    const char *out_path;     /* .h5/.hdf5: replicate file (docs/replicates-hdf5.md);
+                                 .csv: one row per replicate; NULL: none */
+    int resume;               /* 1: out_path exists; compute only its missing replicates */
+    const char *data_file;    /* recorded in the file (name and SHA-256); may be NULL */
+    /* Called from the calling thread after each block of replicates with
+     * the number done so far (NULL: none). */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+    /* Polled between blocks: when *stop becomes non-zero the run ends early,
+     * leaving a valid file marked incomplete (a signal handler sets it). */
+    const volatile int *stop;
+} mlmx_boot_options;
+
+void mlmx_boot_options_default(mlmx_boot_options *o);
+
+typedef struct mlmx_boot mlmx_boot;
+
+/* Parametric bootstrap of a fit: replicate r is simulated from the fit's
+ * estimates with the key (seed, r) and refitted from them on a prepared
+ * problem (mlmx_problem). Results are bit-identical for any number of
+ * threads and any split of the replicates. Checks that out_path can be
+ * written before the first replicate; a resumed file must come from the
+ * same model, data, seed and nsim (MLMX_ERR_ARG naming the mismatch).
+ * Allocates; free with mlmx_boot_free. */
+mlmx_status mlmx_boot_run(const mlmx_fit *f, const mlmx_boot_options *o, mlmx_boot **out);
+void mlmx_boot_free(mlmx_boot *b);
+int mlmx_boot_nparams(const mlmx_boot *b);
+const char *mlmx_boot_param_name(const mlmx_boot *b, int j);
+uint64_t mlmx_boot_n_done(const mlmx_boot *b);      /* replicates with a result or failure */
+uint64_t mlmx_boot_n_failed(const mlmx_boot *b);    /* refits that gave no estimate */
+uint64_t mlmx_boot_n_nonconverged(const mlmx_boot *b);
+uint64_t mlmx_boot_n_singular(const mlmx_boot *b);
+int mlmx_boot_complete(const mlmx_boot *b);         /* every replicate of the slice done */
+/* Summary of parameter j over the successful replicates: the estimate,
+ * the bootstrap mean and SD, and the percentile, basic and normal
+ * intervals at the level (quantiles of R's type 7). */
+typedef struct mlmx_boot_summary {
+    double estimate, mean, sd;
+    double perc_lo, perc_hi, basic_lo, basic_hi, norm_lo, norm_hi;
+    uint64_t n;
+} mlmx_boot_summary;
+mlmx_status mlmx_boot_param_summary(const mlmx_boot *b, int j, mlmx_boot_summary *s);
+/* The replicate values of the slice, replicate-major (r * nparams + j);
+ * NaN for a failed or missing replicate. */
+const double *mlmx_boot_values(const mlmx_boot *b);
+/* The summary table (estimates, intervals, counts) as text; malloc'd. */
+mlmx_status mlmx_boot_summary_text(const mlmx_boot *b, char **text);
+/* Join shard files of one run (from --shard) into one file, bit-identical
+ * in its datasets to a single run; MLMX_ERR_ARG when they do not fit
+ * together (another run, a gap, an overlap). Atomic. */
+mlmx_status mlmx_boot_merge(const char *const *inputs, int ninputs, const char *output);
+
+/* ------------------------------------------------------------------ */
 /* Output.                                                             */
 /* ------------------------------------------------------------------ */
 

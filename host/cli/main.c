@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "mlmx.h"
 
 static const char *usage_main =
@@ -16,6 +17,8 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  fit        fit a linear or generalized linear mixed model and print its summary\n"
+    "  boot       parametric bootstrap: simulate, refit, intervals (mlmx boot --help)\n"
+    "  merge      join the shard files of one bootstrap run (mlmx merge --help)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
@@ -340,6 +343,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "fit") == 0)
         return cmd_fit(argc - 2, argv + 2);
+    if (strcmp(cmd, "boot") == 0)
+        return mlmx_cmd_boot(argc - 2, argv + 2);
+    if (strcmp(cmd, "merge") == 0)
+        return mlmx_cmd_merge(argc - 2, argv + 2);
     fprintf(stderr, "mlmx: unknown command '%s' (see mlmx --help)\n", cmd);
     return 2;
 }
