@@ -7,7 +7,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libopenblas-dev liblapacke-dev
       libnlopt-dev libhdf5-dev libcsv-dev libcriterion-dev
-      libplplot-dev plplot-driver-cairo libjansson-dev nettle-dev)
+      libplplot-dev plplot-driver-cairo libjansson-dev nettle-dev
+      libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--r" ]; then
   pkgs+=(r-base-core r-cran-lme4 r-cran-jsonlite r-cran-ordinal r-cran-glmmtmb r-cran-numderiv)
 fi

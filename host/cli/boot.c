@@ -11,6 +11,9 @@
 
 #include "cli.h"
 #include "mlmx.h"
+#ifdef MLMX_HAVE_MPI
+#include <mpi.h>
+#endif
 
 static const char *usage_boot =
     "usage: mlmx boot --data FILE --formula 'FORMULA' [fit options] --nsim N [options]\n"
@@ -146,6 +149,96 @@ static int parse_range(const char *rep, const char *shard, uint64_t nsim, uint64
     return 0;
 }
 
+/* Under mpirun (an MPI launcher's environment), rank r of K computes the
+ * r-th slice of the replicate range into a shard file beside the output;
+ * rank 0 merges the shards into the output (mlmx_boot_merge: the datasets
+ * are those of a single run) and prints the summary from it. */
+static int mpi_size(void)
+{
+    const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!s)
+        s = getenv("PMI_SIZE");
+    return s ? atoi(s) : 1;
+}
+
+#ifdef MLMX_HAVE_MPI
+static int boot_mpi(const mlmx_fit *f, mlmx_boot_options *bo, int quiet)
+{
+    int rank = 0, size = 1;
+    MPI_Init(NULL, NULL);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const char *out = bo->out_path;
+    uint64_t b0 = bo->rep_begin, e0 = bo->rep_end ? bo->rep_end : bo->nsim, len = e0 - b0;
+    char *shard = malloc(strlen(out) + 32);
+    int rc = 0;
+    if (!shard) {
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        return 1;
+    }
+    sprintf(shard, "%s.rank%d.h5", out, rank);
+    mlmx_boot_options o = *bo;
+    o.rep_begin = b0 + len * (uint64_t)rank / (uint64_t)size;
+    o.rep_end = b0 + len * (uint64_t)(rank + 1) / (uint64_t)size;
+    o.out_path = shard;
+    o.resume = 0;
+    if (rank != 0)
+        o.progress = NULL;
+    mlmx_boot *b = NULL;
+    int ok = o.rep_begin < o.rep_end ? mlmx_boot_run(f, &o, &b) == MLMX_OK : 1;
+    if (!ok)
+        fprintf(stderr, "mlmx: error (rank %d): %s\n", rank, mlmx_last_error());
+    ok = ok && (!b || mlmx_boot_complete(b));
+    mlmx_boot_free(b);
+    int all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (rank == 0) {
+        char **names = calloc((size_t)size, sizeof *names);
+        int n = 0;
+        for (int r = 0; names && r < size; r++) {
+            names[n] = malloc(strlen(out) + 32);
+            if (names[n]) {
+                sprintf(names[n], "%s.rank%d.h5", out, r);
+                uint64_t rb = b0 + len * (uint64_t)r / (uint64_t)size,
+                         re = b0 + len * (uint64_t)(r + 1) / (uint64_t)size;
+                if (rb < re)
+                    n++;
+                else
+                    free(names[n]);
+            }
+        }
+        rc = 1;
+        if (all && names && mlmx_boot_merge((const char *const *)names, n, out) == MLMX_OK) {
+            /* the summary from the merged file: nothing left to compute */
+            mlmx_boot_options lo = *bo;
+            lo.resume = 1;
+            lo.progress = NULL;
+            if (mlmx_boot_run(f, &lo, &b) == MLMX_OK) {
+                char *txt = NULL;
+                if (!quiet && mlmx_boot_summary_text(b, &txt) == MLMX_OK)
+                    fputs(txt, stdout);
+                mlmx_string_free(txt);
+                rc = 0;
+            }
+            mlmx_boot_free(b);
+        }
+        if (rc)
+            fprintf(stderr, "mlmx: error: %s\n",
+                    all ? mlmx_last_error() : "a rank failed; the shards are kept");
+        for (int r = 0; names && r < n; r++) {
+            if (all)
+                remove(names[r]);
+            free(names[r]);
+        }
+        free(names);
+    }
+    free(shard);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return rc;
+}
+#endif
+
 int mlmx_cmd_boot(int argc, char **argv)
 {
     mlmx_cli_model mo;
@@ -238,6 +331,23 @@ int mlmx_cmd_boot(int argc, char **argv)
     progress pr = {now_s(), 0.0, !quiet && isatty(2), 0};
     bo.progress = show;
     bo.progress_ctx = &pr;
+    if (mpi_size() > 1) {
+#ifdef MLMX_HAVE_MPI
+        if (!bo.out_path || bo.resume || strstr(bo.out_path, ".h5") == NULL) {
+            fprintf(stderr, "mlmx boot: under mpirun, --out FILE.h5 is required (and --resume "
+                            "is not available)\n");
+            mlmx_cli_model_free(&mo, f);
+            return 2;
+        }
+        int mrc = boot_mpi(f, &bo, quiet);
+        mlmx_cli_model_free(&mo, f);
+        return mrc;
+#else
+        fprintf(stderr, "mlmx boot: this mlmx was built without MPI (cmake -DMLMX_MPI=ON)\n");
+        mlmx_cli_model_free(&mo, f);
+        return 2;
+#endif
+    }
     bo.stop = &stop_flag;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
