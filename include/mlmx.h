@@ -428,6 +428,10 @@ mlmx_status mlmx_boot_param_summary(const mlmx_boot *b, int j, mlmx_boot_summary
 const double *mlmx_boot_values(const mlmx_boot *b);
 /* The summary table (estimates, intervals, counts) as text; malloc'd. */
 mlmx_status mlmx_boot_summary_text(const mlmx_boot *b, char **text);
+/* The bootstrap distribution of every parameter as a picture (SVG, PNG or
+ * PDF by the extension): a histogram per parameter with the estimate and
+ * the percentile interval marked. Written atomically. */
+mlmx_status mlmx_boot_write_plot(const mlmx_boot *b, const char *path);
 /* Join shard files of one run (from --shard) into one file, bit-identical
  * in its datasets to a single run; MLMX_ERR_ARG when they do not fit
  * together (another run, a gap, an overlap). Atomic. */

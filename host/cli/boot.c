@@ -38,6 +38,8 @@ static const char *usage_boot =
     "  --resume FILE.h5   continue an interrupted run: compute only the missing\n"
     "                     replicates of FILE (same model, data, seed and nsim)\n"
     "  --level L          interval level (default 0.95)\n"
+    "  --plot PATH        histograms of the bootstrap distributions with the\n"
+    "                     intervals marked (.svg, .png or .pdf)\n"
     "  --quiet            print neither the summary nor progress\n"
     "\n"
     "Ctrl-C or SIGTERM stops after the current block: the HDF5 file keeps every\n"
@@ -244,7 +246,7 @@ int mlmx_cmd_boot(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *nsim_s = NULL, *threads_s = NULL, *seed_s = NULL, *rep = NULL, *shard = NULL;
-    const char *out = NULL, *resume = NULL, *level_s = NULL;
+    const char *out = NULL, *resume = NULL, *level_s = NULL, *plot = NULL;
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -276,6 +278,8 @@ int mlmx_cmd_boot(int argc, char **argv)
             target = &resume;
         } else if (strcmp(a, "--level") == 0) {
             target = &level_s;
+        } else if (strcmp(a, "--plot") == 0) {
+            target = &plot;
         } else {
             fprintf(stderr, "mlmx boot: unknown option '%s' (see mlmx boot --help)\n", a);
             return 2;
@@ -370,6 +374,12 @@ int mlmx_cmd_boot(int argc, char **argv)
         mlmx_string_free(txt);
     }
     int complete = mlmx_boot_complete(b);
+    if (plot && mlmx_boot_write_plot(b, plot) != MLMX_OK) {
+        fprintf(stderr, "mlmx: error: %s\n", mlmx_last_error());
+        mlmx_boot_free(b);
+        mlmx_cli_model_free(&mo, f);
+        return 1;
+    }
     if (!complete)
         fprintf(stderr, "mlmx boot: interrupted after %llu replicates; %s\n",
                 (unsigned long long)mlmx_boot_n_done(b),

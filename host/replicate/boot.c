@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api_internal.h"
+#include "output/plots.h"
 #include "output/repstore.h"
 #include "replicate/replicate.h"
 #include "glmm_math.h"
@@ -603,4 +604,32 @@ mlmx_status mlmx_boot_summary_text(const mlmx_boot *b, char **text)
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     *text = sb.s;
     return MLMX_OK;
+}
+
+mlmx_status mlmx_boot_write_plot(const mlmx_boot *b, const char *path)
+{
+    mlmx_api_clear();
+    if (!b || !path)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_boot_write_plot: NULL argument");
+    const int np = b->np;
+    double *est = malloc(3 * (size_t)np * sizeof *est);
+    if (!est)
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    double *lo = est + np, *hi = lo + np;
+    for (int j = 0; j < np; j++) {
+        mlmx_boot_summary s;
+        mlmx_boot_param_summary(b, j, &s);
+        est[j] = s.estimate;
+        lo[j] = s.perc_lo;
+        hi[j] = s.perc_hi;
+    }
+    char *title = mlmx_asprintf("Parametric bootstrap, %llu replicates (%d%% percentile intervals)",
+                                (unsigned long long)b->n_done, (int)lround(100.0 * b->level));
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    mlmx_status st = mlmx_plot_boot(path, np, (const char *const *)b->P->param_names,
+                                    (size_t)(b->end - b->begin), b->vals, est, lo, hi, title, &e);
+    free(title);
+    free(est);
+    return st ? mlmx_api_fail(&e) : MLMX_OK;
 }
