@@ -1084,3 +1084,54 @@ Test(ghq, tiny_weights_keep_relative_accuracy)
         }
     }
 }
+
+/* The closed forms of the fused loops (mlmx_gm_logit_fast,
+ * mlmx_gm_poisson_fast, mlmx_gm_wprime, mlmx_gm_ord_logit_obs) against the
+ * general functions, over eta in [-40, 40]: log-likelihood to 1e-12
+ * relative (abs 1e-12), derivatives to 1e-12 (the logit's where R's mean
+ * clamping does not apply); W' against central
+ * differences of the information (1e-6 relative). */
+Test(glmm_math, closed_forms_match_general_functions)
+{
+    for (double eta = -40.0; eta <= 40.0; eta += 0.37) {
+        const double y = 3.0, nt = 10.0, llc = lgamma(nt + 1.0) - lgamma(y + 1.0) - lgamma(nt - y + 1.0);
+        double d1, fi;
+        double ll = mlmx_gm_logit_fast(y, nt, llc, eta, &d1, &fi);
+        mlmx_gm_obs o = mlmx_gm_binomial(MLMX_LINK_LOGIT, y, nt, 1.0, eta);
+        cr_expect(near(ll, o.ll, 1e-12, 1e-12), "logit ll at %g: %.17g vs %.17g", eta, ll, o.ll);
+        /* the general function clamps the mean as R's binomial() does
+         * (|eta| > ~15 hits the eps floor); the closed form does not */
+        if (fabs(eta) < 15.0)
+            cr_expect(near(d1, o.d1, 1e-12, 1e-12) && near(fi, o.fi, 1e-9, 1e-300),
+                      "logit d1/fi at %g", eta);
+        ll = mlmx_gm_poisson_fast(y, -lgamma(y + 1.0), eta / 4.0, &d1, &fi);
+        o = mlmx_gm_poisson(y, 1.0, eta / 4.0);
+        cr_expect(near(ll, o.ll, 1e-12, 1e-12), "poisson ll at %g", eta / 4.0);
+        cr_expect(near(d1, o.d1, 1e-12, 1e-12) && near(fi, o.fi, 1e-12, 1e-300));
+        if (fabs(eta) < 20.0) {
+            const double h = 1e-5;
+            double fp, fm, dd;
+            mlmx_gm_logit_fast(y, nt, 0.0, eta + h, &dd, &fp);
+            mlmx_gm_logit_fast(y, nt, 0.0, eta - h, &dd, &fm);
+            cr_expect(near(mlmx_gm_wprime(0, nt, eta), (fp - fm) / (2 * h), 1e-6, 1e-9),
+                      "wprime at %g", eta);
+        }
+        /* cumulative logit: the closed form plus log(prod) is log P(y) */
+        const double c[3] = {-1.0, 0.0, 1.2};
+        double lc[4] = {0}, rr[4] = {0};
+        for (int k = 1; k < 3; k++) {
+            lc[k] = log(-expm1(-(c[k] - c[k - 1])));
+            rr[k] = 1.0 / expm1(c[k] - c[k - 1]);
+        }
+        for (int cat = 0; cat < 4; cat++) {
+            double prod = 1.0, d2, dlo, dhi;
+            double lin = mlmx_gm_ord_logit_obs(c, 4, lc, rr, cat, eta / 4.0, &prod, &d1, &d2, &dlo,
+                                               &dhi);
+            mlmx_gm_obs g = mlmx_gm_ordinal(MLMX_LINK_LOGIT, cat, 4, c, 1.0, eta / 4.0);
+            cr_expect(near(lin - log(prod), g.ll, 1e-10, 1e-12), "ordinal ll cat %d at %g: %.17g vs %.17g",
+                      cat, eta / 4.0, lin - log(prod), g.ll);
+            cr_expect(near(d1, g.d1, 1e-10, 1e-12) && near(d2, g.d2, 1e-9, 1e-12),
+                      "ordinal d1/d2 cat %d at %g", cat, eta / 4.0);
+        }
+    }
+}

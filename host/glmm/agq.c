@@ -181,14 +181,9 @@ mlmx_status mlmx_glmm_agq(mlmx_glmm *g, const double *theta, const double *beta,
 static double obs_deriv(const mlmx_glmm *g, size_t i, double eta, double *d1, double *e1,
                         double *e2);
 
-/* Cumulative logit, one observation of category y at eta. With A = c_{y-1} -
- * eta and B = c_y - eta,
- *   log P = -log1pexp(-B) - log1pexp(A) + log(1 - e^(A-B)),
- * whose last term depends on the thresholds only (oc->lc[y]); each
- * log1pexp(x) is max(x, 0) + log(1 + e^-|x|), and the caller multiplies the
- * (1 + e^-|x|) factors (both in (1, 2]) and takes one log per cluster. Also
- * d ll/d eta = F(A) + F(B) - 1, -d2 ll/d eta2 = F'(A) + F'(B), and d ll/d c_{y-1}
- * = -F(A) - r_y, d ll/d c_y = 1 - F(B) + r_y with r_y = 1/(e^(c_y - c_{y-1}) - 1). */
+/* The cumulative logit's per-category constants for
+ * mlmx_gm_ord_logit_obs (kernels/glmm_math.h): lc[y] = log(1 - e^-(c_y -
+ * c_{y-1})) and r[y] = 1/(e^(c_y - c_{y-1}) - 1). */
 typedef struct ord_consts {
     const double *lc, *r;
     int ok;
@@ -215,37 +210,6 @@ static void ord_prepare(const mlmx_glmm *g, ord_consts *oc)
     oc->r = r;
 }
 
-static inline double ord_logit_obs(const mlmx_glmm *g, const ord_consts *oc, int y, double eta,
-                                   double *prod, double *d1, double *d2, double *dlo, double *dhi)
-{
-    const int K = g->ncat;
-    double lin = 0.0, fa = 0.0, fb = 1.0, va = 0.0, vb = 0.0;
-    if (y > 0) { /* A term: -log1pexp(A) */
-        double A = g->thr[y - 1] - eta, e = exp(-fabs(A)), ope = 1.0 + e;
-        lin -= A > 0.0 ? A : 0.0;
-        *prod *= ope;
-        fa = A >= 0 ? 1.0 / ope : e / ope;
-        va = fa * (1.0 - fa);
-    }
-    if (y < K - 1) { /* B term: -log1pexp(-B) */
-        double B = g->thr[y] - eta, e = exp(-fabs(B)), ope = 1.0 + e;
-        lin -= B < 0.0 ? -B : 0.0;
-        *prod *= ope;
-        fb = B >= 0 ? 1.0 / ope : e / ope;
-        vb = fb * (1.0 - fb);
-    }
-    double r = 0.0;
-    if (y > 0 && y < K - 1) {
-        lin += oc->lc[y];
-        r = oc->r[y];
-    }
-    *d1 = fa + fb - 1.0;
-    *d2 = va + vb;
-    *dlo = y > 0 ? -fa - r : 0.0;
-    *dhi = y < K - 1 ? 1.0 - fb + r : 0.0;
-    return lin;
-}
-
 static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, double th0, double uv,
                          double *t, int W, int K, const double *cur)
 {
@@ -257,8 +221,8 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
         for (size_t o = 0; o < no; o++) {
             size_t i = idx[o];
             const double wi = pw ? pw[i] : 1.0;
-            double eta = wz[i] + th0 * zz[i] * uv;
-            double e = exp(-fabs(eta)), ope = 1.0 + e;
+            double eta = wz[i] + th0 * zz[i] * uv, e, ope;
+            const double mu = mlmx_gm_logit_mu(eta, &e, &ope);
             if (wi != 0.0)
                 lin += wi * (y[i] * eta - nt[i] * (eta > 0.0 ? eta : 0.0) + llc[i]);
             if (nt[i] == 1.0 && wi == 1.0) {
@@ -268,11 +232,9 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
                     prod = 1.0;
                 }
             } else if (wi != 0.0) {
-                lin -= wi * nt[i] *
-                       (e > 1e-4 ? log(ope) : e * (1.0 - e * (0.5 - e * (1.0 / 3.0))));
+                lin -= wi * nt[i] * mlmx_gm_log1p_unit(e, ope);
             }
             if (t) {
-                double mu = eta >= 0 ? 1.0 / ope : e / ope;
                 double d1 = wi * (y[i] - nt[i] * mu);
                 double *r = t + o * (size_t)W;
                 r[0] = d1;
@@ -288,12 +250,12 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
         for (size_t o = 0; o < no; o++) {
             size_t i = idx[o];
             const double wi = pw ? pw[i] : 1.0;
-            double eta = wz[i] + th0 * zz[i] * uv;
-            double mu = exp(eta);
+            double eta = wz[i] + th0 * zz[i] * uv, d1, fi;
+            double ll = mlmx_gm_poisson_fast(y[i], llc[i], eta, &d1, &fi);
             if (wi != 0.0)
-                lin += wi * (y[i] * eta - mu + llc[i]);
+                lin += wi * ll;
             if (t) {
-                double d1 = wi * (y[i] - mu);
+                d1 *= wi;
                 double *r = t + o * (size_t)W;
                 r[0] = d1;
                 r[1] = d1 * uv;
@@ -311,7 +273,7 @@ static double cluster_ll(const mlmx_glmm *g, const size_t *idx, size_t no, doubl
             size_t i = idx[o];
             const double wi = pw ? pw[i] : 1.0;
             double d1, d2, dlo, dhi, pr = 1.0;
-            double l = ord_logit_obs(g, &oc, (int)y[i], wz[i] + th0 * zz[i] * uv, &pr, &d1, &d2,
+            double l = mlmx_gm_ord_logit_obs(g->thr, g->ncat, oc.lc, oc.r, (int)y[i], wz[i] + th0 * zz[i] * uv, &pr, &d1, &d2,
                                      &dlo, &dhi);
             if (wi == 1.0) {
                 lin += l;
@@ -365,9 +327,8 @@ static void cluster_newton(const mlmx_glmm *g, const size_t *idx, size_t no, dou
     if (g->family == MLMX_FAMILY_BINOMIAL && g->link == MLMX_LINK_LOGIT) {
         for (size_t o = 0; o < no; o++) {
             size_t i = idx[o];
-            double zt = th0 * zz[i], eta = g->wz[i] + zt * v;
-            double e = exp(-fabs(eta)), ope = 1.0 + e;
-            double mu = eta >= 0 ? 1.0 / ope : e / ope;
+            double zt = th0 * zz[i], eta = g->wz[i] + zt * v, e, ope;
+            double mu = mlmx_gm_logit_mu(eta, &e, &ope);
             const double wi = g->pw ? g->pw[i] : 1.0;
             s1 += wi * zt * (g->yv[i] - g->ntr[i] * mu);
             s2 += wi * zt * zt * g->ntr[i] * mu * (1.0 - mu);
@@ -379,7 +340,7 @@ static void cluster_newton(const mlmx_glmm *g, const size_t *idx, size_t no, dou
             size_t i = idx[o];
             double zt = th0 * zz[i], d1, d2, dlo, dhi, pr = 1.0;
             const double wi = g->pw ? g->pw[i] : 1.0;
-            ord_logit_obs(g, &oc, (int)g->yv[i], g->wz[i] + zt * v, &pr, &d1, &d2, &dlo, &dhi);
+            mlmx_gm_ord_logit_obs(g->thr, g->ncat, oc.lc, oc.r, (int)g->yv[i], g->wz[i] + zt * v, &pr, &d1, &d2, &dlo, &dhi);
             s1 += wi * zt * d1;
             s2 += wi * zt * zt * d2;
         }
@@ -839,12 +800,10 @@ static double finest_logint_g(gnest *c, int l, double *out)
             size_t i = ix[o];
             double t = th0 * z0[i], eta = g->wz[i] + t * v, d1, w2, w3;
             if (g->family == MLMX_FAMILY_POISSON) {
-                double mu = exp(eta);
-                d1 = g->yv[i] - mu;
-                w2 = mu;
-                w3 = mu;
+                mlmx_gm_poisson_fast(g->yv[i], 0.0, eta, &d1, &w2);
+                w3 = w2;
             } else {
-                double e = exp(-fabs(eta)), mu = eta >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                double e, ope, mu = mlmx_gm_logit_mu(eta, &e, &ope);
                 d1 = g->yv[i] - g->ntr[i] * mu;
                 w2 = g->ntr[i] * mu * (1.0 - mu);
                 w3 = w2 * (1.0 - 2.0 * mu);

@@ -364,7 +364,8 @@ mlmx_status mlmx_glmm_set_response(mlmx_glmm *g, const double *y, mlmx_error *er
 }
 
 /* The canonical links in closed form (one exp and one log1p per
- * observation); the other links through the shared per-observation math. */
+ * observation), the other links and families through the general functions,
+ * all of them in kernels/glmm_math.h. */
 static double obs_unw(const mlmx_glmm *g, size_t i, double eta, double *d1, double *fi)
 {
     const double y = g->yv[i];
@@ -380,26 +381,10 @@ static double obs_unw(const mlmx_glmm *g, size_t i, double eta, double *d1, doub
         *fi = o.d2;
         return o.ll;
     }
-    if (g->family == MLMX_FAMILY_POISSON) {
-        double mu = exp(eta);
-        *d1 = y - mu;
-        *fi = mu;
-        return y * eta - mu + g->llc[i];
-    }
-    if (g->link == MLMX_LINK_LOGIT) {
-        const double nt = g->ntr[i];
-        double e = exp(-fabs(eta));
-        double ope = 1.0 + e;
-        double mu = eta >= 0 ? 1.0 / ope : e / ope;
-        *d1 = y - nt * mu;
-        *fi = nt * mu * (1.0 - mu);
-        /* log1p(e), e in (0, 1]: log(1 + e) is within an ulp of 1 in absolute
-         * terms above 1e-4 (what a sum of log-likelihoods needs), and the
-         * series below; glibc's log1p costs twice log in the quadrature's
-         * inner loop */
-        double l1p = e > 1e-4 ? log(ope) : e * (1.0 - e * (0.5 - e * (1.0 / 3.0)));
-        return y * eta - nt * ((eta > 0.0 ? eta : 0.0) + l1p) + g->llc[i];
-    }
+    if (g->family == MLMX_FAMILY_POISSON)
+        return mlmx_gm_poisson_fast(y, g->llc[i], eta, d1, fi);
+    if (g->link == MLMX_LINK_LOGIT)
+        return mlmx_gm_logit_fast(y, g->ntr[i], g->llc[i], eta, d1, fi);
     mlmx_gm_obs o = mlmx_gm_binomial((int)g->link, y, g->ntr[i], 1.0, eta);
     *d1 = o.d1;
     *fi = o.fi;

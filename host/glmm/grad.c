@@ -22,6 +22,7 @@
 
 #include "cluster_math.h"
 #include "glmm/glmm.h"
+#include "glmm_math.h"
 
 #define QT_MAX 64 /* coordinates one observation touches (sum of q_k) */
 
@@ -112,11 +113,7 @@ static int obs_coords(const mlmx_glmm *g, size_t i, size_t *idx, double *a)
 static double wprime(const mlmx_glmm *g, size_t i, double eta)
 {
     const double w = g->pw ? g->pw[i] : 1.0;
-    if (g->family == MLMX_FAMILY_POISSON)
-        return w * exp(eta);
-    double e = exp(-fabs(eta));
-    double mu = eta >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    return w * g->ntr[i] * mu * (1.0 - mu) * (1.0 - 2.0 * mu);
+    return w * mlmx_gm_wprime(g->family == MLMX_FAMILY_POISSON, g->ntr[i], eta);
 }
 
 mlmx_status mlmx_glmm_laplace_grad(mlmx_glmm *g, const double *theta, const double *beta,
