@@ -25,9 +25,11 @@ void mlmx_glmm_free(mlmx_glmm *g)
     free(g->ntr);
     free(g->pw);
     mlmx_lmm_work_free(g->wu);
-    mlmx_lmm_stats_free(g->su);
+    if (!g->shared_stats)
+        mlmx_lmm_stats_free(g->su);
     mlmx_lmm_work_free(g->wx);
-    mlmx_lmm_stats_free(g->sx);
+    if (!g->shared_stats)
+        mlmx_lmm_stats_free(g->sx);
     free(g->tm);
     free(g->u);
     free(g->unew);
@@ -247,6 +249,31 @@ static void set_constants(mlmx_glmm *g)
 mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link link,
                              const mlmx_backend *be, mlmx_glmm **out, mlmx_error *err)
 {
+    return mlmx_glmm_create_shared(md, fam, link, be, NULL, NULL, out, err);
+}
+
+mlmx_status mlmx_glmm_build_stats(const mlmx_model *md, mlmx_lmm_stats **su, mlmx_lmm_stats **sx,
+                                  mlmx_error *err)
+{
+    *su = *sx = NULL;
+    mlmx_status st = mlmx_lmm_stats_build_ex(md, 0, su, err);
+    if (!st)
+        st = mlmx_lmm_stats_build_ex(md, 1, sx, err);
+    if (st) {
+        mlmx_lmm_stats_free(*su);
+        mlmx_lmm_stats_free(*sx);
+        *su = *sx = NULL;
+        return st;
+    }
+    (*su)->allow_zero_r = 1;
+    (*sx)->allow_zero_r = 1;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_glmm_create_shared(const mlmx_model *md, mlmx_family fam, mlmx_link link,
+                                    const mlmx_backend *be, mlmx_lmm_stats *su,
+                                    mlmx_lmm_stats *sx, mlmx_glmm **out, mlmx_error *err)
+{
     *out = NULL;
     if (fam == MLMX_FAMILY_BINOMIAL) {
         if (link == MLMX_LINK_DEFAULT)
@@ -294,20 +321,21 @@ mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link li
     g->n = md->n;
     g->be = be;
     mlmx_status st = check_response(g, err);
-    if (!st)
-        st = mlmx_lmm_stats_build_ex(md, 0, &g->su, err);
+    if (!st && su && sx) {
+        g->su = su;
+        g->sx = sx;
+        g->shared_stats = 1;
+    } else if (!st) {
+        st = mlmx_glmm_build_stats(md, &g->su, &g->sx, err);
+    }
     if (!st)
         st = mlmx_lmm_work_alloc(g->su, &g->wu, err);
-    if (!st)
-        st = mlmx_lmm_stats_build_ex(md, 1, &g->sx, err);
     if (!st)
         st = mlmx_lmm_work_alloc(g->sx, &g->wx, err);
     if (st) {
         mlmx_glmm_free(g);
         return st;
     }
-    g->su->allow_zero_r = 1;
-    g->sx->allow_zero_r = 1;
     const size_t n = md->n;
     g->nu1 = (size_t)g->su->nblk * (size_t)g->su->q1;
     g->nu = g->nu1 + (size_t)g->su->m_re;

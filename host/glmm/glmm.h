@@ -33,6 +33,7 @@ typedef struct mlmx_glmm {
     double *ntr;         /* binomial trials (1 for 0/1 data) */
     double *pw;          /* prior weights multiplying each log-likelihood term, or NULL */
     const mlmx_backend *be;
+    int shared_stats;    /* su and sx belong to someone else (a prepared problem) */
     mlmx_lmm_stats *su;  /* [Z z]: modes with beta fixed (nagq >= 1) */
     mlmx_lmm_work *wu;
     mlmx_lmm_stats *sx;  /* [Z X z]: modes and beta together (nagq = 0) */
@@ -73,6 +74,15 @@ typedef struct mlmx_glmm {
  * and build the structures. Allocates; free with mlmx_glmm_free. */
 mlmx_status mlmx_glmm_create(const mlmx_model *md, mlmx_family fam, mlmx_link link,
                              const mlmx_backend *be, mlmx_glmm **out, mlmx_error *err);
+/* The same on structures built once (mlmx_glmm_build_stats) and shared,
+ * read-only, by several GLMM objects (one per thread); they must outlive g. */
+mlmx_status mlmx_glmm_create_shared(const mlmx_model *md, mlmx_family fam, mlmx_link link,
+                                    const mlmx_backend *be, mlmx_lmm_stats *su,
+                                    mlmx_lmm_stats *sx, mlmx_glmm **out, mlmx_error *err);
+/* The two structures a GLMM factors: [Z z] (modes with beta fixed) and
+ * [Z X z] (nAGQ = 0). Allocates. */
+mlmx_status mlmx_glmm_build_stats(const mlmx_model *md, mlmx_lmm_stats **su, mlmx_lmm_stats **sx,
+                                  mlmx_error *err);
 void mlmx_glmm_free(mlmx_glmm *g);
 /* A new response (n values: successes with the model's trials, counts, or
  * ordinal category codes 0..ncat-1), checked against the family

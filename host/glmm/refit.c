@@ -24,7 +24,10 @@ static int use_gradient(const mlmx_glmm *g, int nagq, mlmx_optimizer opt, int np
 mlmx_status mlmx_rep_glmm_prepare(mlmx_problem *P, mlmx_error *err)
 {
     mlmx_glmm *g = NULL;
-    mlmx_status st = mlmx_glmm_create(P->md, P->family, P->opt.link, P->be, &g, err);
+    mlmx_status st = mlmx_glmm_build_stats(P->md, &P->gsu, &P->gsx, err);
+    if (!st)
+        st = mlmx_glmm_create_shared(P->md, P->family, P->opt.link, P->be, P->gsu, P->gsx, &g,
+                                     err);
     if (st)
         return st;
     P->link = g->link;
@@ -77,7 +80,8 @@ void mlmx_rep_glmm_ws_free(mlmx_workspace *W)
 mlmx_status mlmx_rep_glmm_ws_init(mlmx_workspace *W, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
-    mlmx_status st = mlmx_glmm_create(P->md, P->family, P->link, P->be, &W->g, err);
+    mlmx_status st = mlmx_glmm_create_shared(P->md, P->family, P->link, P->be, P->gsu, P->gsx,
+                                             &W->g, err);
     if (st)
         return st;
     mlmx_glmm *g = W->g;

@@ -16,6 +16,8 @@ void mlmx_problem_free(mlmx_problem *P)
     if (!P)
         return;
     mlmx_lmm_stats_free(P->s);
+    mlmx_lmm_stats_free(P->gsu);
+    mlmx_lmm_stats_free(P->gsx);
     free(P->theta);
     free(P->beta);
     free(P->extra);

@@ -25,6 +25,7 @@ struct mlmx_problem {
     int nu_total;         /* random effects over all terms: sum of nlevels * q */
     /* LMM: the shared structure and the BFGS start on x = log(theta) (diagonal) */
     mlmx_lmm_stats *s;
+    mlmx_lmm_stats *gsu, *gsx; /* GLMM: the two shared structures */
     double *x0, *xlo;     /* ntheta */
     double *hinv0;        /* ntheta^2 inverse Hessian at x0, or NULL */
     /* GLMM: the link after defaults, the start x = [theta; beta; extra] and its
