@@ -25,6 +25,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The largest |gradient| at the optimum x, from the last gradient the
+ * BFGS path evaluated when it was at x (NaN otherwise: derivative-free
+ * paths, or a BOBYQA polish that moved the point). */
+static void set_grad_max(mlmx_fit *f, const mlmx_gobj *c, const double *x, int np)
+{
+    f->grad_max = NAN;
+    if (c->have_last != np || memcmp(c->last_x, x, (size_t)np * sizeof *x) != 0)
+        return;
+    f->grad_max = 0.0;
+    for (int j = 0; j < np; j++)
+        f->grad_max = fmax(f->grad_max, fabs(c->last_g[j]));
+}
+
 /* Conditional modes b = Lambda u, their conditional SDs from the factor at
  * the modes (sigma = 1), fitted means and residuals. */
 static mlmx_status finish(mlmx_fit *f, mlmx_gobj *c, const double *theta, const double *beta,
@@ -227,6 +240,7 @@ static mlmx_status fit_other(mlmx_fit *f, mlmx_gobj *c, const mlmx_fit_options *
     mlmx_gobj_unpack(c, x, &th, &be);
     memcpy(f->beta, be, (size_t)p * sizeof *be);
     mlmx_gobj_set_criteria(f, dev, np);
+    set_grad_max(f, c, x, np);
     if (ord) {
         f->skip_col = g->int_col;
         f->nthr = g->ncat - 1;
@@ -643,6 +657,7 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     memcpy(f->theta, x, (size_t)nt * sizeof *x);
     memcpy(f->beta, x + nt, (size_t)p * sizeof *x);
     mlmx_gobj_set_criteria(f, dev, np);
+    set_grad_max(f, &c, x, np);
 
     /* vcov(beta): for nagq >= 1 from the Hessian of the deviance over
      * (theta, beta) (theta held fixed when a variance is at its bound), as

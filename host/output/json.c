@@ -215,11 +215,11 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_sb_printf(&b, ",\n  \"converged\": %s", f->converged ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"singular\": %s", f->singular ? "true" : "false");
     mlmx_sb_printf(&b, ",\n  \"n_evaluations\": %d", f->n_evals);
-    /* The GLMM fit does not compute the gradient at the optimum (grad_max
-     * stays at its zero initialisation), so only LMM fits report it; NaN
-     * (no gradient, e.g. at a boundary) is null as well. */
+    /* The largest |gradient| of the criterion at the optimum (GLMMs: over
+     * the optimizer's parameters, from its last gradient); null where none
+     * was computed (derivative-free paths, a variance at its bound). */
     mlmx_sb_puts(&b, ",\n  \"max_abs_gradient\": ");
-    jnum(&b, glmm ? NAN : f->grad_max);
+    jnum(&b, f->grad_max);
     mlmx_sb_puts(&b, ",\n  \"optimizer\": ");
     jstr(&b, f->optimizer);
     mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");
