@@ -99,7 +99,8 @@ typedef struct mlmx_model mlmx_model;
  * Parses the formula, selects complete rows, builds the response, the
  * fixed-effect matrix (treatment contrasts, R's column names; rank-deficient
  * columns dropped with a message) and the random-effect terms (ordered by
- * decreasing number of levels, as lme4). The data set may be freed after
+ * decreasing number of levels, as lme4; a fit takes at most 16 columns per
+ * term, MLMX_ERR_UNSUPPORTED beyond). The data set may be freed after
  * this returns. Errors: MLMX_ERR_FORMULA (message shows the position),
  * MLMX_ERR_DATA (unknown column, factor response, ...), MLMX_ERR_MODEL.
  * Allocates; free with mlmx_model_free. */
@@ -172,7 +173,8 @@ typedef enum mlmx_optimizer {
                               milliseconds */
     MLMX_OPTIM_BOBYQA = 1, /* NLopt BOBYQA, derivative-free (lme4's default) */
     MLMX_OPTIM_QUASI_NEWTON = 2 /* BFGS on log(theta) with the analytic gradient,
-                              finished by BOBYQA when a variance reaches 0 */
+                              finished by BOBYQA when a variance reaches 0; any
+                              number of parameters */
 } mlmx_optimizer;
 
 typedef struct mlmx_fit_options {

@@ -58,6 +58,9 @@ static const char *usage_fit =
     "                     to standard error)\n"
     "  -h, --help         show this help\n"
     "\n"
+    "Limits: a random-effect term has at most 16 columns (e.g. (1 + x1 + ... + x15 | g));\n"
+    "the crossed (non-nested) part of the model at most 16,000 dense columns.\n"
+    "\n"
     "Exit status: 0 on success, 1 when the data, formula or fit fail, 2 on usage errors.\n";
 
 static int has_suffix(const char *s, const char *suf)
