@@ -334,6 +334,81 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     return MLMX_OK;
 }
 
+/* Minimise the criterion from f->theta: BFGS on log(theta) (finished by
+ * BOBYQA at a bound or without convergence) or BOBYQA; theta back in f.
+ * x: 2 ntheta scratch. */
+static mlmx_status optimize(mlmx_fit *f, mlmx_lmm_obj *ctx, const mlmx_optim_opts *oo,
+                           int use_qn, double *x, mlmx_optim_result *res, mlmx_error *err)
+{
+    const mlmx_model *md = f->model;
+    const int nt = md->ntheta;
+    mlmx_status st;
+    if (!use_qn) {
+        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
+        return mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, ctx, oo, res,
+                                 err);
+    }
+    double *xlo = x + nt;
+    for (int t = 0; t < nt; t++) {
+        int diag = md->theta_lower[t] == 0.0;
+        x[t] = diag ? log(f->theta[t] > 1e-8 ? f->theta[t] : 1e-8) : f->theta[t];
+        xlo[t] = diag ? log(1e-8) : -HUGE_VAL;
+    }
+    st = mlmx_optim_qnewton(nt, x, xlo, NULL, mlmx_lmm_obj_log, ctx, oo, res, err);
+    for (int t = 0; t < nt; t++)
+        f->theta[t] = md->theta_lower[t] == 0.0 ? exp(x[t]) : x[t];
+    snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
+    int boundary = 0;
+    for (int t = 0; t < nt; t++)
+        if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
+            boundary = 1;
+    if (st == MLMX_OK && (boundary || !res->converged)) {
+        /* finish derivative-free where the gradient formula is weakest */
+        int ev = res->n_evals;
+        st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, ctx, oo, res,
+                               err);
+        res->n_evals += ev;
+        snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
+    }
+    return st;
+}
+
+/* As lme4 checks, the gradient of the criterion at the optimum should
+ * vanish (interior fits; at a boundary it need not). The tolerance is
+ * lme4's 0.002, relative to the criterion's size in units of 1000: for
+ * InstEval (criterion 2.4e5) rounding alone leaves gradients of ~0.01. The
+ * analytic gradient inverts the random-effect part, O(m^3); past a few
+ * hundred columns central differences are cheaper (they move the factor,
+ * which is then put back at the optimum). g: ntheta scratch. */
+static mlmx_status check_gradient(mlmx_fit *f, mlmx_lmm_obj *ctx, double *g, double *crit,
+                                  mlmx_error *err)
+{
+    const mlmx_lmm_stats *s = ctx->s;
+    const int nt = f->model->ntheta;
+    int gok;
+    if (s->m <= 500) {
+        gok = mlmx_lmm_grad(s, ctx->w, ctx->reml, g) == MLMX_OK;
+    } else {
+        gok = fd_gradient(ctx, nt, f->theta, g) == MLMX_OK;
+        mlmx_status st = mlmx_lmm_eval(s, ctx->be, f->theta, ctx->reml, ctx->w, crit, err);
+        if (st)
+            return st;
+    }
+    if (!gok)
+        return MLMX_OK;
+    f->grad_max = 0.0;
+    for (int t = 0; t < nt; t++)
+        f->grad_max = fmax(f->grad_max, fabs(g[t]));
+    double tol = 2e-3 * fmax(1.0, fabs(*crit) / 1000.0);
+    if (f->converged && f->grad_max > tol) {
+        f->converged = 0;
+        snprintf(f->message, sizeof f->message,
+                 "the optimizer stopped where the criterion's gradient is %.3g (tolerance %.3g)",
+                 f->grad_max, tol);
+    }
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,
                                   mlmx_fit **out, mlmx_error *err)
 {
@@ -389,7 +464,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         mlmx_lmm_stats_free(s);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     }
-    double *xlo = x + nt, *g = xlo + nt;
+    double *g = x + 2 * nt;
     ctx.progress = o->progress;
     ctx.progress_ctx = o->progress_ctx;
     mlmx_optim_opts oo;
@@ -403,33 +478,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     mlmx_optim_result res;
     int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
                  (o->optimizer == MLMX_OPTIM_AUTO && s->m - s->chain_end >= MLMX_QN_DENSE_MIN);
-    if (use_qn) {
-        for (int t = 0; t < nt; t++) {
-            int diag = md->theta_lower[t] == 0.0;
-            x[t] = diag ? log(f->theta[t] > 1e-8 ? f->theta[t] : 1e-8) : f->theta[t];
-            xlo[t] = diag ? log(1e-8) : -HUGE_VAL;
-        }
-        st = mlmx_optim_qnewton(nt, x, xlo, NULL, mlmx_lmm_obj_log, &ctx, &oo, &res, err);
-        for (int t = 0; t < nt; t++)
-            f->theta[t] = md->theta_lower[t] == 0.0 ? exp(x[t]) : x[t];
-        snprintf(f->optimizer, sizeof f->optimizer, "BFGS");
-        int boundary = 0;
-        for (int t = 0; t < nt; t++)
-            if (md->theta_lower[t] == 0.0 && f->theta[t] < 1e-4)
-                boundary = 1;
-        if (st == MLMX_OK && (boundary || !res.converged)) {
-            /* finish derivative-free where the gradient formula is weakest */
-            int ev = res.n_evals;
-            st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo,
-                                   &res, err);
-            res.n_evals += ev;
-            snprintf(f->optimizer, sizeof f->optimizer, "BFGS+BOBYQA");
-        }
-    } else {
-        st = mlmx_optim_bobyqa(nt, f->theta, md->theta_lower, NULL, objective, &ctx, &oo, &res,
-                               err);
-        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
-    }
+    st = optimize(f, &ctx, &oo, use_qn, x, &res, err);
     if (st == MLMX_OK && !isfinite(res.fmin)) {
         st = ctx.err.code ? ctx.err.code : MLMX_ERR_NUMERIC;
         mlmx_err_set(err, st, "the criterion could not be evaluated: %s",
@@ -443,38 +492,9 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         st = mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err);
         if (st == MLMX_OK) {
             mlmx_lmm_set_criteria(f, crit);
-            /* As lme4 checks, the gradient of the criterion at the optimum
-             * should vanish (interior fits; at a boundary it need not). The
-             * tolerance is lme4's 0.002, relative to the criterion's size in
-             * units of 1000: for InstEval (criterion 2.4e5) rounding alone
-             * leaves gradients of ~0.01. */
             f->grad_max = NAN;
-            /* (the quasi-Newton path stops on this very gradient already).
-             * The analytic gradient inverts the random-effect part, O(m^3);
-             * past a few hundred columns central differences are cheaper. */
-            int gok = 0;
-            if (!use_qn && !f->singular) {
-                if (s->m <= 500) {
-                    gok = mlmx_lmm_grad(s, w, ctx.reml, g) == MLMX_OK;
-                } else {
-                    gok = fd_gradient(&ctx, nt, f->theta, g) == MLMX_OK;
-                    /* the differences moved the factor: back to the optimum */
-                    st = mlmx_lmm_eval(s, be, f->theta, ctx.reml, w, &crit, err);
-                }
-            }
-            if (st == MLMX_OK && gok) {
-                f->grad_max = 0.0;
-                for (int t = 0; t < nt; t++)
-                    f->grad_max = fmax(f->grad_max, fabs(g[t]));
-                double tol = 2e-3 * fmax(1.0, fabs(crit) / 1000.0);
-                if (f->converged && f->grad_max > tol) {
-                    f->converged = 0;
-                    snprintf(f->message, sizeof f->message,
-                             "the optimizer stopped where the criterion's gradient is %.3g "
-                             "(tolerance %.3g)",
-                             f->grad_max, tol);
-                }
-            }
+            if (!use_qn && !f->singular)
+                st = check_gradient(f, &ctx, g, &crit, err);
             if (st == MLMX_OK)
                 st = mlmx_lmm_check_finite(f, err);
             if (st == MLMX_OK)
