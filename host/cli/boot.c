@@ -64,17 +64,10 @@ typedef struct progress {
     int on, shown;
 } progress;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void show(void *ctx, uint64_t done, uint64_t total)
 {
     progress *p = ctx;
-    double t = now_s();
+    double t = mlmx_cli_now();
     if (!p->on || (t - p->last < 0.2 && done < total))
         return;
     p->last = t;
@@ -332,7 +325,7 @@ int mlmx_cmd_boot(int argc, char **argv)
     int rc = mlmx_cli_model_fit(&mo, "boot", &f);
     if (rc)
         return rc;
-    progress pr = {now_s(), 0.0, !quiet && isatty(2), 0};
+    progress pr = {mlmx_cli_now(), 0.0, !quiet && isatty(2), 0};
     bo.progress = show;
     bo.progress_ctx = &pr;
     if (mpi_size() > 1) {

@@ -3,6 +3,9 @@
 #define MLMX_CLI_H
 #include "mlmx.h"
 
+/* Monotonic seconds, for progress lines. */
+double mlmx_cli_now(void);
+
 /* The options that name a model and how to fit it (as mlmx fit takes them). */
 typedef struct mlmx_cli_model {
     const char *data, *formula, *group, *family, *link, *nagq, *weights, *optimizer;

@@ -111,17 +111,10 @@ typedef struct progress_state {
     int shown;
 } progress_state;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void show_progress(void *ctx, int n, double best)
 {
     progress_state *p = ctx;
-    double t = now_s();
+    double t = mlmx_cli_now();
     if (t - p->start < 0.5 || t - p->last < 0.2)
         return;
     p->last = t;
@@ -282,7 +275,7 @@ static int cmd_fit(int argc, char **argv)
     /* conditional SDs cost an inverse of the random-effect system: only
      * when an output shows them */
     opt.conditional_variances = ranef != NULL || plot != NULL;
-    progress_state prog = {now_s(), 0.0, 0};
+    progress_state prog = {mlmx_cli_now(), 0.0, 0};
     if (!quiet && isatty(STDERR_FILENO)) {
         opt.progress = show_progress;
         opt.progress_ctx = &prog;

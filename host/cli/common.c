@@ -1,10 +1,20 @@
-/* The model options of the replicate commands (mlmx boot). */
+/* What the subcommands share: the clock for progress lines and the model
+ * options of the replicate commands (mlmx boot). */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+
+double mlmx_cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 void mlmx_cli_model_init(mlmx_cli_model *mo) { memset(mo, 0, sizeof *mo); }
 
