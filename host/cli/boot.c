@@ -277,12 +277,8 @@ int mlmx_cmd_boot(int argc, char **argv)
             fprintf(stderr, "mlmx boot: unknown option '%s' (see mlmx boot --help)\n", a);
             return 2;
         }
-        if (i + 1 >= argc || *target) {
-            fprintf(stderr, "mlmx boot: option '%s' %s\n", a,
-                    *target ? "is given twice" : "needs a value");
+        if (mlmx_cli_take_value("boot", argc, argv, &i, target))
             return 2;
-        }
-        *target = argv[++i];
     }
     mlmx_boot_options bo;
     mlmx_boot_options_default(&bo);
@@ -321,10 +317,19 @@ int mlmx_cmd_boot(int argc, char **argv)
     bo.out_path = resume ? resume : out;
     bo.resume = resume != NULL;
     bo.data_file = mo.data;
-    mlmx_fit *f = NULL;
-    int rc = mlmx_cli_model_fit(&mo, "boot", &f);
+    mlmx_fit_options fo;
+    int rc = mlmx_cli_model_options(&mo, "boot", &fo);
     if (rc)
         return rc;
+    mlmx_fit *f = NULL;
+    fo.conditional_variances = 0;
+    rc = mlmx_cli_model_build(&mo, quiet);
+    if (!rc)
+        rc = mlmx_cli_model_fit(&mo, &fo, &f);
+    if (rc) {
+        mlmx_cli_model_free(&mo, f);
+        return rc;
+    }
     progress pr = {mlmx_cli_now(), 0.0, !quiet && isatty(2), 0};
     bo.progress = show;
     bo.progress_ctx = &pr;

@@ -18,10 +18,20 @@ void mlmx_cli_model_init(mlmx_cli_model *mo);
 /* Consume argv[*i] (and its value) when it is a model option: 1 consumed,
  * 0 not a model option, 2 usage error (printed, naming cmd). */
 int mlmx_cli_model_option(mlmx_cli_model *mo, const char *cmd, int argc, char **argv, int *i);
-/* Read the data, build the model and fit it: 0, 1 (error printed) or 2
- * (usage error printed). */
-int mlmx_cli_model_fit(mlmx_cli_model *mo, const char *cmd, mlmx_fit **out);
+/* Take argv[*i]'s value into *target: 0, or 2 (missing, or given twice). */
+int mlmx_cli_take_value(const char *cmd, int argc, char **argv, int *i, const char **target);
+/* A whole number in lo..hi: 0, or 2 naming what is wrong. */
+int mlmx_cli_int_option(const char *cmd, const char *opt, const char *val, long lo, long hi,
+                        const char *what, int *out);
+/* The fit options from the model options, checked: 0 or 2 (printed). */
+int mlmx_cli_model_options(const mlmx_cli_model *mo, const char *cmd, mlmx_fit_options *o);
+/* Read the data and build the model (notes on stderr unless quiet): 0 or 1. */
+int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet);
+/* Fit the built model: 0 or 1 (error printed). */
+int mlmx_cli_model_fit(mlmx_cli_model *mo, const mlmx_fit_options *o, mlmx_fit **out);
 void mlmx_cli_model_free(mlmx_cli_model *mo, mlmx_fit *f);
+/* Print the library's last error: returns 1. */
+int mlmx_cli_fail(void);
 
 int mlmx_cmd_boot(int argc, char **argv);
 int mlmx_cmd_merge(int argc, char **argv);
