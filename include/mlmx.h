@@ -457,6 +457,83 @@ mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
 mlmx_status mlmx_fit_write_ranef_plot(const mlmx_fit *f, const char *path);
 void mlmx_string_free(char *s);
 
+
+/* ------------------------------------------------------------------ */
+/* Power analysis by simulation (docs/power.md, docs/scenarios.md).    */
+/* ------------------------------------------------------------------ */
+/* A scenario file names a model, a design (or a pilot study), the true
+ * parameters, a test, alpha and nsim. Replicate r of a design point is
+ * simulated from the key (seed, r) on a prepared problem and refitted; the
+ * test rejects or not. Power is rejections / successful fits with a
+ * Clopper-Pearson interval; fits that give no estimate (or a non-finite
+ * test statistic) count in n_failed and leave the denominator, singular
+ * fits are counted and kept. Results are bit-identical for any number of
+ * threads. */
+typedef struct mlmx_power_options {
+    long nsim;                /* > 0: replaces the scenario's nsim; 0: the scenario's */
+    int threads;              /* workspaces, one per thread (default 1) */
+    int seed_given;           /* 1: seed replaces the scenario's seed */
+    uint64_t seed;
+    double conf_level;        /* Clopper-Pearson level (default 0.95) */
+    /* Called after each replicate, serialized, from whichever worker thread
+     * finished it (NULL: none): the design point (0-based, of npoints run),
+     * replicates done at that point and its nsim. Must not call back into
+     * the library. */
+    void (*progress)(void *ctx, int point, int npoints, long done, long nsim);
+    void *progress_ctx;
+} mlmx_power_options;
+
+void mlmx_power_options_default(mlmx_power_options *o);
+
+/* One design point's result. */
+typedef struct mlmx_power_point {
+    long units;               /* units of the curve level (or the pilot's group) at this
+                                 point; -1 when the scenario has no such level */
+    long nsim, n_ok, n_rejected, n_failed, n_singular, n_nonconverged;
+    double power;             /* n_rejected / n_ok (NaN when n_ok = 0) */
+    double ci_lower, ci_upper;/* Clopper-Pearson interval (NaN when n_ok = 0) */
+    double critical_value;    /* |z| or |t| bound, or the chi-square quantile (LRT) */
+    long nobs;                /* observations in the design */
+    double seconds;           /* wall time of this point */
+} mlmx_power_point;
+
+typedef struct mlmx_power_result mlmx_power_result;
+
+/* Read the scenario file, fit the pilot if it has one, and estimate power
+ * at the base design and at every curve point. Errors (one line each,
+ * naming the file, key, coefficient, term or column): MLMX_ERR_IO,
+ * MLMX_ERR_PARSE (malformed file: line and column; bad values),
+ * MLMX_ERR_FORMULA, MLMX_ERR_ARG (names that do not match the model,
+ * options out of range), and the model's and pilot fit's errors.
+ * Allocates; free with mlmx_power_result_free. */
+mlmx_status mlmx_power_run(const char *scenario_path, const mlmx_power_options *o,
+                           mlmx_power_result **out);
+void mlmx_power_result_free(mlmx_power_result *r);
+/* The base design's result (the scenario's design, or the pilot extended to
+ * pilot.extend.units). */
+const mlmx_power_point *mlmx_power_base(const mlmx_power_result *r);
+/* Curve points, in the file's order (0 without a curve). */
+int mlmx_power_npoints(const mlmx_power_result *r);
+const mlmx_power_point *mlmx_power_point_at(const mlmx_power_result *r, int i);
+/* The level whose units the curve varies (NULL without a curve). */
+const char *mlmx_power_curve_level(const mlmx_power_result *r);
+/* The summary (a line for the base design, a table for a curve); malloc'd,
+ * release with mlmx_string_free. */
+mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text);
+/* Outputs, each written atomically (no partial file on failure): JSON with
+ * the keys power, ci_lower, ci_upper, nsim, n_ok, n_rejected, n_failed,
+ * n_singular, ... and `curve` (one such object per point, with `units`);
+ * CSV with one row per point (the base design's row without a curve); the
+ * power curve with its band as SVG, PNG or PDF by the extension. */
+mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path);
+mlmx_status mlmx_power_write_csv(const mlmx_power_result *r, const char *path);
+mlmx_status mlmx_power_write_plot(const mlmx_power_result *r, const char *path);
+/* Check, before any work, that path can be written: its directory exists
+ * and takes a new file, path is not a directory, and (plot = 1) the
+ * extension is .svg, .png or .pdf. Creates and removes a temporary file;
+ * leaves nothing behind. MLMX_ERR_IO or MLMX_ERR_ARG naming the path. */
+mlmx_status mlmx_power_check_output(const char *path, int plot);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,111 @@
+/* Power analysis by simulation (the public mlmx_power_* API): the engine
+ * (power.c: truth from the scenario or a pilot fit, designs, the
+ * simulate-refit-test loop over threads), the outputs (power_out.c) and
+ * the distribution functions the tests and intervals need (power_math.c).
+ * Nothing here prints. */
+#ifndef MLMX_POWER_POWER_H
+#define MLMX_POWER_POWER_H
+#include <stdint.h>
+
+#include "mlmx.h"
+#include "power/scenario.h"
+#include "util/error.h"
+
+/* ---- distribution functions (power_math.c) ---- */
+
+/* Regularized incomplete beta I_x(a, b), a, b > 0, x in [0, 1]: the
+ * continued fraction of Numerical Recipes (modified Lentz), NaN outside. */
+double mlmx_pw_pbeta(double x, double a, double b);
+/* Its inverse in x (the beta quantile), by bisection to 1e-15. */
+double mlmx_pw_qbeta(double p, double a, double b);
+/* Regularized lower incomplete gamma P(a, x): series below a + 1, the
+ * continued fraction above. */
+double mlmx_pw_pgamma(double x, double a);
+/* Quantiles: chi-square with df degrees of freedom, Student t with df
+ * (df = inf: the normal), standard normal (AS 241). */
+double mlmx_pw_qchisq(double p, double df);
+double mlmx_pw_qt(double p, double df);
+double mlmx_pw_qnorm(double p);
+/* Clopper-Pearson interval for x successes of n at level conf:
+ * [qbeta((1-conf)/2; x, n-x+1), qbeta((1+conf)/2; x+1, n-x)], 0 and 1 at
+ * the ends; NaN when n = 0. */
+void mlmx_pw_clopper_pearson(long x, long n, double conf, double *lo, double *hi);
+
+/* ---- the result ---- */
+
+struct mlmx_power_result {
+    char *scenario;       /* the file as given */
+    char *formula;        /* the simulated and fitted model */
+    char *reduced;        /* LRT: the null model's formula; NULL otherwise */
+    mlmx_family family;
+    mlmx_link link;
+    mlmx_method method;   /* of the Wald tests' fits (LRT: ML) */
+    mlmx_sc_test test;
+    char *term;           /* Wald: the coefficient; LRT: the dropped terms, ", "-joined */
+    int df;               /* LRT: coefficients dropped; Wald t: 0 (per point, n - p) */
+    double alpha, conf_level;
+    uint64_t seed;
+    long nsim;
+    char *pilot;          /* the pilot's data file, or NULL */
+    char *curve_level;    /* NULL without a curve */
+    mlmx_power_point base;
+    int npoints;
+    mlmx_power_point *points;
+    double seconds;
+};
+
+/* ---- the engine's state (power.c: the truth; power_run.c: the runs) ---- */
+
+/* One grouping factor's random effects: SDs and correlations by column. */
+typedef struct pw_group {
+    char *group;
+    int ncol, cap;
+    char **cols;
+    double *sd;  /* NaN: not given */
+    double *cor; /* cap x cap, column-major */
+    int from_scenario;
+} pw_group;
+
+typedef struct pw_truth {
+    int nfix;
+    char **fix_names;
+    double *fix;
+    unsigned char *fix_sc; /* given by the scenario (checked against the model) */
+    int ngroups;
+    pw_group *groups;
+    double sigma;          /* NaN: not known */
+    int nthr;
+    double *thr;
+    double size;           /* NaN: not known */
+} pw_truth;
+
+typedef struct pw_study {
+    const mlmx_scenario *sc;
+    pw_truth tr;
+    mlmx_data *pilot;      /* the pilot's data, when they are the design */
+    int pilot_col;         /* column of the group to extend, or -1 */
+    long pilot_groups;     /* groups of that column in the pilot */
+    unsigned char *nested; /* per pilot column: a grouping factor of the formula nested in
+                              the extended group, relabelled in each copy */
+    char *reduced;         /* LRT: the null model's formula */
+    mlmx_fit_options fopt; /* the tested model's fits */
+    uint64_t seed;
+    long nsim;
+    int threads;
+    double conf;
+    const mlmx_power_options *o;
+} pw_study;
+
+void mlmx_pw_truth_free(pw_truth *t);
+/* The pilot fit's estimates as the truth. */
+mlmx_status mlmx_pw_truth_from_fit(pw_truth *t, const mlmx_fit *f, mlmx_error *err);
+/* The scenario's parameters over the truth (pilot = 1: over a pilot's). */
+mlmx_status mlmx_pw_truth_overlay(pw_truth *t, const mlmx_scenario *sc, int pilot,
+                                  mlmx_error *err);
+/* The truth as model m's parameters: theta (ntheta), beta (p), sigma, extra
+ * (thresholds or size). check = 1: also refuse scenario names (fixed
+ * effects, groups, columns) that m does not have. */
+mlmx_status mlmx_pw_map_params(const pw_study *S, const mlmx_model *m, int check, double *theta,
+                               double *beta, double *sigma, double *extra, mlmx_error *err);
+
+#endif
