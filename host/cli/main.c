@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "mlmx.h"
+#include "power_cmd.h"
 
 static const char *usage_main =
     "usage: mlmx <command> [options]\n"
@@ -19,6 +20,7 @@ static const char *usage_main =
     "  fit        fit a linear or generalized linear mixed model and print its summary\n"
     "  boot       parametric bootstrap: simulate, refit, intervals (mlmx boot --help)\n"
     "  merge      join the shard files of one bootstrap run (mlmx merge --help)\n"
+    "  power      power analysis by simulation from a scenario file (mlmx power --help)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
@@ -193,6 +195,8 @@ int main(int argc, char **argv)
         return mlmx_cmd_boot(argc - 2, argv + 2);
     if (strcmp(cmd, "merge") == 0)
         return mlmx_cmd_merge(argc - 2, argv + 2);
+    if (strcmp(cmd, "power") == 0)
+        return mlmx_cmd_power(argc - 2, argv + 2);
     fprintf(stderr, "mlmx: unknown command '%s' (see mlmx --help)\n", cmd);
     return 2;
 }
