@@ -71,14 +71,13 @@ static void describe(mlmx_strbuf *b, const mlmx_power_result *r)
 
 static void point_line(mlmx_strbuf *b, const mlmx_power_point *p)
 {
-    char pw[32] = "NA", lo[32] = "NA", hi[32] = "NA";
+    char pw[32] = "NA", ci[64] = "NA";
     if (p->n_ok > 0) {
         snprintf(pw, sizeof pw, "%.4f", p->power);
-        snprintf(lo, sizeof lo, "%.4f", p->ci_lower);
-        snprintf(hi, sizeof hi, "%.4f", p->ci_upper);
+        snprintf(ci, sizeof ci, "[%.4f, %.4f]", p->ci_lower, p->ci_upper);
     }
-    mlmx_sb_printf(b, "%8s  [%s, %s]  %8ld %8ld %8ld %8ld\n", pw, lo, hi, p->n_rejected, p->n_ok,
-                   p->n_failed, p->n_singular);
+    mlmx_sb_printf(b, "%8s  %-18s%9ld%9ld%9ld%9ld\n", pw, ci, p->n_rejected, p->n_ok, p->n_failed,
+                   p->n_singular);
 }
 
 mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text)
@@ -89,27 +88,27 @@ mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text)
     *text = NULL;
     mlmx_strbuf b = {0};
     describe(&b, r);
-    const int pct = (int)lround(100.0 * r->conf_level);
-    if (r->npoints == 0) {
-        mlmx_sb_printf(&b, "   power  %d%% CI (Clopper-Pearson)  rejected       ok   failed "
-                           "singular\n",
-                       pct);
-        point_line(&b, &r->base);
-    } else {
-        int w = (int)strlen(r->curve_level);
+    char cilab[32];
+    snprintf(cilab, sizeof cilab, "%.4g%% CI", 100.0 * r->conf_level);
+    int w = 0;
+    if (r->npoints > 0) {
+        w = (int)strlen(r->curve_level);
         w = w < 6 ? 6 : w > 24 ? 24 : w;
-        mlmx_sb_printf(&b, "%*.*s     power  %d%% CI (Clopper-Pearson)  rejected       ok   "
-                           "failed singular\n",
-                       w, w, r->curve_level, pct);
-        for (int i = 0; i < r->npoints; i++) {
-            mlmx_sb_printf(&b, "%*ld  ", w, r->points[i].units);
-            point_line(&b, &r->points[i]);
-        }
+        mlmx_sb_printf(&b, "%*.*s", w, w, r->curve_level);
+    }
+    mlmx_sb_printf(&b, "%8s  %-18s%9s%9s%9s%9s\n", "power", cilab, "rejected", "fits", "failed",
+                   "singular");
+    if (r->npoints == 0)
+        point_line(&b, &r->base);
+    for (int i = 0; i < r->npoints; i++) {
+        mlmx_sb_printf(&b, "%*ld", w, r->points[i].units);
+        point_line(&b, &r->points[i]);
     }
     long nc = r->base.n_nonconverged;
     for (int i = 0; i < r->npoints; i++)
         nc += r->points[i].n_nonconverged;
-    mlmx_sb_printf(&b, "\nFailed fits are left out of the power; singular fits are kept%s.\n",
+    mlmx_sb_printf(&b, "\npower = rejected / fits (successful fits); CI: Clopper-Pearson. Failed "
+                       "fits are\nleft out, singular fits are kept%s.\n",
                    nc ? " (so are fits that did not converge)" : "");
     if (b.oom) {
         mlmx_sb_free(&b);
@@ -135,12 +134,25 @@ static void jstr(mlmx_strbuf *b, const char *s)
     mlmx_sb_puts(b, "\"");
 }
 
+/* The shortest of %.15g, %.16g and %.17g that reads back as x. */
+static void fmt_num(char *buf, size_t n, double x)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+}
+
 static void jnum(mlmx_strbuf *b, double x)
 {
-    if (isfinite(x))
-        mlmx_sb_printf(b, "%.17g", x);
-    else
+    char buf[40];
+    if (isfinite(x)) {
+        fmt_num(buf, sizeof buf, x);
+        mlmx_sb_puts(b, buf);
+    } else {
         mlmx_sb_puts(b, "null");
+    }
 }
 
 /* A point's keys (ind: the indentation of the keys). */
@@ -229,10 +241,13 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
 
 static void csv_num(mlmx_strbuf *b, double x)
 {
-    if (isfinite(x))
-        mlmx_sb_printf(b, ",%.10g", x);
-    else
+    char buf[40];
+    if (isfinite(x)) {
+        fmt_num(buf, sizeof buf, x);
+        mlmx_sb_printf(b, ",%s", buf);
+    } else {
         mlmx_sb_puts(b, ",NA");
+    }
 }
 
 static void csv_row(mlmx_strbuf *b, const mlmx_power_point *p)
