@@ -1,11 +1,11 @@
-/* HDF5 table reader: a group holding one 1-D dataset per column. This is
- * the only translation unit that includes <hdf5.h>, so the rest of the
- * library builds without HDF5 headers. Layout and rules: docs/data.md. */
-#define _POSIX_C_SOURCE 200809L /* fstat, pthread */
+/* HDF5 table reader: a group holding one 1-D dataset per column. With
+ * host/data/h5common.c and host/output/repstore*.c, one of the few
+ * translation units that include <hdf5.h>, so the rest of the library
+ * builds without HDF5 headers. Layout and rules: docs/data.md. */
+#define _POSIX_C_SOURCE 200809L /* fstat */
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +15,7 @@
 #include <hdf5.h>
 
 #include "data/frame.h"
-
-/* Debian's serial libhdf5 is not built thread-safe; readers on several
- * threads must not enter it at once. */
-static pthread_mutex_t hdf5_lock = PTHREAD_MUTEX_INITIALIZER;
+#include "data/h5common.h"
 
 typedef struct h5_ctx {
     const char *path;
@@ -27,31 +24,6 @@ typedef struct h5_ctx {
     mlmx_data *d;       /* created at the first dataset, when nrow is known */
     char *first;        /* path of the first dataset, for length mismatches */
 } h5_ctx;
-
-/* ---- HDF5's error stack -> one line ------------------------------------ */
-
-typedef struct h5_detail {
-    char text[256];
-} h5_detail;
-
-static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    h5_detail *dt = data;
-    /* Walking downward, the last entry is the innermost and most specific
-     * ("can't open object", "required filter 'lzf' is not registered"). */
-    if (e && e->desc && e->desc[0])
-        snprintf(dt->text, sizeof dt->text, "%s", e->desc);
-    return 0;
-}
-
-static const char *h5_reason(h5_detail *dt)
-{
-    dt->text[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, dt);
-    H5Eclear2(H5E_DEFAULT);
-    return dt->text[0] ? dt->text : "unknown HDF5 error";
-}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -91,7 +63,7 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t))
 
 static mlmx_status read_numeric(h5_ctx *c, hid_t ds, const char *dpath, size_t n)
 {
-    h5_detail dt;
+    mlmx_h5_detail dt;
     if (n > SIZE_MAX / sizeof(double))
         return mlmx_err_set(c->err, MLMX_ERR_NOMEM, "%s: dataset '%s' is too large", c->path,
                             dpath);
@@ -103,7 +75,7 @@ static mlmx_status read_numeric(h5_ctx *c, hid_t ds, const char *dpath, size_t n
     if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
         free(x);
         return mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot read dataset '%s': %s", c->path,
-                            dpath, h5_reason(&dt));
+                            dpath, mlmx_h5_reason(&dt));
     }
     for (size_t i = 0; i < n; i++) {
         if (isinf(x[i])) {
@@ -123,7 +95,7 @@ static mlmx_status read_numeric(h5_ctx *c, hid_t ds, const char *dpath, size_t n
 static mlmx_status read_strings(h5_ctx *c, hid_t ds, hid_t ftype, hid_t space, const char *dpath,
                                 size_t n)
 {
-    h5_detail dt;
+    mlmx_h5_detail dt;
     const char *name = strrchr(dpath, '/');
     name = name ? name + 1 : dpath;
     mlmx_status st = MLMX_OK;
@@ -138,7 +110,7 @@ static mlmx_status read_strings(h5_ctx *c, hid_t ds, hid_t ftype, hid_t space, c
 
     if (mtype < 0 || is_vl < 0 || fsize == 0 || cset < 0) {
         st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot inspect string dataset '%s': %s",
-                          c->path, dpath, h5_reason(&dt));
+                          c->path, dpath, mlmx_h5_reason(&dt));
         goto done;
     }
     /* The memory type keeps the file's character set: HDF5 refuses to
@@ -182,11 +154,11 @@ static mlmx_status read_strings(h5_ctx *c, hid_t ds, hid_t ftype, hid_t space, c
 
 inspect_fail:
     st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot inspect string dataset '%s': %s",
-                      c->path, dpath, h5_reason(&dt));
+                      c->path, dpath, mlmx_h5_reason(&dt));
     goto done;
 read_fail:
     st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot read dataset '%s': %s", c->path, dpath,
-                      h5_reason(&dt));
+                      mlmx_h5_reason(&dt));
     goto done;
 nomem:
     st = mlmx_err_set(c->err, MLMX_ERR_NOMEM, "%s: out of memory reading dataset '%s'", c->path,
@@ -208,13 +180,13 @@ done:
 
 static mlmx_status read_column(h5_ctx *c, hid_t ds, const char *dpath)
 {
-    h5_detail dt;
+    mlmx_h5_detail dt;
     mlmx_status st = MLMX_OK;
     hid_t space = H5Dget_space(ds);
     hid_t ftype = H5Dget_type(ds);
     if (space < 0 || ftype < 0) {
         st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot inspect dataset '%s': %s", c->path,
-                          dpath, h5_reason(&dt));
+                          dpath, mlmx_h5_reason(&dt));
         goto done;
     }
     int rank = H5Sget_simple_extent_ndims(space);
@@ -268,7 +240,7 @@ done:
 
 static mlmx_status read_group(h5_ctx *c, hid_t g)
 {
-    h5_detail dt;
+    mlmx_h5_detail dt;
     /* Creation order when the group indexes it (h5py track_order=True,
      * H5Pset_link_creation_order with INDEXED): that is the order the
      * writer meant. Otherwise HDF5's name index, i.e. byte order. */
@@ -284,12 +256,12 @@ static mlmx_status read_group(h5_ctx *c, hid_t g)
     H5G_info_t info;
     if (H5Gget_info(g, &info) < 0)
         return mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot list group '%s': %s", c->path,
-                            c->group, h5_reason(&dt));
+                            c->group, mlmx_h5_reason(&dt));
     for (hsize_t i = 0; i < info.nlinks; i++) {
         ssize_t len = H5Lget_name_by_idx(g, ".", idx, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
         if (len < 0)
             return mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot list group '%s': %s",
-                                c->path, c->group, h5_reason(&dt));
+                                c->path, c->group, mlmx_h5_reason(&dt));
         char *name = malloc((size_t)len + 1);
         if (!name)
             return mlmx_err_set(c->err, MLMX_ERR_NOMEM, "%s: out of memory", c->path);
@@ -311,7 +283,7 @@ static mlmx_status read_group(h5_ctx *c, hid_t g)
         hid_t obj = H5Oopen(g, name, H5P_DEFAULT);
         if (obj < 0)
             st = mlmx_err_set(c->err, MLMX_ERR_PARSE, "%s: cannot open '%s': %s", c->path, dpath,
-                              h5_reason(&dt));
+                              mlmx_h5_reason(&dt));
         else if (H5Iget_type(obj) == H5I_DATASET)
             st = read_column(c, obj, dpath);
         /* Sub-groups and named types are not columns; skipping them lets a
@@ -335,7 +307,7 @@ static mlmx_status read_group(h5_ctx *c, hid_t g)
 
 static mlmx_status read_file(h5_ctx *c)
 {
-    h5_detail dt;
+    mlmx_h5_detail dt;
     mlmx_status st;
     htri_t is = H5Fis_hdf5(c->path);
     if (is <= 0) {
@@ -356,7 +328,7 @@ static mlmx_status read_file(h5_ctx *c)
     close_id(&fapl, H5Pclose);
     if (f < 0)
         return mlmx_err_set(c->err, MLMX_ERR_IO, "cannot open '%s': %s", c->path,
-                            h5_reason(&dt));
+                            mlmx_h5_reason(&dt));
     hid_t g = H5Gopen2(f, c->group, H5P_DEFAULT);
     if (g < 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -390,13 +362,11 @@ mlmx_status mlmx_hdf5_read(const char *path, const char *group, mlmx_data **out,
     if (is_dir)
         return mlmx_err_set(err, MLMX_ERR_IO, "cannot open '%s': %s", path, strerror(EISDIR));
 
-    pthread_mutex_lock(&hdf5_lock);
     /* The library never prints: silence HDF5's automatic error printing
-     * for the duration of the call and restore the host's setting after. */
-    H5E_auto2_t old_fn = NULL;
-    void *old_data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+     * for the duration of the call and restore the host's setting after
+     * (mlmx_h5_enter also takes the process-wide HDF5 lock). */
+    mlmx_h5_saved q;
+    mlmx_h5_enter(&q);
 
     h5_ctx c = {path, group, err, NULL, NULL};
     mlmx_status st = read_file(&c);
@@ -407,8 +377,6 @@ mlmx_status mlmx_hdf5_read(const char *path, const char *group, mlmx_data **out,
     }
     *out = c.d;
 
-    H5Eclear2(H5E_DEFAULT);
-    H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
-    pthread_mutex_unlock(&hdf5_lock);
+    mlmx_h5_leave(&q);
     return st;
 }
