@@ -1,6 +1,7 @@
 /* Storage of bootstrap / simulation replicate results in an HDF5 file
- * (layout: docs/replicates-hdf5.md). Plain C: the implementation
- * (repstore.c) is the only file of this module that includes <hdf5.h>.
+ * (layout: docs/replicates-hdf5.md). Plain C: only the implementation
+ * (repstore.c, repstore_merge.c and their private repstore_internal.h)
+ * includes <hdf5.h>.
  *
  * A run of nsim replicates may be split into slices [rep_begin, rep_end)
  * written to separate files (shards) and merged afterwards; a single-file
@@ -12,8 +13,9 @@
  * Every function returns an mlmx_status and fills err (may be NULL) on
  * failure; messages name the file. The module never prints: HDF5's
  * automatic error printing is switched off for the duration of each call.
- * Calls are serialised by a module-wide lock (Debian's libhdf5 is not
- * thread-safe); a store handle must not be used by two threads at once. */
+ * Calls are serialised by the process-wide HDF5 lock shared with the table
+ * reader (host/data/h5common.h; Debian's libhdf5 is not thread-safe); a
+ * store handle must not be used by two threads at once. */
 #ifndef MLMX_OUTPUT_REPSTORE_H
 #define MLMX_OUTPUT_REPSTORE_H
 #include <stddef.h>

@@ -64,6 +64,7 @@ typedef struct job {
     const uint64_t *todo; /* replicate indices of this block */
     size_t ntodo;
     size_t next;          /* shared cursor */
+    size_t chunk;         /* replicates taken at a time */
     pthread_mutex_t lock;
 } job;
 
@@ -101,11 +102,11 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&J->lock);
         size_t k = J->next;
-        J->next += 8;
+        J->next += J->chunk;
         pthread_mutex_unlock(&J->lock);
         if (k >= J->ntodo)
             break;
-        size_t kend = k + 8 < J->ntodo ? k + 8 : J->ntodo;
+        size_t kend = k + J->chunk < J->ntodo ? k + J->chunk : J->ntodo;
         for (; k < kend; k++)
             run_one(J->b, w->W, J->seed, J->todo[k]);
     }
@@ -384,6 +385,10 @@ static mlmx_status run_blocks(mlmx_boot *b, const mlmx_boot_options *o, sink *k,
                 todo[cnt++] = b->begin + i;
         J.ntodo = cnt;
         J.next = 0;
+        /* chunks of up to 8 (fewer locks), but small enough that every
+         * thread gets work when a block is short and refits are slow */
+        J.chunk = cnt / (4 * (size_t)nth);
+        J.chunk = J.chunk < 1 ? 1 : J.chunk > 8 ? 8 : J.chunk;
         for (int t = 0; t < nth; t++) {
             wk[t].J = &J;
             wk[t].W = W[t];
