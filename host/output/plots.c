@@ -649,7 +649,7 @@ static void draw_power(const plot_job *job)
     text[nl++] = "estimated power";
     if (have_band) {
         opt[nl] = PL_LEGEND_COLOR_BOX;
-        text[nl++] = "95% Clopper-Pearson interval";
+        text[nl++] = "Clopper-Pearson interval";
     }
     if (isfinite(c->alpha)) {
         fmt_num(num, sizeof num, c->alpha);

@@ -304,10 +304,13 @@ mlmx_status mlmx_power_write_plot(const mlmx_power_result *r, const char *path)
         snprintf(xlabel, sizeof xlabel, "units of %s", r->curve_level);
     else
         snprintf(xlabel, sizeof xlabel, "design");
+    const int pct = (int)lround(100.0 * r->conf_level);
     if (r->test == MLMX_SC_LRT)
-        snprintf(title, sizeof title, "Power: likelihood ratio test dropping %s", r->term);
+        snprintf(title, sizeof title, "Power: likelihood ratio test dropping %s (%d%% band)",
+                 r->term, pct);
     else
-        snprintf(title, sizeof title, "Power: %s test of %s", test_label(r->test), r->term);
+        snprintf(title, sizeof title, "Power: %s test of %s (%d%% band)", test_label(r->test),
+                 r->term, pct);
     mlmx_error e;
     mlmx_err_clear(&e);
     mlmx_status st =
