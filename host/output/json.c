@@ -3,13 +3,14 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_internal.h"
 #include "output/output.h"
 #include "util/strbuf.h"
 
-static void jstr(mlmx_strbuf *b, const char *s)
+void mlmx_json_str(mlmx_strbuf *b, const char *s)
 {
     mlmx_sb_puts(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -17,23 +18,29 @@ static void jstr(mlmx_strbuf *b, const char *s)
             mlmx_sb_printf(b, "\\%c", *p);
         else if (*p < 0x20)
             mlmx_sb_printf(b, "\\u%04x", *p);
-        else {
-            char c[2] = {(char)*p, 0};
-            mlmx_sb_puts(b, c);
-        }
+        else
+            mlmx_sb_putn(b, (const char *)p, 1);
     }
     mlmx_sb_puts(b, "\"");
 }
 
-static void jnum(mlmx_strbuf *b, double x)
+void mlmx_json_num(mlmx_strbuf *b, double x)
 {
-    if (isfinite(x))
-        mlmx_sb_printf(b, "%.17g", x);
-    else
+    if (!isfinite(x)) {
         mlmx_sb_puts(b, "null");
+        return;
+    }
+    /* the shortest of %.15g, %.16g and %.17g that reads back as x */
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    mlmx_sb_puts(b, buf);
 }
 
-static mlmx_status write_or_fail(mlmx_strbuf *b, const char *path, const char *what)
+mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *what)
 {
     if (b->oom) {
         mlmx_sb_free(b);
@@ -55,12 +62,12 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_strbuf b = {0};
     int reml = f->method == MLMX_REML;
     mlmx_sb_puts(&b, "{\n  \"mlmx_version\": ");
-    jstr(&b, MLMX_VERSION_STRING);
+    mlmx_json_str(&b, MLMX_VERSION_STRING);
     const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
     mlmx_sb_printf(&b, ",\n  \"model\": \"%s\",\n  \"formula\": ", glmm ? "glmm" : "lmm");
-    jstr(&b, m->formula);
+    mlmx_json_str(&b, m->formula);
     mlmx_sb_puts(&b, ",\n  \"data\": ");
-    jstr(&b, m->source ? m->source : "");
+    mlmx_json_str(&b, m->source ? m->source : "");
     mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"",
                    glmm ? (f->nagq > 1 ? "AGQ" : "Laplace") : reml ? "REML" : "ML");
     mlmx_sb_printf(&b, ",\n  \"family\": \"%s\"", mlmx_family_name(f->family));
@@ -68,22 +75,22 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_printf(&b, ",\n  \"link\": \"%s\"", mlmx_link_name(f->link));
         mlmx_sb_printf(&b, ",\n  \"nagq\": %d", f->nagq);
         mlmx_sb_puts(&b, ",\n  \"loglik_no_random_effects\": ");
-        jnum(&b, f->loglik_glm);
+        mlmx_json_num(&b, f->loglik_glm);
     }
     mlmx_sb_puts(&b, ",\n  \"loglik\": ");
-    jnum(&b, f->loglik);
+    mlmx_json_num(&b, f->loglik);
     mlmx_sb_puts(&b, ",\n  \"deviance\": ");
     /* lme4's deviance(): -2 log-likelihood; for REML fits it is the REML
      * criterion that is reported separately, so deviance is null there. */
-    jnum(&b, reml ? NAN : f->criterion);
+    mlmx_json_num(&b, reml ? NAN : f->criterion);
     if (reml) {
         mlmx_sb_puts(&b, ",\n  \"reml_criterion\": ");
-        jnum(&b, f->criterion);
+        mlmx_json_num(&b, f->criterion);
     }
     mlmx_sb_puts(&b, ",\n  \"aic\": ");
-    jnum(&b, f->aic);
+    mlmx_json_num(&b, f->aic);
     mlmx_sb_puts(&b, ",\n  \"bic\": ");
-    jnum(&b, f->bic);
+    mlmx_json_num(&b, f->bic);
     mlmx_sb_printf(&b, ",\n  \"df\": %d", f->df);
     mlmx_sb_printf(&b, ",\n  \"n_obs\": %zu", m->n);
     mlmx_sb_printf(&b, ",\n  \"n_dropped\": %zu", m->n_dropped);
@@ -92,22 +99,22 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         if (!mlmx_group_first(m, k))
             continue;
         mlmx_sb_puts(&b, first ? "" : ", ");
-        jstr(&b, m->re[k].group);
+        mlmx_json_str(&b, m->re[k].group);
         mlmx_sb_printf(&b, ": %d", m->re[k].nlevels);
         first = 0;
     }
     mlmx_sb_puts(&b, "}");
     mlmx_sb_puts(&b, ",\n  \"sigma\": ");
-    jnum(&b, f->sigma);
+    mlmx_json_num(&b, f->sigma);
     mlmx_sb_puts(&b, ",\n  \"theta\": [");
     for (int t = 0; t < m->ntheta; t++) {
         mlmx_sb_puts(&b, t ? ", " : "");
-        jnum(&b, f->theta[t]);
+        mlmx_json_num(&b, f->theta[t]);
     }
     mlmx_sb_puts(&b, "],\n  \"theta_names\": [");
     for (int t = 0; t < m->ntheta; t++) {
         mlmx_sb_puts(&b, t ? ", " : "");
-        jstr(&b, m->theta_names[t]);
+        mlmx_json_str(&b, m->theta_names[t]);
     }
     mlmx_sb_puts(&b, "],\n  \"fixef\": [");
     for (int j = 0, first = 1; j < m->p; j++) {
@@ -115,16 +122,16 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
             continue; /* ordinal: the thresholds replace the intercept */
         mlmx_sb_puts(&b, !first ? ",\n    {\"name\": " : "\n    {\"name\": ");
         first = 0;
-        jstr(&b, m->fixef_names[j]);
+        mlmx_json_str(&b, m->fixef_names[j]);
         mlmx_sb_puts(&b, ", \"estimate\": ");
-        jnum(&b, f->beta[j]);
+        mlmx_json_num(&b, f->beta[j]);
         mlmx_sb_puts(&b, ", \"se\": ");
-        jnum(&b, f->se[j]);
+        mlmx_json_num(&b, f->se[j]);
         mlmx_sb_puts(&b, glmm ? ", \"z\": " : ", \"t\": ");
-        jnum(&b, f->beta[j] / f->se[j]);
+        mlmx_json_num(&b, f->beta[j] / f->se[j]);
         if (glmm) {
             mlmx_sb_puts(&b, ", \"p\": ");
-            jnum(&b, erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)));
+            mlmx_json_num(&b, erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)));
         }
         mlmx_sb_puts(&b, "}");
     }
@@ -133,35 +140,35 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, ",\n  \"thresholds\": [");
         for (int k = 0; k < f->nthr; k++) {
             mlmx_sb_puts(&b, k ? ",\n    {\"name\": " : "\n    {\"name\": ");
-            jstr(&b, f->thr_names[k]);
+            mlmx_json_str(&b, f->thr_names[k]);
             mlmx_sb_puts(&b, ", \"estimate\": ");
-            jnum(&b, f->thr[k]);
+            mlmx_json_num(&b, f->thr[k]);
             mlmx_sb_puts(&b, ", \"se\": ");
-            jnum(&b, f->thr_se[k]);
+            mlmx_json_num(&b, f->thr_se[k]);
             mlmx_sb_puts(&b, "}");
         }
         mlmx_sb_puts(&b, f->nthr ? "\n  ]" : "]");
     }
     if (f->family == MLMX_FAMILY_NEGBIN) {
         mlmx_sb_puts(&b, ",\n  \"dispersion\": {\"size\": ");
-        jnum(&b, f->nb_size);
+        mlmx_json_num(&b, f->nb_size);
         mlmx_sb_puts(&b, ", \"log_size\": ");
-        jnum(&b, log(f->nb_size));
+        mlmx_json_num(&b, log(f->nb_size));
         mlmx_sb_puts(&b, ", \"log_size_se\": ");
-        jnum(&b, f->nb_logsize_se);
+        mlmx_json_num(&b, f->nb_logsize_se);
         mlmx_sb_puts(&b, "}");
     }
     mlmx_sb_puts(&b, ",\n  \"dropped_fixef\": [");
     for (int j = 0; j < m->n_dropped_fixef; j++) {
         mlmx_sb_puts(&b, j ? ", " : "");
-        jstr(&b, m->dropped_fixef[j]);
+        mlmx_json_str(&b, m->dropped_fixef[j]);
     }
     mlmx_sb_puts(&b, "],\n  \"vcov\": [");
     for (int a = 0; a < m->p; a++) {
         mlmx_sb_puts(&b, a ? ", [" : "[");
         for (int c = 0; c < m->p; c++) {
             mlmx_sb_puts(&b, c ? ", " : "");
-            jnum(&b, f->vcov[a + c * m->p]);
+            mlmx_json_num(&b, f->vcov[a + c * m->p]);
         }
         mlmx_sb_puts(&b, "]");
     }
@@ -174,20 +181,20 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         for (int a = 0; a < q; a++) {
             mlmx_sb_puts(&b, firstvc ? "\n    {\"group\": " : ",\n    {\"group\": ");
             firstvc = 0;
-            jstr(&b, m->re[k].vcname);
+            mlmx_json_str(&b, m->re[k].vcname);
             mlmx_sb_puts(&b, ", \"name\": ");
-            jstr(&b, m->re[k].colnames[a]);
+            mlmx_json_str(&b, m->re[k].colnames[a]);
             mlmx_sb_puts(&b, ", \"variance\": ");
-            jnum(&b, cov[a + a * q]);
+            mlmx_json_num(&b, cov[a + a * q]);
             mlmx_sb_puts(&b, ", \"sd\": ");
-            jnum(&b, sqrt(cov[a + a * q]));
+            mlmx_json_num(&b, sqrt(cov[a + a * q]));
             mlmx_sb_puts(&b, ", \"correlations\": {");
             for (int c = 0; c < a; c++) {
                 double den = sqrt(cov[a + a * q] * cov[c + c * q]);
                 mlmx_sb_puts(&b, c ? ", " : "");
-                jstr(&b, m->re[k].colnames[c]);
+                mlmx_json_str(&b, m->re[k].colnames[c]);
                 mlmx_sb_puts(&b, ": ");
-                jnum(&b, den > 0 ? cov[a + c * q] / den : NAN);
+                mlmx_json_num(&b, den > 0 ? cov[a + c * q] / den : NAN);
             }
             mlmx_sb_puts(&b, "}}");
         }
@@ -196,9 +203,9 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, firstvc
                              ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
                              : ",\n    {\"group\": \"Residual\", \"name\": null, \"variance\": ");
-        jnum(&b, f->sigma * f->sigma);
+        mlmx_json_num(&b, f->sigma * f->sigma);
         mlmx_sb_puts(&b, ", \"sd\": ");
-        jnum(&b, f->sigma);
+        mlmx_json_num(&b, f->sigma);
         mlmx_sb_puts(&b, ", \"correlations\": {}}");
     }
     mlmx_sb_puts(&b, "\n  ]");
@@ -208,7 +215,7 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, ",\n  \"scaled_residual_quantiles\": [");
         for (int i = 0; i < 5; i++) {
             mlmx_sb_puts(&b, i ? ", " : "");
-            jnum(&b, q[i]);
+            mlmx_json_num(&b, q[i]);
         }
         mlmx_sb_puts(&b, "]");
     }
@@ -219,22 +226,22 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
      * the optimizer's parameters, from its last gradient); null where none
      * was computed (derivative-free paths, a variance at its bound). */
     mlmx_sb_puts(&b, ",\n  \"max_abs_gradient\": ");
-    jnum(&b, f->grad_max);
+    mlmx_json_num(&b, f->grad_max);
     mlmx_sb_puts(&b, ",\n  \"optimizer\": ");
-    jstr(&b, f->optimizer);
+    mlmx_json_str(&b, f->optimizer);
     mlmx_sb_puts(&b, ",\n  \"optimizer_message\": ");
-    jstr(&b, f->message);
+    mlmx_json_str(&b, f->message);
     mlmx_sb_puts(&b, ",\n  \"warning\": ");
-    jstr(&b, f->warning);
+    mlmx_json_str(&b, f->warning);
     mlmx_sb_puts(&b, ",\n  \"messages\": [");
     for (int i = 0; i < m->nmessages; i++) {
         mlmx_sb_puts(&b, i ? ", " : "");
-        jstr(&b, m->messages[i]);
+        mlmx_json_str(&b, m->messages[i]);
     }
     mlmx_sb_puts(&b, "],\n  \"fit_seconds\": ");
-    jnum(&b, f->seconds);
+    mlmx_json_num(&b, f->seconds);
     mlmx_sb_puts(&b, "\n}\n");
-    return write_or_fail(&b, path, "JSON results");
+    return mlmx_sb_write_file(&b, path, "JSON results");
 }
 
 static void csv_field(mlmx_strbuf *b, const char *s)
@@ -279,5 +286,5 @@ mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path)
                     mlmx_sb_puts(&b, "NA\n");
             }
     }
-    return write_or_fail(&b, path, "random effects");
+    return mlmx_sb_write_file(&b, path, "random effects");
 }

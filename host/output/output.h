@@ -12,4 +12,12 @@ double mlmx_chi2_sf(double x, int k);
 double mlmx_wald_quadform(int n, double *V, const double *b);
 /* 1 if term k is the first term with its grouping factor label. */
 int mlmx_group_first(const mlmx_model *m, int k);
+/* JSON pieces: a quoted, escaped string; a number in its shortest exact
+ * form (null when not finite). */
+#include "util/strbuf.h"
+void mlmx_json_str(mlmx_strbuf *b, const char *s);
+void mlmx_json_num(mlmx_strbuf *b, double x);
+/* Write b to path atomically and free it; records the error (naming what
+ * and the path) and returns its code. */
+mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *what);
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api_internal.h"
+#include "output/output.h"
 #include "output/plots.h"
 #include "power/power.h"
 #include "util/strbuf.h"
@@ -120,41 +121,6 @@ mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text)
 
 /* ------------------------------------------------------------ JSON, CSV */
 
-static void jstr(mlmx_strbuf *b, const char *s)
-{
-    mlmx_sb_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            mlmx_sb_printf(b, "\\%c", *p);
-        else if (*p < 0x20)
-            mlmx_sb_printf(b, "\\u%04x", *p);
-        else
-            mlmx_sb_putn(b, (const char *)p, 1);
-    }
-    mlmx_sb_puts(b, "\"");
-}
-
-/* The shortest of %.15g, %.16g and %.17g that reads back as x. */
-static void fmt_num(char *buf, size_t n, double x)
-{
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x)
-            return;
-    }
-}
-
-static void jnum(mlmx_strbuf *b, double x)
-{
-    char buf[40];
-    if (isfinite(x)) {
-        fmt_num(buf, sizeof buf, x);
-        mlmx_sb_puts(b, buf);
-    } else {
-        mlmx_sb_puts(b, "null");
-    }
-}
-
 /* A point's keys (ind: the indentation of the keys). */
 static void json_point(mlmx_strbuf *b, const mlmx_power_point *p, const char *ind)
 {
@@ -166,28 +132,15 @@ static void json_point(mlmx_strbuf *b, const mlmx_power_point *p, const char *in
     mlmx_sb_printf(b, ",\n%s\"nobs\": %ld,\n%s\"nsim\": %ld,\n%s\"n_ok\": %ld", ind, p->nobs, ind,
                    p->nsim, ind, p->n_ok);
     mlmx_sb_printf(b, ",\n%s\"n_rejected\": %ld,\n%s\"power\": ", ind, p->n_rejected, ind);
-    jnum(b, p->power);
+    mlmx_json_num(b, p->power);
     mlmx_sb_printf(b, ",\n%s\"ci_lower\": ", ind);
-    jnum(b, p->ci_lower);
+    mlmx_json_num(b, p->ci_lower);
     mlmx_sb_printf(b, ",\n%s\"ci_upper\": ", ind);
-    jnum(b, p->ci_upper);
+    mlmx_json_num(b, p->ci_upper);
     mlmx_sb_printf(b, ",\n%s\"n_failed\": %ld,\n%s\"n_singular\": %ld,\n%s\"n_nonconverged\": %ld",
                    ind, p->n_failed, ind, p->n_singular, ind, p->n_nonconverged);
     mlmx_sb_printf(b, ",\n%s\"critical_value\": ", ind);
-    jnum(b, p->critical_value);
-}
-
-static mlmx_status write_buf(mlmx_strbuf *b, const char *path, const char *what)
-{
-    if (b->oom) {
-        mlmx_sb_free(b);
-        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory writing %s", what);
-    }
-    int e = mlmx_write_file_atomic(path, b->s ? b->s : "", b->len);
-    mlmx_sb_free(b);
-    if (e)
-        return mlmx_api_failf(MLMX_ERR_IO, "cannot write %s '%s': %s", what, path, strerror(e));
-    return MLMX_OK;
+    mlmx_json_num(b, p->critical_value);
 }
 
 mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
@@ -197,11 +150,11 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_power_write_json: NULL argument");
     mlmx_strbuf b = {0};
     mlmx_sb_puts(&b, "{\n  \"mlmx_version\": ");
-    jstr(&b, MLMX_VERSION_STRING);
+    mlmx_json_str(&b, MLMX_VERSION_STRING);
     mlmx_sb_puts(&b, ",\n  \"scenario\": ");
-    jstr(&b, r->scenario);
+    mlmx_json_str(&b, r->scenario);
     mlmx_sb_puts(&b, ",\n  \"formula\": ");
-    jstr(&b, r->formula);
+    mlmx_json_str(&b, r->formula);
     mlmx_sb_printf(&b, ",\n  \"family\": \"%s\"", mlmx_family_name(r->family));
     mlmx_sb_printf(&b, ",\n  \"method\": \"%s\"",
                    r->family != MLMX_FAMILY_GAUSSIAN ? "Laplace"
@@ -209,24 +162,24 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
                                                      : "ML");
     if (r->pilot) {
         mlmx_sb_puts(&b, ",\n  \"pilot\": ");
-        jstr(&b, r->pilot);
+        mlmx_json_str(&b, r->pilot);
     }
     mlmx_sb_printf(&b, ",\n  \"test\": \"%s\",\n  \"term\": ", mlmx_sc_test_name(r->test));
-    jstr(&b, r->term);
+    mlmx_json_str(&b, r->term);
     if (r->test == MLMX_SC_LRT) {
         mlmx_sb_puts(&b, ",\n  \"null_formula\": ");
-        jstr(&b, r->reduced);
+        mlmx_json_str(&b, r->reduced);
         mlmx_sb_printf(&b, ",\n  \"df\": %d", r->df);
     }
     mlmx_sb_puts(&b, ",\n  \"alpha\": ");
-    jnum(&b, r->alpha);
+    mlmx_json_num(&b, r->alpha);
     mlmx_sb_puts(&b, ",\n  \"conf_level\": ");
-    jnum(&b, r->conf_level);
+    mlmx_json_num(&b, r->conf_level);
     mlmx_sb_printf(&b, ",\n  \"seed\": %llu,\n", (unsigned long long)r->seed);
     json_point(&b, &r->base, "  ");
     if (r->npoints > 0) {
         mlmx_sb_puts(&b, ",\n  \"curve_level\": ");
-        jstr(&b, r->curve_level);
+        mlmx_json_str(&b, r->curve_level);
         mlmx_sb_puts(&b, ",\n  \"curve\": [");
         for (int i = 0; i < r->npoints; i++) {
             mlmx_sb_printf(&b, "%s\n    {\n", i ? "," : "");
@@ -236,15 +189,14 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
         mlmx_sb_puts(&b, "\n  ]");
     }
     mlmx_sb_puts(&b, "\n}\n");
-    return write_buf(&b, path, "the power JSON");
+    return mlmx_sb_write_file(&b, path, "the power JSON");
 }
 
 static void csv_num(mlmx_strbuf *b, double x)
 {
-    char buf[40];
     if (isfinite(x)) {
-        fmt_num(buf, sizeof buf, x);
-        mlmx_sb_printf(b, ",%s", buf);
+        mlmx_sb_puts(b, ",");
+        mlmx_json_num(b, x); /* the shortest exact form, as in the JSON */
     } else {
         mlmx_sb_puts(b, ",NA");
     }
@@ -277,7 +229,7 @@ mlmx_status mlmx_power_write_csv(const mlmx_power_result *r, const char *path)
         csv_row(&b, &r->base);
     for (int i = 0; i < r->npoints; i++)
         csv_row(&b, &r->points[i]);
-    return write_buf(&b, path, "the power CSV");
+    return mlmx_sb_write_file(&b, path, "the power CSV");
 }
 
 /* ------------------------------------------------------------ plot */
