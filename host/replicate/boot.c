@@ -302,8 +302,9 @@ static mlmx_status sink_close(mlmx_boot *b, sink *k, int ok, mlmx_error *err)
             if (ok && bad)
                 st = mlmx_err_set(err, MLMX_ERR_IO, "cannot write '%s'", k->path);
         }
-        free(k->csv_tmp);
     }
+    free(k->csv_tmp);
+    k->csv_tmp = NULL;
     return st;
 }
 
