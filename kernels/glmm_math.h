@@ -641,6 +641,24 @@ MLMX_HD double mlmx_gm_devres_poisson(double y, double wt, double mu)
     return 2.0 * r;
 }
 
+/* NB2 deviance residual (glmmTMB's nbinom2 with size k):
+ * 2 (y log(y/mu) - (y + k) log((y + k)/(mu + k))). */
+MLMX_HD double mlmx_gm_devres_negbin(double y, double k, double mu)
+{
+    return 2.0 * ((y > 0 ? y * log(y / mu) : 0.0) - (y + k) * log((y + k) / (mu + k)));
+}
+
+/* d ll / d size of the NB2 log-likelihood at mean mu for an integer count
+ * y: psi(y + k) - psi(k) (= sum_{j < y} 1/(k + j)) + log(k/(k + mu)) + 1 -
+ * (k + y)/(k + mu). */
+MLMX_HD double mlmx_gm_negbin_dsize(double y, double k, double mu)
+{
+    double dig = 0.0;
+    for (int j = 0; j < (int)y; j++)
+        dig += 1.0 / (k + j);
+    return dig + log(k / (k + mu)) + 1.0 - (k + y) / (k + mu);
+}
+
 /* ------------------------------------------------------------------ log-sum-exp */
 
 /* Running log(sum(exp(x_i))): m is the running maximum (start -INFINITY), s

@@ -26,5 +26,6 @@ __global__ void mlmx_simulate_check_kernel(int n, uint64_t seed, const double *_
     o[6] = mlmx_gm_poisson_fast(3.0, 0.0, eta[i], &d1, &fi) + d1 + fi;
     o[7] = mlmx_gm_wprime(0, 10.0, eta[i]) + mlmx_gm_wprime(1, 1.0, eta[i]);
     o[8] = mlmx_gm_ord_logit_obs(thr, 4, lc, rr, i % 4, eta[i], &prod, &d1, &d2, &dlo, &dhi);
-    o[9] = prod + d1 + d2 + dlo + dhi;
+    o[9] = prod + d1 + d2 + dlo + dhi + mlmx_gm_devres_negbin(3.0, 2.0, exp(eta[i])) +
+           mlmx_gm_negbin_dsize(3.0, 2.0, exp(eta[i]));
 }

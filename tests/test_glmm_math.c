@@ -1135,3 +1135,27 @@ Test(glmm_math, closed_forms_match_general_functions)
         }
     }
 }
+
+/* NB2: the deviance residual is twice the log-likelihood gap to the
+ * saturated mean (mu = y), and d ll / d size agrees with central
+ * differences of mlmx_gm_negbin's log-likelihood (1e-6 relative). */
+Test(glmm_math, negbin_devres_and_dsize)
+{
+    const double ys[4] = {0, 1, 4, 17}, ks[3] = {0.7, 2.0, 15.0};
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 3; b++)
+            for (double eta = -1.0; eta <= 3.0; eta += 0.5) {
+                double y = ys[a], k = ks[b], mu = exp(eta);
+                double sat = y > 0 ? mlmx_gm_negbin(y, k, 1.0, log(y)).ll : 0.0;
+                double d = mlmx_gm_devres_negbin(y, k, mu);
+                double want = 2.0 * (sat - mlmx_gm_negbin(y, k, 1.0, eta).ll);
+                cr_expect(near(d, want, 1e-9, 1e-10), "devres y %g k %g eta %g: %.15g vs %.15g",
+                          y, k, eta, d, want);
+                double h = 1e-6 * k;
+                double fd = (mlmx_gm_negbin(y, k + h, 1.0, eta).ll -
+                             mlmx_gm_negbin(y, k - h, 1.0, eta).ll) / (2.0 * h);
+                cr_expect(near(mlmx_gm_negbin_dsize(y, k, mu), fd, 1e-6, 1e-8),
+                          "dsize y %g k %g eta %g: %.12g vs %.12g", y, k, eta,
+                          mlmx_gm_negbin_dsize(y, k, mu), fd);
+            }
+}

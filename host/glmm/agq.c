@@ -696,12 +696,8 @@ static double obs_deriv(const mlmx_glmm *g, size_t i, double eta, double *d1, do
     if (g->family == MLMX_FAMILY_NEGBIN) {
         const double k = g->nb_size;
         mlmx_gm_obs o = mlmx_gm_negbin(y, k, 1.0, eta);
-        double mu = exp(eta), dig = 0.0;
-        /* psi(y + k) - psi(k) = sum_{j < y} 1 / (k + j) for integer y */
-        for (int j = 0; j < (int)y; j++)
-            dig += 1.0 / (k + j);
         *d1 = w * o.d1;
-        *e1 = w * (dig + log(k / (k + mu)) + 1.0 - (k + y) / (k + mu));
+        *e1 = w * mlmx_gm_negbin_dsize(y, k, exp(eta));
         return w == 0.0 ? 0.0 : w * o.ll;
     }
     double fi;

@@ -491,7 +491,7 @@ static void resid_unw(const mlmx_glmm *g, const double *eta, double *mu, double 
         }
         if (g->family == MLMX_FAMILY_NEGBIN) {
             double m = exp(eta[i]), k = g->nb_size;
-            double d = 2.0 * ((y > 0 ? y * log(y / m) : 0.0) - (y + k) * log((y + k) / (m + k)));
+            double d = mlmx_gm_devres_negbin(y, k, m);
             mu[i] = m;
             devres[i] = copysign(sqrt(fmax(d, 0.0)), y - m);
             pearson[i] = (y - m) / sqrt(m + m * m / k);
