@@ -804,6 +804,154 @@ static int psd(const double *R, int n)
     return ok;
 }
 
+/* The SDs (or variances) of one random entry: per column of the formula's
+ * terms for its group; without them (a pilot override) the formula's
+ * columns with NaN SDs. */
+static mlmx_status parse_sd(pctx *c, json_t *o, const char *path, mlmx_sc_random *R,
+                            const fgroup *fg, int need_all)
+{
+    char p2[256], p3[512];
+    mlmx_status st;
+    json_t *sd = json_object_get(o, "sd"), *var = json_object_get(o, "var");
+    if (sd && var)
+        return fail(c, "%s: give sd or var, not both", path);
+    json_t *sv = sd ? sd : var;
+    const char *sk = sd ? "sd" : "var";
+    R->given_var = var != NULL;
+    if (!sv && need_all)
+        return fail(c, "%s needs sd (standard deviations) or var (variances)", path);
+    if (sv) {
+        path_key(p2, sizeof p2, path, sk);
+        if ((st = want_type(c, sv, p2, json_is_object(sv), "an object")))
+            return st;
+        size_t nc = json_object_size(sv);
+        if (nc == 0)
+            return fail(c, "%s is empty", p2);
+        R->cols = calloc(nc, sizeof *R->cols);
+        R->sd = calloc(nc, sizeof *R->sd);
+        if (!R->cols || !R->sd)
+            return nomem(c);
+        const char *key;
+        json_t *x;
+        json_object_foreach(sv, key, x)
+        {
+            path_key(p3, sizeof p3, p2, key);
+            double val;
+            if ((st = num_value(c, x, p3, &val)))
+                return st;
+            if (val < 0.0)
+                return fail(c, "%s is negative (%g): a negative %s for column '%s' of group '%s'",
+                            p3, val, var ? "variance" : "SD", key, R->group);
+            if (fg->known && find_name(fg->cols, fg->ncol, key) < 0) {
+                mlmx_strbuf b = {0};
+                list_names(&b, fg->cols, fg->ncol);
+                st = fail(c, "%s: '%s' is not a column of the formula's terms for group '%s' "
+                             "(columns: %s)",
+                          p2, key, R->group, b.s ? b.s : "");
+                mlmx_sb_free(&b);
+                return st;
+            }
+            if (!(R->cols[R->ncol] = mlmx_strdup(key)))
+                return nomem(c);
+            R->sd[R->ncol++] = var ? sqrt(val) : val;
+        }
+        if (need_all && fg->known)
+            for (int k = 0; k < fg->ncol; k++)
+                if (find_name(R->cols, R->ncol, fg->cols[k]) < 0)
+                    return fail(c, "%s: no %s for column '%s' of group '%s'", p2,
+                                var ? "variance" : "SD", fg->cols[k], R->group);
+    } else {
+        /* only correlations (a pilot override): the formula's columns */
+        R->cols = calloc((size_t)fg->ncol, sizeof *R->cols);
+        R->sd = calloc((size_t)fg->ncol, sizeof *R->sd);
+        if (!R->cols || !R->sd)
+            return nomem(c);
+        for (int k = 0; k < fg->ncol; k++) {
+            if (!(R->cols[k] = mlmx_strdup(fg->cols[k])))
+                return nomem(c);
+            R->sd[k] = NAN;
+            R->ncol++;
+        }
+    }
+    return MLMX_OK;
+}
+
+/* The correlations of one random entry ("a:b": value), checked to form a
+ * correlation matrix; the identity when none are given. */
+static mlmx_status parse_cor(pctx *c, json_t *o, const char *path, mlmx_sc_random *R,
+                             const fgroup *fg)
+{
+    char p2[256], p3[512];
+    mlmx_status st = MLMX_OK;
+    int q = R->ncol;
+    R->cor = calloc((size_t)q * (size_t)q + 1, sizeof *R->cor);
+    if (!R->cor)
+        return nomem(c);
+    for (int k = 0; k < q; k++)
+        R->cor[k + k * q] = 1.0;
+    json_t *cor = json_object_get(o, "cor");
+    if (!cor)
+        return MLMX_OK;
+    path_key(p2, sizeof p2, path, "cor");
+    if ((st = want_type(c, cor, p2, json_is_object(cor), "an object")))
+        return st;
+    unsigned char *seen = calloc((size_t)q * (size_t)q + 1, 1);
+    if (!seen)
+        return nomem(c);
+    const char *key;
+    json_t *x;
+    json_object_foreach(cor, key, x)
+    {
+        path_key(p3, sizeof p3, p2, key);
+        int i, j;
+        double val;
+        if ((st = num_value(c, x, p3, &val)))
+            break;
+        if (split_pair(key, R->cols, q, &i, &j) != 0) {
+            mlmx_strbuf b = {0};
+            list_names(&b, R->cols, q);
+            st = fail(c, "%s: '%s' is not two columns of group '%s' joined by ':' (columns: "
+                         "%s)",
+                      p2, key, R->group, b.s ? b.s : "");
+            mlmx_sb_free(&b);
+            break;
+        }
+        if (i == j) {
+            st = fail(c, "%s: a column's correlation with itself is 1", p3);
+            break;
+        }
+        if (seen[i + j * q]) {
+            st = fail(c, "%s: the correlation of '%s' and '%s' is given twice", p2,
+                      R->cols[i], R->cols[j]);
+            break;
+        }
+        if (!(val >= -1.0 && val <= 1.0)) {
+            st = fail(c, "%s must be in [-1, 1] (got %g)", p3, val);
+            break;
+        }
+        if (fg->known) {
+            int fi_i = find_name(fg->cols, fg->ncol, R->cols[i]),
+                fi_j = find_name(fg->cols, fg->ncol, R->cols[j]);
+            if (fi_i >= 0 && fi_j >= 0 && fg->term[fi_i] != fg->term[fi_j]) {
+                st = fail(c, "%s: '%s' and '%s' are in separate terms of the formula for "
+                             "group '%s', which makes them uncorrelated",
+                          p3, R->cols[i], R->cols[j], R->group);
+                break;
+            }
+        }
+        seen[i + j * q] = seen[j + i * q] = 1;
+        R->cor[i + j * q] = R->cor[j + i * q] = val;
+    }
+    free(seen);
+    if (st)
+        return st;
+    if (!psd(R->cor, q))
+        return fail(c, "%s: these correlations do not form a valid correlation matrix (it "
+                       "is not positive semi-definite)",
+                    p2);
+    return MLMX_OK;
+}
+
 static mlmx_status parse_random(pctx *c, json_t *v, mlmx_scenario *sc, const finfo *fi,
                                 int need_all)
 {
@@ -817,7 +965,7 @@ static mlmx_status parse_random(pctx *c, json_t *v, mlmx_scenario *sc, const fin
     sc->has_random = 1;
     static const char *const keys[] = {"group", "sd", "var", "cor", NULL};
     for (size_t r = 0; r < n; r++) {
-        char path[256], p2[256], p3[512];
+        char path[256];
         path_index(path, sizeof path, "random", r);
         json_t *o = json_array_get(v, r);
         if ((st = want_type(c, o, path, json_is_object(o), "an object")) ||
@@ -845,133 +993,9 @@ static mlmx_status parse_random(pctx *c, json_t *v, mlmx_scenario *sc, const fin
             mlmx_sb_free(&b);
             return st;
         }
-        json_t *sd = json_object_get(o, "sd"), *var = json_object_get(o, "var");
-        if (sd && var)
-            return fail(c, "%s: give sd or var, not both", path);
-        json_t *sv = sd ? sd : var;
-        const char *sk = sd ? "sd" : "var";
-        R->given_var = var != NULL;
-        if (!sv && need_all)
-            return fail(c, "%s needs sd (standard deviations) or var (variances)", path);
-        if (sv) {
-            path_key(p2, sizeof p2, path, sk);
-            if ((st = want_type(c, sv, p2, json_is_object(sv), "an object")))
-                return st;
-            size_t nc = json_object_size(sv);
-            if (nc == 0)
-                return fail(c, "%s is empty", p2);
-            R->cols = calloc(nc, sizeof *R->cols);
-            R->sd = calloc(nc, sizeof *R->sd);
-            if (!R->cols || !R->sd)
-                return nomem(c);
-            const char *key;
-            json_t *x;
-            json_object_foreach(sv, key, x)
-            {
-                path_key(p3, sizeof p3, p2, key);
-                double val;
-                if ((st = num_value(c, x, p3, &val)))
-                    return st;
-                if (val < 0.0)
-                    return fail(c, "%s is negative (%g): a negative %s for column '%s' of group '%s'",
-                                p3, val, var ? "variance" : "SD", key, R->group);
-                if (fg->known && find_name(fg->cols, fg->ncol, key) < 0) {
-                    mlmx_strbuf b = {0};
-                    list_names(&b, fg->cols, fg->ncol);
-                    st = fail(c, "%s: '%s' is not a column of the formula's terms for group '%s' "
-                                 "(columns: %s)",
-                              p2, key, R->group, b.s ? b.s : "");
-                    mlmx_sb_free(&b);
-                    return st;
-                }
-                if (!(R->cols[R->ncol] = mlmx_strdup(key)))
-                    return nomem(c);
-                R->sd[R->ncol++] = var ? sqrt(val) : val;
-            }
-            if (need_all && fg->known)
-                for (int k = 0; k < fg->ncol; k++)
-                    if (find_name(R->cols, R->ncol, fg->cols[k]) < 0)
-                        return fail(c, "%s: no %s for column '%s' of group '%s'", p2,
-                                    var ? "variance" : "SD", fg->cols[k], R->group);
-        } else {
-            /* only correlations (a pilot override): the formula's columns */
-            R->cols = calloc((size_t)fg->ncol, sizeof *R->cols);
-            R->sd = calloc((size_t)fg->ncol, sizeof *R->sd);
-            if (!R->cols || !R->sd)
-                return nomem(c);
-            for (int k = 0; k < fg->ncol; k++) {
-                if (!(R->cols[k] = mlmx_strdup(fg->cols[k])))
-                    return nomem(c);
-                R->sd[k] = NAN;
-                R->ncol++;
-            }
-        }
-        int q = R->ncol;
-        R->cor = calloc((size_t)q * (size_t)q + 1, sizeof *R->cor);
-        if (!R->cor)
-            return nomem(c);
-        for (int k = 0; k < q; k++)
-            R->cor[k + k * q] = 1.0;
-        json_t *cor = json_object_get(o, "cor");
-        if (!cor)
-            continue;
-        path_key(p2, sizeof p2, path, "cor");
-        if ((st = want_type(c, cor, p2, json_is_object(cor), "an object")))
+        if ((st = parse_sd(c, o, path, R, fg, need_all)) ||
+            (st = parse_cor(c, o, path, R, fg)))
             return st;
-        unsigned char *seen = calloc((size_t)q * (size_t)q + 1, 1);
-        if (!seen)
-            return nomem(c);
-        const char *key;
-        json_t *x;
-        json_object_foreach(cor, key, x)
-        {
-            path_key(p3, sizeof p3, p2, key);
-            int i, j;
-            double val;
-            if ((st = num_value(c, x, p3, &val)))
-                break;
-            if (split_pair(key, R->cols, q, &i, &j) != 0) {
-                mlmx_strbuf b = {0};
-                list_names(&b, R->cols, q);
-                st = fail(c, "%s: '%s' is not two columns of group '%s' joined by ':' (columns: "
-                             "%s)",
-                          p2, key, R->group, b.s ? b.s : "");
-                mlmx_sb_free(&b);
-                break;
-            }
-            if (i == j) {
-                st = fail(c, "%s: a column's correlation with itself is 1", p3);
-                break;
-            }
-            if (seen[i + j * q]) {
-                st = fail(c, "%s: the correlation of '%s' and '%s' is given twice", p2,
-                          R->cols[i], R->cols[j]);
-                break;
-            }
-            if (!(val >= -1.0 && val <= 1.0)) {
-                st = fail(c, "%s must be in [-1, 1] (got %g)", p3, val);
-                break;
-            }
-            if (fg->known) {
-                int fi_i = find_name(fg->cols, fg->ncol, R->cols[i]),
-                    fi_j = find_name(fg->cols, fg->ncol, R->cols[j]);
-                if (fi_i >= 0 && fi_j >= 0 && fg->term[fi_i] != fg->term[fi_j]) {
-                    st = fail(c, "%s: '%s' and '%s' are in separate terms of the formula for "
-                                 "group '%s', which makes them uncorrelated",
-                              p3, R->cols[i], R->cols[j], R->group);
-                    break;
-                }
-            }
-            seen[i + j * q] = seen[j + i * q] = 1;
-            R->cor[i + j * q] = R->cor[j + i * q] = val;
-        }
-        free(seen);
-        if (st)
-            return st;
-        if (!psd(R->cor, q))
-            return fail(c, "%s: these correlations do not form a valid correlation matrix (it "
-                           "is not positive semi-definite)",
-                        p2);
     }
     if (need_all)
         for (int g = 0; g < fi->ngroups; g++) {
