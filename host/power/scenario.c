@@ -549,66 +549,10 @@ static mlmx_status parse_size(pctx *c, json_t *v, const char *path, int first, m
     return MLMX_OK;
 }
 
-static mlmx_status parse_design(pctx *c, json_t *d, mlmx_scenario *sc)
+/* design.covariates: name, level and one distribution each. */
+static mlmx_status parse_covariates(pctx *c, json_t *d, mlmx_scenario *sc)
 {
-    mlmx_status st = want_type(c, d, "design", json_is_object(d), "an object");
-    if (st)
-        return st;
-    static const char *const keys[] = {"levels", "covariates", NULL};
-    if ((st = check_keys(c, d, "design", keys)))
-        return st;
-    json_t *lv = json_object_get(d, "levels");
-    if (!lv)
-        return fail(c, "design.levels is missing");
-    if ((st = want_type(c, lv, "design.levels", json_is_array(lv), "an array")))
-        return st;
-    size_t nl = json_array_size(lv);
-    if (nl == 0)
-        return fail(c, "design.levels is empty: give at least one level");
-    if (nl > 16)
-        return fail(c, "design.levels has %zu levels (at most 16)", nl);
-    sc->levels = calloc(nl, sizeof *sc->levels);
-    if (!sc->levels)
-        return nomem(c);
-    static const char *const lkeys[] = {"name", "units", "size", NULL};
-    for (size_t k = 0; k < nl; k++) {
-        char path[256], p2[256];
-        path_index(path, sizeof path, "design.levels", k);
-        json_t *o = json_array_get(lv, k);
-        if ((st = want_type(c, o, path, json_is_object(o), "an object")) ||
-            (st = check_keys(c, o, path, lkeys)))
-            return st;
-        mlmx_sc_level *L = &sc->levels[k];
-        sc->nlevels = (int)k + 1;
-        if ((st = get_string(c, o, "name", path, 1, &L->name)))
-            return st;
-        path_key(p2, sizeof p2, path, "name");
-        if (!name_ok(L->name))
-            return fail(c, "%s '%s' may not contain ':', '`' or '\"'", p2, L->name);
-        if (level_index(sc, L->name) < (int)k)
-            return fail(c, "%s: level '%s' is given twice", p2, L->name);
-        json_t *u = json_object_get(o, "units");
-        L->size = MLMX_SC_SIZE_FIXED;
-        if (u) {
-            path_key(p2, sizeof p2, path, "units");
-            double x;
-            if ((st = num_value(c, u, p2, &x)))
-                return st;
-            if (x < 1.0)
-                return fail(c, "%s must be at least 1 (got %g; level '%s' would have no units)",
-                            p2, x, L->name);
-            if ((st = long_value(c, u, p2, 1, &L->units)))
-                return st;
-        }
-        json_t *s = json_object_get(o, "size");
-        if (s) {
-            path_key(p2, sizeof p2, path, "size");
-            if ((st = parse_size(c, s, p2, k == 0, L, u != NULL)))
-                return st;
-        } else if (!u) {
-            return fail(c, "%s needs units (or a drawn size)", path);
-        }
-    }
+    mlmx_status st;
     json_t *cv = json_object_get(d, "covariates");
     if (!cv)
         return MLMX_OK;
@@ -724,6 +668,69 @@ static mlmx_status parse_design(pctx *c, json_t *d, mlmx_scenario *sc)
         }
     }
     return MLMX_OK;
+}
+
+static mlmx_status parse_design(pctx *c, json_t *d, mlmx_scenario *sc)
+{
+    mlmx_status st = want_type(c, d, "design", json_is_object(d), "an object");
+    if (st)
+        return st;
+    static const char *const keys[] = {"levels", "covariates", NULL};
+    if ((st = check_keys(c, d, "design", keys)))
+        return st;
+    json_t *lv = json_object_get(d, "levels");
+    if (!lv)
+        return fail(c, "design.levels is missing");
+    if ((st = want_type(c, lv, "design.levels", json_is_array(lv), "an array")))
+        return st;
+    size_t nl = json_array_size(lv);
+    if (nl == 0)
+        return fail(c, "design.levels is empty: give at least one level");
+    if (nl > 16)
+        return fail(c, "design.levels has %zu levels (at most 16)", nl);
+    sc->levels = calloc(nl, sizeof *sc->levels);
+    if (!sc->levels)
+        return nomem(c);
+    static const char *const lkeys[] = {"name", "units", "size", NULL};
+    for (size_t k = 0; k < nl; k++) {
+        char path[256], p2[256];
+        path_index(path, sizeof path, "design.levels", k);
+        json_t *o = json_array_get(lv, k);
+        if ((st = want_type(c, o, path, json_is_object(o), "an object")) ||
+            (st = check_keys(c, o, path, lkeys)))
+            return st;
+        mlmx_sc_level *L = &sc->levels[k];
+        sc->nlevels = (int)k + 1;
+        if ((st = get_string(c, o, "name", path, 1, &L->name)))
+            return st;
+        path_key(p2, sizeof p2, path, "name");
+        if (!name_ok(L->name))
+            return fail(c, "%s '%s' may not contain ':', '`' or '\"'", p2, L->name);
+        if (level_index(sc, L->name) < (int)k)
+            return fail(c, "%s: level '%s' is given twice", p2, L->name);
+        json_t *u = json_object_get(o, "units");
+        L->size = MLMX_SC_SIZE_FIXED;
+        if (u) {
+            path_key(p2, sizeof p2, path, "units");
+            double x;
+            if ((st = num_value(c, u, p2, &x)))
+                return st;
+            if (x < 1.0)
+                return fail(c, "%s must be at least 1 (got %g; level '%s' would have no units)",
+                            p2, x, L->name);
+            if ((st = long_value(c, u, p2, 1, &L->units)))
+                return st;
+        }
+        json_t *s = json_object_get(o, "size");
+        if (s) {
+            path_key(p2, sizeof p2, path, "size");
+            if ((st = parse_size(c, s, p2, k == 0, L, u != NULL)))
+                return st;
+        } else if (!u) {
+            return fail(c, "%s needs units (or a drawn size)", path);
+        }
+    }
+    return parse_covariates(c, d, sc);
 }
 
 static mlmx_status parse_fixed(pctx *c, json_t *v, mlmx_scenario *sc)
