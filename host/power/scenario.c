@@ -1598,6 +1598,42 @@ static long draw_size(const mlmx_sc_level *L, mlmx_rng *r)
     return 1;
 }
 
+/* The covariates of the design, one column each: drawn per unit of their
+ * level (Philox stream = the covariate's index) and repeated down its rows. */
+static mlmx_status add_covariates(const mlmx_scenario *sc, mlmx_data *d, const size_t *n,
+                                  size_t *const *pos, size_t *const *rowunit, size_t nrow,
+                                  uint64_t seed, mlmx_error *err)
+{
+    mlmx_status st = MLMX_OK;
+    for (int i = 0; i < sc->ncov && !st; i++) {
+        const mlmx_sc_covariate *C = &sc->covs[i];
+        int k = C->level;
+        double *val = malloc((n[k] ? n[k] : 1) * sizeof *val);
+        double *col = malloc((nrow ? nrow : 1) * sizeof *col);
+        if (!val || !col) {
+            free(val);
+            free(col);
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory building the design");
+            break;
+        }
+        mlmx_rng rng;
+        mlmx_rng_init(&rng, seed, DESIGN_REPLICATE, (uint32_t)i);
+        for (size_t u = 0; u < n[k]; u++) {
+            switch (C->dist) {
+            case MLMX_SC_NORMAL: val[u] = C->a + C->b * mlmx_rng_normal(&rng); break;
+            case MLMX_SC_BINARY: val[u] = mlmx_rng_uniform(&rng) < C->a ? 1.0 : 0.0; break;
+            case MLMX_SC_UNIFORM: val[u] = C->a + (C->b - C->a) * mlmx_rng_uniform(&rng); break;
+            case MLMX_SC_SEQUENCE: val[u] = C->a + C->b * (double)pos[k][u]; break;
+            }
+        }
+        for (size_t r = 0; r < nrow; r++)
+            col[r] = val[rowunit[k][r]];
+        free(val);
+        st = mlmx_frame_add_numeric_owned(d, C->name, col, err);
+    }
+    return st;
+}
+
 mlmx_status mlmx_scenario_design(const mlmx_scenario *sc, int curve_point, uint64_t seed,
                                  mlmx_data **out, mlmx_error *err)
 {
@@ -1709,32 +1745,8 @@ mlmx_status mlmx_scenario_design(const mlmx_scenario *sc, int curve_point, uint6
         free(labels);
         labels = NULL;
     }
-    for (int i = 0; i < sc->ncov && !st; i++) {
-        const mlmx_sc_covariate *C = &sc->covs[i];
-        int k = C->level;
-        double *val = malloc((n[k] ? n[k] : 1) * sizeof *val);
-        double *col = malloc((nrow ? nrow : 1) * sizeof *col);
-        if (!val || !col) {
-            free(val);
-            free(col);
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory building the design");
-            break;
-        }
-        mlmx_rng rng;
-        mlmx_rng_init(&rng, seed, DESIGN_REPLICATE, (uint32_t)i);
-        for (size_t u = 0; u < n[k]; u++) {
-            switch (C->dist) {
-            case MLMX_SC_NORMAL: val[u] = C->a + C->b * mlmx_rng_normal(&rng); break;
-            case MLMX_SC_BINARY: val[u] = mlmx_rng_uniform(&rng) < C->a ? 1.0 : 0.0; break;
-            case MLMX_SC_UNIFORM: val[u] = C->a + (C->b - C->a) * mlmx_rng_uniform(&rng); break;
-            case MLMX_SC_SEQUENCE: val[u] = C->a + C->b * (double)pos[k][u]; break;
-            }
-        }
-        for (size_t r = 0; r < nrow; r++)
-            col[r] = val[rowunit[k][r]];
-        free(val);
-        st = mlmx_frame_add_numeric_owned(d, C->name, col, err);
-    }
+    if (!st)
+        st = add_covariates(sc, d, n, pos, rowunit, nrow, seed, err);
     if (!st) {
         double *y = calloc(nrow ? nrow : 1, sizeof *y);
         st = y ? mlmx_frame_add_numeric_owned(d, sc->response, y, err)
