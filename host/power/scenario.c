@@ -1288,6 +1288,72 @@ static mlmx_status cross_checks(pctx *c, mlmx_scenario *sc, const finfo *fi)
     return MLMX_OK;
 }
 
+/* The family's own parameters: sigma (gaussian), size (negbin),
+ * thresholds (ordinal); each refused for the other families and required
+ * without a pilot. */
+static mlmx_status parse_family_params(pctx *c, json_t *root, mlmx_scenario *sc, int pilot)
+{
+    mlmx_status st;
+    json_t *v;
+    const char *famname = mlmx_family_name(sc->family);
+    sc->sigma = NAN;
+    sc->nb_size = NAN;
+    if ((v = json_object_get(root, "sigma"))) {
+        if (sc->family != MLMX_FAMILY_GAUSSIAN) {
+            return fail(c, "sigma applies to gaussian models only (family is %s)", famname);
+        }
+        if ((st = num_value(c, v, "sigma", &sc->sigma)))
+            return st;
+        if (!(sc->sigma > 0.0)) {
+            return fail(c, "sigma must be positive (got %g)", sc->sigma);
+        }
+    } else if (sc->family == MLMX_FAMILY_GAUSSIAN && !pilot) {
+        return fail(c, "sigma is missing (the residual SD of a gaussian model)");
+    }
+    if ((v = json_object_get(root, "size"))) {
+        if (sc->family != MLMX_FAMILY_NEGBIN) {
+            return fail(c, "size applies to negbin models only (family is %s)", famname);
+        }
+        if ((st = num_value(c, v, "size", &sc->nb_size)))
+            return st;
+        if (!(sc->nb_size > 0.0)) {
+            return fail(c, "size must be positive (got %g)", sc->nb_size);
+        }
+    } else if (sc->family == MLMX_FAMILY_NEGBIN && !pilot) {
+        return fail(c, "size is missing (the negative binomial size of a negbin model)");
+    }
+    if ((v = json_object_get(root, "thresholds"))) {
+        if (sc->family != MLMX_FAMILY_ORDINAL) {
+            return fail(c, "thresholds apply to ordinal models only (family is %s)", famname);
+        }
+        if ((st = want_type(c, v, "thresholds", json_is_array(v), "an array")))
+            return st;
+        size_t n = json_array_size(v);
+        if (n == 0 || n > 100) {
+            return fail(c, "thresholds must hold 1 to 100 values (got %zu)", n);
+        }
+        sc->thresholds = calloc(n, sizeof *sc->thresholds);
+        if (!sc->thresholds) {
+            return nomem(c);
+        }
+        for (size_t i = 0; i < n; i++) {
+            char path[64];
+            path_index(path, sizeof path, "thresholds", i);
+            if ((st = num_value(c, json_array_get(v, i), path, &sc->thresholds[i])))
+                return st;
+            sc->nthresholds = (int)i + 1;
+            if (i > 0 && !(sc->thresholds[i] > sc->thresholds[i - 1])) {
+                return fail(c, "thresholds must increase: thresholds[%zu] = %g is not above "
+                             "thresholds[%zu] = %g",
+                          i, sc->thresholds[i], i - 1, sc->thresholds[i - 1]);
+            }
+        }
+    } else if (sc->family == MLMX_FAMILY_ORDINAL && !pilot) {
+        return fail(c, "thresholds are missing (the cut points of an ordinal model)");
+    }
+    return MLMX_OK;
+}
+
 static mlmx_status parse_root(pctx *c, json_t *root, mlmx_scenario *sc)
 {
     mlmx_status st = want_type(c, root, "the file", json_is_object(root), "a JSON object");
@@ -1334,74 +1400,8 @@ static mlmx_status parse_root(pctx *c, json_t *root, mlmx_scenario *sc)
                   fi.groups[0].label);
         goto out;
     }
-    /* family parameters */
-    const char *famname = mlmx_family_name(sc->family);
-    sc->sigma = NAN;
-    sc->nb_size = NAN;
-    if ((v = json_object_get(root, "sigma"))) {
-        if (sc->family != MLMX_FAMILY_GAUSSIAN) {
-            st = fail(c, "sigma applies to gaussian models only (family is %s)", famname);
-            goto out;
-        }
-        if ((st = num_value(c, v, "sigma", &sc->sigma)))
-            goto out;
-        if (!(sc->sigma > 0.0)) {
-            st = fail(c, "sigma must be positive (got %g)", sc->sigma);
-            goto out;
-        }
-    } else if (sc->family == MLMX_FAMILY_GAUSSIAN && !pilot) {
-        st = fail(c, "sigma is missing (the residual SD of a gaussian model)");
+    if ((st = parse_family_params(c, root, sc, pilot)))
         goto out;
-    }
-    if ((v = json_object_get(root, "size"))) {
-        if (sc->family != MLMX_FAMILY_NEGBIN) {
-            st = fail(c, "size applies to negbin models only (family is %s)", famname);
-            goto out;
-        }
-        if ((st = num_value(c, v, "size", &sc->nb_size)))
-            goto out;
-        if (!(sc->nb_size > 0.0)) {
-            st = fail(c, "size must be positive (got %g)", sc->nb_size);
-            goto out;
-        }
-    } else if (sc->family == MLMX_FAMILY_NEGBIN && !pilot) {
-        st = fail(c, "size is missing (the negative binomial size of a negbin model)");
-        goto out;
-    }
-    if ((v = json_object_get(root, "thresholds"))) {
-        if (sc->family != MLMX_FAMILY_ORDINAL) {
-            st = fail(c, "thresholds apply to ordinal models only (family is %s)", famname);
-            goto out;
-        }
-        if ((st = want_type(c, v, "thresholds", json_is_array(v), "an array")))
-            goto out;
-        size_t n = json_array_size(v);
-        if (n == 0 || n > 100) {
-            st = fail(c, "thresholds must hold 1 to 100 values (got %zu)", n);
-            goto out;
-        }
-        sc->thresholds = calloc(n, sizeof *sc->thresholds);
-        if (!sc->thresholds) {
-            st = nomem(c);
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            char path[64];
-            path_index(path, sizeof path, "thresholds", i);
-            if ((st = num_value(c, json_array_get(v, i), path, &sc->thresholds[i])))
-                goto out;
-            sc->nthresholds = (int)i + 1;
-            if (i > 0 && !(sc->thresholds[i] > sc->thresholds[i - 1])) {
-                st = fail(c, "thresholds must increase: thresholds[%zu] = %g is not above "
-                             "thresholds[%zu] = %g",
-                          i, sc->thresholds[i], i - 1, sc->thresholds[i - 1]);
-                goto out;
-            }
-        }
-    } else if (sc->family == MLMX_FAMILY_ORDINAL && !pilot) {
-        st = fail(c, "thresholds are missing (the cut points of an ordinal model)");
-        goto out;
-    }
     /* test and simulation settings */
     if (!(v = json_object_get(root, "test"))) {
         st = fail(c, "test is missing (e.g. {\"type\": \"wald_z\", \"term\": \"x\"})");
