@@ -512,6 +512,61 @@ typedef struct power_ctx {
     const char *xlabel, *title;
 } power_ctx;
 
+/* The power plot's legend, one row under the x-axis label: the curve, the
+ * band (when drawn), the alpha and target lines (when given). */
+static void power_legend(const power_ctx *c, int have_band)
+{
+    PLINT opt[4], tcol[4], bcol[4], bpat[4], lcol[4], lsty[4], scol[4], snum[4];
+    PLFLT bsc[4], blw[4], lw[4], ssc[4];
+    const char *text[4], *sym[4];
+    char alpha_txt[64], target_txt[64], num[32];
+    int nl = 0;
+    for (int k = 0; k < 4; k++) {
+        tcol[k] = C_FG;
+        bcol[k] = C_BAND;
+        bpat[k] = 0;
+        bsc[k] = 0.9;
+        blw[k] = 1.0;
+        lcol[k] = C_CURVE;
+        lsty[k] = 1;
+        lw[k] = 2.0;
+        scol[k] = C_CURVE;
+        ssc[k] = 0.75;
+        snum[k] = 1;
+        sym[k] = "\xe2\x97\x8f"; /* U+25CF black circle */
+    }
+    opt[nl] = PL_LEGEND_LINE | PL_LEGEND_SYMBOL;
+    text[nl++] = "estimated power";
+    if (have_band) {
+        opt[nl] = PL_LEGEND_COLOR_BOX;
+        text[nl++] = "Clopper-Pearson interval";
+    }
+    if (isfinite(c->alpha)) {
+        fmt_num(num, sizeof num, c->alpha);
+        snprintf(alpha_txt, sizeof alpha_txt, "\xce\xb1 = %s", num);
+        opt[nl] = PL_LEGEND_LINE;
+        lcol[nl] = C_ALPHA;
+        lsty[nl] = 2;
+        lw[nl] = 1.5;
+        text[nl++] = alpha_txt;
+    }
+    if (isfinite(c->target)) {
+        fmt_num(num, sizeof num, c->target);
+        snprintf(target_txt, sizeof target_txt, "target %s", num);
+        opt[nl] = PL_LEGEND_LINE;
+        lcol[nl] = C_TARGET;
+        lsty[nl] = 3;
+        lw[nl] = 1.5;
+        text[nl++] = target_txt;
+    }
+    PLFLT lwidth, lheight;
+    text_size(1.0);
+    int ncols = nl > 2 ? 2 : nl, nrows = (nl + ncols - 1) / ncols;
+    pllegend(&lwidth, &lheight, PL_LEGEND_ROW_MAJOR, PL_POSITION_BOTTOM | PL_POSITION_OUTSIDE,
+             0.0, 0.165, 0.06, C_BG, C_FG, 1, nrows, ncols, nl, opt, 1.0, 1.0, 2.0, 0.0, tcol, text,
+             bcol, bpat, bsc, blw, lcol, lsty, lw, scol, ssc, snum, sym);
+}
+
 static void draw_power(const plot_job *job)
 {
     const power_ctx *c = job->ctx;
@@ -625,56 +680,7 @@ static void draw_power(const plot_job *job)
         text_size(1.15);
     }
 
-    /* legend, one row under the x-axis label */
-    PLINT opt[4], tcol[4], bcol[4], bpat[4], lcol[4], lsty[4], scol[4], snum[4];
-    PLFLT bsc[4], blw[4], lw[4], ssc[4];
-    const char *text[4], *sym[4];
-    char alpha_txt[64], target_txt[64], num[32];
-    int nl = 0;
-    for (int k = 0; k < 4; k++) {
-        tcol[k] = C_FG;
-        bcol[k] = C_BAND;
-        bpat[k] = 0;
-        bsc[k] = 0.9;
-        blw[k] = 1.0;
-        lcol[k] = C_CURVE;
-        lsty[k] = 1;
-        lw[k] = 2.0;
-        scol[k] = C_CURVE;
-        ssc[k] = 0.75;
-        snum[k] = 1;
-        sym[k] = "\xe2\x97\x8f"; /* U+25CF black circle */
-    }
-    opt[nl] = PL_LEGEND_LINE | PL_LEGEND_SYMBOL;
-    text[nl++] = "estimated power";
-    if (have_band) {
-        opt[nl] = PL_LEGEND_COLOR_BOX;
-        text[nl++] = "Clopper-Pearson interval";
-    }
-    if (isfinite(c->alpha)) {
-        fmt_num(num, sizeof num, c->alpha);
-        snprintf(alpha_txt, sizeof alpha_txt, "\xce\xb1 = %s", num);
-        opt[nl] = PL_LEGEND_LINE;
-        lcol[nl] = C_ALPHA;
-        lsty[nl] = 2;
-        lw[nl] = 1.5;
-        text[nl++] = alpha_txt;
-    }
-    if (isfinite(c->target)) {
-        fmt_num(num, sizeof num, c->target);
-        snprintf(target_txt, sizeof target_txt, "target %s", num);
-        opt[nl] = PL_LEGEND_LINE;
-        lcol[nl] = C_TARGET;
-        lsty[nl] = 3;
-        lw[nl] = 1.5;
-        text[nl++] = target_txt;
-    }
-    PLFLT lwidth, lheight;
-    text_size(1.0);
-    int ncols = nl > 2 ? 2 : nl, nrows = (nl + ncols - 1) / ncols;
-    pllegend(&lwidth, &lheight, PL_LEGEND_ROW_MAJOR, PL_POSITION_BOTTOM | PL_POSITION_OUTSIDE,
-             0.0, 0.165, 0.06, C_BG, C_FG, 1, nrows, ncols, nl, opt, 1.0, 1.0, 2.0, 0.0, tcol, text,
-             bcol, bpat, bsc, blw, lcol, lsty, lw, scol, ssc, snum, sym);
+    power_legend(c, have_band);
 }
 
 mlmx_status mlmx_plot_power_curve(const char *path, int npts, const double *x,
