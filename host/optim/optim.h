@@ -39,7 +39,7 @@ mlmx_status mlmx_optim_bobyqa(int n, double *x, const double *lb, const double *
  * non-finite return marks the point as failed. */
 typedef double (*mlmx_objective_grad)(int n, const double *x, double *grad, void *ctx);
 
-/* Projected BFGS with a capped first step (host/optim/qnewton.c), any
+/* Projected BFGS with a capped first step (kernels/qn.h), any
  * number of parameters (its dense inverse Hessian is n*n). A closed loop
  * around the ask/tell state machine below. Allocates its state once. */
 mlmx_status mlmx_optim_qnewton(int n, double *x, const double *lb, const double *ub,
@@ -72,4 +72,9 @@ void mlmx_qn_tell(mlmx_qn *q, double f);
 void mlmx_qn_result(const mlmx_qn *q, double *x, mlmx_optim_result *r);
 /* 1 when the criterion was not finite at the start. */
 int mlmx_qn_failed(const mlmx_qn *q);
+/* The words for a kernels/qn.h stop code (MLMX_QN_STOP_*). */
+const char *mlmx_qn_stop_message(int stop);
+/* The kernels/qn.h settings from the options (hinv0 aside). */
+struct mlmx_qn_cfg;
+void mlmx_qn_cfg_from_opts(const mlmx_optim_opts *o, struct mlmx_qn_cfg *c);
 #endif
