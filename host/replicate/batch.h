@@ -1,0 +1,76 @@
+/* The batch replicate engine: many replicates of one prepared problem
+ * simulated and fitted together by the per-replicate math of kernels/
+ * (kernels/lmm_batch.h, kernels/glmm_batch.h), run on CPU threads or on a
+ * CUDA device: the very same inline functions on both (GUIDE §8).
+ *
+ * An engine covers the models whose whole fit is one small state per
+ * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
+ * MLMX_LB_PMAX), and GLMMs with one scalar random intercept (binomial
+ * logit, Poisson log; Laplace or adaptive quadrature). Every other model
+ * is refitted through workspaces (problem.c), on the CPU.
+ *
+ * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
+ * replicate gives the same response through an engine and a workspace. */
+#ifndef MLMX_BATCH_H
+#define MLMX_BATCH_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replicate/replicate.h"
+
+/* One request: fit replicates reps[0..count) and write row i for reps[i].
+ * theta (count*ntheta), beta (count*p), se (count*p, may be NULL), sigma
+ * (count: the residual SD of an LMM, NaN for a GLMM), crit (the refit's
+ * criterion), nev (criterion evaluations), conv, sing, and status (1 done,
+ * 2 failed: its other outputs are NaN). */
+typedef struct mlmx_batch_job {
+    uint64_t seed;
+    const uint64_t *reps;
+    size_t count;
+    double *theta, *beta, *se, *sigma, *crit;
+    int *nev;
+    signed char *conv, *sing, *status;
+} mlmx_batch_job;
+
+typedef struct mlmx_batch_engine {
+    const char *name;  /* "lmm-1term", "glmm-1ri" */
+    void *impl;
+    /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
+     * disjoint ranges at once. Allocates nothing. */
+    void (*cpu_rows)(const void *impl, const mlmx_batch_job *J, size_t i0, size_t i1);
+    /* All of J on the current CUDA device (the chunk is already sized to
+     * fit its memory); MLMX_ERR_UNSUPPORTED in a build without CUDA or
+     * without a device, another status (with a message naming the CUDA
+     * call) when the device fails. NULL: the engine has no device path. */
+    mlmx_status (*gpu_rows)(void *impl, const mlmx_batch_job *J, mlmx_error *err);
+    /* Device memory the engine needs: fixed bytes (the structure) and
+     * bytes per replicate in flight. */
+    size_t gpu_fixed_bytes, gpu_rep_bytes;
+    void (*free)(void *impl);
+} mlmx_batch_engine;
+
+/* The engine that covers P, created from P (which must outlive it).
+ * MLMX_ERR_UNSUPPORTED when none does, with the reason in err (the caller
+ * then uses workspaces). */
+mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **out,
+                                     mlmx_error *err);
+void mlmx_batch_engine_free(mlmx_batch_engine *E);
+
+/* The two engines' constructors (lmm_batch.c, glmm_batch.c): fill E for P
+ * or return MLMX_ERR_UNSUPPORTED with the reason. */
+mlmx_status mlmx_lb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+
+/* Run J on the CPU with `threads` threads (contiguous ranges). */
+mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
+                               mlmx_error *err);
+
+/* The chunk planner: how many replicates to put on the device at once,
+ * given its free memory. Uses at most `fraction` (0 < fraction <= 1) of
+ * free_bytes after the fixed part, rounds down to a multiple of `align`
+ * (at least 1), never exceeds `total` or `cap` (0: no cap). 0 when not
+ * even `align` replicates fit (the device has too little memory). */
+size_t mlmx_batch_plan_chunk(size_t free_bytes, size_t fixed_bytes, size_t rep_bytes,
+                             size_t total, double fraction, size_t align, size_t cap);
+
+#endif
