@@ -1,0 +1,131 @@
+/* The batch engines' registry, the CPU driver (threads over contiguous
+ * row ranges) and the device chunk planner. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replicate/batch.h"
+
+typedef mlmx_status (*engine_init)(const mlmx_problem *, mlmx_batch_engine *, mlmx_error *);
+
+mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **out,
+                                     mlmx_error *err)
+{
+    static const engine_init inits[] = {mlmx_lb_engine_init};
+    *out = NULL;
+    if (!P)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_engine_create: NULL problem");
+    mlmx_batch_engine *E = calloc(1, sizeof *E);
+    if (!E)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    char why[2][1024];
+    const int ninit = (int)(sizeof inits / sizeof inits[0]);
+    for (int k = 0; k < ninit; k++) {
+        mlmx_error e;
+        mlmx_err_clear(&e);
+        mlmx_status st = inits[k](P, E, &e);
+        if (st == MLMX_OK) {
+            *out = E;
+            return MLMX_OK;
+        }
+        if (st != MLMX_ERR_UNSUPPORTED) {
+            free(E);
+            return mlmx_err_set(err, st, "%s", e.msg);
+        }
+        snprintf(why[k % 2], sizeof why[0], "%s", e.msg);
+        memset(E, 0, sizeof *E);
+    }
+    free(E);
+    if (ninit > 1)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no batch engine covers this model (%s; %s)",
+                            why[0], why[1]);
+    return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no batch engine covers this model (%s)",
+                        why[0]);
+}
+
+void mlmx_batch_engine_free(mlmx_batch_engine *E)
+{
+    if (!E)
+        return;
+    if (E->free)
+        E->free(E->impl);
+    free(E);
+}
+
+typedef struct span {
+    const mlmx_batch_engine *E;
+    const mlmx_batch_job *J;
+    size_t i0, i1;
+} span;
+
+static void *span_main(void *arg)
+{
+    span *s = arg;
+    s->E->cpu_rows(s->E->impl, s->J, s->i0, s->i1);
+    return NULL;
+}
+
+mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
+                               mlmx_error *err)
+{
+    if (!E || !J || !E->cpu_rows)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_run_cpu: no engine or job");
+    if (J->count == 0)
+        return MLMX_OK;
+    size_t nth = threads > 1 ? (size_t)threads : 1;
+    if (nth > J->count)
+        nth = J->count;
+    span *sp = calloc(nth, sizeof *sp);
+    pthread_t *tid = calloc(nth, sizeof *tid);
+    int *started = calloc(nth, sizeof *started);
+    if (!sp || !tid || !started) {
+        free(sp);
+        free(tid);
+        free(started);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    for (size_t t = 0; t < nth; t++) {
+        sp[t].E = E;
+        sp[t].J = J;
+        sp[t].i0 = J->count * t / nth;
+        sp[t].i1 = J->count * (t + 1) / nth;
+    }
+    for (size_t t = 1; t < nth; t++)
+        started[t] = pthread_create(&tid[t], NULL, span_main, &sp[t]) == 0;
+    span_main(&sp[0]);
+    for (size_t t = 1; t < nth; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else /* no thread: do its rows here */
+            span_main(&sp[t]);
+    }
+    free(sp);
+    free(tid);
+    free(started);
+    return MLMX_OK;
+}
+
+size_t mlmx_batch_plan_chunk(size_t free_bytes, size_t fixed_bytes, size_t rep_bytes,
+                             size_t total, double fraction, size_t align, size_t cap)
+{
+    if (align < 1)
+        align = 1;
+    if (!(fraction > 0.0) || fraction > 1.0)
+        fraction = 1.0;
+    if (rep_bytes == 0)
+        rep_bytes = 1;
+    if (free_bytes <= fixed_bytes)
+        return 0;
+    double usable = (double)(free_bytes - fixed_bytes) * fraction;
+    double fit = usable / (double)rep_bytes;
+    size_t n = fit >= (double)SIZE_MAX ? SIZE_MAX : (size_t)fit;
+    if (cap && n > cap)
+        n = cap;
+    if (total > 0 && n >= total)
+        return total;
+    if (n < align)
+        return 0;
+    return n / align * align;
+}
