@@ -374,6 +374,24 @@ int mlmx_workspace_converged(const mlmx_workspace *w);
 int mlmx_workspace_singular(const mlmx_workspace *w);
 int mlmx_workspace_n_evaluations(const mlmx_workspace *w);
 
+/* Where replicate refits run (boot, power, simulate; docs/gpu.md):
+ * MLMX_DEVICE_CPU the CPU (the default); MLMX_DEVICE_GPU a CUDA GPU, an
+ * error where that is impossible (no CUDA in the build, no device, too
+ * little device memory, a model no device engine covers); MLMX_DEVICE_AUTO
+ * the GPU when it can run the model and the run is large enough to gain,
+ * else the CPU, and the CPU for the rest of a run whose GPU fails. */
+typedef enum mlmx_device {
+    MLMX_DEVICE_CPU = 0,
+    MLMX_DEVICE_GPU = 1,
+    MLMX_DEVICE_AUTO = 2
+} mlmx_device;
+
+/* The CUDA device in words (name, compute capability, memory, driver and
+ * runtime versions) into buf. MLMX_ERR_UNSUPPORTED, with the reason in buf,
+ * in a build without CUDA, without a device, or with a driver older than
+ * the build's runtime. */
+mlmx_status mlmx_device_describe(char *buf, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Parametric bootstrap.                                               */
 /* ------------------------------------------------------------------ */
@@ -394,6 +412,7 @@ typedef struct mlmx_boot_options {
     /* Polled between blocks: when *stop becomes non-zero the run ends early,
      * leaving a valid file marked incomplete (a signal handler sets it). */
     const volatile int *stop;
+    mlmx_device device;       /* where the refits run (default MLMX_DEVICE_CPU) */
 } mlmx_boot_options;
 
 void mlmx_boot_options_default(mlmx_boot_options *o);
@@ -416,6 +435,13 @@ uint64_t mlmx_boot_n_failed(const mlmx_boot *b);    /* refits that gave no estim
 uint64_t mlmx_boot_n_nonconverged(const mlmx_boot *b);
 uint64_t mlmx_boot_n_singular(const mlmx_boot *b);
 int mlmx_boot_complete(const mlmx_boot *b);         /* every replicate of the slice done */
+/* Where the refits ran ("gpu: ...", "cpu: batch engine lmm-1term, 2 threads",
+ * "cpu: workspaces, 1 thread") and why that differs from the device asked
+ * for ("" when it does not, e.g. "device auto: running on the CPU: ..."). */
+const char *mlmx_boot_device(const mlmx_boot *b);
+const char *mlmx_boot_device_note(const mlmx_boot *b);
+/* Peak GPU memory the run allocated (bytes; 0 on the CPU). */
+size_t mlmx_boot_device_peak_bytes(const mlmx_boot *b);
 /* Summary of parameter j over the successful replicates: the estimate,
  * the bootstrap mean and SD, and the percentile, basic and normal
  * intervals at the level (quantiles of R's type 7). */

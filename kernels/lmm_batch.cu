@@ -265,7 +265,12 @@ extern "C" mlmx_status mlmx_cuda_describe(char *buf, size_t len)
     cudaError_t e = cudaGetDeviceCount(&ndev);
     cudaDriverGetVersion(&drv);
     cudaRuntimeGetVersion(&rt);
-    if (e == cudaErrorInsufficientDriver || (drv > 0 && drv < rt)) {
+    if (drv == 0) {
+        cudaGetLastError();
+        snprintf(buf, len, "no CUDA driver is installed (no GPU on this machine?)");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    if (e == cudaErrorInsufficientDriver || drv < rt) {
         cudaGetLastError();
         snprintf(buf, len, "the CUDA driver (%d.%d) is older than this build's runtime (%d.%d)",
                  drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);

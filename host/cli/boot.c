@@ -28,6 +28,9 @@ static const char *usage_boot =
     "                     --optimizer: as mlmx fit\n"
     "  --nsim N           replicates of the whole run (required)\n"
     "  --threads T        worker threads (default 1); results do not depend on T\n"
+    "  --device D         cpu (default), gpu or auto: where the refits run; auto\n"
+    "                     takes the GPU when it covers the model and nsim >= 1000\n"
+    "                     (docs/gpu.md); the choice is printed with the summary\n"
     "  --seed S           random seed (default 1): replicate r is drawn from the\n"
     "                     Philox key (S, r), so any split gives the same numbers\n"
     "  --replicates A:B   compute replicates A..B-1 only (a slice)\n"
@@ -239,7 +242,7 @@ int mlmx_cmd_boot(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *nsim_s = NULL, *threads_s = NULL, *seed_s = NULL, *rep = NULL, *shard = NULL;
-    const char *out = NULL, *resume = NULL, *level_s = NULL, *plot = NULL;
+    const char *out = NULL, *resume = NULL, *level_s = NULL, *plot = NULL, *device = NULL;
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -273,6 +276,8 @@ int mlmx_cmd_boot(int argc, char **argv)
             target = &level_s;
         } else if (strcmp(a, "--plot") == 0) {
             target = &plot;
+        } else if (strcmp(a, "--device") == 0) {
+            target = &device;
         } else {
             fprintf(stderr, "mlmx boot: unknown option '%s' (see mlmx boot --help)\n", a);
             return 2;
@@ -299,6 +304,8 @@ int mlmx_cmd_boot(int argc, char **argv)
         return 2;
     }
     bo.threads = (int)t64;
+    if (device && mlmx_cli_device_option("boot", device, &bo.device))
+        return 2;
     if (level_s) {
         char *end;
         bo.level = strtod(level_s, &end);

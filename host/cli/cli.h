@@ -30,6 +30,8 @@ int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet);
 /* Fit the built model: 0 or 1 (error printed). */
 int mlmx_cli_model_fit(mlmx_cli_model *mo, const mlmx_fit_options *o, mlmx_fit **out);
 void mlmx_cli_model_free(mlmx_cli_model *mo, mlmx_fit *f);
+/* --device's value (cpu, gpu, auto): 0, or 2 (printed, naming cmd). */
+int mlmx_cli_device_option(const char *cmd, const char *val, mlmx_device *out);
 /* Print the library's last error: returns 1. */
 int mlmx_cli_fail(void);
 

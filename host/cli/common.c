@@ -198,3 +198,18 @@ void mlmx_cli_model_free(mlmx_cli_model *mo, mlmx_fit *f)
     mo->m = NULL;
     mo->d = NULL;
 }
+
+int mlmx_cli_device_option(const char *cmd, const char *val, mlmx_device *out)
+{
+    if (strcmp(val, "cpu") == 0)
+        *out = MLMX_DEVICE_CPU;
+    else if (strcmp(val, "gpu") == 0)
+        *out = MLMX_DEVICE_GPU;
+    else if (strcmp(val, "auto") == 0)
+        *out = MLMX_DEVICE_AUTO;
+    else {
+        fprintf(stderr, "mlmx %s: --device '%s' must be cpu, gpu or auto\n", cmd, val);
+        return 2;
+    }
+    return 0;
+}

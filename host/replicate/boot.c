@@ -1,13 +1,13 @@
 #define _POSIX_C_SOURCE 200809L
 /* The parametric bootstrap: replicates simulated from a fit and refitted
- * on a prepared problem, one workspace per thread, in blocks; each block
+ * on a prepared problem by the replicate runner (runner.h: a batch engine
+ * on the GPU or CPU threads, or workspaces), in blocks; each block
  * is written to the replicate file (HDF5 or CSV) and flushed before the
  * next, so an interrupted run keeps every finished replicate. A result
  * depends only on (seed, replicate): any thread count or split of the
  * range gives the same numbers. */
 #include <math.h>
 #include <nettle/sha2.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +17,9 @@
 #include "output/plots.h"
 #include "output/repstore.h"
 #include "replicate/replicate.h"
+#include "replicate/runner.h"
 #include "glmm_math.h"
 #include "util/strbuf.h"
-
-#define BLOCK 1024
 
 struct mlmx_boot {
     mlmx_problem *P;
@@ -32,6 +31,8 @@ struct mlmx_boot {
     signed char *conv, *sing, *status; /* status: 0 missing, 1 done, 2 failed */
     int *nev;
     uint64_t n_done, n_failed, n_nonconv, n_singular;
+    char device[256], note[768];
+    size_t peak_dev;
 };
 
 void mlmx_boot_options_default(mlmx_boot_options *o)
@@ -54,63 +55,6 @@ void mlmx_boot_free(mlmx_boot *b)
     free(b->status);
     free(b->nev);
     free(b);
-}
-
-/* ---------------------------------------------------------------- threads */
-
-typedef struct job {
-    mlmx_boot *b;
-    uint64_t seed;
-    const uint64_t *todo; /* replicate indices of this block */
-    size_t ntodo;
-    size_t next;          /* shared cursor */
-    size_t chunk;         /* replicates taken at a time */
-    pthread_mutex_t lock;
-} job;
-
-typedef struct worker {
-    job *J;
-    mlmx_workspace *W;
-} worker;
-
-static void run_one(mlmx_boot *b, mlmx_workspace *W, uint64_t seed, uint64_t r)
-{
-    const size_t i = (size_t)(r - b->begin);
-    double *v = b->vals + i * (size_t)b->np;
-    if (mlmx_workspace_simulate(W, seed, r, NULL) != MLMX_OK ||
-        mlmx_workspace_fit(W, 0) != MLMX_OK) {
-        for (int j = 0; j < b->np; j++)
-            v[j] = NAN;
-        b->crit[i] = NAN;
-        b->conv[i] = b->sing[i] = 0;
-        b->nev[i] = 0;
-        b->status[i] = 2;
-        return;
-    }
-    memcpy(v, mlmx_workspace_params(W), (size_t)b->np * sizeof *v);
-    b->crit[i] = mlmx_workspace_criterion(W);
-    b->conv[i] = (signed char)mlmx_workspace_converged(W);
-    b->sing[i] = (signed char)mlmx_workspace_singular(W);
-    b->nev[i] = mlmx_workspace_n_evaluations(W);
-    b->status[i] = 1;
-}
-
-static void *worker_main(void *arg)
-{
-    worker *w = arg;
-    job *J = w->J;
-    for (;;) {
-        pthread_mutex_lock(&J->lock);
-        size_t k = J->next;
-        J->next += J->chunk;
-        pthread_mutex_unlock(&J->lock);
-        if (k >= J->ntodo)
-            break;
-        size_t kend = k + J->chunk < J->ntodo ? k + J->chunk : J->ntodo;
-        for (; k < kend; k++)
-            run_one(J->b, w->W, J->seed, J->todo[k]);
-    }
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -356,60 +300,80 @@ static mlmx_status load_done(mlmx_boot *b, sink *k, mlmx_error *err)
     return st;
 }
 
-static mlmx_status run_blocks(mlmx_boot *b, const mlmx_boot_options *o, sink *k,
-                              mlmx_workspace **W, int nth, mlmx_error *err)
+/* One block's rows from the runner, scattered to the replicates' places. */
+typedef struct block_rows {
+    mlmx_runner_rows r;
+    uint64_t *todo;
+} block_rows;
+
+static void block_rows_free(block_rows *br)
 {
-    const size_t n = (size_t)(b->end - b->begin);
-    uint64_t *todo = malloc(BLOCK * sizeof *todo);
-    pthread_t *tid = malloc((size_t)nth * sizeof *tid);
-    worker *wk = malloc((size_t)nth * sizeof *wk);
-    if (!todo || !tid || !wk) {
-        free(todo);
-        free(tid);
-        free(wk);
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    free(br->todo);
+    free(br->r.params);
+    free(br->r.crit);
+    free(br->r.nev);
+    free(br->r.conv);
+    free(br->r.sing);
+    free(br->r.status);
+}
+
+static mlmx_status block_rows_alloc(block_rows *br, size_t n, int np, mlmx_error *err)
+{
+    memset(br, 0, sizeof *br);
+    br->todo = malloc(n * sizeof *br->todo);
+    br->r.params = malloc(n * (size_t)(np > 0 ? np : 1) * sizeof *br->r.params);
+    br->r.crit = malloc(n * sizeof *br->r.crit);
+    br->r.nev = malloc(n * sizeof *br->r.nev);
+    br->r.conv = malloc(n);
+    br->r.sing = malloc(n);
+    br->r.status = malloc(n);
+    if (!br->todo || !br->r.params || !br->r.crit || !br->r.nev || !br->r.conv || !br->r.sing ||
+        !br->r.status)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for %zu replicate rows", n);
+    return MLMX_OK;
+}
+
+static void scatter(mlmx_boot *b, const block_rows *br, size_t cnt)
+{
+    for (size_t a = 0; a < cnt; a++) {
+        const size_t i = (size_t)(br->todo[a] - b->begin);
+        memcpy(b->vals + i * (size_t)b->np, br->r.params + a * (size_t)b->np,
+               (size_t)b->np * sizeof *b->vals);
+        b->crit[i] = br->r.crit[a];
+        b->conv[i] = br->r.conv[a];
+        b->sing[i] = br->r.sing[a];
+        b->nev[i] = br->r.nev[a];
+        b->status[i] = br->r.status[a];
     }
-    job J;
-    J.b = b;
-    J.seed = o->seed;
-    J.todo = todo;
-    pthread_mutex_init(&J.lock, NULL);
-    mlmx_status st = MLMX_OK;
+}
+
+static mlmx_status run_blocks(mlmx_boot *b, const mlmx_boot_options *o, sink *k,
+                              mlmx_runner *R, mlmx_error *err)
+{
+    const size_t n = (size_t)(b->end - b->begin), block = mlmx_runner_block(R);
+    block_rows br;
+    mlmx_status st = block_rows_alloc(&br, block, b->np, err);
     size_t i = 0;
     uint64_t done = 0;
     for (size_t a = 0; a < n; a++)
         done += b->status[a] != 0;
-    while (i < n && !st && !(o->stop && *o->stop)) {
+    while (!st && i < n && !(o->stop && *o->stop)) {
         size_t cnt = 0;
-        for (; i < n && cnt < BLOCK; i++)
+        for (; i < n && cnt < block; i++)
             if (b->status[i] == 0)
-                todo[cnt++] = b->begin + i;
-        J.ntodo = cnt;
-        J.next = 0;
-        /* chunks of up to 8 (fewer locks), but small enough that every
-         * thread gets work when a block is short and refits are slow */
-        J.chunk = cnt / (4 * (size_t)nth);
-        J.chunk = J.chunk < 1 ? 1 : J.chunk > 8 ? 8 : J.chunk;
-        for (int t = 0; t < nth; t++) {
-            wk[t].J = &J;
-            wk[t].W = W[t];
-        }
-        for (int t = 1; t < nth; t++)
-            if (pthread_create(&tid[t], NULL, worker_main, &wk[t]) != 0)
-                wk[t].J = NULL;
-        worker_main(&wk[0]);
-        for (int t = 1; t < nth; t++)
-            if (wk[t].J)
-                pthread_join(tid[t], NULL);
-        st = sink_block(b, k, todo, cnt, err);
+                br.todo[cnt++] = b->begin + i;
+        if (cnt == 0)
+            break;
+        st = mlmx_runner_run(R, o->seed, br.todo, cnt, &br.r, err);
+        if (st)
+            break;
+        scatter(b, &br, cnt);
+        st = sink_block(b, k, br.todo, cnt, err);
         done += cnt;
         if (o->progress)
             o->progress(o->progress_ctx, done, n);
     }
-    pthread_mutex_destroy(&J.lock);
-    free(todo);
-    free(tid);
-    free(wk);
+    block_rows_free(&br);
     return st;
 }
 
@@ -450,22 +414,30 @@ static mlmx_status boot_run(const mlmx_fit *f, const mlmx_boot_options *o, mlmx_
     mlmx_status st = boot_alloc(b, err);
     if (st)
         return st;
+    /* the device first: a --device gpu that cannot run leaves no file */
+    mlmx_runner *R = NULL;
+    st = mlmx_runner_create(b->P, o->device, o->threads, b->end - b->begin, &R, err);
+    if (st)
+        return st;
     sink k;
     st = sink_open(b, f, o, &k, err); /* checks the path before any replicate */
-    if (!st && k.h5 && o->resume)
+    if (st) {
+        mlmx_runner_free(R);
+        mlmx_error e2;
+        mlmx_err_clear(&e2);
+        sink_close(b, &k, 0, &e2);
+        return st;
+    }
+    if (k.h5 && o->resume)
         st = load_done(b, &k, err);
-    int nth = o->threads > 0 ? o->threads : 1;
-    mlmx_workspace **W = calloc((size_t)nth, sizeof *W);
-    if (!st && !W)
-        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    for (int t = 0; !st && t < nth; t++)
-        if (mlmx_workspace_create(b->P, &W[t]) != MLMX_OK)
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "%s", mlmx_last_error());
+    snprintf(b->device, sizeof b->device, "%s", mlmx_runner_device(R));
     if (!st)
-        st = run_blocks(b, o, &k, W, nth, err);
-    for (int t = 0; W && t < nth; t++)
-        mlmx_workspace_free(W[t]);
-    free(W);
+        st = run_blocks(b, o, &k, R, err);
+    /* a GPU failure under auto changes the device mid-run */
+    snprintf(b->device, sizeof b->device, "%s", mlmx_runner_device(R));
+    snprintf(b->note, sizeof b->note, "%s", mlmx_runner_note(R));
+    b->peak_dev = mlmx_runner_peak_device_bytes(R);
+    mlmx_runner_free(R);
     count(b);
     mlmx_status s2 = sink_close(b, &k, st == MLMX_OK, err);
     return st ? st : s2;
@@ -491,6 +463,9 @@ mlmx_status mlmx_boot_run(const mlmx_fit *f, const mlmx_boot_options *o, mlmx_bo
     return MLMX_OK;
 }
 
+const char *mlmx_boot_device(const mlmx_boot *b) { return b ? b->device : ""; }
+const char *mlmx_boot_device_note(const mlmx_boot *b) { return b ? b->note : ""; }
+size_t mlmx_boot_device_peak_bytes(const mlmx_boot *b) { return b ? b->peak_dev : 0; }
 int mlmx_boot_nparams(const mlmx_boot *b) { return b ? b->np : 0; }
 const char *mlmx_boot_param_name(const mlmx_boot *b, int j)
 {
@@ -587,9 +562,15 @@ mlmx_status mlmx_boot_summary_text(const mlmx_boot *b, char **text)
     mlmx_sb_printf(&sb, "Parametric bootstrap: %llu of %llu replicates (%llu..%llu)\n",
                    (unsigned long long)b->n_done, (unsigned long long)(b->end - b->begin),
                    (unsigned long long)b->begin, (unsigned long long)b->end - 1);
-    mlmx_sb_printf(&sb, "  failed %llu, not converged %llu, singular %llu\n\n",
+    mlmx_sb_printf(&sb, "  failed %llu, not converged %llu, singular %llu\n",
                    (unsigned long long)b->n_failed, (unsigned long long)b->n_nonconv,
                    (unsigned long long)b->n_singular);
+    mlmx_sb_printf(&sb, "  device: %s\n", b->device[0] ? b->device : "none (nothing to do)");
+    if (b->peak_dev)
+        mlmx_sb_printf(&sb, "  peak GPU memory: %.1f MiB\n", (double)b->peak_dev / 1048576.0);
+    if (b->note[0])
+        mlmx_sb_printf(&sb, "  note: %s\n", b->note);
+    mlmx_sb_printf(&sb, "\n");
     int w = 9;
     for (int j = 0; j < b->np; j++) {
         int l = (int)strlen(mlmx_problem_param_name(b->P, j));

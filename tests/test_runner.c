@@ -1,0 +1,171 @@
+/* The replicate runner's device choice and its fallbacks, testable without
+ * a GPU: cpu takes the batch engine where one covers the model and
+ * workspaces elsewhere; gpu on a machine or build without a device is a
+ * clear error that leaves no file; auto runs on the CPU with a note that
+ * says why; and the runner's rows are the engine's. On a machine with a
+ * device the gpu-specific expectations are skipped here (the gpu-labelled
+ * parity tests cover it). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mlmx.h"
+#include "replicate/runner.h"
+
+typedef struct fitted {
+    mlmx_data *d;
+    mlmx_model *m;
+    mlmx_fit *f;
+    mlmx_problem *P;
+} fitted;
+
+static void fit_model(fitted *x, const char *csv, const char *formula)
+{
+    memset(x, 0, sizeof *x);
+    cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    cr_assert_eq(mlmx_fit_lmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_problem_create(x->f, &x->P), MLMX_OK, "%s", mlmx_last_error());
+}
+
+static void unfit(fitted *x)
+{
+    mlmx_problem_free(x->P);
+    mlmx_fit_free(x->f);
+    mlmx_model_free(x->m);
+    mlmx_data_free(x->d);
+}
+
+static int have_device(void)
+{
+    char buf[256];
+    return mlmx_device_describe(buf, sizeof buf) == MLMX_OK;
+}
+
+#define SLEEP MLMX_SOURCE_DIR "/data/sleepstudy.csv"
+#define SLEEPF "Reaction ~ Days + (Days|Subject)"
+#define PEN MLMX_SOURCE_DIR "/data/penicillin.csv"
+#define PENF "diameter ~ 1 + (1|plate) + (1|sample)"
+
+Test(runner, cpu_takes_the_engine_where_one_covers_the_model)
+{
+    fitted x;
+    fit_model(&x, SLEEP, SLEEPF);
+    mlmx_runner *R = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_CPU, 2, 100, &R, &e), MLMX_OK, "%s", e.msg);
+    cr_expect_str_eq(mlmx_runner_device(R), "cpu: batch engine lmm-1term, 2 threads");
+    cr_expect_str_eq(mlmx_runner_note(R), "");
+    cr_expect_eq(mlmx_runner_on_gpu(R), 0);
+    cr_expect_eq(mlmx_runner_block(R), 1024u);
+    /* rows: parameters in report order, beta and se */
+    uint64_t reps[5] = {0, 1, 2, 3, 4};
+    double params[5 * 6], beta[10], se[10], crit[5];
+    int nev[5];
+    signed char conv[5], sing[5], status[5];
+    mlmx_runner_rows rows = {params, beta, se, crit, nev, conv, sing, status};
+    cr_assert_eq(mlmx_runner_run(R, 3, reps, 5, &rows, &e), MLMX_OK, "%s", e.msg);
+    cr_assert_eq(mlmx_problem_nparams(x.P), 6);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(status[i], 1);
+        cr_expect(params[i * 6 + 0] == beta[i * 2 + 0], "beta in the report parameters");
+        cr_expect(params[i * 6 + 2] > 0 && params[i * 6 + 5] > 0, "SDs and sigma positive");
+        cr_expect(se[i * 2 + 1] > 0 && isfinite(crit[i]) && nev[i] > 0);
+    }
+    /* a block larger than the runner's is refused */
+    cr_expect_eq(mlmx_runner_run(R, 3, reps, 2000, &rows, &e), MLMX_ERR_ARG);
+    mlmx_runner_free(R);
+    unfit(&x);
+}
+
+Test(runner, cpu_uses_workspaces_for_a_crossed_model)
+{
+    fitted x;
+    fit_model(&x, PEN, PENF);
+    mlmx_runner *R = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_CPU, 1, 10, &R, &e), MLMX_OK, "%s", e.msg);
+    cr_expect_str_eq(mlmx_runner_device(R), "cpu: workspaces, 1 thread");
+    mlmx_runner_free(R);
+    /* gpu: the model is not covered (on any machine) */
+    cr_expect_eq(mlmx_runner_create(x.P, MLMX_DEVICE_GPU, 1, 10, &R, &e), MLMX_ERR_UNSUPPORTED);
+    cr_expect_null(R);
+    cr_expect(strstr(e.msg, "more than one random-effect term") != NULL, "%s", e.msg);
+    /* auto: the CPU, saying why */
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_AUTO, 1, 5000, &R, &e), MLMX_OK);
+    cr_expect(strstr(mlmx_runner_note(R), "more than one random-effect term") != NULL, "%s",
+              mlmx_runner_note(R));
+    mlmx_runner_free(R);
+    unfit(&x);
+}
+
+Test(runner, gpu_without_a_device_is_a_clear_error)
+{
+    if (have_device())
+        cr_skip_test("a CUDA device is present: the no-device path does not apply");
+    fitted x;
+    fit_model(&x, SLEEP, SLEEPF);
+    mlmx_runner *R = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_expect_eq(mlmx_runner_create(x.P, MLMX_DEVICE_GPU, 1, 100000, &R, &e),
+                 MLMX_ERR_UNSUPPORTED);
+    cr_expect(strncmp(e.msg, "--device gpu: ", 14) == 0 && strlen(e.msg) > 20, "%s", e.msg);
+    /* auto falls back, with the reason */
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_AUTO, 1, 100000, &R, &e), MLMX_OK);
+    cr_expect_str_eq(mlmx_runner_device(R), "cpu: batch engine lmm-1term, 1 thread");
+    cr_expect(strstr(mlmx_runner_note(R), "device auto: running on the CPU") != NULL);
+    mlmx_runner_free(R);
+    /* auto below the size where the GPU gains: the CPU on any machine */
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_AUTO, 1, 10, &R, &e), MLMX_OK);
+    cr_expect(strstr(mlmx_runner_note(R), "too few") != NULL, "%s", mlmx_runner_note(R));
+    mlmx_runner_free(R);
+    unfit(&x);
+}
+
+static int sh(const char *cmd, char *err, size_t errlen)
+{
+    char full[2048], ef[128];
+    snprintf(ef, sizeof ef, "/tmp/mlmx_test_runner_%d.err", (int)getpid());
+    snprintf(full, sizeof full, "%s 2>%s >/dev/null", cmd, ef);
+    int rc = system(full);
+    FILE *fp = fopen(ef, "r");
+    err[0] = '\0';
+    if (fp) {
+        size_t k = fread(err, 1, errlen - 1, fp);
+        err[k] = '\0';
+        fclose(fp);
+    }
+    remove(ef);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+#define BOOT MLMX_CLI_PATH " boot --data " SLEEP " --formula '" SLEEPF "' --nsim 20"
+
+Test(runner, boot_command_device_option, .timeout = 60)
+{
+    char err[2048], cmd[1024], out[128];
+    cr_expect_eq(sh(BOOT " --device tpu", err, sizeof err), 2);
+    cr_expect(strstr(err, "--device 'tpu' must be cpu, gpu or auto") != NULL, "%s", err);
+    cr_expect_eq(sh(BOOT " --device", err, sizeof err), 2);
+    if (have_device())
+        return;
+    snprintf(out, sizeof out, "/tmp/mlmx_test_runner_%d.h5", (int)getpid());
+    remove(out);
+    snprintf(cmd, sizeof cmd, BOOT " --device gpu --out %s", out);
+    cr_expect_eq(sh(cmd, err, sizeof err), 1);
+    cr_expect(strstr(err, "--device gpu: ") != NULL, "%s", err);
+    cr_expect_eq(access(out, F_OK), -1, "no file may be left by a refused --device gpu");
+    snprintf(cmd, sizeof cmd, BOOT " --device auto --out %s", out);
+    cr_expect_eq(sh(cmd, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(access(out, F_OK), 0);
+    remove(out);
+}
