@@ -54,9 +54,10 @@ static int close_to(double a, double b, double rel, double abs_tol)
     return fabs(a - b) <= rel * fabs(b) + abs_tol;
 }
 
-/* Engine rows for replicates 0..NREP-1 against workspaces. */
-static void compare(const char *csv, const char *formula, mlmx_family fam, int nagq)
+/* Engine rows for replicates 0..nrep-1 (nrep <= NREP) against workspaces. */
+static void compare_n(const char *csv, const char *formula, mlmx_family fam, int nagq, int nrep)
 {
+    cr_assert(nrep >= 1 && nrep <= NREP);
     fixture x;
     setup(&x, csv, formula, fam, nagq);
     mlmx_batch_engine E;
@@ -71,10 +72,10 @@ static void compare(const char *csv, const char *formula, mlmx_family fam, int n
     double th[NREP], be[NREP * MLMX_GB_PMAX], se[NREP * MLMX_GB_PMAX], sg[NREP], cr[NREP];
     int nev[NREP];
     signed char cv[NREP], sn[NREP], stt[NREP];
-    for (int r = 0; r < NREP; r++)
+    for (int r = 0; r < nrep; r++)
         reps[r] = (uint64_t)r;
-    mlmx_batch_job J = {SEED, reps, NREP, th, be, se, sg, cr, nev, cv, sn, stt};
-    E.cpu_rows(E.impl, &J, 0, NREP);
+    mlmx_batch_job J = {SEED, reps, (size_t)nrep, th, be, se, sg, cr, nev, cv, sn, stt};
+    E.cpu_rows(E.impl, &J, 0, (size_t)nrep);
 
     mlmx_workspace *W = NULL;
     cr_assert_eq(mlmx_workspace_create(x.P, &W), MLMX_OK, "%s", mlmx_last_error());
@@ -82,7 +83,7 @@ static void compare(const char *csv, const char *formula, mlmx_family fam, int n
     double *ub = malloc((size_t)S->nclu * sizeof *ub);
     cr_assert(y && yb && ub);
     int compared = 0;
-    for (int r = 0; r < NREP; r++) {
+    for (int r = 0; r < nrep; r++) {
         cr_assert_eq(mlmx_workspace_simulate(W, SEED, (uint64_t)r, y), MLMX_OK);
         mlmx_gb_rep R = {yb, ub, 1, 1};
         cr_assert(isfinite(mlmx_gb_simulate(S, SEED, (uint64_t)r, &R)));
@@ -109,14 +110,19 @@ static void compare(const char *csv, const char *formula, mlmx_family fam, int n
         }
     }
     if (getenv("MLMX_GB_VERBOSE"))
-        fprintf(stderr, "%s nagq %d: %d of %d compared\n", formula, nagq, compared, NREP);
-    cr_expect_geq(compared, NREP / 2, "only %d of %d replicates compared", compared, NREP);
+        fprintf(stderr, "%s nagq %d: %d of %d compared\n", formula, nagq, compared, nrep);
+    cr_expect_geq(compared, nrep / 2, "only %d of %d replicates compared", compared, nrep);
     free(y);
     free(yb);
     free(ub);
     mlmx_workspace_free(W);
     E.free(E.impl);
     teardown(&x);
+}
+
+static void compare(const char *csv, const char *formula, mlmx_family fam, int nagq)
+{
+    compare_n(csv, formula, fam, nagq, NREP);
 }
 
 #define CBPP MLMX_SOURCE_DIR "/data/cbpp.csv"
@@ -142,6 +148,16 @@ Test(glmm_batch, grouseticks_poisson_laplace_equals_workspace, .timeout = 120)
 Test(glmm_batch, grouseticks_poisson_agq9_equals_workspace, .timeout = 120)
 {
     compare(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 9);
+}
+
+/* A 0/1 response given as a two-level factor (lme4's VerbAgg, 7584
+ * observations in 316 clusters, five fixed effects). */
+Test(glmm_batch, verbagg_binary_factor_response_equals_workspace, .timeout = 120)
+{
+    compare_n(MLMX_SOURCE_DIR "/data/verbagg.csv", "r2 ~ Anger + Gender + btype + situ + (1 | id)",
+              MLMX_FAMILY_BINOMIAL, 1, 6);
+    compare_n(MLMX_SOURCE_DIR "/data/verbagg.csv", "r2 ~ Anger + Gender + btype + situ + (1 | id)",
+              MLMX_FAMILY_BINOMIAL, 15, 4);
 }
 
 /* The analytic gradient (Laplace and quadrature) against central
