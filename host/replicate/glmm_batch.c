@@ -1,0 +1,355 @@
+/* The batch engine "glmm-1ri" (replicate/batch.h): GLMMs with one scalar
+ * random-effect term, binomial logit or Poisson log, Laplace or adaptive
+ * quadrature, simulated and refitted by the inline math of
+ * kernels/glmm_batch.h on CPU threads or, in CUDA builds, on the device
+ * (kernels/glmm_batch.cu).
+ *
+ * CPU scratch: cpu_rows allocates nothing per replicate. Each concurrent
+ * caller claims one of MLMX_GB_SLOTS scratch slots (an atomic flag); a slot's
+ * memory is allocated the first time it is claimed and kept until the
+ * engine is freed, so a steady stream of calls allocates nothing. More
+ * concurrent callers than slots wait for a free one. */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "glmm/ghq.h"
+#include "glmm_batch.h"
+#include "glmm_batch_cuda.h"
+#include "optim/optim.h"
+#include "replicate/batch.h"
+#include "replicate/glmm_batch_engine.h"
+
+#define MLMX_GB_SLOTS 64
+
+typedef struct gb_slot {
+    double *mem; /* y (n), u (nclu), qn store (8 np + np^2), xs, g, gp (np each), H (np^2) */
+    int *active; /* np */
+} gb_slot;
+
+typedef struct gb_impl {
+    const mlmx_problem *P;
+    mlmx_gb_shared S;
+    int *imem;     /* cs, clu, pos */
+    double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax */
+    atomic_int busy[MLMX_GB_SLOTS];
+    gb_slot slot[MLMX_GB_SLOTS];
+} gb_impl;
+
+static void gb_free(void *impl)
+{
+    gb_impl *I = impl;
+    if (!I)
+        return;
+    for (int s = 0; s < MLMX_GB_SLOTS; s++) {
+        free(I->slot[s].mem);
+        free(I->slot[s].active);
+    }
+    free(I->imem);
+    free(I->dmem);
+    free(I);
+}
+
+/* Why P is not covered, or NULL. */
+static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
+{
+    const mlmx_model *md = P->md;
+    if (!P->glmm)
+        return "a linear mixed model (the glmm-1ri engine fits GLMMs)";
+    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
+        return "a binomial model with a link other than logit";
+    if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
+        return "a Poisson model with a link other than log";
+    if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON)
+        return "a family other than binomial and Poisson";
+    if (md->K != 1 || md->re[0].q != 1)
+        return "more than one random-effect term, or a term with more than one column";
+    if (md->offset)
+        return "an offset in the model";
+    if (md->weights)
+        return "prior weights (binomial trials given as weights: use cbind(successes, failures))";
+    if (md->p > MLMX_GB_PMAX) {
+        snprintf(buf, len, "%d fixed effects (at most %d)", md->p, MLMX_GB_PMAX);
+        return buf;
+    }
+    if (md->n > (size_t)INT_MAX / 2 || md->re[0].nlevels < 1)
+        return "too many observations (or no levels)";
+    if (P->np != 1 + md->p || !P->gx0 || !P->glb)
+        return "the problem's optimizer parameters are not [theta; beta]";
+    if (!P->use_grad)
+        return "the problem refits by a derivative-free optimizer (BOBYQA)";
+    if (P->opt.nagq > MLMX_GHQ_MAX) {
+        snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
+        return buf;
+    }
+    return NULL;
+}
+
+/* Observations grouped by level, stable in model order (a counting sort,
+ * cs used as the running cursor and shifted back). */
+static void build_groups(const mlmx_model *md, gb_impl *I)
+{
+    const int n = (int)md->n, L = md->re[0].nlevels;
+    int *cs = I->imem, *clu = cs + L + 1, *pos = clu + n;
+    const int *codes = md->re[0].codes;
+    for (int l = 0; l <= L; l++)
+        cs[l] = 0;
+    for (int i = 0; i < n; i++)
+        cs[codes[i] + 1]++;
+    for (int l = 0; l < L; l++)
+        cs[l + 1] += cs[l];
+    for (int i = 0; i < n; i++) {
+        pos[i] = cs[codes[i]]++;
+        clu[pos[i]] = codes[i];
+    }
+    for (int l = L; l > 0; l--)
+        cs[l] = cs[l - 1];
+    cs[0] = 0;
+}
+
+static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *err)
+{
+    const mlmx_model *md = P->md;
+    const int n = (int)md->n, L = md->re[0].nlevels, p = md->p, np = 1 + p;
+    const int K = P->opt.nagq < 1 ? 1 : P->opt.nagq;
+    const size_t nd = (size_t)n * (size_t)p + 2 * (size_t)n + 2 * (size_t)K + 2 * (size_t)p +
+                      2 * (size_t)np + (size_t)np * (size_t)np + 1;
+    I->imem = malloc(((size_t)L + 1 + 2 * (size_t)n) * sizeof *I->imem);
+    I->dmem = malloc(nd * sizeof *I->dmem);
+    if (!I->imem || !I->dmem)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    build_groups(md, I);
+    mlmx_gb_shared *S = &I->S;
+    S->n = n;
+    S->nclu = L;
+    S->p = p;
+    S->np = np;
+    S->poisson = P->family == MLMX_FAMILY_POISSON;
+    S->nagq = K;
+    S->cs = I->imem;
+    S->clu = I->imem + L + 1;
+    S->pos = S->clu + n;
+    double *X = I->dmem, *z = X + (size_t)n * p, *nt = z + n, *gz = nt + n, *glw = gz + K;
+    double *bs = glw + K, *x0 = bs + p, *lb = x0 + np, *h0 = lb + np, *xm = h0 + np * np;
+    for (int i = 0; i < n; i++) {
+        const int k = S->pos[i];
+        for (int j = 0; j < p; j++)
+            X[(size_t)k * p + j] = md->X[(size_t)j * n + i];
+        z[k] = md->re[0].z[i];
+        nt[k] = md->resp_kind == MLMX_RESP_CBIND ? md->ntrials[i] : 1.0;
+    }
+    if (K > 1) {
+        double w[MLMX_GHQ_MAX];
+        if (mlmx_ghq_rule(K, gz, w, glw) != 0)
+            return mlmx_err_set(err, MLMX_ERR_ARG, "no %d-point Gauss-Hermite rule", K);
+        for (int a = 0; a < K; a++)
+            glw[a] += 0.5 * gz[a] * gz[a];
+    }
+    for (int j = 0; j < p; j++) {
+        bs[j] = P->beta[j];
+        double mx = 0.0;
+        for (int i = 0; i < n; i++)
+            mx = fmax(mx, fabs(md->X[(size_t)j * n + i]));
+        xm[j] = mx;
+    }
+    memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
+    memcpy(lb, P->glb, (size_t)np * sizeof *lb);
+    if (P->ghinv0)
+        memcpy(h0, P->ghinv0, (size_t)np * np * sizeof *h0);
+    S->X = X;
+    S->z = z;
+    S->nt = nt;
+    S->gz = gz;
+    S->glw = glw;
+    S->theta_sim = P->theta[0];
+    S->beta_sim = bs;
+    S->x0 = x0;
+    S->lb = lb;
+    S->hinv0 = P->ghinv0 ? h0 : NULL;
+    S->xmax = xm;
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (P->opt.max_evaluations > 0)
+        oo.max_evals = P->opt.max_evaluations;
+    mlmx_qn_cfg_from_opts(&oo, &S->cfg);
+    return MLMX_OK;
+}
+
+/* ------------------------------------------------------------ CPU rows */
+
+static gb_slot *claim(gb_impl *I, int *which)
+{
+    for (;;) {
+        for (int s = 0; s < MLMX_GB_SLOTS; s++)
+            if (atomic_exchange(&I->busy[s], 1) == 0) {
+                gb_slot *sl = &I->slot[s];
+                *which = s;
+                if (!sl->mem) {
+                    const size_t np = (size_t)I->S.np;
+                    sl->mem = malloc(((size_t)I->S.n + (size_t)I->S.nclu + 11 * np +
+                                      2 * np * np) * sizeof *sl->mem);
+                    sl->active = malloc(np * sizeof *sl->active);
+                    if (!sl->mem || !sl->active) {
+                        free(sl->mem);
+                        free(sl->active);
+                        sl->mem = NULL;
+                        sl->active = NULL;
+                        atomic_store(&I->busy[s], 0);
+                        return NULL;
+                    }
+                }
+                return sl;
+            }
+        sched_yield();
+    }
+}
+
+static void put_row(const mlmx_batch_job *J, size_t i, int p, const double *x, const double *se,
+                    double crit, int nev, int conv, int sing, int status)
+{
+    J->theta[i] = x ? x[0] : NAN;
+    for (int j = 0; j < p; j++) {
+        J->beta[i * (size_t)p + j] = x ? x[1 + j] : NAN;
+        if (J->se)
+            J->se[i * (size_t)p + j] = se ? se[j] : NAN;
+    }
+    if (J->sigma)
+        J->sigma[i] = NAN;
+    J->crit[i] = crit;
+    J->nev[i] = nev;
+    J->conv[i] = (signed char)conv;
+    J->sing[i] = (signed char)sing;
+    J->status[i] = (signed char)status;
+}
+
+/* The criterion and gradient of the whole replicate at x (cst: the
+ * log-likelihood constants). */
+static double eval_all(const mlmx_gb_shared *S, const mlmx_gb_rep *R, const double *x, double *g,
+                       double cst)
+{
+    return mlmx_gb_eval_part(S, R, x, g, 0, 1) - 2.0 * cst;
+}
+
+/* SEs of beta by forward differences of the gradient at the optimum. */
+static void cpu_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R, const mlmx_qn_state *q,
+                   double cst, int sing, double *xs, double *gp, double *H, double *se)
+{
+    int idx[MLMX_GB_NPMAX];
+    const int nf = mlmx_gb_se_index(S, sing, idx), np = S->np;
+    for (int a = 0; a < nf; a++) {
+        const double h = mlmx_gb_fd_step(S, q->x, idx[a]);
+        memcpy(xs, q->x, (size_t)np * sizeof *xs);
+        xs[idx[a]] += h;
+        eval_all(S, R, xs, gp, cst);
+        for (int b = 0; b < nf; b++)
+            H[b + a * nf] = (gp[idx[b]] - q->g[idx[b]]) / h;
+    }
+    mlmx_gb_se_finish(nf, S->p, H, se);
+}
+
+static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_t i1)
+{
+    /* the contract hands impl as const; the slot flags (atomics) and their
+     * memory are the only state cpu_rows changes */
+    gb_impl *I = (gb_impl *)(uintptr_t)impl;
+    const mlmx_gb_shared *S = &I->S;
+    const int np = S->np, p = S->p;
+    int which = -1;
+    gb_slot *sl = claim(I, &which);
+    if (!sl) {
+        for (size_t i = i0; i < i1; i++)
+            put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
+        return;
+    }
+    double *y = sl->mem, *u = y + S->n, *store = u + S->nclu;
+    double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
+    mlmx_gb_rep R = {y, u, 1, 1};
+    mlmx_qn_state q;
+    for (size_t i = i0; i < i1; i++) {
+        const double cst = mlmx_gb_simulate(S, J->seed, J->reps[i], &R);
+        if (!isfinite(cst)) {
+            put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
+            continue;
+        }
+        mlmx_qn_bind(&q, np, store, sl->active);
+        mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
+        while (mlmx_qn_want(&q))
+            mlmx_qn_told(&q, eval_all(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q), cst));
+        if (q.failed || !isfinite(q.fx)) {
+            put_row(J, i, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
+            continue;
+        }
+        const int sing = q.x[0] < 1e-4;
+        if (J->se)
+            cpu_se(S, &R, &q, cst, sing, xs, gp, H, se);
+        put_row(J, i, p, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
+    }
+    atomic_store(&I->busy[which], 0);
+}
+
+/* ------------------------------------------------------------ GPU rows */
+
+#ifdef MLMX_HAVE_CUDA
+static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err)
+{
+    gb_impl *I = impl;
+    char msg[MLMX_ERRMSG_MAX];
+    msg[0] = 0;
+    mlmx_gb_cuda_out o = {J->theta, J->beta, J->se, J->crit, J->nev, J->conv, J->sing, J->status};
+    mlmx_status st = mlmx_cuda_gb_rows(&I->S, J->seed, J->reps, J->count, &o, msg, sizeof msg);
+    if (st)
+        return mlmx_err_set(err, st, "glmm-1ri on the device: %s", msg);
+    if (J->sigma)
+        for (size_t i = 0; i < J->count; i++)
+            J->sigma[i] = NAN;
+    return MLMX_OK;
+}
+#endif
+
+mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
+{
+    char buf[160];
+    if (!P || !E)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_gb_engine_init: NULL argument");
+    memset(E, 0, sizeof *E);
+    const char *why = uncovered(P, buf, sizeof buf);
+    if (why)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "the glmm-1ri batch engine does not cover %s",
+                            why);
+    gb_impl *I = calloc(1, sizeof *I);
+    if (!I)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    I->P = P;
+    for (int s = 0; s < MLMX_GB_SLOTS; s++)
+        atomic_init(&I->busy[s], 0);
+    mlmx_status st = build_shared(P, I, err);
+    if (st) {
+        gb_free(I);
+        return st;
+    }
+    E->name = "glmm-1ri";
+    E->impl = I;
+    E->cpu_rows = cpu_rows;
+#ifdef MLMX_HAVE_CUDA
+    E->gpu_rows = gpu_rows;
+#else
+    E->gpu_rows = NULL;
+#endif
+    E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S);
+    E->gpu_rep_bytes = mlmx_gb_rep_bytes(&I->S);
+    E->free = gb_free;
+    return MLMX_OK;
+}
+
+const mlmx_gb_shared *mlmx_gb_engine_shared(const mlmx_batch_engine *E)
+{
+    if (!E || !E->impl || E->cpu_rows != cpu_rows)
+        return NULL;
+    return &((const gb_impl *)E->impl)->S;
+}

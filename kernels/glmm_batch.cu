@@ -1,0 +1,275 @@
+// GLMM replicate fits on the GPU (one scalar random-effect term, binomial
+// logit or Poisson log, Laplace or adaptive quadrature): one replicate per
+// warp, its clusters spread over the 32 lanes, the criterion and gradient
+// summed by warp shuffles, the BFGS state (kernels/qn.h) in shared memory
+// stepped by lane 0. All the math is kernels/glmm_batch.h, the code the CPU
+// engine runs. Three layers: the kernel, a launcher on a stream, and the
+// validated extern "C" entry.
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern "C" {
+#include "cuda_entry.h"
+#include "glmm_batch_cuda.h"
+}
+#include "glmm_batch.h"
+
+#define GB_WARPS 4 /* warps (replicates) per block */
+#define GB_FULL 0xffffffffu
+
+/* Doubles of shared memory one warp uses: the optimizer's state, its store
+ * (8 np + np^2), a point, the SE Hessian (np^2), the SEs and the active
+ * flags. */
+static __host__ __device__ int gb_qs_doubles(void)
+{
+    return (int)((sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double));
+}
+
+static __host__ __device__ int gb_warp_doubles(int np)
+{
+    return gb_qs_doubles() + 8 * np + np * np + np + np * np + np + (np + 1) / 2;
+}
+
+static __device__ double gb_warp_sum(double v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(GB_FULL, v, o);
+    return v;
+}
+
+/* The criterion (without constants) and gradient at x, on every lane. */
+static __device__ double gb_warp_eval(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
+                                      const double *x, double *g, int lane)
+{
+    double f = gb_warp_sum(mlmx_gb_eval_part(S, R, x, g, lane, 32));
+    for (int j = 0; j < S->np; j++)
+        g[j] = gb_warp_sum(g[j]);
+    return f;
+}
+
+/* SEs of beta at the optimum q->x (forward differences of the gradient,
+ * as the CPU engine). */
+static __device__ void gb_warp_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
+                                  const mlmx_qn_state *q, int sing, double *xs, double *H,
+                                  double *se, int lane)
+{
+    int idx[MLMX_GB_NPMAX];
+    double g[MLMX_GB_NPMAX];
+    const int nf = mlmx_gb_se_index(S, sing, idx), np = S->np;
+    for (int a = 0; a < nf; a++) {
+        const double h = mlmx_gb_fd_step(S, q->x, idx[a]);
+        if (lane == 0) {
+            for (int j = 0; j < np; j++)
+                xs[j] = q->x[j];
+            xs[idx[a]] += h;
+        }
+        __syncwarp();
+        gb_warp_eval(S, R, xs, g, lane);
+        __syncwarp();
+        if (lane == 0)
+            for (int b = 0; b < nf; b++)
+                H[b + a * nf] = (g[idx[b]] - q->g[idx[b]]) / h;
+    }
+    if (lane == 0)
+        mlmx_gb_se_finish(nf, S->p, H, se);
+    __syncwarp();
+}
+
+__global__ void __launch_bounds__(32 * GB_WARPS)
+    mlmx_gb_kernel(mlmx_gb_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
+                   size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o)
+{
+    extern __shared__ double gb_smem[];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, np = S.np, p = S.p;
+    const size_t r = (size_t)blockIdx.x * GB_WARPS + (size_t)w;
+    if (r >= count)
+        return; /* the whole warp: every lane has the same r */
+    double *base = gb_smem + (size_t)w * (size_t)gb_warp_doubles(np);
+    mlmx_qn_state *q = (mlmx_qn_state *)base;
+    double *store = base + gb_qs_doubles(), *xs = store + 8 * np + np * np, *H = xs + np;
+    double *se = H + np * np;
+    int *active = (int *)(se + np);
+    mlmx_gb_rep R;
+    R.y = ybuf + r * (size_t)S.n;
+    R.u = ubuf + r * (size_t)S.nclu;
+    R.ys = 1;
+    R.us = 1;
+    double cst = 0.0;
+    if (lane == 0) {
+        cst = mlmx_gb_simulate(&S, seed, reps[r], &R);
+        mlmx_qn_bind(q, np, store, active);
+        if (isfinite(cst))
+            mlmx_qn_begin(q, S.x0, S.lb, NULL, &S.cfg, S.hinv0);
+    }
+    cst = __shfl_sync(GB_FULL, cst, 0);
+    __syncwarp();
+    double g[MLMX_GB_NPMAX];
+    if (isfinite(cst)) {
+        while (mlmx_qn_want(q)) {
+            const double f = gb_warp_eval(&S, &R, mlmx_qn_point(q), g, lane) - 2.0 * cst;
+            __syncwarp();
+            if (lane == 0) {
+                double *qg = mlmx_qn_grad(q);
+                for (int j = 0; j < np; j++)
+                    qg[j] = g[j];
+                mlmx_qn_told(q, f);
+            }
+            __syncwarp();
+        }
+    }
+    const int ok = isfinite(cst) && !q->failed && isfinite(q->fx);
+    const int sing = ok && q->x[0] < 1e-4;
+    if (ok && want_se)
+        gb_warp_se(&S, &R, q, sing, xs, H, se, lane);
+    if (lane != 0)
+        return;
+    o.theta[r] = ok ? q->x[0] : NAN;
+    for (int j = 0; j < p; j++) {
+        o.beta[r * p + j] = ok ? q->x[1 + j] : NAN;
+        if (want_se)
+            o.se[r * p + j] = ok ? se[j] : NAN;
+    }
+    o.crit[r] = ok ? q->fx : NAN;
+    o.nev[r] = isfinite(cst) ? q->n_evals : 0;
+    o.conv[r] = (signed char)(ok && q->converged);
+    o.sing[r] = (signed char)sing;
+    o.status[r] = (signed char)(ok ? 1 : 2);
+}
+
+static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
+                             size_t count, double *dy, double *du, int want_se,
+                             const mlmx_gb_cuda_out *o, cudaStream_t stream)
+{
+    const size_t blocks = (count + GB_WARPS - 1) / GB_WARPS;
+    const size_t shmem = (size_t)GB_WARPS * (size_t)gb_warp_doubles(S->np) * sizeof(double);
+    mlmx_gb_kernel<<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(*S, seed, dreps, count, dy,
+                                                                       du, want_se, *o);
+    return cudaGetLastError();
+}
+
+#define CK(call)                                                                        \
+    do {                                                                                \
+        cudaError_t e_ = (call);                                                        \
+        if (e_ != cudaSuccess) {                                                        \
+            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
+            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
+            goto done;                                                                  \
+        }                                                                               \
+    } while (0)
+
+/* Device copies of the structure's arrays in one int and one double block;
+ * Sd gets the device pointers. */
+static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **di, double **dd)
+{
+    const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->p, np = (size_t)S->np;
+    const size_t K = (size_t)S->nagq, ni = L + 1 + 2 * n;
+    const size_t nd = n * p + 2 * n + 2 * K + 2 * p + 2 * np + np * np;
+    cudaError_t e = cudaMalloc((void **)di, ni * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)dd, nd * sizeof(double));
+    if (e != cudaSuccess)
+        return e;
+    *Sd = *S;
+    int *ip = *di;
+    double *dp = *dd;
+    struct { const void *src; size_t bytes; int isint; const void **dst; } parts[] = {
+        {S->cs, (L + 1) * sizeof(int), 1, (const void **)&Sd->cs},
+        {S->clu, n * sizeof(int), 1, (const void **)&Sd->clu},
+        {S->pos, n * sizeof(int), 1, (const void **)&Sd->pos},
+        {S->X, n * p * sizeof(double), 0, (const void **)&Sd->X},
+        {S->z, n * sizeof(double), 0, (const void **)&Sd->z},
+        {S->nt, n * sizeof(double), 0, (const void **)&Sd->nt},
+        {S->gz, K * sizeof(double), 0, (const void **)&Sd->gz},
+        {S->glw, K * sizeof(double), 0, (const void **)&Sd->glw},
+        {S->beta_sim, p * sizeof(double), 0, (const void **)&Sd->beta_sim},
+        {S->xmax, p * sizeof(double), 0, (const void **)&Sd->xmax},
+        {S->x0, np * sizeof(double), 0, (const void **)&Sd->x0},
+        {S->lb, np * sizeof(double), 0, (const void **)&Sd->lb},
+        {S->hinv0, np * np * sizeof(double), 0, (const void **)&Sd->hinv0},
+    };
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+        void *dst = parts[k].isint ? (void *)ip : (void *)dp;
+        if (parts[k].src && parts[k].bytes) {
+            e = cudaMemcpy(dst, parts[k].src, parts[k].bytes, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                return e;
+        }
+        *parts[k].dst = parts[k].src ? dst : NULL;
+        if (parts[k].isint)
+            ip += parts[k].bytes / sizeof(int);
+        else
+            dp += parts[k].bytes / sizeof(double);
+    }
+    return cudaSuccess;
+}
+
+extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
+                                         const uint64_t *reps, size_t count,
+                                         const mlmx_gb_cuda_out *o, char *msg, size_t msglen)
+{
+    mlmx_status st = MLMX_OK;
+    int *di = NULL;
+    double *dd = NULL, *dy = NULL, *du = NULL, *dout = NULL;
+    uint64_t *dreps = NULL;
+    char *dsc = NULL;
+    int *dnev = NULL;
+    mlmx_gb_shared Sd;
+    mlmx_gb_cuda_out od;
+    if (!S || !reps || !o || !o->theta || !o->beta || !o->crit || !o->nev || !o->conv ||
+        !o->sing || !o->status || S->np != S->p + 1 || S->p > MLMX_GB_PMAX || S->n < 0) {
+        snprintf(msg, msglen, "mlmx_cuda_gb_rows: bad arguments");
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->p;
+    const size_t per = n + L + 2 + 2 * p;
+    if (count > SIZE_MAX / sizeof(double) / (per + 1)) {
+        snprintf(msg, msglen, "mlmx_cuda_gb_rows: %zu replicates overflow the buffer size", count);
+        return MLMX_ERR_ARG;
+    }
+    const int want_se = o->se != NULL;
+    CK(gb_upload(S, &Sd, &di, &dd));
+    CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
+    CK(cudaMalloc((void **)&dy, count * n * sizeof(double) + sizeof(double)));
+    CK(cudaMalloc((void **)&du, count * L * sizeof(double) + sizeof(double)));
+    CK(cudaMalloc((void **)&dout, count * (2 + 2 * p) * sizeof(double)));
+    CK(cudaMalloc((void **)&dnev, count * sizeof(int)));
+    CK(cudaMalloc((void **)&dsc, count * 3));
+    od.theta = dout;
+    od.crit = dout + count;
+    od.beta = dout + 2 * count;
+    od.se = want_se ? od.beta + count * p : NULL;
+    od.nev = dnev;
+    od.conv = (signed char *)dsc;
+    od.sing = od.conv + count;
+    od.status = od.sing + count;
+    CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
+    CK(launch_gb(&Sd, seed, dreps, count, dy, du, want_se, &od, 0));
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o->theta, od.theta, count * sizeof(double), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->crit, od.crit, count * sizeof(double), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->beta, od.beta, count * p * sizeof(double), cudaMemcpyDeviceToHost));
+    if (want_se)
+        CK(cudaMemcpy(o->se, od.se, count * p * sizeof(double), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->nev, dnev, count * sizeof(int), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->conv, od.conv, count, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
+done:
+    cudaFree(di);
+    cudaFree(dd);
+    cudaFree(dreps);
+    cudaFree(dy);
+    cudaFree(du);
+    cudaFree(dout);
+    cudaFree(dnev);
+    cudaFree(dsc);
+    return st;
+}

@@ -1,0 +1,473 @@
+/* Replicate fits of a GLMM with one scalar random-effect term (the
+ * random intercept (1|g), or any single column (0 + x|g)), binomial with
+ * the logit link or Poisson with the log link, by the Laplace
+ * approximation (nAGQ = 1) or adaptive Gauss-Hermite quadrature
+ * (nAGQ > 1): written once as inline math for the CPU engine
+ * (host/replicate/glmm_batch.c) and the CUDA kernel
+ * (kernels/glmm_batch.cu), GUIDE §8.
+ *
+ * The definitions are those of the workspace refit (host/glmm/refit.c):
+ *   x = [theta; beta], lower bound 0 on theta, BFGS (kernels/qn.h) from the
+ *   problem's start with its inverse-Hessian seed and the default
+ *   tolerances (max_evals from the fit options);
+ *   Laplace: D = sum_j [-2 sum_i ll_i(eta~_i) + u~_j^2 + log(1 + sum_i t_i^2 w_i)],
+ *   t_i = theta z_i, u~_j the conditional mode, w_i the information there
+ *   (glmm.c, mlmx_glmm_laplace), with its exact gradient (grad.c);
+ *   quadrature: D = -2 sum_j [log s_j + LSE_a(log w_a + z_a^2/2 - v_a^2/2 +
+ *   sum_i ll_i(v_a))], v_a = u~_j + s_j z_a, s_j = (1 + sum t^2 w)^-1/2,
+ *   with the gradient of agq.c (finest_logint_g: the node averages plus
+ *   the exact motion of the rule's centre and scale).
+ * ll_i includes its constant (log binomial coefficient, -log y!); the
+ * constants are summed once per replicate (mlmx_gb_simulate) and added to
+ * the criterion, which keeps the optimizer's relative tolerances those of
+ * the workspace fit.
+ *
+ * Observations are stored grouped by cluster (the term's levels, in level
+ * order); `pos` maps model observation i to its grouped position, so the
+ * simulation draws in model order as mlmx_workspace_simulate does.
+ *
+ * Per-replicate scratch is addressed with a stride (element k of replicate
+ * r at base[k * stride]): the CPU passes stride 1, the GPU chooses its
+ * layout. Nothing here allocates or calls a library beyond <math.h>. */
+#ifndef MLMX_GLMM_BATCH_H
+#define MLMX_GLMM_BATCH_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "glmm_math.h"
+#include "qn.h"
+#include "random.h"
+#include "simulate.h"
+
+/* Most fixed effects (np = 1 + p <= MLMX_GB_NPMAX optimizer parameters):
+ * the per-cluster gradient sums are register arrays of this size. */
+#define MLMX_GB_PMAX 8
+#define MLMX_GB_NPMAX (MLMX_GB_PMAX + 1)
+#define MLMX_GB_NEWTON_MAX 60 /* Newton steps for one cluster's mode */
+#define MLMX_GB_HALF_MAX 40   /* step halvings in one Newton step */
+
+/* The structure every replicate shares (read-only). Dimensions: n
+ * observations, nclu clusters (levels of the term, empty ones allowed), p
+ * fixed effects (1..MLMX_GB_PMAX), np = 1 + p. */
+typedef struct mlmx_gb_shared {
+    int n, nclu, p, np;
+    int poisson;             /* 0: binomial logit; 1: Poisson log */
+    int nagq;                /* 1: Laplace; > 1: quadrature points */
+    const int *cs;           /* nclu + 1: cluster j holds grouped positions [cs[j], cs[j+1]) */
+    const int *clu;          /* n: the cluster of grouped position k */
+    const int *pos;          /* n: the grouped position of model observation i */
+    const double *X;         /* n * p, row-major, grouped order */
+    const double *z;         /* n: the term's column, grouped order */
+    const double *nt;        /* n: binomial trials (1 for 0/1 data; unused for Poisson) */
+    const double *gz;        /* nagq: Gauss-Hermite nodes (nagq > 1) */
+    const double *glw;       /* nagq: log weight + node^2 / 2 */
+    double theta_sim;        /* the simulation's parameters */
+    const double *beta_sim;  /* p */
+    const double *x0, *lb;   /* np: the optimizer's start and lower bounds */
+    const double *hinv0;     /* np * np column-major inverse Hessian at x0, or NULL */
+    const double *xmax;      /* p: largest |X| of each column (difference steps) */
+    mlmx_qn_cfg cfg;
+} mlmx_gb_shared;
+
+/* One replicate's scratch: y (n responses, grouped order) at y[k * ys],
+ * u (nclu conditional modes, the warm start) at u[j * us]. */
+typedef struct mlmx_gb_rep {
+    double *y;
+    double *u;
+    ptrdiff_t ys, us;
+} mlmx_gb_rep;
+
+/* ------------------------------------------------------------ simulation */
+
+/* Draw replicate `rep`'s response into R->y exactly as
+ * mlmx_workspace_simulate does: u_l ~ N(0,1) from stream 0 in level order,
+ * b_l = theta u_l, eta_i = sum_j x_ij beta_j + z_i b_l (model order, the
+ * same arithmetic), y_i from stream 1 in model observation order. Leaves
+ * R->u at 0 (the workspace fit's first warm start). Returns the sum of the
+ * log-likelihood constants, or NaN when a draw is not finite. */
+MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t rep,
+                                const mlmx_gb_rep *R)
+{
+    mlmx_rng r;
+    mlmx_rng_init(&r, seed, rep, 0);
+    for (int l = 0; l < S->nclu; l++)
+        R->u[l * R->us] = S->theta_sim * mlmx_rng_normal(&r);
+    mlmx_rng_init(&r, seed, rep, 1);
+    const int p = S->p;
+    double cst = 0.0;
+    for (int i = 0; i < S->n; i++) {
+        const int k = S->pos[i];
+        const double *x = S->X + (size_t)k * (size_t)p;
+        double eta = 0.0;
+        for (int j = 0; j < p; j++)
+            eta += x[j] * S->beta_sim[j];
+        double zb = 0.0;
+        zb += S->z[k] * R->u[S->clu[k] * R->us];
+        eta += zb;
+        const double ntr = S->poisson ? 1.0 : S->nt[k];
+        const double y = mlmx_sim_response(S->poisson ? 2 : 1,
+                                           S->poisson ? MLMX_LINK_LOG : MLMX_LINK_LOGIT, eta, 1.0,
+                                           ntr, 0.0, 0, 0, &r);
+        R->y[k * R->ys] = y;
+        cst += S->poisson ? -lgamma(y + 1.0)
+                          : lgamma(ntr + 1.0) - lgamma(y + 1.0) - lgamma(ntr - y + 1.0);
+    }
+    for (int l = 0; l < S->nclu; l++)
+        R->u[l * R->us] = 0.0;
+    return isfinite(cst) ? cst : MLMX_GM_NAN;
+}
+
+/* ------------------------------------------------------------ one observation */
+
+/* The log-likelihood without its constant at eta, with d ll/d eta and the
+ * information w. For the logit with one trial the log(1 + e^-|eta|) factor
+ * is multiplied into *prod (in (1, 2]; the caller takes one log, as agq.c
+ * does) instead of being logged here. */
+MLMX_HD double mlmx_gb_obs(int poisson, double y, double nt, double eta, double *d1, double *w,
+                           double *prod)
+{
+    if (poisson) {
+        const double mu = exp(eta);
+        *d1 = y - mu;
+        *w = mu;
+        return y * eta - mu;
+    }
+    double e, ope;
+    const double mu = mlmx_gm_logit_mu(eta, &e, &ope);
+    *d1 = y - nt * mu;
+    *w = nt * mu * (1.0 - mu);
+    double lin = y * eta - nt * (eta > 0.0 ? eta : 0.0);
+    if (nt == 1.0)
+        *prod *= ope;
+    else
+        lin -= nt * mlmx_gm_log1p_unit(e, ope);
+    return lin;
+}
+
+/* The linear predictor without the random effect at grouped position k. */
+MLMX_HD double mlmx_gb_etaf(const mlmx_gb_shared *S, int k, const double *beta)
+{
+    const double *x = S->X + (size_t)k * (size_t)S->p;
+    double e = 0.0;
+    for (int j = 0; j < S->p; j++)
+        e += x[j] * beta[j];
+    return e;
+}
+
+/* Cluster c at mode candidate v: h = -2 sum ll + v^2 (without constants),
+ * s1 = sum t d1, s2 = sum t^2 w. */
+MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
+                                   double theta, const double *beta, double v, double *s1,
+                                   double *s2)
+{
+    double lin = 0.0, prod = 1.0, a1 = 0.0, a2 = 0.0;
+    for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
+        const double t = theta * S->z[k];
+        double d1, w;
+        lin += mlmx_gb_obs(S->poisson, R->y[k * R->ys], S->nt[k],
+                           mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod);
+        if (prod > 1e280) {
+            lin -= log(prod);
+            prod = 1.0;
+        }
+        a1 += t * d1;
+        a2 += t * t * w;
+    }
+    *s1 = a1;
+    *s2 = a2;
+    return -2.0 * (lin - log(prod)) + v * v;
+}
+
+/* Cluster c's conditional mode by Newton steps with step halving on the
+ * penalized deviance (PIRLS for one scalar effect), warm-started from and
+ * written back to R->u. Returns h at the mode; *s2o = sum t^2 w there. */
+MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
+                            const double *beta, double *vo, double *s2o)
+{
+    double v = R->u[c * R->us], s1, s2;
+    double h = mlmx_gb_newton_sums(S, R, c, theta, beta, v, &s1, &s2);
+    for (int it = 0; it < MLMX_GB_NEWTON_MAX; it++) {
+        double step = (s1 - v) / (1.0 + s2);
+        if (!(fabs(step) > 1e-10 * (1.0 + fabs(v))))
+            break;
+        int ok = 0;
+        for (int hs = 0; hs < MLMX_GB_HALF_MAX && !ok; hs++, step *= 0.5) {
+            double t1, t2, vn = v + step;
+            double hn = mlmx_gb_newton_sums(S, R, c, theta, beta, vn, &t1, &t2);
+            if (hn <= h + 1e-13 * fabs(h)) {
+                ok = 1;
+                v = vn;
+                h = hn;
+                s1 = t1;
+                s2 = t2;
+            }
+        }
+        if (!ok)
+            break;
+    }
+    R->u[c * R->us] = v;
+    *vo = v;
+    *s2o = s2;
+    return h;
+}
+
+/* ------------------------------------------------------------ centre sums */
+
+/* The sums at a cluster's mode v that the Laplace gradient and the
+ * quadrature's centre/scale correction need (w3 = dw/deta):
+ * m = 1 + sum t^2 w, a = sum t^3 w3, zd1 = sum z d1, z2w = sum z^2 w,
+ * zt2w3 = sum z t^2 w3, and per fixed effect xd1 = sum x d1,
+ * xtw = sum x t w, xt2w3 = sum x t^2 w3. */
+typedef struct mlmx_gb_csum {
+    double m, a, zd1, z2w, zt2w3;
+    double xd1[MLMX_GB_PMAX], xtw[MLMX_GB_PMAX], xt2w3[MLMX_GB_PMAX];
+} mlmx_gb_csum;
+
+MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
+                            const double *beta, double v, mlmx_gb_csum *cs)
+{
+    const int p = S->p;
+    cs->m = 1.0;
+    cs->a = cs->zd1 = cs->z2w = cs->zt2w3 = 0.0;
+    for (int j = 0; j < p; j++)
+        cs->xd1[j] = cs->xtw[j] = cs->xt2w3[j] = 0.0;
+    for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
+        const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
+        const double eta = mlmx_gb_etaf(S, k, beta) + t * v;
+        double d1, w, w3;
+        if (S->poisson) {
+            w = exp(eta);
+            d1 = y - w;
+            w3 = w;
+        } else {
+            double e, ope;
+            const double mu = mlmx_gm_logit_mu(eta, &e, &ope), nt = S->nt[k];
+            d1 = y - nt * mu;
+            w = nt * mu * (1.0 - mu);
+            w3 = w * (1.0 - 2.0 * mu);
+        }
+        cs->m += t * t * w;
+        cs->a += t * t * t * w3;
+        cs->zd1 += z * d1;
+        cs->z2w += z * z * w;
+        cs->zt2w3 += z * t * t * w3;
+        const double *x = S->X + (size_t)k * (size_t)p;
+        for (int j = 0; j < p; j++) {
+            cs->xd1[j] += x[j] * d1;
+            cs->xtw[j] += x[j] * t * w;
+            cs->xt2w3[j] += x[j] * t * t * w3;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ one cluster */
+
+/* Cluster c's Laplace deviance (without constants) at (theta, beta); its
+ * gradient over [theta; beta] is added to g (np values). */
+MLMX_HD double mlmx_gb_laplace_cluster(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
+                                       double theta, const double *beta, double *g)
+{
+    double v, s2;
+    const double h = mlmx_gb_mode(S, R, c, theta, beta, &v, &s2);
+    mlmx_gb_csum cs;
+    mlmx_gb_centre(S, R, c, theta, beta, v, &cs);
+    const double M = cs.m;
+    /* the mode's motion: M du = (zd1 - v theta z2w) dtheta - sum t w x dbeta */
+    const double du = (cs.zd1 - v * theta * cs.z2w) / M;
+    g[0] += -2.0 * v * cs.zd1 + (2.0 * theta * cs.z2w + v * cs.zt2w3 + cs.a * du) / M;
+    for (int j = 0; j < S->p; j++)
+        g[1 + j] += -2.0 * cs.xd1[j] + (cs.xt2w3[j] - cs.a / M * cs.xtw[j]) / M;
+    return h + log(1.0 + s2);
+}
+
+/* Running node-weighted sums of the quadrature: log scale mx, sum sc, and
+ * the weighted vectors (theta term, fixed effects, the slope h' and
+ * node * h'). */
+typedef struct mlmx_gb_nsum {
+    double mx, sc, gth, hp, zhp;
+    double gb[MLMX_GB_PMAX];
+} mlmx_gb_nsum;
+
+MLMX_HD void mlmx_gb_nmerge(mlmx_gb_nsum *N, int p, double acc, double gth, const double *gb,
+                            double hp, double zhp)
+{
+    if (acc > N->mx) {
+        const double f = N->mx == -MLMX_GM_INF ? 0.0 : exp(N->mx - acc);
+        N->sc *= f;
+        N->gth *= f;
+        N->hp *= f;
+        N->zhp *= f;
+        for (int j = 0; j < p; j++)
+            N->gb[j] *= f;
+        N->mx = acc;
+    }
+    const double w = exp(acc - N->mx);
+    N->sc += w;
+    N->gth += w * gth;
+    N->hp += w * hp;
+    N->zhp += w * zhp;
+    for (int j = 0; j < p; j++)
+        N->gb[j] += w * gb[j];
+}
+
+/* One node: the integrand's log at u = uv (with the node's log weight
+ * lw), and the node's derivative sums (gb = sum x d1, ztd = sum t d1,
+ * zd = sum z d1). */
+MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
+                            const double *beta, double uv, double lw, double *gb, double *ztd,
+                            double *zd)
+{
+    const int p = S->p;
+    double lin = 0.0, prod = 1.0, a1 = 0.0, a2 = 0.0;
+    for (int j = 0; j < p; j++)
+        gb[j] = 0.0;
+    for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
+        const double z = S->z[k], t = theta * z;
+        double d1, w;
+        lin += mlmx_gb_obs(S->poisson, R->y[k * R->ys], S->nt[k],
+                           mlmx_gb_etaf(S, k, beta) + t * uv, &d1, &w, &prod);
+        if (prod > 1e280) {
+            lin -= log(prod);
+            prod = 1.0;
+        }
+        a1 += t * d1;
+        a2 += z * d1;
+        const double *x = S->X + (size_t)k * (size_t)p;
+        for (int j = 0; j < p; j++)
+            gb[j] += x[j] * d1;
+    }
+    *ztd = a1;
+    *zd = a2;
+    return lw - 0.5 * uv * uv + lin - log(prod);
+}
+
+/* Cluster c's quadrature deviance (without constants), its gradient added
+ * to g: the node averages of d ll/d eta, plus the motion of the rule's
+ * centre (the mode) and scale with the parameters (agq.c). */
+MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
+                                   double theta, const double *beta, double *g)
+{
+    const int p = S->p;
+    double v, s2;
+    mlmx_gb_mode(S, R, c, theta, beta, &v, &s2);
+    const double sd = 1.0 / sqrt(1.0 + s2);
+    mlmx_gb_nsum N;
+    N.mx = -MLMX_GM_INF;
+    N.sc = N.gth = N.hp = N.zhp = 0.0;
+    for (int j = 0; j < p; j++)
+        N.gb[j] = 0.0;
+    for (int a = 0; a < S->nagq; a++) {
+        const double uv = v + sd * S->gz[a];
+        double gb[MLMX_GB_PMAX], ztd, zd;
+        const double acc = mlmx_gb_node(S, R, c, theta, beta, uv, S->glw[a], gb, &ztd, &zd);
+        const double hp = -uv + ztd;
+        mlmx_gb_nmerge(&N, p, acc, uv * zd, gb, hp, S->gz[a] * hp);
+    }
+    mlmx_gb_csum cs;
+    mlmx_gb_centre(S, R, c, theta, beta, v, &cs);
+    const double Dc = N.hp / N.sc, Ds = 1.0 / sd + N.zhp / N.sc;
+    const double q = -0.5 * sd * sd * sd, cf = (Dc + Ds * q * cs.a) / cs.m;
+    /* sum_i z_i rho_i and sum_i x_i kappa_i of finest_logint_g */
+    const double zrho = cf * (cs.zd1 - v * theta * cs.z2w) +
+                        Ds * q * (2.0 * theta * cs.z2w + v * cs.zt2w3);
+    g[0] += -2.0 * (N.gth / N.sc + zrho);
+    for (int j = 0; j < p; j++)
+        g[1 + j] += -2.0 * (N.gb[j] / N.sc - cf * cs.xtw[j] + Ds * q * cs.xt2w3[j]);
+    return -2.0 * (log(sd) + N.mx + log(N.sc));
+}
+
+/* ------------------------------------------------------------ criterion */
+
+/* The part of the criterion (without the constants) from clusters c0,
+ * c0 + cstep, ...; its gradient over x = [theta; beta] written to g (np
+ * values, zeroed here). One lane of a warp passes (lane, 32); the CPU
+ * (0, 1). The caller sums the parts and adds -2 times the constants. */
+MLMX_HD double mlmx_gb_eval_part(const mlmx_gb_shared *S, const mlmx_gb_rep *R, const double *x,
+                                 double *g, int c0, int cstep)
+{
+    const double theta = x[0];
+    const double *beta = x + 1;
+    for (int j = 0; j < S->np; j++)
+        g[j] = 0.0;
+    double f = 0.0;
+    for (int c = c0; c < S->nclu; c += cstep)
+        f += S->nagq > 1 ? mlmx_gb_agq_cluster(S, R, c, theta, beta, g)
+                         : mlmx_gb_laplace_cluster(S, R, c, theta, beta, g);
+    return f;
+}
+
+/* ------------------------------------------------------------ standard errors */
+
+/* The forward-difference step for parameter j at x (host/glmm/objective.c,
+ * mlmx_gobj_fd_step): a move of ~1e-4 in the linear predictor for a
+ * coefficient, 1e-4 relative (at least 1e-5) for theta. */
+MLMX_HD double mlmx_gb_fd_step(const mlmx_gb_shared *S, const double *x, int j)
+{
+    if (j >= 1)
+        return 1e-4 / mlmx_gm_fmax(S->xmax[j - 1], 1e-3);
+    return 1e-4 * mlmx_gm_fmax(fabs(x[0]), 0.1);
+}
+
+/* The free parameters of the SE Hessian: theta unless singular, then
+ * every beta (idx: np entries). Returns their number nf. */
+MLMX_HD int mlmx_gb_se_index(const mlmx_gb_shared *S, int singular, int *idx)
+{
+    int nf = 0;
+    if (!singular)
+        idx[nf++] = 0;
+    for (int j = 1; j < S->np; j++)
+        idx[nf++] = j;
+    return nf;
+}
+
+/* From the Hessian H (nf x nf, column-major, column a the forward
+ * difference of the gradient along idx[a], rows idx) the SEs of beta as
+ * refit.c: symmetrize, invert (Cholesky), se_j = sqrt(2 [H^-1]_jj).
+ * H is overwritten. se (p) NaN when H is not positive definite. */
+MLMX_HD void mlmx_gb_se_finish(int nf, int p, double *H, double *se)
+{
+    for (int a = 0; a < nf; a++)
+        for (int b = 0; b < a; b++) {
+            const double v = 0.5 * (H[a + b * nf] + H[b + a * nf]);
+            H[a + b * nf] = H[b + a * nf] = v;
+        }
+    int ok = 1;
+    /* lower Cholesky in place */
+    for (int j = 0; j < nf && ok; j++) {
+        double d = H[j + j * nf];
+        for (int k = 0; k < j; k++)
+            d -= H[j + k * nf] * H[j + k * nf];
+        if (!(d > 0.0)) {
+            ok = 0;
+            break;
+        }
+        d = sqrt(d);
+        H[j + j * nf] = d;
+        for (int i = j + 1; i < nf; i++) {
+            double s = H[i + j * nf];
+            for (int k = 0; k < j; k++)
+                s -= H[i + k * nf] * H[j + k * nf];
+            H[i + j * nf] = s / d;
+        }
+    }
+    /* diag of (L L^T)^-1 = sum_k (L^-1)_{kj}^2: column j of L^-1 by
+     * forward substitution into the upper triangle's scratch (row j) */
+    for (int j = 0; j < p; j++) {
+        const int c = nf - p + j;
+        double s = 0.0, col[MLMX_GB_NPMAX];
+        if (ok) {
+            for (int i = 0; i < nf; i++) {
+                double v = i == c ? 1.0 : 0.0;
+                for (int k = c; k < i; k++)
+                    v -= H[i + k * nf] * col[k];
+                col[i] = i < c ? 0.0 : v / H[i + i * nf];
+                s += col[i] * col[i];
+            }
+        }
+        se[j] = ok ? sqrt(2.0 * s) : MLMX_GM_NAN;
+    }
+}
+
+#endif

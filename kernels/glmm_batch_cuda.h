@@ -1,0 +1,48 @@
+/* The validated C entry of the GLMM replicate kernel (kernels/glmm_batch.cu).
+ * Plain C declarations: the host code that calls it never includes a CUDA
+ * header. Defined only in builds with MLMX_HAVE_CUDA. */
+#ifndef MLMX_GLMM_BATCH_CUDA_H
+#define MLMX_GLMM_BATCH_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "glmm_batch.h"
+#include "mlmx.h"
+
+/* Outputs of a batch, host memory, row i for reps[i] (the layout of
+ * mlmx_batch_job with one theta): theta (count), beta (count * p), se
+ * (count * p, or NULL: not computed), crit (count), nev (count), conv,
+ * sing, status (count each; status 1 done, 2 failed). */
+typedef struct mlmx_gb_cuda_out {
+    double *theta, *beta, *se, *crit;
+    int *nev;
+    signed char *conv, *sing, *status;
+} mlmx_gb_cuda_out;
+
+/* Simulate and fit replicates reps[0..count) of the structure S (host
+ * pointers; its arrays are copied to the current device) on the GPU, one
+ * replicate per warp, with the math of kernels/glmm_batch.h; write the
+ * outputs to o. Device buffers are sized for `count` and allocated once per
+ * call. Returns MLMX_ERR_UNSUPPORTED when no device is present,
+ * MLMX_ERR_ARG for bad arguments, MLMX_ERR_NOMEM / MLMX_ERR_NUMERIC when a
+ * CUDA call fails (msg, of msglen bytes, names the call). */
+mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
+                              size_t count, const mlmx_gb_cuda_out *o, char *msg, size_t msglen);
+
+/* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure) and per
+ * replicate in flight. Pure arithmetic, available in every build. */
+static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
+{
+    const size_t n = (size_t)S->n, p = (size_t)S->p, np = (size_t)S->np;
+    return ((size_t)S->nclu + 1 + 2 * n) * sizeof(int) +
+           (n * p + 2 * n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np) * sizeof(double);
+}
+
+static inline size_t mlmx_gb_rep_bytes(const mlmx_gb_shared *S)
+{
+    const size_t p = (size_t)S->p;
+    return ((size_t)S->n + (size_t)S->nclu + 2 + 2 * p) * sizeof(double) + sizeof(uint64_t) +
+           sizeof(int) + 3;
+}
+
+#endif
