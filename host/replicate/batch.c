@@ -13,7 +13,7 @@ typedef mlmx_status (*engine_init)(const mlmx_problem *, mlmx_batch_engine *, ml
 mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **out,
                                      mlmx_error *err)
 {
-    static const engine_init inits[] = {mlmx_lb_engine_init};
+    static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_gb_engine_init};
     *out = NULL;
     if (!P)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_engine_create: NULL problem");

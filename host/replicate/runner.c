@@ -43,6 +43,7 @@ struct mlmx_runner {
     pthread_t *tid;
     size_t block;
     mlmx_batch_job J; /* row buffers of one block */
+    double *se_buf;   /* J.se points here when the caller wants SEs */
     char device[256], note[768];
 };
 
@@ -58,7 +59,7 @@ void mlmx_runner_free(mlmx_runner *R)
     free(R->tid);
     free(R->J.theta);
     free(R->J.beta);
-    free(R->J.se);
+    free(R->se_buf);
     free(R->J.sigma);
     free(R->J.crit);
     free(R->J.nev);
@@ -74,14 +75,14 @@ static mlmx_status job_alloc(mlmx_runner *R, mlmx_error *err)
     mlmx_batch_job *J = &R->J;
     J->theta = malloc(n * nt * sizeof *J->theta);
     J->beta = malloc(n * p * sizeof *J->beta);
-    J->se = malloc(n * p * sizeof *J->se);
+    R->se_buf = malloc(n * p * sizeof *R->se_buf);
     J->sigma = malloc(n * sizeof *J->sigma);
     J->crit = malloc(n * sizeof *J->crit);
     J->nev = malloc(n * sizeof *J->nev);
     J->conv = malloc(n);
     J->sing = malloc(n);
     J->status = malloc(n);
-    if (!J->theta || !J->beta || !J->se || !J->sigma || !J->crit || !J->nev || !J->conv ||
+    if (!J->theta || !J->beta || !R->se_buf || !J->sigma || !J->crit || !J->nev || !J->conv ||
         !J->sing || !J->status)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for %zu replicate rows", n);
     return MLMX_OK;
@@ -292,7 +293,7 @@ static void engine_rows_out(const mlmx_runner *R, size_t count, const mlmx_runne
                 v[j] = NAN;
         if (o->beta)
             memcpy(o->beta + i * p, J->beta + i * p, p * sizeof(double));
-        if (o->se)
+        if (o->se && J->se)
             memcpy(o->se + i * p, J->se + i * p, p * sizeof(double));
         o->crit[i] = J->crit[i];
         o->nev[i] = J->nev[i];
@@ -315,6 +316,8 @@ mlmx_status mlmx_runner_run(mlmx_runner *R, uint64_t seed, const uint64_t *reps,
     R->J.seed = seed;
     R->J.reps = reps;
     R->J.count = count;
+    /* SEs only when asked for: a GLMM engine's cost a Hessian each */
+    R->J.se = out->se ? R->se_buf : NULL;
     mlmx_status st = MLMX_OK;
     if (R->on_gpu) {
         mlmx_error e;
