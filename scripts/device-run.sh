@@ -9,6 +9,7 @@ set -u
 OUT=${OUT:-/tmp/mlmx-device-out}
 mkdir -p "$OUT" /tmp/devlibs
 tar -xJf .device/libs.tar.xz -C /tmp/devlibs
+tar -xJf .device/build.tar.xz -C .device
 export LD_LIBRARY_PATH=/tmp/devlibs:$PWD/.device/build:${LD_LIBRARY_PATH:-}
 src=$(cat .device/source_dir)
 if [ "$src" != "$PWD" ] && [ ! -e "$src" ]; then
