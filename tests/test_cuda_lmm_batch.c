@@ -13,6 +13,7 @@
 #include "mlmx.h"
 #include "replicate/batch.h"
 
+#ifdef MLMX_HAVE_CUDA
 static int near(double a, double b, double rel)
 {
     return fabs(a - b) <= rel * (fabs(b) > 1e-8 ? fabs(b) : 1e-8);
@@ -47,6 +48,7 @@ static void free_job(mlmx_batch_job *J)
     free(J->sing);
     free(J->status);
 }
+#endif
 
 static void parity(const char *csv, const char *formula, mlmx_method method, size_t n)
 {
