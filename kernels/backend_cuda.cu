@@ -20,7 +20,8 @@ extern "C" {
 
 // One thread per first-term level: the level's factor and L21 rows.
 __global__ void mlmx_k_cluster_factor(int nblk, int q, const double *__restrict__ A,
-                                      const double *const *tmats, const size_t *__restrict__ row_ptr,
+                                      const double *const *tmats,
+                                      const size_t *__restrict__ row_ptr,
                                       const int *__restrict__ row_col, const double *__restrict__ B,
                                       const int *__restrict__ col_term,
                                       const int *__restrict__ term_q, double *__restrict__ L11,
@@ -361,9 +362,10 @@ extern "C" mlmx_status mlmx_cuda_dense_chol(int n, double *S, int lda, int *fail
     MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_S, nn * nn * sizeof(double), (void **)&dS));
     MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_FLAG, sizeof(int), (void **)&dinfo));
     MLMX_CK_RT(cudaMemcpy2DAsync(dS, row, S, pitch, row, nn, cudaMemcpyHostToDevice, c->stream));
-    MLMX_CK_SOLVER(cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, &lwork));
-    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_WORK, (size_t)(lwork > 0 ? lwork : 1) * sizeof(double),
-                              (void **)&dwork));
+    MLMX_CK_SOLVER(
+        cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, &lwork));
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_WORK,
+                              (size_t)(lwork > 0 ? lwork : 1) * sizeof(double), (void **)&dwork));
     MLMX_CK_SOLVER(
         cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, dwork, lwork, dinfo));
     MLMX_CK_RT(cudaMemcpy2DAsync(S, pitch, dS, row, row, nn, cudaMemcpyDeviceToHost, c->stream));

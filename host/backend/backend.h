@@ -75,8 +75,9 @@ typedef struct mlmx_backend {
 /* The backend named `name` ("cpu", "cuda"), or NULL when it is unknown or
  * not usable here (see mlmx_backend_unavailable_reason). NULL or "" gives
  * the default (cpu). "cuda" is returned only in builds with CUDA, with
- * every slot filled, a device present and a driver at least as recent as
- * the CUDA runtime. Allocates nothing; may query the CUDA driver. */
+ * every slot filled, a device present and a driver whose CUDA major
+ * version is at least the runtime's. Allocates nothing; may query the
+ * CUDA driver. */
 const mlmx_backend *mlmx_backend_get(const char *name);
 
 /* Why mlmx_backend_get(name) gives NULL, as a sentence for the user

@@ -27,7 +27,9 @@ const char *mlmx_backend_cuda_unavailable(void)
                  runtime / 1000, runtime % 1000 / 10);
         return why;
     }
-    if (driver < runtime) {
+    /* within a major version the driver may be older than the runtime
+     * (minor version compatibility); across majors it cannot */
+    if (driver / 1000 < runtime / 1000) {
         snprintf(why, sizeof why,
                  "CUDA driver too old: driver supports CUDA %d.%d, the runtime needs %d.%d",
                  driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
