@@ -1,12 +1,13 @@
 // Batched per-level (per-cluster) factorization on the GPU: the same
 // arithmetic as the CPU backend, from kernels/cluster_math.h. Three layers:
 // the kernel, a launcher on a stream, and a validated extern "C" entry.
-#include <cuda_runtime.h>
+// Its buffers come from the backend's context (kernels/cuda_ctx.cu).
 #include <math.h>
 #include <stdio.h>
 
+#include "cuda_ctx.cuh"
 extern "C" {
-#include "cuda_entry.h"
+#include "backend_cuda.h"
 }
 #include "cluster_math.h"
 
@@ -34,32 +35,13 @@ static cudaError_t launch_cluster_chol(int nblk, int q, const double *dA, const 
     return cudaGetLastError();
 }
 
-extern "C" int mlmx_cuda_device_count(void)
-{
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError(); /* clear the sticky "no driver" state */
-        return 0;
-    }
-    return n;
-}
-
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = MLMX_ERR_NUMERIC;                                                      \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
-
 extern "C" mlmx_status mlmx_cuda_cluster_chol_host(int nblk, int q, const double *A,
                                                    const double *T, double *L, double *logdiag,
                                                    char *msg, size_t msglen)
 {
     mlmx_status st = MLMX_OK;
-    double *dA = NULL, *dT = NULL, *dL = NULL, *dlog = NULL;
+    mlmx_cuda_ctx *c = NULL;
+    double *dA, *dT, *dL, *dlog;
     size_t blk = (size_t)q * (size_t)q;
     if (nblk <= 0 || q <= 0 || q > MLMX_CUDA_QMAX || !A || !T || !L || !logdiag) {
         snprintf(msg, msglen, "mlmx_cuda_cluster_chol_host: bad arguments (nblk %d, q %d)", nblk,
@@ -70,19 +52,26 @@ extern "C" mlmx_status mlmx_cuda_cluster_chol_host(int nblk, int q, const double
         snprintf(msg, msglen, "no CUDA device");
         return MLMX_ERR_UNSUPPORTED;
     }
-    CK(cudaMalloc((void **)&dA, (size_t)nblk * blk * sizeof(double)));
-    CK(cudaMalloc((void **)&dT, blk * sizeof(double)));
-    CK(cudaMalloc((void **)&dL, (size_t)nblk * blk * sizeof(double)));
-    CK(cudaMalloc((void **)&dlog, (size_t)nblk * sizeof(double)));
-    CK(cudaMemcpy(dA, A, (size_t)nblk * blk * sizeof(double), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dT, T, blk * sizeof(double), cudaMemcpyHostToDevice));
-    CK(launch_cluster_chol(nblk, q, dA, dT, dL, dlog, 0));
-    CK(cudaMemcpy(L, dL, (size_t)nblk * blk * sizeof(double), cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(logdiag, dlog, (size_t)nblk * sizeof(double), cudaMemcpyDeviceToHost));
+    st = mlmx_cuda_ctx_lock(&c);
+    if (st != MLMX_OK) {
+        snprintf(msg, msglen, "%s", mlmx_cuda_last_error());
+        return st;
+    }
+    MLMX_CK(mlmx_cuda_ctx_put(c, MLMX_CUDA_BUF_A, A, (size_t)nblk * blk * sizeof(double), "A",
+                              (void **)&dA));
+    MLMX_CK(mlmx_cuda_ctx_put(c, MLMX_CUDA_BUF_T, T, blk * sizeof(double), "T", (void **)&dT));
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_L11, (size_t)nblk * blk * sizeof(double),
+                              (void **)&dL));
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_LOG, (size_t)nblk * sizeof(double), (void **)&dlog));
+    MLMX_CK_RT(launch_cluster_chol(nblk, q, dA, dT, dL, dlog, c->stream));
+    MLMX_CK_RT(cudaMemcpyAsync(L, dL, (size_t)nblk * blk * sizeof(double), cudaMemcpyDeviceToHost,
+                               c->stream));
+    MLMX_CK_RT(cudaMemcpyAsync(logdiag, dlog, (size_t)nblk * sizeof(double),
+                               cudaMemcpyDeviceToHost, c->stream));
+    MLMX_CK_RT(cudaStreamSynchronize(c->stream));
 done:
-    cudaFree(dA);
-    cudaFree(dT);
-    cudaFree(dL);
-    cudaFree(dlog);
+    if (st != MLMX_OK)
+        snprintf(msg, msglen, "%s", mlmx_cuda_last_error());
+    mlmx_cuda_ctx_unlock();
     return st;
 }

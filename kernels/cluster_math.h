@@ -128,4 +128,94 @@ MLMX_HD void mlmx_cm_lower_mv(int q, const double *t, const double *u, double *b
     }
 }
 
+/* Dot product of two q-vectors, summed in index order. */
+MLMX_HD double mlmx_cm_dot(int q, const double *a, const double *b)
+{
+    double s = 0.0;
+    for (int i = 0; i < q; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* One level of the first random-effect term (see mlmx_cluster_batch):
+ *   l   (q*q, out)  = chol(T1^T a T1 + I), a the level's q*q block
+ *   l21 (nr*q, out) = rows of (Lambda_R^T B_j T1) l^{-T}, from the nr rows
+ *                     b (nr*q, row-major) whose R columns are row_col[0..nr)
+ * tmats[0] is T1, tmats[k] term k's template (term_q[k]^2, lower); col_term
+ * and term_q as in mlmx_cluster_batch. work: q*q, row: q scratch.
+ * Returns 0, or the failing order of the level's Cholesky (l21 unset). */
+MLMX_HD int mlmx_cm_level_factor(int q, const double *a, const double *const *tmats, size_t nr,
+                                 const int *row_col, const double *b, const int *col_term,
+                                 const int *term_q, double *l, double *l21, double *work,
+                                 double *row)
+{
+    mlmx_cm_tat_plus_i(q, a, tmats[0], work, l);
+    int bad = mlmx_cm_chol(q, l);
+    if (bad)
+        return bad;
+    /* rows: W = B T1, then Lambda_R^T on the row side, then solve */
+    for (size_t r = 0; r < nr; r++) {
+        double *dst = l21 + r * (size_t)q;
+        for (int i = 0; i < q; i++)
+            dst[i] = b[r * (size_t)q + (size_t)i];
+        mlmx_cm_row_times_lower(q, tmats[0], dst);
+    }
+    for (size_t r = 0; r < nr;) {
+        int k = col_term[row_col[r]];
+        if (k < 0) {
+            r++;
+            continue;
+        }
+        int qk = term_q[k];
+        const double *tk = tmats[k];
+        /* rows r..r+qk-1 are the qk components of one level of term k:
+         * new row a = sum_c' T_k[c', a] * old row c'. */
+        for (int i = 0; i < q; i++) {
+            for (int e = 0; e < qk; e++) {
+                double s = 0.0;
+                for (int cc = e; cc < qk; cc++)
+                    s += tk[cc + e * qk] * l21[(r + (size_t)cc) * q + (size_t)i];
+                row[e] = s;
+            }
+            for (int e = 0; e < qk; e++)
+                l21[(r + (size_t)e) * q + (size_t)i] = row[e];
+        }
+        r += (size_t)qk;
+    }
+    for (size_t r = 0; r < nr; r++)
+        mlmx_cm_trsv_lower(q, l, l21 + r * (size_t)q);
+    return 0;
+}
+
+/* One level of a nested stage (see mlmx_block_stage) on the dense block S
+ * (column-major, leading dimension ld): factor the q*q diagonal block at
+ * column c into S (via blk, q*q scratch), then replace the level's entries
+ * in the nr later rows col[0..nr) by x = L^{-1} S[row, c..c+q), also
+ * written to x (nr*q, row-major) for the update of the later columns,
+ * which the caller applies. Returns 0, or the failing order (S's block
+ * unchanged). */
+MLMX_HD int mlmx_cm_stage_level(int q, size_t c, size_t ld, double *S, const int *col, size_t nr,
+                                double *blk, double *x)
+{
+    for (int b = 0; b < q; b++)
+        for (int a = 0; a < q; a++)
+            blk[a + b * q] = a >= b ? S[(c + (size_t)a) + (c + (size_t)b) * ld] : 0.0;
+    int bad = mlmx_cm_chol(q, blk);
+    if (bad)
+        return bad;
+    for (int b = 0; b < q; b++)
+        for (int a = b; a < q; a++)
+            S[(c + (size_t)a) + (c + (size_t)b) * ld] = blk[a + b * q];
+    for (size_t r = 0; r < nr; r++) {
+        double *xr = x + r * (size_t)q;
+        size_t rw = (size_t)col[r];
+        for (int a = 0; a < q; a++)
+            xr[a] = S[rw + (c + (size_t)a) * ld];
+        mlmx_cm_trsv_lower(q, blk, xr);
+        for (int a = 0; a < q; a++)
+            S[rw + (c + (size_t)a) * ld] = xr[a];
+    }
+    return 0;
+}
+
 #endif

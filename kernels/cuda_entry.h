@@ -12,9 +12,11 @@ int mlmx_cuda_device_count(void);
  * criterion: for j < nblk, L_j = chol(T^T A_j T + I) and
  * logdiag[j] = log det L_j (NaN when A_j's block is not positive definite).
  * Host pointers: A (nblk*q*q), T (q*q), L (nblk*q*q), logdiag (nblk).
- * Copies to the device, runs one thread per level, copies back; q <= 16.
- * Returns MLMX_ERR_UNSUPPORTED without a device, MLMX_ERR_NUMERIC on a
- * CUDA failure (the message names the call). */
+ * Copies to the device (the CUDA backend's context buffers, see
+ * backend_cuda.h), runs one thread per level, copies back; q <= 16.
+ * Returns MLMX_ERR_ARG for bad arguments, MLMX_ERR_UNSUPPORTED without a
+ * device, MLMX_ERR_NOMEM when a device allocation fails, MLMX_ERR_NUMERIC
+ * on another CUDA failure (msg, msglen bytes, names the call). */
 mlmx_status mlmx_cuda_cluster_chol_host(int nblk, int q, const double *A, const double *T,
                                         double *L, double *logdiag, char *msg, size_t msglen);
 #endif

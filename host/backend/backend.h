@@ -72,9 +72,32 @@ typedef struct mlmx_backend {
     mlmx_status (*dense_chol)(int n, double *S, int lda, int *fail_col);
 } mlmx_backend;
 
-/* The backend named `name` ("cpu"; "cuda" when built with it), or NULL.
- * NULL or "" gives the default (cpu). */
+/* The backend named `name` ("cpu", "cuda"), or NULL when it is unknown or
+ * not usable here (see mlmx_backend_unavailable_reason). NULL or "" gives
+ * the default (cpu). "cuda" is returned only in builds with CUDA, with
+ * every slot filled, a device present and a driver whose CUDA major
+ * version is at least the runtime's. Allocates nothing; may query the
+ * CUDA driver. */
 const mlmx_backend *mlmx_backend_get(const char *name);
+
+/* Why mlmx_backend_get(name) gives NULL, as a sentence for the user
+ * ("unknown backend 'x' ...", "mlmx was built without CUDA ...", "no CUDA
+ * device (driver 13.0, runtime 13.0)", "CUDA driver too old: ..."), or NULL
+ * when the backend is available. The text is static or thread-local: valid
+ * until the thread's next call. NULL or "" means "cpu". */
+const char *mlmx_backend_unavailable_reason(const char *name);
+
+/* The registered backend names, available or not: i in [0, count). */
+int mlmx_backend_count(void);
+const char *mlmx_backend_name(int i);
+
+/* The CPU backend (always present, every slot filled): the oracle. */
 const mlmx_backend *mlmx_backend_cpu(void);
+
+/* The CUDA backend and its availability check (NULL: usable; else the
+ * reason), defined in host/backend/cuda.c only in builds with
+ * MLMX_HAVE_CUDA. Use mlmx_backend_get("cuda"), which checks. */
+const mlmx_backend *mlmx_backend_cuda(void);
+const char *mlmx_backend_cuda_unavailable(void);
 
 #endif

@@ -1,7 +1,6 @@
 /* CPU backend: per-cluster math from kernels/cluster_math.h, dense
  * factorization through LAPACKE (OpenBLAS). */
 #include <lapacke.h>
-#include <string.h>
 
 #include <cblas.h>
 
@@ -21,43 +20,12 @@ static mlmx_status cpu_cluster_factor(const mlmx_cluster_batch *b, const double 
         return MLMX_ERR_UNSUPPORTED;
     for (int j = 0; j < b->nblk; j++) {
         double *l = L11 + (size_t)j * q * q;
-        mlmx_cm_tat_plus_i(q, b->A + (size_t)j * q * q, tmats[0], work, l);
-        if (mlmx_cm_chol(q, l))
+        size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
+        if (mlmx_cm_level_factor(q, b->A + (size_t)j * q * q, tmats, r1 - r0, b->row_col + r0,
+                                 b->B + r0 * (size_t)q, b->col_term, b->term_q, l,
+                                 L21 + r0 * (size_t)q, work, row))
             return MLMX_ERR_NUMERIC;
         sum += mlmx_cm_logdiag(q, l);
-        /* rows: W = B T1, then Lambda_R^T on the row side, then solve. */
-        size_t r0 = b->row_ptr[j], r1 = b->row_ptr[j + 1];
-        for (size_t r = r0; r < r1; r++) {
-            const double *src = b->B + r * (size_t)q;
-            double *dst = L21 + r * (size_t)q;
-            memcpy(dst, src, (size_t)q * sizeof *dst);
-            mlmx_cm_row_times_lower(q, tmats[0], dst);
-        }
-        for (size_t r = r0; r < r1;) {
-            int c = b->row_col[r];
-            int k = b->col_term[c];
-            if (k < 0) {
-                r++;
-                continue;
-            }
-            int qk = b->term_q[k];
-            const double *tk = tmats[k];
-            /* rows r..r+qk-1 are the qk components of one level of term k:
-             * new row a = sum_c' T_k[c', a] * old row c'. */
-            for (int i = 0; i < q; i++) {
-                for (int a = 0; a < qk; a++) {
-                    double s = 0.0;
-                    for (int cc = a; cc < qk; cc++)
-                        s += tk[cc + a * qk] * L21[(r + (size_t)cc) * q + (size_t)i];
-                    row[a] = s;
-                }
-                for (int a = 0; a < qk; a++)
-                    L21[(r + (size_t)a) * q + (size_t)i] = row[a];
-            }
-            r += (size_t)qk;
-        }
-        for (size_t r = r0; r < r1; r++)
-            mlmx_cm_trsv_lower(q, l, L21 + r * (size_t)q);
     }
     *logdiag = sum;
     return MLMX_OK;
@@ -134,13 +102,8 @@ static mlmx_status cpu_schur_downdate(const mlmx_cluster_batch *b, const double 
             size_t cb = (size_t)b->row_col[rb];
             double *scol = S + cb * m;
             /* row_col is increasing within a level, so ra >= rb gives the lower triangle. */
-            for (size_t ra = rb; ra < r1; ra++) {
-                const double *va = L21 + ra * (size_t)q;
-                double s = 0.0;
-                for (int i = 0; i < q; i++)
-                    s += va[i] * vb[i];
-                scol[b->row_col[ra]] -= s;
-            }
+            for (size_t ra = rb; ra < r1; ra++)
+                scol[b->row_col[ra]] -= mlmx_cm_dot(q, L21 + ra * (size_t)q, vb);
         }
     }
     return MLMX_OK;
@@ -156,40 +119,19 @@ static mlmx_status cpu_stage_chol(const mlmx_block_stage *st, int m, double *S, 
         return MLMX_ERR_UNSUPPORTED;
     for (int l = 0; l < st->nblk; l++) {
         const size_t c = (size_t)st->c0 + (size_t)l * (size_t)q;
-        for (int b = 0; b < q; b++)
-            for (int a = 0; a < q; a++)
-                blk[a + b * q] = a >= b ? S[(c + (size_t)a) + (c + (size_t)b) * ld] : 0.0;
-        int bad = mlmx_cm_chol(q, blk);
+        const size_t r0 = st->col_ptr[l], r1 = st->col_ptr[l + 1];
+        int bad = mlmx_cm_stage_level(q, c, ld, S, st->col + r0, r1 - r0, blk, scratch);
         if (bad) {
             if (fail_col)
                 *fail_col = (int)c + bad - 1;
             return MLMX_ERR_NUMERIC;
         }
-        for (int b = 0; b < q; b++)
-            for (int a = b; a < q; a++)
-                S[(c + (size_t)a) + (c + (size_t)b) * ld] = blk[a + b * q];
-        /* rows of the later columns: x = L^{-1} S[r, c..c+q) */
-        const size_t r0 = st->col_ptr[l], r1 = st->col_ptr[l + 1];
-        for (size_t r = r0; r < r1; r++) {
-            double *x = scratch + (r - r0) * (size_t)q;
-            size_t row = (size_t)st->col[r];
-            for (int a = 0; a < q; a++)
-                x[a] = S[row + (c + (size_t)a) * ld];
-            mlmx_cm_trsv_lower(q, blk, x);
-            for (int a = 0; a < q; a++)
-                S[row + (c + (size_t)a) * ld] = x[a];
-        }
         /* later block -= x x^T over the level's columns (lower triangle) */
         for (size_t rb = r0; rb < r1; rb++) {
             const double *xb = scratch + (rb - r0) * (size_t)q;
             double *scol = S + (size_t)st->col[rb] * ld;
-            for (size_t ra = rb; ra < r1; ra++) {
-                const double *xa = scratch + (ra - r0) * (size_t)q;
-                double dot = 0.0;
-                for (int a = 0; a < q; a++)
-                    dot += xa[a] * xb[a];
-                scol[st->col[ra]] -= dot;
-            }
+            for (size_t ra = rb; ra < r1; ra++)
+                scol[st->col[ra]] -= mlmx_cm_dot(q, scratch + (ra - r0) * (size_t)q, xb);
         }
     }
     return MLMX_OK;

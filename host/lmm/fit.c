@@ -416,7 +416,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     double t0 = now_seconds();
     const mlmx_backend *be = mlmx_backend_get(o->backend);
     if (!be)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "unknown backend '%s'", o->backend);
+        return mlmx_err_set(err, MLMX_ERR_ARG, "backend '%s' unavailable: %s", o->backend,
+                            mlmx_backend_unavailable_reason(o->backend));
     if (md->K > 0)
         for (int k = 0; k < md->K; k++)
             if (md->re[k].q > 16)

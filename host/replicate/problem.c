@@ -153,7 +153,8 @@ static mlmx_status problem_init(mlmx_problem *P, const mlmx_model *m, const mlmx
     P->glmm = P->family != MLMX_FAMILY_GAUSSIAN;
     P->be = mlmx_backend_get(P->opt.backend);
     if (!P->be)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "unknown backend '%s'", P->opt.backend);
+        return mlmx_err_set(err, MLMX_ERR_ARG, "backend '%s' unavailable: %s", P->opt.backend,
+                            mlmx_backend_unavailable_reason(P->opt.backend));
     if (m->K < 1)
         return mlmx_err_set(err, MLMX_ERR_MODEL, "the model has no random-effect terms");
     for (int k = 0; k < m->K; k++)
