@@ -237,6 +237,18 @@ static int boot_mpi(const mlmx_fit *f, mlmx_boot_options *bo, int quiet)
 }
 #endif
 
+/* --level: a number strictly between 0 and 1; 0, or 2 (printed). */
+static int parse_level(const char *s, double *out)
+{
+    char *end;
+    *out = strtod(s, &end);
+    if (*end || !(*out > 0.0 && *out < 1.0)) {
+        fprintf(stderr, "mlmx boot: --level '%s' must be a number between 0 and 1\n", s);
+        return 2;
+    }
+    return 0;
+}
+
 int mlmx_cmd_boot(int argc, char **argv)
 {
     mlmx_cli_model mo;
@@ -306,14 +318,8 @@ int mlmx_cmd_boot(int argc, char **argv)
     bo.threads = (int)t64;
     if (device && mlmx_cli_device_option("boot", device, &bo.device))
         return 2;
-    if (level_s) {
-        char *end;
-        bo.level = strtod(level_s, &end);
-        if (*end || !(bo.level > 0.0 && bo.level < 1.0)) {
-            fprintf(stderr, "mlmx boot: --level '%s' must be a number between 0 and 1\n", level_s);
-            return 2;
-        }
-    }
+    if (level_s && parse_level(level_s, &bo.level))
+        return 2;
     if (parse_range(rep, shard, bo.nsim, &bo.rep_begin, &bo.rep_end))
         return 2;
     if (resume && out && strcmp(resume, out) != 0) {
