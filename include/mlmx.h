@@ -501,12 +501,20 @@ typedef struct mlmx_power_options {
     int seed_given;           /* 1: seed replaces the scenario's seed */
     uint64_t seed;
     double conf_level;        /* Clopper-Pearson level (default 0.95) */
-    /* Called after each replicate, serialized, from whichever worker thread
-     * finished it (NULL: none): the design point (0-based, of npoints run),
-     * replicates done at that point and its nsim. Must not call back into
-     * the library. */
+    /* Called as replicates finish, serialized (NULL: none): after each
+     * block of replicates for a Wald test (from the calling thread), after
+     * each replicate for an LRT (from the worker that finished it), with
+     * the design point (0-based, of npoints run), replicates done at that
+     * point and its nsim; once with done == nsim per point. Must not call
+     * back into the library. */
     void (*progress)(void *ctx, int point, int npoints, long done, long nsim);
     void *progress_ctx;
+    /* Where the simulations are refitted (default MLMX_DEVICE_CPU). Wald
+     * tests run through the replicate runner: a batch engine on the GPU or
+     * on CPU threads where one covers the model, else workspaces. An LRT
+     * refits two models to each response and runs on CPU workspaces:
+     * MLMX_DEVICE_GPU is then an error, MLMX_DEVICE_AUTO a note. */
+    mlmx_device device;
 } mlmx_power_options;
 
 void mlmx_power_options_default(mlmx_power_options *o);
@@ -543,6 +551,13 @@ int mlmx_power_npoints(const mlmx_power_result *r);
 const mlmx_power_point *mlmx_power_point_at(const mlmx_power_result *r, int i);
 /* The level whose units the curve varies (NULL without a curve). */
 const char *mlmx_power_curve_level(const mlmx_power_result *r);
+/* Where the refits ran (as mlmx_boot_device: "gpu: ...", "cpu: batch engine
+ * lmm-1term, 2 threads", "cpu: workspaces, 2 threads"; the last design
+ * point's), why that differs from the device asked for ("" when it does
+ * not), and the peak GPU memory of the run (bytes; 0 on the CPU). */
+const char *mlmx_power_device(const mlmx_power_result *r);
+const char *mlmx_power_device_note(const mlmx_power_result *r);
+size_t mlmx_power_device_peak_bytes(const mlmx_power_result *r);
 /* The summary (a line for the base design, a table for a curve); malloc'd,
  * release with mlmx_string_free. */
 mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text);

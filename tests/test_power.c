@@ -141,6 +141,21 @@ static void run_cli(const char *args, result *r)
     free(o);
 }
 
+/* Remove the JSON line holding the "device" key (in place). */
+static void drop_device_line(char *s)
+{
+    char *k = strstr(s, "\"device\": ");
+    if (!k)
+        return;
+    char *a = k, *e = strchr(k, '\n');
+    while (a > s && a[-1] != '\n')
+        a--;
+    if (e)
+        memmove(a, e + 1, strlen(e + 1) + 1);
+    else
+        *a = '\0';
+}
+
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -247,6 +262,9 @@ Test(power_cli, threads_give_identical_results)
             cr_assert_not_null(out[t]);
             cr_assert_not_null(csv[t]);
         }
+        /* the "device" key names the thread count; every other byte agrees */
+        drop_device_line(out[0]);
+        drop_device_line(out[1]);
         cr_expect_str_eq(out[0], out[1], "JSON differs between 1 and 2 threads for %s", files[f]);
         cr_expect_str_eq(csv[0], csv[1], "CSV differs between 1 and 2 threads for %s", files[f]);
         for (int t = 0; t < 2; t++) {
@@ -299,6 +317,55 @@ Test(power_cli, curve_outputs)
     cr_assert_not_null(svg);
     cr_expect(strstr(svg, "<svg") != NULL);
     free(svg);
+}
+
+static void expect_error(const char *scenario, const char *extra, int status,
+                         const char *const *needles);
+
+/* Device choice: the default runs the batch engine on the CPU and says so;
+ * gpu without a device (or for an LRT) fails with the reason and leaves no
+ * file; auto runs on the CPU with a note saying why. */
+Test(power_cli, device_choice)
+{
+    char jp[300], args[1024];
+    snprintf(jp, sizeof jp, "%s/d.json", tmpdir);
+    snprintf(args, sizeof args, "--scenario '%s' --nsim 50 --threads 2 --json '%s'",
+             SCEN "binomial_power.json", jp);
+    result r;
+    run_cli(args, &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "device: cpu: batch engine glmm-1ri, 2 threads\n") != NULL, "%s",
+              r.out);
+    char *j = slurp(jp);
+    cr_assert_not_null(j);
+    cr_expect(strstr(j, "\"device\": \"cpu: batch engine glmm-1ri, 2 threads\"") != NULL, "%s", j);
+    cr_expect(strstr(j, "\"device_note\": \"\"") != NULL, "%s", j);
+    free(j);
+    char lrt[300];
+    edited(SCEN "slope_power.json", "\"test\": {\"type\": \"wald_z\", \"term\": \"x\"}",
+           "\"test\": {\"type\": \"lrt\", \"drop\": [\"x\"]}", "lrt.json", lrt, sizeof lrt);
+    const char *n_lrt[] = {"--device gpu", "LRT", "CPU", NULL};
+    expect_error(lrt, "--nsim 20 --device gpu", 1, n_lrt);
+    snprintf(args, sizeof args, "--scenario '%s' --nsim 20 --device auto", lrt);
+    run_cli(args, &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "device: cpu: workspaces, 1 thread\n") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "note: device auto: running on the CPU: an LRT") != NULL, "%s", r.out);
+    const char *n_bad[] = {"--device", "'tpu'", "cpu, gpu or auto", NULL};
+    expect_error(SCEN "slope_power.json", "--device tpu", 2, n_bad);
+    char desc[512];
+    if (mlmx_device_describe(desc, sizeof desc) != MLMX_OK) {
+        /* no device here: gpu is refused with the reason, auto falls back */
+        const char *n_gpu[] = {"--device gpu", NULL};
+        expect_error(SCEN "slope_power.json", "--nsim 20 --device gpu", 1, n_gpu);
+        snprintf(args, sizeof args, "--scenario '%s' --nsim 1000 --device auto --threads 2",
+                 SCEN "binomial_power.json");
+        run_cli(args, &r);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "device: cpu: batch engine glmm-1ri, 2 threads\n") != NULL, "%s",
+                  r.out);
+        cr_expect(strstr(r.out, "note: device auto: running on the CPU") != NULL, "%s", r.out);
+    }
 }
 
 /* A likelihood ratio test: ML fits of both models, chi-square(1) bound. */
@@ -556,7 +623,9 @@ Test(power_api, options_and_progress)
     mlmx_power_result *r = NULL;
     cr_assert_eq(mlmx_power_run(SCEN "slope_power.json", &o, &r), MLMX_OK, "%s",
                  mlmx_last_error());
-    cr_expect_eq(calls[0], 300, "%ld progress calls", calls[0]);
+    /* Wald tests report after each block of replicates: at least once a
+     * point, at most once a replicate */
+    cr_expect(calls[0] >= 10 && calls[0] <= 300, "%ld progress calls", calls[0]);
     cr_expect_eq(calls[1], 10);
     cr_expect_eq(calls[2], 10);
     cr_expect_eq(mlmx_power_npoints(r), 10);
@@ -567,7 +636,13 @@ Test(power_api, options_and_progress)
     /* the base design (50 clusters) is the curve's point at 50 */
     cr_expect_eq(mlmx_power_base(r)->units, 50);
     cr_expect_eq(mlmx_power_base(r)->n_rejected, mlmx_power_point_at(r, 4)->n_rejected);
+    cr_expect_str_eq(mlmx_power_device(r), "cpu: batch engine lmm-1term, 2 threads");
+    cr_expect_str_eq(mlmx_power_device_note(r), "");
+    cr_expect_eq(mlmx_power_device_peak_bytes(r), 0);
     mlmx_power_result_free(r);
+    o.device = (mlmx_device)7;
+    cr_expect_eq(mlmx_power_run(SCEN "slope_power.json", &o, &r), MLMX_ERR_ARG);
+    o.device = MLMX_DEVICE_CPU;
     o.nsim = -1;
     cr_expect_eq(mlmx_power_run(SCEN "slope_power.json", &o, &r), MLMX_ERR_ARG);
     o.nsim = 10;

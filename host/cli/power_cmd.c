@@ -24,6 +24,9 @@ static const char *usage_power =
     "                     true parameters, test, alpha, nsim, seed, curve\n"
     "  --nsim N           simulations per design point (default: the scenario's)\n"
     "  --threads T        worker threads (default 1); results do not depend on T\n"
+    "  --device D         cpu (default), gpu or auto: where the refits of a Wald\n"
+    "                     test run; auto takes the GPU when it covers the model and\n"
+    "                     nsim >= 1000 (docs/gpu.md); an LRT runs on the CPU\n"
     "  --seed S           random seed (default: the scenario's): simulation r is\n"
     "                     drawn from the Philox key (S, r)\n"
     "  --level L          level of the Clopper-Pearson interval (default 0.95)\n"
@@ -76,7 +79,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t *out)
 }
 
 typedef struct power_args {
-    const char *scenario, *nsim, *threads, *seed, *level, *json, *csv, *plot;
+    const char *scenario, *nsim, *threads, *seed, *level, *json, *csv, *plot, *device;
     int quiet;
 } power_args;
 
@@ -84,10 +87,11 @@ typedef struct power_args {
 static int parse_args(int argc, char **argv, power_args *a)
 {
     memset(a, 0, sizeof *a);
-    static const char *const names[] = {"--scenario", "--nsim", "--threads", "--seed",
-                                        "--level",    "--json", "--csv",     "--plot"};
-    const char **slots[] = {&a->scenario, &a->nsim, &a->threads, &a->seed,
-                            &a->level,    &a->json, &a->csv,     &a->plot};
+    static const char *const names[] = {"--scenario", "--nsim", "--threads", "--seed", "--level",
+                                        "--json",     "--csv",  "--plot",    "--device"};
+    const char **slots[] = {&a->scenario, &a->nsim, &a->threads, &a->seed,  &a->level,
+                            &a->json,     &a->csv,  &a->plot,    &a->device};
+    const int nnames = (int)(sizeof names / sizeof names[0]);
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
@@ -99,7 +103,7 @@ static int parse_args(int argc, char **argv, power_args *a)
             continue;
         }
         const char **t = NULL;
-        for (int k = 0; k < 8 && !t; k++)
+        for (int k = 0; k < nnames && !t; k++)
             if (strcmp(s, names[k]) == 0)
                 t = slots[k];
         if (!t) {
@@ -139,6 +143,8 @@ static int make_options(const power_args *a, mlmx_power_options *o)
             return 2;
         o->threads = v;
     }
+    if (a->device && mlmx_cli_device_option("power", a->device, &o->device))
+        return 2;
     if (a->seed) {
         if (parse_u64("--seed", a->seed, &o->seed))
             return 2;

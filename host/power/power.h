@@ -52,6 +52,9 @@ struct mlmx_power_result {
     int npoints;
     mlmx_power_point *points;
     double seconds;
+    /* where the refits ran (mlmx_power_device) */
+    char device[256], note[768];
+    size_t peak_dev;
 };
 
 /* ---- the engine's state (power.c: the truth; power_run.c: the runs) ---- */
@@ -94,7 +97,21 @@ typedef struct pw_study {
     int threads;
     double conf;
     const mlmx_power_options *o;
+    mlmx_power_result *res; /* the device lines are recorded here */
 } pw_study;
+
+/* A replicate's outcome (power_run.c, power_rows.c). */
+enum { F_FAILED = 1, F_REJECT = 2, F_SINGULAR = 4, F_NONCONV = 8 };
+
+/* The replicates 0..nsim-1 of a Wald test on P through the replicate
+ * runner (replicate/runner.h) on S->o->device: flags[r] gets replicate
+ * r's outcome (|beta[jterm] / se[jterm]| > crit rejects); progress as
+ * mlmx_power_options says, with (point, npoints); the device lines go to
+ * S->res. Errors: --device gpu where the GPU cannot run P, a device
+ * failure under gpu, out of memory. power_rows.c. */
+mlmx_status mlmx_pw_run_wald(const pw_study *S, const mlmx_problem *P, int jterm, double crit,
+                             long nsim, int point, int npoints, unsigned char *flags,
+                             mlmx_error *err);
 
 void mlmx_pw_truth_free(pw_truth *t);
 /* The pilot fit's estimates as the truth. */

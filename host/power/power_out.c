@@ -38,6 +38,9 @@ const mlmx_power_point *mlmx_power_point_at(const mlmx_power_result *r, int i)
     return r && i >= 0 && i < r->npoints ? &r->points[i] : NULL;
 }
 const char *mlmx_power_curve_level(const mlmx_power_result *r) { return r ? r->curve_level : NULL; }
+const char *mlmx_power_device(const mlmx_power_result *r) { return r ? r->device : NULL; }
+const char *mlmx_power_device_note(const mlmx_power_result *r) { return r ? r->note : NULL; }
+size_t mlmx_power_device_peak_bytes(const mlmx_power_result *r) { return r ? r->peak_dev : 0; }
 
 static const char *test_label(mlmx_sc_test t)
 {
@@ -111,6 +114,11 @@ mlmx_status mlmx_power_summary(const mlmx_power_result *r, char **text)
     mlmx_sb_printf(&b, "\npower = rejected / fits (successful fits); CI: Clopper-Pearson. Failed "
                        "fits are\nleft out, singular fits are kept%s.\n",
                    nc ? " (so are fits that did not converge)" : "");
+    mlmx_sb_printf(&b, "device: %s\n", r->device);
+    if (r->note[0])
+        mlmx_sb_printf(&b, "note: %s\n", r->note);
+    if (r->peak_dev)
+        mlmx_sb_printf(&b, "peak GPU memory: %.1f MiB\n", (double)r->peak_dev / 1048576.0);
     if (b.oom) {
         mlmx_sb_free(&b);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
@@ -175,7 +183,11 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
     mlmx_json_num(&b, r->alpha);
     mlmx_sb_puts(&b, ",\n  \"conf_level\": ");
     mlmx_json_num(&b, r->conf_level);
-    mlmx_sb_printf(&b, ",\n  \"seed\": %llu,\n", (unsigned long long)r->seed);
+    mlmx_sb_printf(&b, ",\n  \"seed\": %llu,\n  \"device\": ", (unsigned long long)r->seed);
+    mlmx_json_str(&b, r->device);
+    mlmx_sb_puts(&b, ",\n  \"device_note\": ");
+    mlmx_json_str(&b, r->note);
+    mlmx_sb_printf(&b, ",\n  \"device_peak_bytes\": %zu,\n", r->peak_dev);
     json_point(&b, &r->base, "  ");
     if (r->npoints > 0) {
         mlmx_sb_puts(&b, ",\n  \"curve_level\": ");

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +14,6 @@
 #include "power/power.h"
 #include "util/strbuf.h"
 
-enum { F_FAILED = 1, F_REJECT = 2, F_SINGULAR = 4, F_NONCONV = 8 };
 
 static double now_s(void)
 {
@@ -469,6 +469,25 @@ static mlmx_status run_replicates(pw_job *J, int nth, mlmx_error *err)
     return st;
 }
 
+/* An LRT refits the null model to each simulated response: CPU workspaces
+ * only. */
+static mlmx_status run_lrt(pw_job *J, mlmx_error *err)
+{
+    const pw_study *S = J->S;
+    const char *why = "an LRT refits two models to each simulated response, which runs on CPU "
+                      "workspaces";
+    if (S->o->device == MLMX_DEVICE_GPU)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "--device gpu: %s", why);
+    mlmx_power_result *res = S->res;
+    if (res) {
+        snprintf(res->device, sizeof res->device, "cpu: workspaces, %d thread%s", S->threads,
+                 S->threads == 1 ? "" : "s");
+        if (S->o->device == MLMX_DEVICE_AUTO && !res->note[0])
+            snprintf(res->note, sizeof res->note, "device auto: running on the CPU: %s", why);
+    }
+    return run_replicates(J, S->threads, err);
+}
+
 /* A model of formula on d with the truth mapped onto it, prepared. */
 static mlmx_status build_problem(const pw_study *S, const mlmx_data *d, const char *formula,
                                  const mlmx_fit_options *fo, int check, mlmx_model **m,
@@ -592,7 +611,11 @@ static mlmx_status run_point(const pw_study *S, int cp, long units, int point, i
                               "%s: no critical value for this test (%ld observations)",
                               sc->source, pt->nobs);
     }
-    if (!st && !(st = run_replicates(&J, S->threads, err)))
+    if (!st && !P0)
+        st = mlmx_pw_run_wald(S, P, J.jterm, J.crit, J.nsim, point, npoints, J.flags, err);
+    else if (!st)
+        st = run_lrt(&J, err);
+    if (!st)
         count_point(&J, S->conf, pt);
     free(J.flags);
     mlmx_problem_free(P);
@@ -749,6 +772,9 @@ mlmx_status mlmx_power_run(const char *scenario_path, const mlmx_power_options *
     }
     if (o->nsim < 0)
         return mlmx_api_failf(MLMX_ERR_ARG, "nsim must be positive (got %ld)", o->nsim);
+    if (o->device != MLMX_DEVICE_CPU && o->device != MLMX_DEVICE_GPU &&
+        o->device != MLMX_DEVICE_AUTO)
+        return mlmx_api_failf(MLMX_ERR_ARG, "unknown device %d", (int)o->device);
     if (o->threads < 1 || o->threads > 1024)
         return mlmx_api_failf(MLMX_ERR_ARG, "threads must be 1 to 1024 (got %d)", o->threads);
     if (!(o->conf_level > 0.0 && o->conf_level < 1.0))
@@ -766,6 +792,7 @@ mlmx_status mlmx_power_run(const char *scenario_path, const mlmx_power_options *
     mlmx_status st = R ? study_init(&S, sc, o, &e) : nomem(&e);
     if (!st && result_init(R, &S, scenario_path) != MLMX_OK)
         st = nomem(&e);
+    S.res = R;
     if (!st)
         st = run_all(&S, R, &e);
     study_free(&S);
