@@ -282,6 +282,8 @@ int mlmx_fit_n_evaluations(const mlmx_fit *f) { return f ? f->n_evals : 0; }
 const char *mlmx_fit_message(const mlmx_fit *f) { return f ? f->message : ""; }
 const char *mlmx_fit_warning(const mlmx_fit *f) { return f ? f->warning : ""; }
 const char *mlmx_fit_optimizer(const mlmx_fit *f) { return f ? f->optimizer : ""; }
+const char *mlmx_fit_device(const mlmx_fit *f) { return f ? f->device : ""; }
+const char *mlmx_fit_device_note(const mlmx_fit *f) { return f ? f->device_note : ""; }
 double mlmx_fit_criterion(const mlmx_fit *f) { return f ? f->criterion : NAN; }
 double mlmx_fit_loglik(const mlmx_fit *f) { return f ? f->loglik : NAN; }
 double mlmx_fit_aic(const mlmx_fit *f) { return f ? f->aic : NAN; }

@@ -177,6 +177,18 @@ typedef enum mlmx_optimizer {
                               number of parameters */
 } mlmx_optimizer;
 
+/* Where work runs (fits, boot, power; docs/gpu.md):
+ * MLMX_DEVICE_CPU the CPU (the default); MLMX_DEVICE_GPU a CUDA GPU, an
+ * error where that is impossible (no CUDA in the build, no device, too
+ * little device memory, a model no device engine covers); MLMX_DEVICE_AUTO
+ * the GPU when it can run the model and the run is large enough to gain,
+ * else the CPU, and the CPU for the rest of a run whose GPU fails. */
+typedef enum mlmx_device {
+    MLMX_DEVICE_CPU = 0,
+    MLMX_DEVICE_GPU = 1,
+    MLMX_DEVICE_AUTO = 2
+} mlmx_device;
+
 typedef struct mlmx_fit_options {
     mlmx_method method;       /* MLMX_REML (default, as lme4) or MLMX_ML */
     mlmx_optimizer optimizer; /* default MLMX_OPTIM_AUTO */
@@ -184,7 +196,7 @@ typedef struct mlmx_fit_options {
     int max_evaluations;      /* default 100000 */
     double ftol_abs;          /* criterion tolerance, default 1e-10 */
     double xtol_rel;          /* theta tolerance, default 1e-8 */
-    const char *backend;      /* NULL or "cpu" */
+    const char *backend;      /* NULL (chosen by device), "cpu" or "cuda" */
     int conditional_variances;/* 1 (default): compute the conditional SDs of the
                                  random effects (mlmx_fit_ranef_condsd); 0 skips
                                  an O(q^3) inverse that a large model may not need */
@@ -204,6 +216,15 @@ typedef struct mlmx_fit_options {
                                  (nested quadrature, any depth), or one vector term
                                  with q <= 3 correlated effects (product rule, K^q
                                  nodes) */
+    /* Where the fit's factorizations run (default MLMX_DEVICE_CPU):
+     * MLMX_DEVICE_GPU the CUDA backend (every per-level factor, Schur
+     * update and dense Cholesky of the criterion on the device; an error
+     * MLMX_ERR_UNSUPPORTED naming the reason where it is unavailable);
+     * MLMX_DEVICE_AUTO the CUDA backend for an LMM whose crossed dense
+     * block has at least 300 columns (InstEval-sized) when a device is
+     * present, else the CPU; GLMMs stay on the CPU under auto. The fit
+     * reports where it ran (mlmx_fit_device). */
+    mlmx_device device;
 } mlmx_fit_options;
 
 void mlmx_fit_options_default(mlmx_fit_options *o);
@@ -279,6 +300,10 @@ const char *mlmx_fit_message(const mlmx_fit *f); /* optimizer's closing message 
  * separation), or "" when there is none. */
 const char *mlmx_fit_warning(const mlmx_fit *f);
 const char *mlmx_fit_optimizer(const mlmx_fit *f); /* "BOBYQA", "BFGS", "BFGS+BOBYQA" */
+/* Where the fit ran: "cpu", or "gpu: <device> (cuda backend)"; and why that
+ * differs from mlmx_fit_options.device ("" when it does not). */
+const char *mlmx_fit_device(const mlmx_fit *f);
+const char *mlmx_fit_device_note(const mlmx_fit *f);
 double mlmx_fit_criterion(const mlmx_fit *f);  /* REML criterion, or deviance for ML */
 double mlmx_fit_loglik(const mlmx_fit *f);     /* -criterion/2 (restricted for REML) */
 double mlmx_fit_aic(const mlmx_fit *f);
@@ -374,17 +399,6 @@ int mlmx_workspace_converged(const mlmx_workspace *w);
 int mlmx_workspace_singular(const mlmx_workspace *w);
 int mlmx_workspace_n_evaluations(const mlmx_workspace *w);
 
-/* Where replicate refits run (boot, power, simulate; docs/gpu.md):
- * MLMX_DEVICE_CPU the CPU (the default); MLMX_DEVICE_GPU a CUDA GPU, an
- * error where that is impossible (no CUDA in the build, no device, too
- * little device memory, a model no device engine covers); MLMX_DEVICE_AUTO
- * the GPU when it can run the model and the run is large enough to gain,
- * else the CPU, and the CPU for the rest of a run whose GPU fails. */
-typedef enum mlmx_device {
-    MLMX_DEVICE_CPU = 0,
-    MLMX_DEVICE_GPU = 1,
-    MLMX_DEVICE_AUTO = 2
-} mlmx_device;
 
 /* The CUDA device in words (name, compute capability, memory, driver and
  * runtime versions) into buf. MLMX_ERR_UNSUPPORTED, with the reason in buf,

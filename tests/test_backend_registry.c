@@ -79,3 +79,66 @@ Test(backend_registry, cuda_offered_only_when_usable)
               "%s", why);
 #endif
 }
+
+/* The single fit's device choice (mlmx_backend_for_device). */
+Test(backend_registry, device_choice_for_fits)
+{
+    const mlmx_backend *be = NULL;
+    char where[256], note[320];
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_backend_for_device(MLMX_DEVICE_CPU, NULL, 5000, &be, where, sizeof where,
+                                         note, sizeof note, &e),
+                 MLMX_OK);
+    cr_expect_eq(be, mlmx_backend_cpu());
+    cr_expect_str_eq(where, "cpu");
+    cr_expect_str_eq(note, "");
+    /* a named backend that does not exist is an argument error */
+    cr_expect_eq(mlmx_backend_for_device(MLMX_DEVICE_CPU, "tpu", 0, &be, where, sizeof where,
+                                         note, sizeof note, &e),
+                 MLMX_ERR_ARG);
+    cr_expect(strstr(e.msg, "tpu") != NULL, "%s", e.msg);
+    /* gpu with another backend named is a contradiction */
+    cr_expect_eq(mlmx_backend_for_device(MLMX_DEVICE_GPU, "cpu", 0, &be, where, sizeof where,
+                                         note, sizeof note, &e),
+                 MLMX_ERR_ARG);
+    cr_expect(strstr(e.msg, "cuda") != NULL, "%s", e.msg);
+    cr_expect_eq(mlmx_backend_for_device((mlmx_device)9, NULL, 0, &be, where, sizeof where, note,
+                                         sizeof note, &e),
+                 MLMX_ERR_ARG);
+    const char *why = mlmx_backend_unavailable_reason("cuda");
+    mlmx_status st = mlmx_backend_for_device(MLMX_DEVICE_GPU, NULL, 0, &be, where, sizeof where,
+                                             note, sizeof note, &e);
+    if (why) {
+        cr_expect_eq(st, MLMX_ERR_UNSUPPORTED);
+        cr_expect(strstr(e.msg, "--device gpu: ") != NULL && strstr(e.msg, why) != NULL, "%s",
+                  e.msg);
+        /* auto falls back with the reason, whatever the size */
+        cr_assert_eq(mlmx_backend_for_device(MLMX_DEVICE_AUTO, NULL, 5000, &be, where,
+                                             sizeof where, note, sizeof note, &e),
+                     MLMX_OK);
+        cr_expect_eq(be, mlmx_backend_cpu());
+        cr_expect_str_eq(where, "cpu");
+        cr_expect(strstr(note, why) != NULL, "%s", note);
+    } else {
+        cr_expect_eq(st, MLMX_OK);
+        cr_expect_str_eq(be->name, "cuda");
+        cr_expect(strncmp(where, "gpu: ", 5) == 0, "%s", where);
+        /* auto: the GPU from MLMX_DEVICE_DENSE_MIN dense columns */
+        cr_assert_eq(mlmx_backend_for_device(MLMX_DEVICE_AUTO, NULL, MLMX_DEVICE_DENSE_MIN, &be,
+                                             where, sizeof where, note, sizeof note, &e),
+                     MLMX_OK);
+        cr_expect_str_eq(be->name, "cuda");
+        cr_assert_eq(mlmx_backend_for_device(MLMX_DEVICE_AUTO, NULL, MLMX_DEVICE_DENSE_MIN - 1,
+                                             &be, where, sizeof where, note, sizeof note, &e),
+                     MLMX_OK);
+        cr_expect_eq(be, mlmx_backend_cpu());
+        cr_expect(strstr(note, "crossed dense block") != NULL, "%s", note);
+    }
+    /* auto for a GLMM (no dense size) stays on the CPU and says why */
+    cr_assert_eq(mlmx_backend_for_device(MLMX_DEVICE_AUTO, NULL, -1, &be, where, sizeof where,
+                                         note, sizeof note, &e),
+                 MLMX_OK);
+    cr_expect_eq(be, mlmx_backend_cpu());
+    cr_expect(strstr(note, "device auto: running on the CPU: ") != NULL, "%s", note);
+}

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mlmx.h"
 #include "refutil.h"
 
 static char tmpdir[256];
@@ -155,6 +156,62 @@ Test(cli_fit, optimizer_choice)
         free(j);
     }
     ref_free(&ref);
+}
+
+/* --device: cpu by default (no summary line, "cpu" in the JSON); auto on a
+ * small model runs on the CPU with a note; gpu without a device fails with
+ * the reason and writes nothing; a bad value is a usage error. */
+Test(cli_fit, device_choice)
+{
+    char cmd[2048], json[300], out[300], err[300];
+    snprintf(json, sizeof json, "%s/fit.json", tmpdir);
+    snprintf(out, sizeof out, "%s/summary.txt", tmpdir);
+    snprintf(err, sizeof err, "%s/stderr.txt", tmpdir);
+    const char *base = "fit --data '" MLMX_SOURCE_DIR "/data/sleepstudy.csv' --formula "
+                       "'Reaction ~ Days + (Days | Subject)'";
+    snprintf(cmd, sizeof cmd, "'%s' %s --json '%s' > '%s'", MLMX_CLI_PATH, base, json, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *j = slurp(json), *sum = slurp(out);
+    cr_expect(strstr(j, "\"device\": \"cpu\",\n  \"device_note\": \"\"") != NULL, "%s", j);
+    cr_expect(strstr(sum, "device:") == NULL && strstr(sum, "note: device") == NULL, "%s", sum);
+    free(j);
+    free(sum);
+    /* auto: sleepstudy has no crossed dense block, so the CPU, with a note */
+    snprintf(cmd, sizeof cmd, "'%s' %s --device auto --json '%s' > '%s'", MLMX_CLI_PATH, base,
+             json, out);
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    j = slurp(json);
+    sum = slurp(out);
+    cr_expect(strstr(j, "\"device\": \"cpu\"") != NULL, "%s", j);
+    cr_expect(strstr(j, "\"device_note\": \"device auto: running on the CPU: ") != NULL, "%s", j);
+    cr_expect(strstr(sum, "note: device auto: running on the CPU: ") != NULL, "%s", sum);
+    free(j);
+    free(sum);
+    remove(json);
+    snprintf(cmd, sizeof cmd, "'%s' %s --device tpu --json '%s' 2> '%s'", MLMX_CLI_PATH, base,
+             json, err);
+    st = system(cmd);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    char *e = slurp(err);
+    cr_expect(strstr(e, "--device 'tpu' must be cpu, gpu or auto") != NULL, "%s", e);
+    free(e);
+    cr_expect_eq(access(json, F_OK), -1, "a usage error left a JSON file");
+    char why[512];
+    if (mlmx_device_describe(why, sizeof why) == MLMX_OK)
+        return; /* a device: the gpu path is tests/test_cuda_fit_parity.c's */
+    snprintf(cmd, sizeof cmd, "'%s' %s --device gpu --json '%s' > '%s' 2> '%s'", MLMX_CLI_PATH,
+             base, json, out, err);
+    st = system(cmd);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    e = slurp(err);
+    cr_expect(strstr(e, "--device gpu: ") != NULL, "%s", e);
+    free(e);
+    sum = slurp(out);
+    cr_expect_str_eq(sum, "", "a refused fit printed: %s", sum);
+    free(sum);
+    cr_expect_eq(access(json, F_OK), -1, "a refused fit left a JSON file");
 }
 
 Test(cli_fit, singular_fit_is_reported)

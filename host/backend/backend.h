@@ -6,6 +6,7 @@
 #define MLMX_BACKEND_H
 #include <stddef.h>
 #include "mlmx.h"
+#include "util/error.h"
 
 /* The first (largest) random-effect term's per-level blocks: a batch of
  * small independent problems, one per level ("cluster"). The rest of the
@@ -86,6 +87,19 @@ const mlmx_backend *mlmx_backend_get(const char *name);
  * when the backend is available. The text is static or thread-local: valid
  * until the thread's next call. NULL or "" means "cpu". */
 const char *mlmx_backend_unavailable_reason(const char *name);
+
+/* The backend a single fit uses for `device` (mlmx_fit_options): cpu
+ * gives `name` (NULL: cpu); gpu gives "cuda" (MLMX_ERR_UNSUPPORTED with
+ * the reason when it is unavailable, or MLMX_ERR_ARG when `name` names
+ * another backend); auto gives "cuda" when it is available and
+ * dense_cols (the columns of the model's crossed dense block) is at least
+ * MLMX_DEVICE_DENSE_MIN, else the CPU. Writes where the fit runs ("cpu",
+ * or "gpu: <device> (cuda backend)") to where[wlen] and, when that differs
+ * from the request, why to note[nlen] ("" otherwise). */
+#define MLMX_DEVICE_DENSE_MIN 300
+mlmx_status mlmx_backend_for_device(mlmx_device device, const char *name, int dense_cols,
+                                    const mlmx_backend **out, char *where, size_t wlen,
+                                    char *note, size_t nlen, mlmx_error *err);
 
 /* The registered backend names, available or not: i in [0, count). */
 int mlmx_backend_count(void);

@@ -68,3 +68,60 @@ const mlmx_backend *mlmx_backend_get(const char *name)
 int mlmx_backend_count(void) { return NBACKENDS; }
 
 const char *mlmx_backend_name(int i) { return i >= 0 && i < NBACKENDS ? backends[i].name : NULL; }
+
+static void gpu_where(char *where, size_t wlen)
+{
+    char d[200];
+    if (mlmx_device_describe(d, sizeof d) != MLMX_OK)
+        snprintf(d, sizeof d, "CUDA device");
+    snprintf(where, wlen, "gpu: %s (cuda backend)", d);
+}
+
+mlmx_status mlmx_backend_for_device(mlmx_device device, const char *name, int dense_cols,
+                                    const mlmx_backend **out, char *where, size_t wlen,
+                                    char *note, size_t nlen, mlmx_error *err)
+{
+    *out = NULL;
+    note[0] = '\0';
+    snprintf(where, wlen, "cpu");
+    const int named = name && name[0];
+    if (device == MLMX_DEVICE_CPU || (device == MLMX_DEVICE_AUTO && named)) {
+        if (!(*out = mlmx_backend_get(name)))
+            return mlmx_err_set(err, MLMX_ERR_ARG, "backend '%s' unavailable: %s", name,
+                                mlmx_backend_unavailable_reason(name));
+        if (strcmp((*out)->name, "cuda") == 0)
+            gpu_where(where, wlen);
+        return MLMX_OK;
+    }
+    const char *why = mlmx_backend_unavailable_reason("cuda");
+    if (device == MLMX_DEVICE_GPU) {
+        if (named && strcmp(name, "cuda") != 0)
+            return mlmx_err_set(err, MLMX_ERR_ARG,
+                                "device gpu with backend '%s': the GPU's backend is cuda", name);
+        if (why)
+            return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "--device gpu: %s", why);
+        *out = mlmx_backend_get("cuda");
+        gpu_where(where, wlen);
+        return MLMX_OK;
+    }
+    if (device != MLMX_DEVICE_AUTO)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "unknown device %d", (int)device);
+    if (!why && dense_cols >= MLMX_DEVICE_DENSE_MIN) {
+        *out = mlmx_backend_get("cuda");
+        gpu_where(where, wlen);
+        return MLMX_OK;
+    }
+    if (why)
+        snprintf(note, nlen, "device auto: running on the CPU: %s", why);
+    else if (dense_cols < 0)
+        snprintf(note, nlen,
+                 "device auto: running on the CPU: a GLMM's per-observation work runs on the "
+                 "CPU (--device gpu moves its factorizations to the GPU)");
+    else
+        snprintf(note, nlen,
+                 "device auto: running on the CPU: the model's crossed dense block has %d "
+                 "columns (the GPU is chosen from %d)",
+                 dense_cols, MLMX_DEVICE_DENSE_MIN);
+    *out = mlmx_backend_cpu();
+    return MLMX_OK;
+}

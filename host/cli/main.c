@@ -56,6 +56,11 @@ static const char *usage_fit =
     "                     correlated effects)\n"
     "  --weights COLUMN   GLMM prior weights (binomial: the trials, with the\n"
     "                     response a proportion, as glmer's weights=)\n"
+    "  --device D         cpu (default), gpu or auto: where the criterion's\n"
+    "                     factorizations run (the CUDA backend); auto takes the\n"
+    "                     GPU for an LMM with a crossed dense block of 300+\n"
+    "                     columns (docs/gpu.md); the choice is in the summary and\n"
+    "                     the JSON\n"
     "  --quiet            print neither the summary nor progress (warnings then go\n"
     "                     to standard error)\n"
     "  -h, --help         show this help\n"
@@ -89,7 +94,7 @@ static int cmd_fit(int argc, char **argv)
 {
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
-    const char *json = NULL, *ranef = NULL, *plot = NULL;
+    const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL;
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -110,6 +115,8 @@ static int cmd_fit(int argc, char **argv)
             target = &ranef;
         } else if (strcmp(a, "--ranef-plot") == 0) {
             target = &plot;
+        } else if (strcmp(a, "--device") == 0) {
+            target = &device;
         } else {
             fprintf(stderr, "mlmx fit: unknown option '%s' (see mlmx fit --help)\n", a);
             return 2;
@@ -119,6 +126,8 @@ static int cmd_fit(int argc, char **argv)
     }
     mlmx_fit_options opt;
     int urc = mlmx_cli_model_options(&mo, "fit", &opt);
+    if (!urc && device)
+        urc = mlmx_cli_device_option("fit", device, &opt.device);
     if (urc)
         return urc;
     if (mlmx_cli_model_build(&mo, quiet)) {

@@ -421,10 +421,13 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
 {
     *out = NULL;
     double t0 = now_seconds();
-    const mlmx_backend *be = mlmx_backend_get(o->backend);
-    if (!be)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "backend '%s' unavailable: %s", o->backend,
-                            mlmx_backend_unavailable_reason(o->backend));
+    const mlmx_backend *be = NULL;
+    char where[256], note[320];
+    /* a GLMM fit passes no dense size: auto keeps it on the CPU */
+    mlmx_status st = mlmx_backend_for_device(o->device, o->backend, -1, &be, where,
+                                             sizeof where, note, sizeof note, err);
+    if (st)
+        return st;
     if (md->K < 1)
         return mlmx_err_set(err, MLMX_ERR_MODEL,
                             "the formula has no random-effect terms such as (1|group); a mixed "
@@ -440,7 +443,6 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
                             "--nagq %d is out of range: 0 (PIRLS for beta), 1 (Laplace) or 2..100 "
                             "quadrature points",
                             o->nagq);
-    mlmx_status st;
     const int nt = md->ntheta, p = md->p, np = nt + p;
     if (np > NPAR_MAX)
         return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "%d parameters; at most %d are supported",
@@ -466,6 +468,8 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     f->nagq = o->nagq;
     f->have_condsd = o->conditional_variances != 0;
     f->sigma = 1.0;
+    snprintf(f->device, sizeof f->device, "%s", where);
+    snprintf(f->device_note, sizeof f->device_note, "%s", note);
     mlmx_gobj c;
     memset(&c, 0, sizeof c);
     c.g = g;

@@ -414,10 +414,6 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
 {
     *out = NULL;
     double t0 = now_seconds();
-    const mlmx_backend *be = mlmx_backend_get(o->backend);
-    if (!be)
-        return mlmx_err_set(err, MLMX_ERR_ARG, "backend '%s' unavailable: %s", o->backend,
-                            mlmx_backend_unavailable_reason(o->backend));
     if (md->K > 0)
         for (int k = 0; k < md->K; k++)
             if (md->re[k].q > 16)
@@ -435,7 +431,12 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         mlmx_lmm_stats_free(s);
         return st;
     }
-    st = mlmx_lmm_work_alloc(s, &w, err);
+    const mlmx_backend *be = NULL;
+    char where[256], note[320];
+    st = mlmx_backend_for_device(o->device, o->backend, s->m - s->chain_end, &be, where,
+                                 sizeof where, note, sizeof note, err);
+    if (!st)
+        st = mlmx_lmm_work_alloc(s, &w, err);
     if (st) {
         mlmx_lmm_stats_free(s);
         return st;
@@ -447,6 +448,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     }
     f->method = o->method;
     f->have_condsd = o->conditional_variances != 0;
+    snprintf(f->device, sizeof f->device, "%s", where);
+    snprintf(f->device_note, sizeof f->device_note, "%s", note);
     int nt = md->ntheta;
     for (int t = 0; t < nt; t++) {
         if (o->theta_start)

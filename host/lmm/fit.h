@@ -37,6 +37,8 @@ struct mlmx_fit {
     double nb_size, nb_logsize_se; /* negative binomial NB2 size (dispersion) */
     char warning[320]; /* a diverging estimate (complete separation), or empty */
     int n_evals_stage1;
+    char device[256];      /* where the fit ran (mlmx_fit_device) */
+    char device_note[320]; /* why that differs from the request, or "" */
 };
 
 /* The profiled criterion as the optimizers see it: one evaluation context

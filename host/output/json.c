@@ -238,7 +238,11 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, i ? ", " : "");
         mlmx_json_str(&b, m->messages[i]);
     }
-    mlmx_sb_puts(&b, "],\n  \"fit_seconds\": ");
+    mlmx_sb_puts(&b, "],\n  \"device\": ");
+    mlmx_json_str(&b, f->device);
+    mlmx_sb_puts(&b, ",\n  \"device_note\": ");
+    mlmx_json_str(&b, f->device_note);
+    mlmx_sb_puts(&b, ",\n  \"fit_seconds\": ");
     mlmx_json_num(&b, f->seconds);
     mlmx_sb_puts(&b, "\n}\n");
     return mlmx_sb_write_file(&b, path, "JSON results");

@@ -642,6 +642,11 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         mlmx_sb_printf(&b, "warning: the optimizer did not converge: %s\n", f->message);
     if (f->warning[0])
         mlmx_sb_printf(&b, "warning: %s\n", f->warning);
+    /* lme4's layout stays untouched on the CPU: the device only when asked */
+    if (strcmp(f->device, "cpu") != 0 && f->device[0])
+        mlmx_sb_printf(&b, "device: %s\n", f->device);
+    if (f->device_note[0])
+        mlmx_sb_printf(&b, "note: %s\n", f->device_note);
     if (b.oom) {
         mlmx_sb_free(&b);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
