@@ -30,5 +30,27 @@ if [ -x "$B/bench_glmm_batch" ]; then
   echo; echo "binary GLMM, 100 clusters x 10, 25-point AGQ (bench_glmm_batch):"
   "$B/bench_glmm_batch"
 fi
-echo
-echo "not on the GPU in this version (CPU path only): power, hdp nested AGQ, InstEval single fit"
+# the power scenario of the replicate-engine issue: slope_power.json's base
+# design (50 clusters x 20, (x | g), Wald z), 100,000 simulations (target < 1 s)
+T=$(mktemp -d)
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); s.pop("curve"); json.dump(s, open(sys.argv[2], "w"))' \
+  data/scenarios/slope_power.json "$T/base.json"
+g=$(secs "$M" power --scenario "$T/base.json" --nsim 100000 --device gpu --quiet)
+c=$(secs "$M" power --scenario "$T/base.json" --nsim 5000 --threads 2 --device cpu --quiet)
+if [ "$g" != failed ] && [ "$c" != failed ]; then
+  printf '%-44s %14s %14s %8.1f   (GPU: %s s for 100,000)\n' "power slope base, 100000 sims" "$(rate 100000 "$g")" \
+    "$(rate 5000 "$c")" "$(awk -v a="$g" -v b="$c" 'BEGIN{print (100000 / a) / (5000 / b)}')" "$g"
+else
+  printf '%-44s %14s %14s\n' "power slope base, 100000 sims" "$g" "$c"
+fi
+rm -rf "$T"
+# large single fits through the CUDA backend (target: InstEval < 0.1 s)
+IE=(--data data/insteval.csv --formula 'y ~ service + (1|s) + (1|d) + (1|dept:service)' --quiet)
+printf '\n%-44s %14s %14s %8s\n' "single fit (whole command, s)" "GPU s" "CPU s" ratio
+for k in 1 2; do
+  g=$(secs "$M" fit "${IE[@]}" --device gpu --json /tmp/mlmx_ie_gpu.json)
+  c=$(secs "$M" fit "${IE[@]}" --device cpu --json /tmp/mlmx_ie_cpu.json)
+  printf '%-44s %14s %14s %8s\n' "InstEval REML, run $k" "$g" "$c" \
+    "$( [ "$g" != failed ] && [ "$c" != failed ] && awk -v a="$g" -v b="$c" 'BEGIN{printf "%.2f", b / a}')"
+done
+grep -h '"fit_seconds"\|"device"\|"reml_criterion"' /tmp/mlmx_ie_gpu.json /tmp/mlmx_ie_cpu.json 2>/dev/null
