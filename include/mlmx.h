@@ -406,6 +406,13 @@ int mlmx_workspace_n_evaluations(const mlmx_workspace *w);
  * the build's runtime. */
 mlmx_status mlmx_device_describe(char *buf, size_t len);
 
+/* Run this process's GPU work on CUDA device index % (devices present):
+ * one GPU per MPI rank, with index the rank's number on its node (mlmx
+ * boot under mpirun does this). MLMX_ERR_UNSUPPORTED in a build without
+ * CUDA or without a device (the CPU paths are unaffected). Call before the
+ * first GPU work; later work from any thread uses the chosen device. */
+mlmx_status mlmx_device_select(int index);
+
 /* ------------------------------------------------------------------ */
 /* Parametric bootstrap.                                               */
 /* ------------------------------------------------------------------ */

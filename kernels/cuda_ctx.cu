@@ -69,6 +69,30 @@ extern "C" int mlmx_cuda_device_count(void)
     return n;
 }
 
+static int g_selected = -1; /* the process's chosen device, -1: the runtime's default */
+
+extern "C" mlmx_status mlmx_cuda_select_device(int index, int *chosen)
+{
+    const int n = mlmx_cuda_device_count();
+    if (n <= 0 || index < 0)
+        return MLMX_ERR_UNSUPPORTED;
+    const int d = index % n;
+    if (cudaSetDevice(d) != cudaSuccess) {
+        cudaGetLastError();
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    g_selected = d;
+    if (chosen)
+        *chosen = d;
+    return MLMX_OK;
+}
+
+extern "C" void mlmx_cuda_bind(void)
+{
+    if (g_selected >= 0 && cudaSetDevice(g_selected) != cudaSuccess)
+        cudaGetLastError(); /* the entry's own first call reports the failure */
+}
+
 extern "C" void mlmx_cuda_versions(int *driver, int *runtime)
 {
     int d = 0, r = 0;
@@ -134,6 +158,7 @@ static mlmx_status ctx_create(mlmx_cuda_ctx *c)
         goto done;
     }
     c->ready = 1; // from here on ctx_destroy undoes what was made
+    mlmx_cuda_bind();
     MLMX_CK_RT(cudaGetDevice(&c->device));
     MLMX_CK_RT(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     MLMX_CK_BLAS(cublasCreate(&c->blas));

@@ -8,6 +8,14 @@
 /* Number of usable CUDA devices (0 when the driver or a device is absent). */
 int mlmx_cuda_device_count(void);
 
+/* Use device index % count for this process's GPU work from now on (one
+ * GPU per MPI rank: index = the node-local rank); *chosen gets the device.
+ * MLMX_ERR_UNSUPPORTED without a device. mlmx_cuda_bind makes the chosen
+ * device current on the calling thread (every entry point calls it first;
+ * a no-op until a device is chosen). cuda_ctx.cu. */
+mlmx_status mlmx_cuda_select_device(int index, int *chosen);
+void mlmx_cuda_bind(void);
+
 /* Batched first-term factorization, the per-level part of the LMM
  * criterion: for j < nblk, L_j = chol(T^T A_j T + I) and
  * logdiag[j] = log det L_j (NaN when A_j's block is not positive definite).

@@ -209,6 +209,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
                                          const uint64_t *reps, size_t count,
                                          const mlmx_gb_cuda_out *o, char *msg, size_t msglen)
 {
+    mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
     int *di = NULL;
     double *dd = NULL, *dy = NULL, *du = NULL, *dout = NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 extern "C" {
+#include "cuda_entry.h"
 #include "lmm_batch_cuda.h"
 }
 #include "lmm_batch.h"
@@ -136,6 +137,7 @@ static cudaError_t upload(mlmx_cuda_lb *c, const mlmx_lb_model *H)
 extern "C" mlmx_status mlmx_cuda_lb_create(const mlmx_lb_model *M, mlmx_cuda_lb **out, char *msg,
                                            size_t msglen)
 {
+    mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
     int ndev = 0;
     size_t per_rep;
@@ -200,6 +202,7 @@ extern "C" mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const ui
                                         signed char *sing, signed char *status, char *msg,
                                         size_t msglen)
 {
+    mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
     if (!c || !reps || !theta || !beta || !sigma || !crit || !nev || !conv || !sing || !status) {
         snprintf(msg, msglen, "mlmx_cuda_lb_run: missing argument");
@@ -247,6 +250,7 @@ done:
 extern "C" mlmx_status mlmx_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, char *msg,
                                           size_t msglen)
 {
+    mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -261,6 +265,7 @@ done:
 
 extern "C" mlmx_status mlmx_cuda_describe(char *buf, size_t len)
 {
+    mlmx_cuda_bind();
     int ndev = 0, drv = 0, rt = 0, dev = 0;
     cudaError_t e = cudaGetDeviceCount(&ndev);
     cudaDriverGetVersion(&drv);
@@ -288,9 +293,11 @@ extern "C" mlmx_status mlmx_cuda_describe(char *buf, size_t len)
         snprintf(buf, len, "cannot query CUDA device properties");
         return MLMX_ERR_UNSUPPORTED;
     }
-    snprintf(buf, len, "%s (sm_%d%d, %.1f GiB), driver %d.%d, runtime %d.%d", pr.name, pr.major,
-             pr.minor, (double)pr.totalGlobalMem / 1073741824.0, drv / 1000, drv % 1000 / 10,
-             rt / 1000, rt % 1000 / 10);
+    int k = snprintf(buf, len, "%s (sm_%d%d, %.1f GiB), driver %d.%d, runtime %d.%d", pr.name,
+                     pr.major, pr.minor, (double)pr.totalGlobalMem / 1073741824.0, drv / 1000,
+                     drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    if (ndev > 1 && k > 0 && (size_t)k < len)
+        snprintf(buf + k, len - (size_t)k, ", device %d of %d", dev, ndev);
     return MLMX_OK;
 }
 

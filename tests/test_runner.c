@@ -172,3 +172,22 @@ Test(runner, boot_command_device_option, .timeout = 60)
     cr_expect_eq(access(out, F_OK), 0);
     remove(out);
 }
+
+/* One GPU per MPI rank: mlmx_device_select takes the rank's index on its
+ * node; without a device (or CUDA) it says so and changes nothing. */
+Test(runner, device_select)
+{
+    cr_expect_eq(mlmx_device_select(-1), MLMX_ERR_ARG);
+    char why[512];
+    const int have = mlmx_device_describe(why, sizeof why) == MLMX_OK;
+    if (!have) {
+        cr_expect_eq(mlmx_device_select(0), MLMX_ERR_UNSUPPORTED);
+        cr_expect_eq(mlmx_device_select(3), MLMX_ERR_UNSUPPORTED);
+        cr_expect_eq(mlmx_device_describe(why, sizeof why), MLMX_ERR_UNSUPPORTED);
+        return;
+    }
+    /* any index maps onto a present device */
+    cr_expect_eq(mlmx_device_select(7), MLMX_OK);
+    cr_expect_eq(mlmx_device_select(0), MLMX_OK);
+    cr_expect_eq(mlmx_device_describe(why, sizeof why), MLMX_OK, "%s", why);
+}

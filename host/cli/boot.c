@@ -166,6 +166,18 @@ static int boot_mpi(const mlmx_fit *f, mlmx_boot_options *bo, int quiet)
     MPI_Init(NULL, NULL);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (bo->device != MLMX_DEVICE_CPU) {
+        /* one GPU per rank: the rank's number on its node picks the device
+         * (without a device the runner reports why, as without MPI) */
+        MPI_Comm node;
+        int local = 0;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL,
+                                &node) == MPI_SUCCESS) {
+            MPI_Comm_rank(node, &local);
+            MPI_Comm_free(&node);
+        }
+        (void)mlmx_device_select(local);
+    }
     const char *out = bo->out_path;
     uint64_t b0 = bo->rep_begin, e0 = bo->rep_end ? bo->rep_end : bo->nsim, len = e0 - b0;
     char *shard = malloc(strlen(out) + 32);

@@ -10,6 +10,7 @@
 #include "replicate/batch.h"
 #include "replicate/runner.h"
 #ifdef MLMX_HAVE_CUDA
+#include "cuda_entry.h"
 #include "lmm_batch_cuda.h"
 #endif
 
@@ -366,6 +367,17 @@ mlmx_status mlmx_device_describe(char *buf, size_t len)
     return mlmx_cuda_describe(buf, len);
 #else
     snprintf(buf, len, "this mlmx was built without CUDA (MLMX_CUDA=OFF or no toolkit)");
+    return MLMX_ERR_UNSUPPORTED;
+#endif
+}
+
+mlmx_status mlmx_device_select(int index)
+{
+    if (index < 0)
+        return MLMX_ERR_ARG;
+#ifdef MLMX_HAVE_CUDA
+    return mlmx_cuda_select_device(index, NULL);
+#else
     return MLMX_ERR_UNSUPPORTED;
 #endif
 }
