@@ -487,6 +487,51 @@ mlmx_status mlmx_boot_write_plot(const mlmx_boot *b, const char *path);
 mlmx_status mlmx_boot_merge(const char *const *inputs, int ninputs, const char *output);
 
 /* ------------------------------------------------------------------ */
+/* Simulated responses (lme4's simulate()).                            */
+/* ------------------------------------------------------------------ */
+typedef struct mlmx_simulate_options {
+    uint64_t seed;            /* Philox key (default 1): response r is drawn from (seed, r),
+                                 the draws of bootstrap replicate r */
+    uint64_t nsim;            /* responses to draw (> 0) */
+    int threads;              /* CPU threads (default 1); the draws do not depend on it */
+    mlmx_device device;       /* default MLMX_DEVICE_CPU; MLMX_DEVICE_GPU draws with a
+                                 batch engine's simulation kernel (docs/gpu.md) */
+    const char *out_path;     /* required. .h5/.hdf5: a replicate file
+                                 (docs/replicates-hdf5.md) with one group "y" of n
+                                 columns, one row per response, written block by
+                                 block and resumable; .csv: one row per observation
+                                 (obs = its model row, 1..n) and columns sim_1..sim_N,
+                                 as simulate() returns them, written whole at the end
+                                 (at most 10^8 values) */
+    int resume;               /* 1: out_path (.h5) exists; draw only its missing rows */
+    const char *data_file;    /* recorded in an HDF5 file (name and SHA-256); may be NULL */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total); /* after each block */
+    void *progress_ctx;
+    const volatile int *stop; /* polled between blocks: an HDF5 file keeps what is done */
+} mlmx_simulate_options;
+
+void mlmx_simulate_options_default(mlmx_simulate_options *o);
+
+typedef struct mlmx_simulate mlmx_simulate;
+
+/* Draw nsim responses from the fit's estimates, on the model's scale (a
+ * linear model's y; binomial successes of the model's trials; counts;
+ * ordinal category codes 0..K-1 in the order of the thresholds), and
+ * write them to out_path. Checks the options and, for --device gpu, that
+ * the GPU can run before any file is made. Errors: MLMX_ERR_ARG (bad
+ * options, a CSV too large), MLMX_ERR_UNSUPPORTED (gpu impossible, with
+ * the reason), MLMX_ERR_IO. Allocates; free with mlmx_simulate_free. */
+mlmx_status mlmx_simulate_run(const mlmx_fit *f, const mlmx_simulate_options *o,
+                              mlmx_simulate **out);
+void mlmx_simulate_free(mlmx_simulate *s);
+uint64_t mlmx_simulate_n_done(const mlmx_simulate *s); /* responses in the file */
+int mlmx_simulate_complete(const mlmx_simulate *s);    /* all nsim (not stopped) */
+/* Where the draws ran ("cpu: workspaces, 2 threads", "gpu: ..., engine
+ * lmm-1term") and why that differs from the request ("" when it does not). */
+const char *mlmx_simulate_device(const mlmx_simulate *s);
+const char *mlmx_simulate_device_note(const mlmx_simulate *s);
+
+/* ------------------------------------------------------------------ */
 /* Output.                                                             */
 /* ------------------------------------------------------------------ */
 

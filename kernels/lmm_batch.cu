@@ -69,6 +69,19 @@ static cudaError_t launch_lb(const mlmx_lb_model *M, uint64_t seed, const uint64
     return cudaGetLastError();
 }
 
+/* Responses only: replicate i's y into y + i*n (model order). */
+__global__ void mlmx_lb_sim_kernel(mlmx_lb_model M, uint64_t seed, const uint64_t *__restrict__ reps,
+                                   size_t count, double *__restrict__ lev, double *__restrict__ y)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count)
+        return;
+    const size_t nz = (size_t)M.nblk * (size_t)M.q;
+    double xty[MLMX_LB_PMAX], yty;
+    mlmx_lb_simulate(&M, seed, reps[i], lev + i, lev + nz * count + i, count, xty, &yty,
+                     y + i * (size_t)M.n);
+}
+
 #define CK(call)                                                                        \
     do {                                                                                \
         cudaError_t e_ = (call);                                                        \
@@ -302,3 +315,36 @@ extern "C" mlmx_status mlmx_cuda_describe(char *buf, size_t len)
 }
 
 extern "C" size_t mlmx_cuda_peak_bytes(void) { return g_peak_bytes; }
+
+extern "C" mlmx_status mlmx_cuda_lb_simulate(mlmx_cuda_lb *c, uint64_t seed, const uint64_t *reps,
+                                             size_t count, double *y, char *msg, size_t msglen)
+{
+    mlmx_cuda_bind();
+    mlmx_status st = MLMX_OK;
+    if (!c || !reps || !y) {
+        snprintf(msg, msglen, "mlmx_cuda_lb_simulate: missing argument");
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    const size_t nz = (size_t)c->M.nblk * (size_t)c->M.q, n = (size_t)c->M.n;
+    const size_t bytes = (2 * nz + n) * count * sizeof(double) + count * sizeof(uint64_t);
+    void *buf = NULL;
+    CK(dev_alloc(&buf, bytes));
+    {
+        double *lev = (double *)buf, *dy = lev + 2 * nz * count;
+        uint64_t *dreps = (uint64_t *)(dy + n * count);
+        const int threads = 128;
+        const size_t blocks = (count + threads - 1) / threads;
+        CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+                           c->stream));
+        mlmx_lb_sim_kernel<<<(unsigned)blocks, threads, 0, c->stream>>>(c->M, seed, dreps, count,
+                                                                       lev, dy);
+        CK(cudaGetLastError());
+        CK(cudaMemcpyAsync(y, dy, n * count * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
+        CK(cudaStreamSynchronize(c->stream));
+    }
+done:
+    dev_free(buf, bytes);
+    return st;
+}

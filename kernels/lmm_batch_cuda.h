@@ -32,6 +32,13 @@ mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const uint64_t *rep
                              double *crit, int *nev, signed char *conv, signed char *sing,
                              signed char *status, char *msg, size_t msglen);
 
+/* Simulated responses only: y (host, count*n) row i = replicate reps[i]'s
+ * response, as mlmx_lb_simulate draws it on the CPU (y_out). Device
+ * buffers of (2*nblk*q + n) doubles a replicate are allocated for the
+ * call and freed. Errors as mlmx_cuda_lb_run. */
+mlmx_status mlmx_cuda_lb_simulate(mlmx_cuda_lb *c, uint64_t seed, const uint64_t *reps,
+                                  size_t count, double *y, char *msg, size_t msglen);
+
 /* Frees the device copies (NULL is allowed). */
 void mlmx_cuda_lb_free(mlmx_cuda_lb *c);
 

@@ -21,6 +21,7 @@ static const char *usage_main =
     "  boot       parametric bootstrap: simulate, refit, intervals (mlmx boot --help)\n"
     "  merge      join the shard files of one bootstrap run (mlmx merge --help)\n"
     "  power      power analysis by simulation from a scenario file (mlmx power --help)\n"
+    "  simulate   draw responses from a fitted model (mlmx simulate --help)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
@@ -206,6 +207,8 @@ int main(int argc, char **argv)
         return mlmx_cmd_merge(argc - 2, argv + 2);
     if (strcmp(cmd, "power") == 0)
         return mlmx_cmd_power(argc - 2, argv + 2);
+    if (strcmp(cmd, "simulate") == 0)
+        return mlmx_cmd_simulate(argc - 2, argv + 2);
     fprintf(stderr, "mlmx: unknown command '%s' (see mlmx --help)\n", cmd);
     return 2;
 }

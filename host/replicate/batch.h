@@ -43,6 +43,13 @@ typedef struct mlmx_batch_engine {
      * without a device, another status (with a message naming the CUDA
      * call) when the device fails. NULL: the engine has no device path. */
     mlmx_status (*gpu_rows)(void *impl, const mlmx_batch_job *J, mlmx_error *err);
+    /* Simulated responses only, on the current CUDA device: y (count*n,
+     * row i for reps[i], model observation order, the values
+     * mlmx_workspace_simulate gives). Sizes its own device buffers from
+     * count. NULL: the engine has no device simulation. Errors as
+     * gpu_rows. */
+    mlmx_status (*gpu_sim)(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
+                           double *y, mlmx_error *err);
     /* Device memory the engine needs: fixed bytes (the structure) and
      * bytes per replicate in flight. */
     size_t gpu_fixed_bytes, gpu_rep_bytes;

@@ -7,7 +7,6 @@
  * depends only on (seed, replicate): any thread count or split of the
  * range gives the same numbers. */
 #include <math.h>
-#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "replicate/replicate.h"
 #include "replicate/runner.h"
 #include "glmm_math.h"
+#include "util/sha256.h"
 #include "util/strbuf.h"
 
 struct mlmx_boot {
@@ -75,26 +75,6 @@ static int is_h5(const char *p)
     return (n > 3 && strcmp(p + n - 3, ".h5") == 0) || (n > 5 && strcmp(p + n - 5, ".hdf5") == 0);
 }
 
-static char *file_sha256(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    struct sha256_ctx c;
-    sha256_init(&c);
-    unsigned char buf[65536];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, fp)) > 0)
-        sha256_update(&c, k, buf);
-    fclose(fp);
-    unsigned char d[SHA256_DIGEST_SIZE];
-    sha256_digest(&c, sizeof d, d);
-    char *hex = malloc(2 * SHA256_DIGEST_SIZE + 1);
-    if (hex)
-        for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
-            snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    return hex;
-}
 
 /* Parameter groups: fixed effects, variance components (and sigma), the
  * family's extra parameters. */
@@ -133,7 +113,7 @@ static mlmx_status sink_open(mlmx_boot *b, const mlmx_fit *f, const mlmx_boot_op
     make_groups(b, k);
     if (is_h5(o->out_path)) {
         const mlmx_model *md = f->model;
-        char *sha = o->data_file ? file_sha256(o->data_file) : NULL;
+        char *sha = o->data_file ? mlmx_file_sha256(o->data_file) : NULL;
         char *key = mlmx_asprintf("%s|%s|%s|nagq=%d|%s", md->formula, mlmx_family_name(f->family),
                                   f->method == MLMX_ML ? "ML" : "REML", f->nagq, sha ? sha : "");
         mlmx_repstore_meta meta = {md->formula, mlmx_family_name(f->family),

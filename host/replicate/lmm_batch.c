@@ -115,6 +115,21 @@ static mlmx_status lb_gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *
         return mlmx_err_set(err, st, "GPU: %s", msg);
     return MLMX_OK;
 }
+
+static mlmx_status lb_gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
+                              double *y, mlmx_error *err)
+{
+    lb_impl *I = impl;
+    char msg[256] = "";
+    mlmx_status st = MLMX_OK;
+    if (!I->dev)
+        st = mlmx_cuda_lb_create(&I->M, (mlmx_cuda_lb **)&I->dev, msg, sizeof msg);
+    if (!st)
+        st = mlmx_cuda_lb_simulate(I->dev, seed, reps, count, y, msg, sizeof msg);
+    if (st)
+        return mlmx_err_set(err, st, "GPU: %s", msg);
+    return MLMX_OK;
+}
 #endif
 
 static mlmx_status unsupported(mlmx_error *err, const char *why)
@@ -182,6 +197,7 @@ mlmx_status mlmx_lb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->cpu_rows = lb_cpu_rows;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = lb_gpu_rows;
+    E->gpu_sim = lb_gpu_sim;
     mlmx_cuda_lb_bytes(M, &E->gpu_fixed_bytes, &E->gpu_rep_bytes);
 #else
     E->gpu_rows = NULL;
