@@ -149,6 +149,23 @@ static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint6
     return cudaGetLastError();
 }
 
+/* Responses only, one replicate per thread: replicate r's draws into
+ * ybuf + r*n in grouped order (the host puts them in model order). */
+__global__ void mlmx_gb_sim_kernel(mlmx_gb_shared S, uint64_t seed,
+                                   const uint64_t *__restrict__ reps, size_t count, double *ybuf,
+                                   double *ubuf)
+{
+    const size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= count)
+        return;
+    mlmx_gb_rep R;
+    R.y = ybuf + r * (size_t)S.n;
+    R.u = ubuf + r * (size_t)S.nclu;
+    R.ys = 1;
+    R.us = 1;
+    mlmx_gb_simulate(&S, seed, reps[r], &R);
+}
+
 #define CK(call)                                                                        \
     do {                                                                                \
         cudaError_t e_ = (call);                                                        \
@@ -272,5 +289,53 @@ done:
     cudaFree(dout);
     cudaFree(dnev);
     cudaFree(dsc);
+    return st;
+}
+
+extern "C" mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed,
+                                             const uint64_t *reps, size_t count, double *y,
+                                             char *msg, size_t msglen)
+{
+    mlmx_cuda_bind();
+    mlmx_status st = MLMX_OK;
+    int *di = NULL;
+    double *dd = NULL, *dy = NULL, *du = NULL;
+    uint64_t *dreps = NULL;
+    mlmx_gb_shared Sd;
+    if (!S || !reps || !y || S->n < 0) {
+        snprintf(msg, msglen, "mlmx_cuda_gb_simulate: bad arguments");
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    const size_t n = (size_t)S->n, L = (size_t)S->nclu;
+    if (count > SIZE_MAX / sizeof(double) / (n + L + 1)) {
+        snprintf(msg, msglen, "mlmx_cuda_gb_simulate: %zu replicates overflow the buffer size",
+                 count);
+        return MLMX_ERR_ARG;
+    }
+    CK(gb_upload(S, &Sd, &di, &dd));
+    CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
+    CK(cudaMalloc((void **)&dy, count * n * sizeof(double) + sizeof(double)));
+    CK(cudaMalloc((void **)&du, count * L * sizeof(double) + sizeof(double)));
+    CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
+    {
+        const int threads = 128;
+        const size_t blocks = (count + threads - 1) / threads;
+        mlmx_gb_sim_kernel<<<(unsigned)blocks, threads>>>(Sd, seed, dreps, count, dy, du);
+    }
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(y, dy, count * n * sizeof(double), cudaMemcpyDeviceToHost));
+done:
+    cudaFree(di);
+    cudaFree(dd);
+    cudaFree(dreps);
+    cudaFree(dy);
+    cudaFree(du);
     return st;
 }

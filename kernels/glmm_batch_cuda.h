@@ -29,6 +29,14 @@ typedef struct mlmx_gb_cuda_out {
 mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
                               size_t count, const mlmx_gb_cuda_out *o, char *msg, size_t msglen);
 
+/* Simulated responses only: y (host, count*n) row i = replicate reps[i]'s
+ * draws in the structure's grouped order (y[i*n + k] for grouped position
+ * k; model observation j is at k = S->pos[j]), as mlmx_gb_simulate draws
+ * them. Device buffers are allocated for the call and freed. Errors as
+ * mlmx_cuda_gb_rows. */
+mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
+                                  size_t count, double *y, char *msg, size_t msglen);
+
 /* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure) and per
  * replicate in flight. Pure arithmetic, available in every build. */
 static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
