@@ -6,8 +6,10 @@
  * An engine covers the models whose whole fit is one small state per
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
  * MLMX_LB_PMAX), and GLMMs with one scalar random intercept (binomial
- * logit, Poisson log; Laplace or adaptive quadrature). Every other model
- * is refitted through workspaces (problem.c), on the CPU.
+ * logit, Poisson log; Laplace or adaptive quadrature). lmm-crossed
+ * (kernels/lmm_dense_batch.h) covers LMMs with more terms whose non-first
+ * terms, X and y form a dense block of at most 48 columns. Every other
+ * model is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
@@ -33,7 +35,7 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "glmm-1ri" */
+    const char *name;  /* "lmm-1term", "lmm-crossed", "glmm-1ri" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
      * disjoint ranges at once. Allocates nothing. */
@@ -67,6 +69,9 @@ void mlmx_batch_engine_free(mlmx_batch_engine *E);
  * or return MLMX_ERR_UNSUPPORTED with the reason. */
 mlmx_status mlmx_lb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+/* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
+ * other terms with X and y a dense block of at most 48 columns. */
+mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,

@@ -1,0 +1,18 @@
+/* Inspection of the lmm-crossed batch engine (host/replicate/lmm_dense_batch.c)
+ * for its tests and benchmark; the engine itself is reached through
+ * mlmx_ld_engine_init (replicate/batch.h). */
+#ifndef MLMX_LMM_DENSE_ENGINE_H
+#define MLMX_LMM_DENSE_ENGINE_H
+#include "lmm_dense_batch.h"
+#include "replicate/batch.h"
+
+/* The shared structure of an engine filled by mlmx_ld_engine_init (owned
+ * by the engine, valid until E->free); NULL for any other engine. */
+const mlmx_ld_model *mlmx_ld_engine_model(const mlmx_batch_engine *E);
+
+/* The device mapping the engine's gpu_rows uses: 0 chooses by size (the
+ * default), 1 one replicate per thread, 2 one replicate per warp (for the
+ * parity tests, which check both). Ignored for other engines. */
+void mlmx_ld_engine_set_mapping(mlmx_batch_engine *E, int mapping);
+
+#endif
