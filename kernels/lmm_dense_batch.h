@@ -40,7 +40,8 @@
  * same operations whatever nd, so a value-only evaluation (nd = 1) gives
  * the very number the gradient evaluation returned.
  *
- * Parallel form. Every evaluation function takes (lane, nlanes): the CPU
+ * Parallel form. Every evaluation function takes (lane, nlanes), nlanes a
+ * power of two (an owner is found by masking, not by a division): the CPU
  * passes (0, 1); a CUDA warp passes (lane, 32), with the first-term levels
  * spread over the lanes, the Schur downdate split by the dense entry each
  * lane owns (entry e belongs to lane e % nlanes, so each entry is downdated
@@ -385,7 +386,7 @@ MLMX_HD void mlmx_ld_dense_init(const mlmx_ld_model *M, int nd, const double *tm
     int cnt = 0;
     for (int a = 0; a < m; a++)
         for (int b = 0; b <= a; b++) {
-            if (cnt++ % nlanes != lane)
+            if ((cnt++ & (nlanes - 1)) != lane)
                 continue;
             double *s = S + (size_t)mlmx_ld_pk(a, b) * (size_t)nd;
             mlmx_ld_dzero(nd, s);
@@ -513,7 +514,7 @@ MLMX_HD int mlmx_ld_level(const mlmx_ld_model *M, int j, int nd, const double *t
 
 /* The Schur downdate by level j's rows (from mlmx_ld_level): S[c_a, c_b]
  * -= sum_i W[a, i] W[b, i] over the level's row pairs; each lane takes the
- * entries it owns (packed index % nlanes), so no two lanes write one
+ * entries it owns (packed index mod nlanes), so no two lanes write one
  * entry and every entry is downdated in level order. */
 MLMX_HD void mlmx_ld_downdate(const mlmx_ld_model *M, int j, int nd, const double *rows,
                               double *S, int lane, int nlanes)
@@ -524,7 +525,7 @@ MLMX_HD void mlmx_ld_downdate(const mlmx_ld_model *M, int j, int nd, const doubl
         const double *wa = rows + (size_t)ra * (size_t)q * nd;
         for (int rb = 0; rb <= ra; rb++) {
             const int e = mlmx_ld_pk(ca, M->row_col[r0 + rb]);
-            if (e % nlanes != lane)
+            if ((e & (nlanes - 1)) != lane)
                 continue;
             const double *wb = rows + (size_t)rb * (size_t)q * nd;
             double *s = S + (size_t)e * nd;
