@@ -57,4 +57,8 @@ mlmx_status mlmx_cuda_ld_simulate(mlmx_cuda_ld *c, uint64_t seed, const uint64_t
 /* Frees the device copies (NULL is allowed). */
 void mlmx_cuda_ld_free(mlmx_cuda_ld *c);
 
+/* Peak device memory this process allocated through this engine (the
+ * structure, the chunk buffers and the simulation buffers). */
+size_t mlmx_cuda_ld_peak_bytes(void);
+
 #endif
