@@ -334,12 +334,14 @@ MLMX_LD_INL void mlmx_ld_dlog_add(int nd, double *acc, double w, const double *a
     acc[0] += w * log(a[0]);
 }
 
+/* a = 0 */
 MLMX_LD_INL void mlmx_ld_dzero(int nd, double *a)
 {
     for (int t = 0; t < nd; t++)
         a[t] = 0.0;
 }
 
+/* dst = src */
 MLMX_LD_INL void mlmx_ld_dcopy(int nd, double *dst, const double *src)
 {
     for (int t = 0; t < nd; t++)
