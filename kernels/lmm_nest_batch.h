@@ -68,6 +68,12 @@
 #define MLMX_NB_SMAX ((MLMX_NB_PMAX + 1) * (MLMX_NB_PMAX + 2) / 2)
 #define MLMX_NB_ACCMAX (MLMX_NB_ND * (1 + MLMX_NB_SMAX) + 1)
 
+/* How the device kernel maps replicates onto threads
+ * (kernels/lmm_nest_batch.cu says why). */
+#define MLMX_NB_MAP_AUTO 0   /* by size (mlmx_nb_engine_auto_mapping) */
+#define MLMX_NB_MAP_THREAD 1 /* one replicate per thread, every top cluster in turn */
+#define MLMX_NB_MAP_WARP 2   /* one replicate per warp, top clusters over the 32 lanes */
+
 /* The shared structure (host pointers on the CPU, device pointers in a
  * kernel). Observations in model order. */
 typedef struct mlmx_nb_model {

@@ -6,19 +6,14 @@
 #include "lmm_nest_batch.h"
 #include "replicate/batch.h"
 
-/* How the device kernel maps replicates onto threads. */
-enum {
-    MLMX_NB_MAP_AUTO = 0,   /* by size: mlmx_nb_engine_auto_mapping */
-    MLMX_NB_MAP_THREAD = 1, /* one replicate per thread (every top cluster in turn) */
-    MLMX_NB_MAP_WARP = 2    /* one replicate per warp, top clusters over the 32 lanes */
-};
-
 /* The mapping chosen by size: a warp per replicate when the top term has
  * at least 32 levels (every lane gets a top cluster), else a thread. */
 int mlmx_nb_engine_auto_mapping(const mlmx_nb_model *M);
 
-/* Force the device mapping of an lmm-nest engine E (MLMX_NB_MAP_AUTO: by
- * size). The CPU rows do not depend on it. Allocates nothing. */
+/* Force the device mapping of an lmm-nest engine E: MLMX_NB_MAP_THREAD,
+ * MLMX_NB_MAP_WARP, or MLMX_NB_MAP_AUTO (by size); see
+ * kernels/lmm_nest_batch.h. The CPU rows do not depend on it. Allocates
+ * nothing. */
 void mlmx_nb_engine_set_mapping(mlmx_batch_engine *E, int mapping);
 
 /* The shared structure of an lmm-nest engine (owned by it, valid until
