@@ -19,6 +19,9 @@
  *     is noisier, their line search wanders on, and at the bound they add
  *     a BOBYQA polish the engine does not), so theta is set there only to
  *     about the square root of the noise;
+ *   - the warp kernel's arithmetic, emulated here lane by lane (each of 32
+ *     lanes its own top clusters, then the sums and the BFGS steps), fits
+ *     as the CPU rows do (1e-8: only the order of the sums differs);
  *   - 1 and 2 threads give identical bits;
  *   - crossed and other uncovered models are refused with the reason. */
 #include <criterion/criterion.h>
@@ -311,6 +314,88 @@ Test(lmm_nest_batch, refits_pastes_reml, .timeout = 120) { check_refits(PASTES, 
 Test(lmm_nest_batch, refits_pastes_ml, .timeout = 120) { check_refits(PASTES, PASTE, MLMX_ML, 40, 18); }
 Test(lmm_nest_batch, refits_nested4_ml, .timeout = 120) { check_refits(NESTED4, N4ML, MLMX_ML, 30, 20); }
 Test(lmm_nest_batch, refits_nested4_slope, .timeout = 120) { check_refits(NESTED4, N4SLOPE, MLMX_REML, 20, 12); }
+
+/* ------------------------------------------------------------ lanes */
+
+/* The warp kernel's evaluation (kernels/lmm_nest_batch.cu, nb_warp_eval)
+ * with its 32 lanes run one after another: each lane's share of the top
+ * clusters in its own scratch, the shares summed, finished on "lane 0". */
+static double lanes_eval(const mlmx_nb_model *M, const double *x, int nd, const double *zy,
+                         const double *xty, double yty, mlmx_nb_scratch *lanes)
+{
+    const int len = mlmx_nb_acc_len(M, nd);
+    for (int l = 0; l < 32; l++) {
+        mlmx_nb_theta(M, x, lanes[l].th);
+        mlmx_nb_part(M, lanes[l].th, nd, zy, 1, l, 32, &lanes[l]);
+    }
+    for (int e = 0; e < len; e++)
+        for (int l = 1; l < 32; l++)
+            lanes[0].acc[e] += lanes[l].acc[e];
+    return mlmx_nb_finish(M, nd, xty, yty, &lanes[0]);
+}
+
+/* The warp kernel's fit of one replicate, lanes emulated. */
+static void lanes_fit(const mlmx_nb_model *M, uint64_t seed, uint64_t rep, double *b, double *zy,
+                      mlmx_nb_scratch *lanes, const mlmx_nb_out *o, size_t i)
+{
+    double xty[MLMX_NB_PMAX] = {0}, yty = 0.0;
+    int ok = 1;
+    for (int l = 0; l < 32; l++)
+        for (int h = l; h < M->ntop; h += 32)
+            ok &= mlmx_nb_simulate_top(M, seed, rep, h, b, zy, 1, xty, &yty);
+    cr_assert(ok);
+    mlmx_qn_state q;
+    double store[8 * MLMX_NB_NTMAX + MLMX_NB_NTMAX * MLMX_NB_NTMAX];
+    int active[MLMX_NB_NTMAX];
+    mlmx_qn_bind(&q, M->nt, store, active);
+    mlmx_qn_begin(&q, M->x0, M->xlo, 0, &M->cfg, M->hinv0);
+    while (mlmx_qn_want(&q)) {
+        const double f = lanes_eval(M, mlmx_qn_point(&q), M->nt, zy, xty, yty, lanes);
+        double *g = mlmx_qn_grad(&q);
+        if (isfinite(f))
+            for (int t = 0; t < M->nt; t++)
+                g[t] = lanes[0].g[t] * (M->logp[t] ? lanes[0].th[t] : 1.0);
+        mlmx_qn_told(&q, f);
+    }
+    const double f = lanes_eval(M, q.x, 0, zy, xty, yty, lanes);
+    mlmx_nb_write_row(M, q.failed ? NAN : f, q.n_evals, q.converged, &lanes[0], o, i);
+}
+
+Test(lmm_nest_batch, warp_lanes_fit_as_the_cpu_rows, .timeout = 120)
+{
+    setup s;
+    open_model(&s, CLASSROOM, CLASS2, MLMX_REML);
+    const mlmx_nb_model *M = s.M;
+    const size_t n = 12, nt = (size_t)M->nt, p = (size_t)M->p;
+    rows a, b;
+    rows_alloc(&a, s.P, n, 31);
+    rows_alloc(&b, s.P, n, 31);
+    mlmx_error e;
+    cr_assert_eq(mlmx_batch_run_cpu(s.E, &a.J, 1, &e), MLMX_OK);
+    mlmx_nb_scratch *lanes = malloc(32 * sizeof *lanes);
+    double *buf = malloc(2 * (size_t)M->nu * sizeof *buf);
+    const mlmx_nb_out o = {b.J.theta, b.J.beta, b.J.se,   b.J.sigma, b.J.crit,
+                           b.J.nev,   b.J.conv, b.J.sing, b.J.status};
+    for (size_t i = 0; i < n; i++)
+        lanes_fit(M, 31, b.reps[i], buf, buf + M->nu, lanes, &o, i);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(b.J.status[i], 1);
+        cr_expect(near(b.J.crit[i], a.J.crit[i], 1e-12, 0), "row %zu crit %.15g vs %.15g", i,
+                  b.J.crit[i], a.J.crit[i]);
+        for (size_t t = 0; t < nt; t++)
+            cr_expect(near(b.J.theta[i * nt + t], a.J.theta[i * nt + t], 1e-8, 0),
+                      "row %zu theta%zu", i, t);
+        for (size_t k = 0; k < p; k++)
+            cr_expect(near(b.J.beta[i * p + k], a.J.beta[i * p + k], 1e-8, 0) &&
+                          near(b.J.se[i * p + k], a.J.se[i * p + k], 1e-8, 0),
+                      "row %zu beta/se %zu", i, k);
+    }
+    free(buf);
+    free(lanes);
+    rows_free(&a);
+    rows_free(&b);
+    close_model(&s);
+}
 
 Test(lmm_nest_batch, threads_do_not_change_results, .timeout = 120)
 {
