@@ -30,6 +30,11 @@ if [ -x "$B/bench_glmm_batch" ]; then
   echo; echo "binary GLMM, 100 clusters x 10, 25-point AGQ (bench_glmm_batch):"
   "$B/bench_glmm_batch"
 fi
+if [ -x "$B/bench_lmm_nest" ]; then
+  echo; echo "nested LMM, classroom students in classes in schools (bench_lmm_nest):"
+  OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_nest" data/classroom.csv \
+    'mathgain ~ mathkind + (1|schoolid/classid)' 2000 100 100000
+fi
 # the power scenario of the replicate-engine issue: slope_power.json's base
 # design (50 clusters x 20, (x | g), Wald z), 100,000 simulations (target < 1 s)
 T=$(mktemp -d)

@@ -3,7 +3,8 @@
 // inside one launch, by the inline math of lmm_batch.h that the CPU engine
 // runs too. Three layers: the kernel, its launcher on a stream, validated
 // extern "C" entries. Device allocations go through dev_alloc/dev_free
-// alone, which keep the peak.
+// alone, which keep the peak (the other engines use them too, through
+// batch_alloc.cuh).
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@ extern "C" {
 #include "cuda_entry.h"
 #include "lmm_batch_cuda.h"
 }
+#include "batch_alloc.cuh"
 #include "lmm_batch.h"
 
 static size_t g_cur_bytes, g_peak_bytes;
@@ -34,6 +36,10 @@ static void dev_free(void *p, size_t bytes)
     cudaFree(p);
     g_cur_bytes -= bytes < g_cur_bytes ? bytes : g_cur_bytes;
 }
+
+cudaError_t mlmx_cuda_batch_alloc(void **p, size_t bytes) { return dev_alloc(p, bytes); }
+
+void mlmx_cuda_batch_free(void *p, size_t bytes) { dev_free(p, bytes); }
 
 struct mlmx_cuda_lb {
     mlmx_lb_model M; /* device pointers */

@@ -13,16 +13,19 @@ typedef mlmx_status (*engine_init)(const mlmx_problem *, mlmx_batch_engine *, ml
 mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **out,
                                      mlmx_error *err)
 {
-    static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_gb_engine_init};
+    static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_nb_engine_init,
+                                        mlmx_gb_engine_init};
+    enum { NINIT = (int)(sizeof inits / sizeof inits[0]) };
     *out = NULL;
     if (!P)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_engine_create: NULL problem");
     mlmx_batch_engine *E = calloc(1, sizeof *E);
     if (!E)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    char why[2][1024];
-    const int ninit = (int)(sizeof inits / sizeof inits[0]);
-    for (int k = 0; k < ninit; k++) {
+    /* every engine's reason, in order, for the message when none covers P */
+    char why[1024] = "";
+    size_t len = 0;
+    for (int k = 0; k < NINIT; k++) {
         mlmx_error e;
         mlmx_err_clear(&e);
         mlmx_status st = inits[k](P, E, &e);
@@ -34,15 +37,14 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
             free(E);
             return mlmx_err_set(err, st, "%s", e.msg);
         }
-        snprintf(why[k % 2], sizeof why[0], "%s", e.msg);
+        if (len < sizeof why) {
+            int w = snprintf(why + len, sizeof why - len, "%s%s", k ? "; " : "", e.msg);
+            len += w > 0 ? (size_t)w : 0;
+        }
         memset(E, 0, sizeof *E);
     }
     free(E);
-    if (ninit > 1)
-        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no batch engine covers this model (%s; %s)",
-                            why[0], why[1]);
-    return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no batch engine covers this model (%s)",
-                        why[0]);
+    return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED, "no batch engine covers this model (%s)", why);
 }
 
 void mlmx_batch_engine_free(mlmx_batch_engine *E)
