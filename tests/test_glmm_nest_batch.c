@@ -160,6 +160,14 @@ Test(glmm_nest_batch, hdp_agq_criterion_equals_workspace, .timeout = 120)
     criterion_check(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL, 25);
 }
 
+/* Scalar terms that are not intercepts: z0, z1 enter every formula. */
+Test(glmm_nest_batch, slope_terms_criterion_equals_workspace, .timeout = 120)
+{
+    const char *f = "remission ~ IL6 + CRP + LengthofStay + (0 + CRP|HID) + (0 + IL6|DID)";
+    criterion_check(HDP3, f, MLMX_FAMILY_BINOMIAL, 1);
+    criterion_check(HDP3, f, MLMX_FAMILY_BINOMIAL, 7);
+}
+
 Test(glmm_nest_batch, grouseticks_criterion_equals_workspace, .timeout = 120)
 {
     criterion_check(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 1);
@@ -409,6 +417,8 @@ Test(glmm_nest_batch, uncovered_models_are_refused_with_a_reason, .timeout = 300
     refused(MLMX_SOURCE_DIR "/data/cbpp.csv",
             "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)",
             MLMX_FAMILY_BINOMIAL, MLMX_LINK_DEFAULT, 1, "1 random-effect terms");
+    refused(GROUSE, "TICKS ~ factor(YEAR) + (1|INDEX) + (1|BROOD) + (1|LOCATION)",
+            MLMX_FAMILY_POISSON, MLMX_LINK_DEFAULT, 1, "3 random-effect terms");
     refused(MLMX_SOURCE_DIR "/data/verbagg.csv", "r2 ~ Anger + Gender + (1 | id) + (1 | item)",
             MLMX_FAMILY_BINOMIAL, MLMX_LINK_DEFAULT, 1, "not nested");
     refused(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, 1, "link other than logit");
