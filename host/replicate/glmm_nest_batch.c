@@ -122,6 +122,10 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
         return buf;
     }
+    /* the (node, doctor) items are counted in int, their results in size_t */
+    if ((size_t)(P->opt.nagq > 1 ? P->opt.nagq : 1) * (size_t)md->re[0].nlevels *
+            (size_t)(md->p + 3) > (size_t)INT_MAX)
+        return "too many quadrature items (points times fine levels)";
     return NULL;
 }
 
