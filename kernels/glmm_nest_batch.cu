@@ -21,7 +21,9 @@ extern "C" {
 }
 #include "glmm_nest_batch.h"
 
-#define GN_THREADS 128 /* threads per block (a power of two: the reduction halves it) */
+#define GN_THREADS 256 /* threads per block (a power of two: the reduction halves it); 256
+                        * rather than 128 so that a single fit, one block, has more
+                        * threads for its (node, doctor) items */
 
 /* Doubles of shared memory one block uses: the optimizer's state, its
  * store (8 np + np^2), a point xs, the SE Hessian (np^2), the SEs, the
