@@ -66,7 +66,7 @@
 
 /* Most fixed effects (np = 2 + p <= MLMX_GN_NPMAX optimizer parameters):
  * the per-item gradient sums are register arrays of this size. */
-#define MLMX_GN_PMAX 8
+#define MLMX_GN_PMAX 12
 #define MLMX_GN_NPMAX (MLMX_GN_PMAX + 2)
 #define MLMX_GN_NEWTON_MAX 60 /* Newton steps for one hospital's joint mode */
 #define MLMX_GN_HALF_MAX 40   /* step halvings in one of them */
