@@ -9,7 +9,9 @@
 // whose replicate is done leaves, and its SM takes the next. All the math
 // is kernels/glmm_nest_batch.h, the code the CPU engine runs. Three
 // layers: the kernel, a launcher on a stream, and the validated
-// extern "C" entry.
+// extern "C" entry. One replicate per block needs no work queue (as the
+// warp engines have): a block that finishes frees its SM for the next
+// block of the grid. Device memory through batch_alloc.cuh.
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@ extern "C" {
 #include "cuda_entry.h"
 #include "glmm_nest_batch_cuda.h"
 }
+#include "batch_alloc.cuh"
 #include "glmm_nest_batch.h"
 
 #define GN_THREADS 256 /* threads per block (a power of two: the reduction halves it); 256
@@ -219,15 +222,16 @@ static cudaError_t launch_gn(const mlmx_gn_shared *S, uint64_t seed, const uint6
 
 /* Device copies of the structure's arrays in one int and one double block
  * (mlmx_gn_fixed_bytes); Sd gets the device pointers. */
-static cudaError_t gn_upload(const mlmx_gn_shared *S, mlmx_gn_shared *Sd, int **di, double **dd)
+static cudaError_t gn_upload(const mlmx_gn_shared *S, mlmx_gn_shared *Sd, int **di, double **dd,
+                             size_t *bi, size_t *bd)
 {
     const size_t n = (size_t)S->n, nf = (size_t)S->nfine, nt = (size_t)S->ntop;
     const size_t p = (size_t)S->p, np = (size_t)S->np, K = (size_t)S->nagq;
-    const size_t ni = nt + 1 + nf + 1 + 2 * nf + 2 * n;
-    const size_t nd = n * p + 3 * n + 2 * K + 2 * p + 2 * np + np * np;
-    cudaError_t e = cudaMalloc((void **)di, ni * sizeof(int));
+    *bi = (nt + 1 + nf + 1 + 2 * nf + 2 * n) * sizeof(int);
+    *bd = (n * p + 3 * n + 2 * K + 2 * p + 2 * np + np * np) * sizeof(double);
+    cudaError_t e = mlmx_cuda_batch_alloc((void **)di, *bi);
     if (e == cudaSuccess)
-        e = cudaMalloc((void **)dd, nd * sizeof(double));
+        e = mlmx_cuda_batch_alloc((void **)dd, *bd);
     if (e != cudaSuccess)
         return e;
     *Sd = *S;
@@ -286,11 +290,12 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
                                          const uint64_t *reps, size_t count,
                                          const mlmx_gn_cuda_out *o, char *msg, size_t msglen)
 {
+    mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
-    int *di = NULL, *dnev = NULL;
-    double *dd = NULL, *dscr = NULL, *dout = NULL;
-    uint64_t *dreps = NULL;
-    char *dsc = NULL;
+    int *di = NULL;
+    double *dd = NULL;
+    char *dbuf = NULL; /* keys, scratch, output rows, evaluation counts, flags */
+    size_t bi = 0, bd = 0, bb = 0;
     mlmx_gn_shared Sd;
     mlmx_gn_cuda_out od;
     if (!gn_args_ok(S, reps, o)) {
@@ -304,23 +309,31 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
         return MLMX_ERR_UNSUPPORTED;
     }
     const size_t p = (size_t)S->p, per = mlmx_gn_rep_doubles(S);
-    if (count > (size_t)INT32_MAX || count > SIZE_MAX / sizeof(double) / (per + 3 + 2 * p)) {
+    if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / (mlmx_gn_rep_bytes(S) + 64)) {
         snprintf(msg, msglen, "mlmx_cuda_gn_rows: %zu replicates overflow the buffer size", count);
         return MLMX_ERR_ARG;
     }
     const int want_se = o->se != NULL;
-    CK(gn_upload(S, &Sd, &di, &dd));
-    CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
-    CK(cudaMalloc((void **)&dscr, count * per * sizeof(double)));
-    CK(cudaMalloc((void **)&dout, count * (3 + 2 * p) * sizeof(double)));
-    CK(cudaMalloc((void **)&dnev, count * sizeof(int)));
-    CK(cudaMalloc((void **)&dsc, count * 3));
+    /* one buffer: doubles first (8-byte aligned), then the keys, the
+     * counts and the flags */
+    const size_t nscr = count * per, nout = count * (3 + 2 * p);
+    bb = (nscr + nout) * sizeof(double) + count * sizeof(uint64_t) + count * sizeof(int) +
+         count * 3;
+    double *dscr = NULL, *dout = NULL;
+    uint64_t *dreps = NULL;
+    int *dnev = NULL;
+    CK(gn_upload(S, &Sd, &di, &dd, &bi, &bd));
+    CK(mlmx_cuda_batch_alloc((void **)&dbuf, bb));
+    dscr = (double *)dbuf;
+    dout = dscr + nscr;
+    dreps = (uint64_t *)(dout + nout);
+    dnev = (int *)(dreps + count);
     od.theta = dout;
     od.crit = dout + 2 * count;
     od.beta = od.crit + count;
     od.se = want_se ? od.beta + count * p : NULL;
     od.nev = dnev;
-    od.conv = (signed char *)dsc;
+    od.conv = (signed char *)(dnev + count);
     od.sing = od.conv + count;
     od.status = od.sing + count;
     CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
@@ -336,12 +349,8 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
 done:
-    cudaFree(di);
-    cudaFree(dd);
-    cudaFree(dreps);
-    cudaFree(dscr);
-    cudaFree(dout);
-    cudaFree(dnev);
-    cudaFree(dsc);
+    mlmx_cuda_batch_free(di, bi);
+    mlmx_cuda_batch_free(dd, bd);
+    mlmx_cuda_batch_free(dbuf, bb);
     return st;
 }
