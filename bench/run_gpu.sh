@@ -35,6 +35,10 @@ if [ -x "$B/bench_lmm_nest" ]; then
   OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_nest" data/classroom.csv \
     'mathgain ~ mathkind + (1|schoolid/classid)' 2000 100 100000
 fi
+if [ -x "$B/bench_glmm_nest" ]; then
+  echo; echo "hdp (1|HID/DID), nested AGQ 25 x 25, 1000 replicates (bench_glmm_nest):"
+  timeout 180 "$B/bench_glmm_nest" 4 1000 25 || echo "bench_glmm_nest: failed or timed out"
+fi
 # the power scenario of the replicate-engine issue: slope_power.json's base
 # design (50 clusters x 20, (x | g), Wald z), 100,000 simulations (target < 1 s)
 T=$(mktemp -d)

@@ -14,7 +14,7 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
                                      mlmx_error *err)
 {
     static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_nb_engine_init,
-                                        mlmx_gb_engine_init};
+                                        mlmx_gb_engine_init, mlmx_gn_engine_init};
     enum { NINIT = (int)(sizeof inits / sizeof inits[0]) };
     *out = NULL;
     if (!P)
