@@ -238,10 +238,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_lmm_dense: %s (run from the source tree)\n", mlmx_last_error());
         return 1;
     }
-    mlmx_batch_engine *E = NULL;
+    /* the engine itself (the registry gives nested models to lmm-nest) */
+    mlmx_batch_engine *E = calloc(1, sizeof *E);
     mlmx_error err;
     mlmx_err_clear(&err);
-    if (mlmx_batch_engine_create(P, &E, &err) || !mlmx_ld_engine_model(E)) {
+    if (!E || mlmx_ld_engine_init(P, E, &err)) {
         fprintf(stderr, "bench_lmm_dense: no lmm-crossed engine: %s\n", err.msg);
         return 1;
     }

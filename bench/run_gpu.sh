@@ -30,10 +30,19 @@ if [ -x "$B/bench_glmm_batch" ]; then
   echo; echo "binary GLMM, 100 clusters x 10, 25-point AGQ (bench_glmm_batch):"
   "$B/bench_glmm_batch"
 fi
+if [ -x "$B/bench_lmm_nest" ]; then
+  echo; echo "nested LMM, classroom students in classes in schools (bench_lmm_nest):"
+  OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_nest" data/classroom.csv \
+    'mathgain ~ mathkind + (1|schoolid/classid)' 2000 100 100000
+fi
 if [ -x "$B/bench_lmm_dense" ]; then
   echo; echo "crossed LMMs, lmm-crossed engine (bench_lmm_dense): Penicillin, sim_crossed:"
   OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 4000 100000 penicillin
   OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 200 10000 sim_crossed
+fi
+if [ -x "$B/bench_glmm_nest" ]; then
+  echo; echo "hdp (1|HID/DID), nested AGQ 25 x 25, 1000 replicates (bench_glmm_nest):"
+  timeout 180 "$B/bench_glmm_nest" 4 1000 25 || echo "bench_glmm_nest: failed or timed out"
 fi
 # the power scenario of the replicate-engine issue: slope_power.json's base
 # design (50 clusters x 20, (x | g), Wald z), 100,000 simulations (target < 1 s)

@@ -345,6 +345,43 @@ done:
     return st;
 }
 
+// The n*n block S (leading dimension lda) through cuSOLVER's potrf (inv =
+// 0) or potri (inv = 1) on the context's device buffer, in place; *info is
+// cuSOLVER's devInfo.
+static mlmx_status dense_solver(int n, double *S, int lda, int inv, int *info)
+{
+    const size_t nn = (size_t)n, row = nn * sizeof(double), pitch = (size_t)lda * sizeof(double);
+    mlmx_cuda_ctx *c = NULL;
+    double *dS, *dwork;
+    int *dinfo, lwork = 0;
+    mlmx_status st = mlmx_cuda_ctx_lock(&c);
+    if (st != MLMX_OK)
+        return st;
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_S, nn * nn * sizeof(double), (void **)&dS));
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_FLAG, sizeof(int), (void **)&dinfo));
+    MLMX_CK_RT(cudaMemcpy2DAsync(dS, row, S, pitch, row, nn, cudaMemcpyHostToDevice, c->stream));
+    if (inv)
+        MLMX_CK_SOLVER(
+            cusolverDnDpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, &lwork));
+    else
+        MLMX_CK_SOLVER(
+            cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, &lwork));
+    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_WORK,
+                              (size_t)(lwork > 0 ? lwork : 1) * sizeof(double), (void **)&dwork));
+    if (inv)
+        MLMX_CK_SOLVER(
+            cusolverDnDpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, dwork, lwork, dinfo));
+    else
+        MLMX_CK_SOLVER(
+            cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, dwork, lwork, dinfo));
+    MLMX_CK_RT(cudaMemcpy2DAsync(S, pitch, dS, row, row, nn, cudaMemcpyDeviceToHost, c->stream));
+    MLMX_CK_RT(cudaMemcpyAsync(info, dinfo, sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+    MLMX_CK_RT(cudaStreamSynchronize(c->stream));
+done:
+    mlmx_cuda_ctx_unlock();
+    return st;
+}
+
 extern "C" mlmx_status mlmx_cuda_dense_chol(int n, double *S, int lda, int *fail_col)
 {
     if (n < 0 || !S || lda < (n > 1 ? n : 1))
@@ -352,37 +389,37 @@ extern "C" mlmx_status mlmx_cuda_dense_chol(int n, double *S, int lda, int *fail
                               (void *)S);
     if (n == 0)
         return MLMX_OK;
-    const size_t nn = (size_t)n, row = nn * sizeof(double), pitch = (size_t)lda * sizeof(double);
-    mlmx_cuda_ctx *c = NULL;
-    double *dS, *dwork;
-    int *dinfo, lwork = 0, info = 0;
-    mlmx_status st = mlmx_cuda_ctx_lock(&c);
+    int info = 0;
+    mlmx_status st = dense_solver(n, S, lda, 0, &info);
     if (st != MLMX_OK)
         return st;
-    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_S, nn * nn * sizeof(double), (void **)&dS));
-    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_FLAG, sizeof(int), (void **)&dinfo));
-    MLMX_CK_RT(cudaMemcpy2DAsync(dS, row, S, pitch, row, nn, cudaMemcpyHostToDevice, c->stream));
-    MLMX_CK_SOLVER(
-        cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, &lwork));
-    MLMX_CK(mlmx_cuda_ctx_buf(c, MLMX_CUDA_BUF_WORK,
-                              (size_t)(lwork > 0 ? lwork : 1) * sizeof(double), (void **)&dwork));
-    MLMX_CK_SOLVER(
-        cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, dS, n, dwork, lwork, dinfo));
-    MLMX_CK_RT(cudaMemcpy2DAsync(S, pitch, dS, row, row, nn, cudaMemcpyDeviceToHost, c->stream));
-    MLMX_CK_RT(cudaMemcpyAsync(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost, c->stream));
-    MLMX_CK_RT(cudaStreamSynchronize(c->stream));
     if (info > 0) {
         // LAPACK's convention: the leading minor of order info is not positive
         if (fail_col)
             *fail_col = info - 1;
-        st = mlmx_cuda_fail(MLMX_ERR_NUMERIC, "cusolverDnDpotrf: leading minor of order %d is "
-                                              "not positive definite", info);
-    } else if (info < 0) {
+        return mlmx_cuda_fail(MLMX_ERR_NUMERIC, "cusolverDnDpotrf: leading minor of order %d is "
+                                                "not positive definite", info);
+    }
+    if (info < 0) {
         if (fail_col)
             *fail_col = 0;
-        st = mlmx_cuda_fail(MLMX_ERR_NUMERIC, "cusolverDnDpotrf: argument %d invalid", -info);
+        return mlmx_cuda_fail(MLMX_ERR_NUMERIC, "cusolverDnDpotrf: argument %d invalid", -info);
     }
-done:
-    mlmx_cuda_ctx_unlock();
+    return MLMX_OK;
+}
+
+extern "C" mlmx_status mlmx_cuda_dense_inverse(int n, double *S, int lda)
+{
+    if (n < 0 || !S || lda < (n > 1 ? n : 1))
+        return mlmx_cuda_fail(MLMX_ERR_ARG, "mlmx_cuda_dense_inverse: n %d, lda %d, S %p", n, lda,
+                              (void *)S);
+    if (n == 0)
+        return MLMX_OK;
+    int info = 0;
+    mlmx_status st = dense_solver(n, S, lda, 1, &info);
+    if (st == MLMX_OK && info != 0)
+        st = mlmx_cuda_fail(MLMX_ERR_NUMERIC, "cusolverDnDpotri: %s %d",
+                            info > 0 ? "zero diagonal element" : "invalid argument",
+                            info > 0 ? info : -info);
     return st;
 }

@@ -52,6 +52,8 @@ mlmx_status mlmx_cuda_stage_chol(const mlmx_block_stage *st, int m, double *S, d
  * MLMX_ERR_NUMERIC and *fail_col = first failing column (0-based, LAPACK's
  * info - 1). n == 0: MLMX_OK, nothing copied. */
 mlmx_status mlmx_cuda_dense_chol(int n, double *S, int lda, int *fail_col);
+/* The dense_inverse slot: cuSOLVER potri on a device copy of the block. */
+mlmx_status mlmx_cuda_dense_inverse(int n, double *S, int lda);
 
 /* Free the context (device buffers, stream, handles). Safe to call when
  * none exists, repeatedly, and before a later call creates a new one. */

@@ -77,15 +77,14 @@ static __device__ void gb_warp_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
     __syncwarp();
 }
 
-__global__ void __launch_bounds__(32 * GB_WARPS)
-    mlmx_gb_kernel(mlmx_gb_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
-                   size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o)
+// Replicate reps[r] by the warp, start to finish; row r of o.
+static __device__ void gb_warp_replicate(const mlmx_gb_shared &S, uint64_t seed,
+                                         const uint64_t *__restrict__ reps, size_t r,
+                                         double *ybuf, double *ubuf, int want_se,
+                                         const mlmx_gb_cuda_out &o, int lane, int w)
 {
     extern __shared__ double gb_smem[];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, np = S.np, p = S.p;
-    const size_t r = (size_t)blockIdx.x * GB_WARPS + (size_t)w;
-    if (r >= count)
-        return; /* the whole warp: every lane has the same r */
+    const int np = S.np, p = S.p;
     double *base = gb_smem + (size_t)w * (size_t)gb_warp_doubles(np);
     mlmx_qn_state *q = (mlmx_qn_state *)base;
     double *store = base + gb_qs_doubles(), *xs = store + 8 * np + np * np, *H = xs + np;
@@ -138,14 +137,52 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
     o.status[r] = (signed char)(ok ? 1 : 2);
 }
 
+// A persistent kernel: each warp takes replicates from a queue (lane 0's
+// atomicAdd on *next, broadcast) until none is left, so a warp whose
+// replicate converged early takes the next one instead of holding its
+// block's resources idle while the block's slowest warp finishes.
+__global__ void __launch_bounds__(32 * GB_WARPS)
+    mlmx_gb_kernel(mlmx_gb_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
+                   size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o,
+                   unsigned long long *next)
+{
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (;;) {
+        unsigned long long r = 0;
+        if (lane == 0)
+            r = atomicAdd(next, 1ULL);
+        r = __shfl_sync(GB_FULL, r, 0);
+        if (r >= count)
+            return; /* the whole warp: every lane has the same r */
+        gb_warp_replicate(S, seed, reps, (size_t)r, ybuf, ubuf, want_se, o, lane, w);
+        __syncwarp();
+    }
+}
+
 static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dy, double *du, int want_se,
-                             const mlmx_gb_cuda_out *o, cudaStream_t stream)
+                             const mlmx_gb_cuda_out *o, unsigned long long *next,
+                             cudaStream_t stream)
 {
-    const size_t blocks = (count + GB_WARPS - 1) / GB_WARPS;
     const size_t shmem = (size_t)GB_WARPS * (size_t)gb_warp_doubles(S->np) * sizeof(double);
+    // as many blocks as the device holds at once (the warps then loop)
+    int dev = 0, sms = 1, per_sm = 1;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel, 32 * GB_WARPS,
+                                                          shmem);
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(next, 0, sizeof *next, stream);
+    if (e != cudaSuccess)
+        return e;
+    size_t blocks = (count + GB_WARPS - 1) / GB_WARPS;
+    const size_t resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1);
+    if (blocks > resident)
+        blocks = resident;
     mlmx_gb_kernel<<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(*S, seed, dreps, count, dy,
-                                                                       du, want_se, *o);
+                                                                       du, want_se, *o, next);
     return cudaGetLastError();
 }
 
@@ -233,6 +270,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     uint64_t *dreps = NULL;
     char *dsc = NULL;
     int *dnev = NULL;
+    unsigned long long *dnext = NULL;
     mlmx_gb_shared Sd;
     mlmx_gb_cuda_out od;
     if (!S || !reps || !o || !o->theta || !o->beta || !o->crit || !o->nev || !o->conv ||
@@ -260,6 +298,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     CK(cudaMalloc((void **)&dout, count * (2 + 2 * p) * sizeof(double)));
     CK(cudaMalloc((void **)&dnev, count * sizeof(int)));
     CK(cudaMalloc((void **)&dsc, count * 3));
+    CK(cudaMalloc((void **)&dnext, sizeof *dnext));
     od.theta = dout;
     od.crit = dout + count;
     od.beta = dout + 2 * count;
@@ -269,7 +308,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     od.sing = od.conv + count;
     od.status = od.sing + count;
     CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
-    CK(launch_gb(&Sd, seed, dreps, count, dy, du, want_se, &od, 0));
+    CK(launch_gb(&Sd, seed, dreps, count, dy, du, want_se, &od, dnext, 0));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o->theta, od.theta, count * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->crit, od.crit, count * sizeof(double), cudaMemcpyDeviceToHost));
@@ -289,6 +328,7 @@ done:
     cudaFree(dout);
     cudaFree(dnev);
     cudaFree(dsc);
+    cudaFree(dnext);
     return st;
 }
 

@@ -47,6 +47,10 @@
 #define MLMX_GB_NPMAX (MLMX_GB_PMAX + 1)
 #define MLMX_GB_NEWTON_MAX 60 /* Newton steps for one cluster's mode */
 #define MLMX_GB_HALF_MAX 40   /* step halvings in one Newton step */
+/* Most free parameters mlmx_gb_se_finish takes (it also serves the nested
+ * engine, kernels/glmm_nest_batch.h, whose np = 2 + p exceeds
+ * MLMX_GB_NPMAX). */
+#define MLMX_GB_SE_NMAX 16
 
 /* The structure every replicate shares (read-only). Dimensions: n
  * observations, nclu clusters (levels of the term, empty ones allowed), p
@@ -423,8 +427,9 @@ MLMX_HD int mlmx_gb_se_index(const mlmx_gb_shared *S, int singular, int *idx)
 }
 
 /* From the Hessian H (nf x nf, column-major, column a the forward
- * difference of the gradient along idx[a], rows idx) the SEs of beta as
- * refit.c: symmetrize, invert (Cholesky), se_j = sqrt(2 [H^-1]_jj).
+ * difference of the gradient along idx[a], rows idx; nf <=
+ * MLMX_GB_SE_NMAX, the last p of them the fixed effects) the SEs of beta
+ * as refit.c: symmetrize, invert (Cholesky), se_j = sqrt(2 [H^-1]_jj).
  * H is overwritten. se (p) NaN when H is not positive definite. */
 MLMX_HD void mlmx_gb_se_finish(int nf, int p, double *H, double *se)
 {
@@ -456,7 +461,7 @@ MLMX_HD void mlmx_gb_se_finish(int nf, int p, double *H, double *se)
      * forward substitution into the upper triangle's scratch (row j) */
     for (int j = 0; j < p; j++) {
         const int c = nf - p + j;
-        double s = 0.0, col[MLMX_GB_NPMAX];
+        double s = 0.0, col[MLMX_GB_SE_NMAX];
         if (ok) {
             for (int i = 0; i < nf; i++) {
                 double v = i == c ? 1.0 : 0.0;

@@ -3,7 +3,8 @@
 // inside one launch, by the inline math of lmm_batch.h that the CPU engine
 // runs too. Three layers: the kernel, its launcher on a stream, validated
 // extern "C" entries. Device allocations go through dev_alloc/dev_free
-// alone, which keep the peak.
+// alone, which keep the peak (the other engines use them too, through
+// batch_alloc.cuh).
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@ extern "C" {
 #include "cuda_entry.h"
 #include "lmm_batch_cuda.h"
 }
+#include "batch_alloc.cuh"
 #include "lmm_batch.h"
 
 static size_t g_cur_bytes, g_peak_bytes;
@@ -35,37 +37,71 @@ static void dev_free(void *p, size_t bytes)
     g_cur_bytes -= bytes < g_cur_bytes ? bytes : g_cur_bytes;
 }
 
+cudaError_t mlmx_cuda_batch_alloc(void **p, size_t bytes) { return dev_alloc(p, bytes); }
+
+void mlmx_cuda_batch_free(void *p, size_t bytes) { dev_free(p, bytes); }
+
 struct mlmx_cuda_lb {
     mlmx_lb_model M; /* device pointers */
     void *fixed;     /* one allocation holding the structure */
     size_t fixed_bytes;
     cudaStream_t stream;
+    size_t resident; /* threads of the kernel the device holds at once */
     /* per-chunk buffers, grown on demand */
     size_t cap;
     void *rows;
     size_t rows_bytes;
 };
 
+// A persistent kernel: `slots` threads (as many as the device holds at
+// once) each take replicates from a queue (atomicAdd on *next) and run
+// their optimizer loops side by side, one criterion evaluation per pass. A
+// finished slot takes the next replicate instead of idling until its
+// warp's slowest replicate is done: with one replicate per thread and a
+// tail of slow fits, a warp that waited would do useful work only about a
+// third of the time (bench_lockstep: 0.34 for sleepstudy). Row r of the
+// output is replicate reps[r]'s, whichever thread ran it.
 __global__ void mlmx_lb_kernel(mlmx_lb_model M, uint64_t seed, const uint64_t *__restrict__ reps,
-                               size_t count, double *__restrict__ lev, mlmx_lb_out o)
+                               size_t count, double *__restrict__ lev, size_t slots,
+                               mlmx_lb_out o, unsigned long long *next)
 {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= count)
+    const size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= slots)
         return;
     const size_t nz = (size_t)M.nblk * (size_t)M.q;
-    double *b = lev + i, *z = lev + nz * count + i;
-    double xty[MLMX_LB_PMAX], yty;
+    double *b = lev + t, *z = lev + nz * slots + t;
+    double xty[MLMX_LB_PMAX], yty = 0.0;
     mlmx_lb_scratch w;
-    mlmx_lb_simulate(&M, seed, reps[i], b, z, count, xty, &yty, 0);
-    mlmx_lb_fit(&M, z, count, xty, yty, &w, &o, i);
+    mlmx_qn_state st;
+    unsigned long long r = atomicAdd(next, 1ULL);
+    if (r < count) {
+        mlmx_lb_simulate(&M, seed, reps[r], b, z, slots, xty, &yty, 0);
+        mlmx_lb_fit_begin(&M, &st, &w);
+    }
+    while (r < count) {
+        if (mlmx_lb_fit_step(&M, &st, z, slots, xty, yty, &w))
+            continue;
+        mlmx_lb_fit_finish(&M, &st, z, slots, xty, yty, &w, &o, (size_t)r);
+        r = atomicAdd(next, 1ULL);
+        if (r < count) {
+            mlmx_lb_simulate(&M, seed, reps[r], b, z, slots, xty, &yty, 0);
+            mlmx_lb_fit_begin(&M, &st, &w);
+        }
+    }
 }
 
+#define LB_THREADS 128
+
 static cudaError_t launch_lb(const mlmx_lb_model *M, uint64_t seed, const uint64_t *reps,
-                             size_t count, double *lev, const mlmx_lb_out *o, cudaStream_t s)
+                             size_t count, double *lev, size_t slots, const mlmx_lb_out *o,
+                             unsigned long long *next, cudaStream_t s)
 {
-    const int threads = 128;
-    size_t blocks = (count + threads - 1) / threads;
-    mlmx_lb_kernel<<<(unsigned)blocks, threads, 0, s>>>(*M, seed, reps, count, lev, *o);
+    cudaError_t e = cudaMemsetAsync(next, 0, sizeof *next, s);
+    if (e != cudaSuccess)
+        return e;
+    const size_t blocks = (slots + LB_THREADS - 1) / LB_THREADS;
+    mlmx_lb_kernel<<<(unsigned)blocks, LB_THREADS, 0, s>>>(*M, seed, reps, count, lev, slots, *o,
+                                                            next);
     return cudaGetLastError();
 }
 
@@ -170,6 +206,13 @@ extern "C" mlmx_status mlmx_cuda_lb_create(const mlmx_lb_model *M, mlmx_cuda_lb 
     CK(dev_alloc(&c->fixed, c->fixed_bytes));
     CK(upload(c, M));
     CK(cudaStreamSynchronize(c->stream));
+    {
+        int dev = 0, sms = 0, per_sm = 0;
+        CK(cudaGetDevice(&dev));
+        CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_lb_kernel, LB_THREADS, 0));
+        c->resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1) * LB_THREADS;
+    }
 done:
     if (st) {
         mlmx_cuda_lb_free(c);
@@ -230,7 +273,10 @@ extern "C" mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const ui
         char *base = (char *)c->rows;
         size_t off = 0;
         cudaError_t e = cudaSuccess;
-        double *lev = (double *)put(base, &off, NULL, 2 * nz * count * d, c->stream, &e);
+        const size_t slots = count < c->resident ? count : c->resident;
+        double *lev = (double *)put(base, &off, NULL, 2 * nz * slots * d, c->stream, &e);
+        unsigned long long *next =
+            (unsigned long long *)put(base, &off, NULL, sizeof(unsigned long long), c->stream, &e);
         uint64_t *dreps = (uint64_t *)put(base, &off, reps, count * sizeof(uint64_t), c->stream, &e);
         mlmx_lb_out o;
         o.theta = (double *)put(base, &off, NULL, count * nt * d, c->stream, &e);
@@ -243,7 +289,7 @@ extern "C" mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const ui
         o.sing = (signed char *)put(base, &off, NULL, count, c->stream, &e);
         o.status = (signed char *)put(base, &off, NULL, count, c->stream, &e);
         CK(e);
-        CK(launch_lb(&c->M, seed, dreps, count, lev, &o, c->stream));
+        CK(launch_lb(&c->M, seed, dreps, count, lev, slots, &o, next, c->stream));
         CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
         CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
         if (se)

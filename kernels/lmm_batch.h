@@ -316,25 +316,41 @@ MLMX_HD double mlmx_lb_objective(const mlmx_lb_model *M, const double *x, double
     return f;
 }
 
-/* Fit one replicate from its statistics and write row i of o. */
-MLMX_HD void mlmx_lb_fit(const mlmx_lb_model *M, const double *z, size_t stride,
-                         const double *xty, double yty, mlmx_lb_scratch *w, const mlmx_lb_out *o,
-                         size_t i)
+/* The fit in three steps, so that a kernel can run many replicates'
+ * optimizer loops in lockstep and refill a finished slot with the next
+ * replicate (kernels/lmm_batch.cu): begin, then mlmx_lb_fit_step while it
+ * returns 1, then finish. st's store lives in w. */
+MLMX_HD void mlmx_lb_fit_begin(const mlmx_lb_model *M, mlmx_qn_state *st, mlmx_lb_scratch *w)
+{
+    mlmx_qn_bind(st, M->nt, w->qs, w->act);
+    mlmx_qn_begin(st, M->x0, M->xlo, 0, &M->cfg, M->hinv0);
+}
+
+/* One criterion evaluation where the optimizer wants one: 1, or 0 when it
+ * has stopped. */
+MLMX_HD int mlmx_lb_fit_step(const mlmx_lb_model *M, mlmx_qn_state *st, const double *z,
+                             size_t stride, const double *xty, double yty, mlmx_lb_scratch *w)
+{
+    if (!mlmx_qn_want(st))
+        return 0;
+    mlmx_qn_told(st, mlmx_lb_objective(M, mlmx_qn_point(st), mlmx_qn_grad(st), z, stride, xty,
+                                       yty, w));
+    return 1;
+}
+
+/* Row i of o from the stopped optimizer st. */
+MLMX_HD void mlmx_lb_fit_finish(const mlmx_lb_model *M, const mlmx_qn_state *st, const double *z,
+                                size_t stride, const double *xty, double yty, mlmx_lb_scratch *w,
+                                const mlmx_lb_out *o, size_t i)
 {
     const int nt = M->nt, p = M->p;
-    mlmx_qn_state st;
-    mlmx_qn_bind(&st, nt, w->qs, w->act);
-    mlmx_qn_begin(&st, M->x0, M->xlo, 0, &M->cfg, M->hinv0);
-    while (mlmx_qn_want(&st))
-        mlmx_qn_told(&st, mlmx_lb_objective(M, mlmx_qn_point(&st), mlmx_qn_grad(&st), z, stride,
-                                            xty, yty, w));
     int sing = 0;
     for (int t = 0; t < nt; t++) {
-        w->th[t] = M->logp[t] ? exp(st.x[t]) : st.x[t];
+        w->th[t] = M->logp[t] ? exp(st->x[t]) : st->x[t];
         if (M->logp[t] && w->th[t] < 1e-4)
             sing = 1;
     }
-    double f = st.failed ? MLMX_GM_NAN : mlmx_lb_crit(M, w->th, z, stride, xty, yty, w);
+    double f = st->failed ? MLMX_GM_NAN : mlmx_lb_crit(M, w->th, z, stride, xty, yty, w);
     if (!isfinite(f)) {
         for (int t = 0; t < nt; t++)
             o->theta[i * nt + t] = MLMX_GM_NAN;
@@ -344,7 +360,7 @@ MLMX_HD void mlmx_lb_fit(const mlmx_lb_model *M, const double *z, size_t stride,
                 o->se[i * p + k] = MLMX_GM_NAN;
         }
         o->sigma[i] = o->crit[i] = MLMX_GM_NAN;
-        o->nev[i] = st.n_evals;
+        o->nev[i] = st->n_evals;
         o->conv[i] = o->sing[i] = 0;
         o->status[i] = 2;
         return;
@@ -362,10 +378,22 @@ MLMX_HD void mlmx_lb_fit(const mlmx_lb_model *M, const double *z, size_t stride,
     }
     o->sigma[i] = sqrt(s2);
     o->crit[i] = f;
-    o->nev[i] = st.n_evals;
-    o->conv[i] = (signed char)st.converged;
+    o->nev[i] = st->n_evals;
+    o->conv[i] = (signed char)st->converged;
     o->sing[i] = (signed char)sing;
     o->status[i] = 1;
+}
+
+/* Fit one replicate from its statistics and write row i of o. */
+MLMX_HD void mlmx_lb_fit(const mlmx_lb_model *M, const double *z, size_t stride,
+                         const double *xty, double yty, mlmx_lb_scratch *w, const mlmx_lb_out *o,
+                         size_t i)
+{
+    mlmx_qn_state st;
+    mlmx_lb_fit_begin(M, &st, w);
+    while (mlmx_lb_fit_step(M, &st, z, stride, xty, yty, w))
+        ;
+    mlmx_lb_fit_finish(M, &st, z, stride, xty, yty, w, o, i);
 }
 
 #endif

@@ -15,7 +15,10 @@
 // replicate's scratch is a contiguous block of global memory (L1/L2
 // cached). Three layers: the kernels, their launcher on a stream, and the
 // validated extern "C" entries. Device allocations go through ld_alloc /
-// ld_dev_free alone, which keep the peak.
+// ld_dev_free alone (the counted allocator of batch_alloc.cuh). The
+// per-level scratch of mlmx_ld_level is a ~6 KB stack frame in local
+// memory, which the driver reserves for every resident thread:
+// gpu_fixed_bytes counts it.
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,34 +27,25 @@ extern "C" {
 #include "cuda_entry.h"
 #include "lmm_dense_batch_cuda.h"
 }
+#include "batch_alloc.cuh"
 #include "lmm_dense_batch.h"
 
 #define LD_WARPS 4     /* replicates (warps) per block in the warp mapping */
 #define LD_THREADS 128 /* threads per block in the thread mapping */
 #define LD_ALIGN 16
 
-static size_t g_ld_cur, g_ld_peak; /* device bytes held by this engine, and their peak */
+/* resident threads of an H200 (132 SMs x 2048): the local memory the
+ * driver reserves for the kernels' stack frames is counted for this many */
+#define LD_RESIDENT_THREADS ((size_t)132 * 2048)
+/* the larger of the two kernels' stack frames (ptxas, sm_90: 5,984 and
+ * 5,920 bytes), rounded up */
+#define LD_STACK_BYTES ((size_t)6144)
 
-static cudaError_t ld_alloc(void **p, size_t bytes)
-{
-    cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
-    if (e == cudaSuccess) {
-        g_ld_cur += bytes;
-        if (g_ld_cur > g_ld_peak)
-            g_ld_peak = g_ld_cur;
-    }
-    return e;
-}
+/* Every device buffer goes through the batch engines' counted allocator,
+ * so mlmx_cuda_peak_bytes includes this engine's. */
+static cudaError_t ld_alloc(void **p, size_t bytes) { return mlmx_cuda_batch_alloc(p, bytes); }
 
-static void ld_dev_free(void *p, size_t bytes)
-{
-    if (!p)
-        return;
-    cudaFree(p);
-    g_ld_cur -= bytes < g_ld_cur ? bytes : g_ld_cur;
-}
-
-extern "C" size_t mlmx_cuda_ld_peak_bytes(void) { return g_ld_peak; }
+static void ld_dev_free(void *p, size_t bytes) { mlmx_cuda_batch_free(p, bytes); }
 
 struct mlmx_cuda_ld {
     mlmx_ld_model M; /* device pointers */
@@ -231,7 +225,7 @@ extern "C" void mlmx_cuda_ld_bytes(const mlmx_ld_model *M, int mapping, size_t *
 {
     mlmx_ld_model D;
     cudaError_t e = cudaSuccess;
-    *fixed = ld_upload(NULL, M, &D, 0, &e);
+    *fixed = ld_upload(NULL, M, &D, 0, &e) + LD_RESIDENT_THREADS * LD_STACK_BYTES;
     /* the work block, then the key and output arrays, each padded */
     *per_rep = ld_work_len(M, ld_is_warp(M, mapping)) * sizeof(double) + ld_row_bytes(M) + 64;
 }

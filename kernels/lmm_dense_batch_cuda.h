@@ -21,10 +21,12 @@ typedef struct mlmx_cuda_ld mlmx_cuda_ld;
  * most 64 random effects, per warp otherwise). Pure arithmetic. */
 int mlmx_cuda_ld_auto_mapping(const mlmx_ld_model *M);
 
-/* Device bytes: *fixed for the structure M, *per_rep for each replicate in
+/* Device bytes: *fixed for the structure M and the local memory the driver
+ * reserves for the kernels' stack frames, *per_rep for each replicate in
  * flight under `mapping` (its simulation scratch, statistics, evaluation
  * scratch, optimizer state when per thread, and output rows). Pure
- * arithmetic. */
+ * arithmetic. Allocations go through mlmx_cuda_batch_alloc, so
+ * mlmx_cuda_peak_bytes (lmm_batch_cuda.h) counts them. */
 void mlmx_cuda_ld_bytes(const mlmx_ld_model *M, int mapping, size_t *fixed, size_t *per_rep);
 
 /* Upload M (host pointers) to the current device once. MLMX_ERR_UNSUPPORTED
@@ -56,9 +58,5 @@ mlmx_status mlmx_cuda_ld_simulate(mlmx_cuda_ld *c, uint64_t seed, const uint64_t
 
 /* Frees the device copies (NULL is allowed). */
 void mlmx_cuda_ld_free(mlmx_cuda_ld *c);
-
-/* Peak device memory this process allocated through this engine (the
- * structure, the chunk buffers and the simulation buffers). */
-size_t mlmx_cuda_ld_peak_bytes(void);
 
 #endif

@@ -93,8 +93,13 @@ static mlmx_status rec_dense(int n, double *S, int lda, int *fail_col)
     return mlmx_backend_cpu()->dense_chol(n, S, lda, fail_col);
 }
 
+static mlmx_status rec_inverse(int n, double *S, int lda)
+{
+    return mlmx_backend_cpu()->dense_inverse(n, S, lda);
+}
+
 static const mlmx_backend recorder = {"recorder", rec_cluster_factor, rec_schur, rec_stage,
-                                      rec_dense};
+                                      rec_dense, rec_inverse};
 
 static void rec_free(void)
 {
@@ -358,6 +363,48 @@ static void check_dense(const mlmx_backend *be, const double *S, size_t len, siz
     free(Sb);
 }
 
+/* dense_inverse of the CPU's Cholesky factor of the block (as check_dense
+ * takes it): the lower triangles must agree normwise, and the padding
+ * rows below the block must be untouched. */
+static void check_inverse(const mlmx_backend *be, const double *S, size_t len, size_t off, int n,
+                          int lda)
+{
+    const mlmx_backend *cpu = mlmx_backend_cpu();
+    double *F = copy_of(S, len);
+    int f = -1;
+    if (n > 0 && cpu->dense_chol(n, F + off, lda, &f) != MLMX_OK) {
+        free(F);
+        return; /* not positive definite: no factor to invert */
+    }
+    double *Fa = copy_of(F, len), *Fb = copy_of(F, len);
+    mlmx_status sa = cpu->dense_inverse(n, Fa + off, lda);
+    mlmx_status sb = be->dense_inverse(n, Fb + off, lda);
+    cr_expect_eq(sb, sa, "%s dense_inverse: status %d, cpu %d", be->name, sb, sa);
+    if (sa == MLMX_OK && sb == MLMX_OK && n > 0) {
+        double *la = malloc((size_t)n * (size_t)n * sizeof *la);
+        double *lb = malloc((size_t)n * (size_t)n * sizeof *lb);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < n; i++) {
+                const size_t k = off + (size_t)i + (size_t)j * (size_t)lda;
+                la[i + (size_t)j * n] = i >= j ? Fa[k] : 0.0;
+                lb[i + (size_t)j * n] = i >= j ? Fb[k] : 0.0;
+            }
+        expect_normwise(be->name, "dense_inverse block", lb, la, (size_t)n * (size_t)n);
+        free(la);
+        free(lb);
+        for (size_t i = 0; i < len; i++) {
+            size_t r = (i - off) % (size_t)lda, cj = (i - off) / (size_t)lda;
+            int inside = i >= off && r < (size_t)n && cj < (size_t)n;
+            if (!inside)
+                cr_expect(Fb[i] == F[i], "%s dense_inverse wrote outside the block at %zu",
+                          be->name, i);
+        }
+    }
+    free(F);
+    free(Fa);
+    free(Fb);
+}
+
 /* ------------------------------------------------------- model captures */
 
 typedef struct captured {
@@ -419,6 +466,7 @@ static void check_all_slots(const captured *c, const mlmx_backend *const *others
             check_stage(others[i], rec.stage[k], c->s->m, rec.S_stage[k],
                         c->s->maxcols * (size_t)rec.stage[k]->q);
         check_dense(others[i], rec.S_dense, mm, rec.dense_off, rec.dense_n, rec.dense_lda);
+        check_inverse(others[i], rec.S_dense, mm, rec.dense_off, rec.dense_n, rec.dense_lda);
     }
 }
 
@@ -495,8 +543,10 @@ Test(backend_ops, dense_chol_random_spd)
     for (int t = 0; t < 5; t++) {
         int n = sizes[t], lda = n + 3;
         double *S = random_spd(n, lda, 12345u + (unsigned)t);
-        for (int i = 0; i < nb; i++)
+        for (int i = 0; i < nb; i++) {
             check_dense(others[i], S, (size_t)lda * (size_t)n, 0, n, lda);
+            check_inverse(others[i], S, (size_t)lda * (size_t)n, 0, n, lda);
+        }
         free(S);
     }
     /* n = 0: nothing to do, MLMX_OK on every backend */

@@ -55,7 +55,11 @@ static void open_model(setup *s, const char *csv, const char *formula, mlmx_meth
     cr_assert_eq(mlmx_problem_create(s->f, &s->P), MLMX_OK, "%s", mlmx_last_error());
     mlmx_error e;
     mlmx_err_clear(&e);
-    cr_assert_eq(mlmx_batch_engine_create(s->P, &s->E, &e), MLMX_OK, "%s", e.msg);
+    /* the engine itself, whichever the registry would choose (lmm-nest
+     * takes the nested models first) */
+    s->E = calloc(1, sizeof *s->E);
+    cr_assert_not_null(s->E);
+    cr_assert_eq(mlmx_ld_engine_init(s->P, s->E, &e), MLMX_OK, "%s", e.msg);
     cr_assert_str_eq(s->E->name, "lmm-crossed");
     s->M = mlmx_ld_engine_model(s->E);
     cr_assert_not_null(s->M);
@@ -406,6 +410,32 @@ Test(lmm_dense_batch, too_large_a_dense_block_is_refused, .timeout = 60)
      * effects, 3 fixed effects and y */
     expect_unsupported(SIMC, "score ~ time + grp + (time||student) + (1|teacher)", MLMX_ML,
                        "a dense block of 194 columns");
+}
+
+/* The registry's choice: crossed models to lmm-crossed, nested ones to the
+ * specialised lmm-nest, which comes first. */
+static void expect_engine(const char *csv, const char *formula, const char *name)
+{
+    setup s;
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlmx_data_read_csv(csv, &s.d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(s.d, formula, &s.m), MLMX_OK);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    cr_assert_eq(mlmx_fit_lmm(s.m, &o, &s.f), MLMX_OK);
+    cr_assert_eq(mlmx_problem_create(s.f, &s.P), MLMX_OK);
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_batch_engine_create(s.P, &s.E, &e), MLMX_OK, "%s", e.msg);
+    cr_expect_str_eq(s.E->name, name, "%s", formula);
+    close_model(&s);
+}
+
+Test(lmm_dense_batch, the_registry_picks_it_for_crossed_models, .timeout = 60)
+{
+    expect_engine(PEN, PENF, "lmm-crossed");
+    expect_engine(SIMC, SIMCF, "lmm-crossed");
+    expect_engine(PAS, PASF, "lmm-nest");
 }
 
 Test(lmm_dense_batch, one_term_models_stay_with_lmm_1term)

@@ -71,6 +71,11 @@ typedef struct mlmx_backend {
      * (column-major). Returns MLMX_ERR_NUMERIC with *fail_col = first
      * failing column (0-based). */
     mlmx_status (*dense_chol)(int n, double *S, int lda, int *fail_col);
+    /* The inverse of L L^T from its lower Cholesky factor L (n*n, leading
+     * dimension lda, column-major), in place, lower triangle (LAPACK's
+     * dpotri): the gradient's and the conditional variances' blocks.
+     * MLMX_ERR_NUMERIC when L has a zero on its diagonal. */
+    mlmx_status (*dense_inverse)(int n, double *S, int lda);
 } mlmx_backend;
 
 /* The backend named `name` ("cpu", "cuda"), or NULL when it is unknown or

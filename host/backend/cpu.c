@@ -150,12 +150,21 @@ static mlmx_status cpu_dense_chol(int n, double *S, int lda, int *fail_col)
     return MLMX_OK;
 }
 
+static mlmx_status cpu_dense_inverse(int n, double *S, int lda)
+{
+    if (n == 0)
+        return MLMX_OK;
+    return LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', n, S, lda) == 0 ? MLMX_OK
+                                                                       : MLMX_ERR_NUMERIC;
+}
+
 static const mlmx_backend cpu_backend = {
     "cpu",
     cpu_cluster_factor,
     cpu_schur_downdate,
     cpu_stage_chol,
     cpu_dense_chol,
+    cpu_dense_inverse,
 };
 
 const mlmx_backend *mlmx_backend_cpu(void) { return &cpu_backend; }

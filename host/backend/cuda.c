@@ -13,6 +13,7 @@ static const mlmx_backend cuda_backend = {
     mlmx_cuda_schur_downdate,
     mlmx_cuda_stage_chol,
     mlmx_cuda_dense_chol,
+    mlmx_cuda_dense_inverse,
 };
 
 const mlmx_backend *mlmx_backend_cuda(void) { return &cuda_backend; }

@@ -37,7 +37,7 @@ static const backend_entry *find(const char *name)
 static int all_slots(const mlmx_backend *be)
 {
     return be && be->name && be->cluster_factor && be->schur_downdate && be->stage_chol &&
-           be->dense_chol;
+           be->dense_chol && be->dense_inverse;
 }
 
 const char *mlmx_backend_unavailable_reason(const char *name)

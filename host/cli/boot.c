@@ -62,26 +62,6 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-typedef struct progress {
-    double start, last;
-    int on, shown;
-} progress;
-
-static void show(void *ctx, uint64_t done, uint64_t total)
-{
-    progress *p = ctx;
-    double t = mlmx_cli_now();
-    if (!p->on || (t - p->last < 0.2 && done < total))
-        return;
-    p->last = t;
-    p->shown = 1;
-    double el = t - p->start, rate = el > 0 ? (double)done / el : 0.0;
-    double left = rate > 0 ? (double)(total - done) / rate : 0.0;
-    fprintf(stderr, "\rmlmx boot: %llu/%llu replicates, %.0f/s, %.0f s left   ",
-            (unsigned long long)done, (unsigned long long)total, rate, left);
-    fflush(stderr);
-}
-
 static int parse_u64(const char *opt, const char *s, uint64_t *out)
 {
     char *end;
@@ -355,8 +335,9 @@ int mlmx_cmd_boot(int argc, char **argv)
         mlmx_cli_model_free(&mo, f);
         return rc;
     }
-    progress pr = {mlmx_cli_now(), 0.0, !quiet && isatty(2), 0};
-    bo.progress = show;
+    mlmx_cli_progress pr;
+    mlmx_cli_progress_init(&pr, "boot", "replicates", !quiet && isatty(2));
+    bo.progress = mlmx_cli_progress_show;
     bo.progress_ctx = &pr;
     if (mpi_size() > 1) {
 #ifdef MLMX_HAVE_MPI

@@ -1,10 +1,27 @@
 /* Shared pieces of the mlmx command's subcommands. */
 #ifndef MLMX_CLI_H
 #define MLMX_CLI_H
+#include <stdint.h>
+
 #include "mlmx.h"
 
 /* Monotonic seconds, for progress lines. */
 double mlmx_cli_now(void);
+
+/* A progress line on standard error for runs over many items: at most five
+ * times a second, "\rmlmx CMD: done/total NOUN, rate/s, seconds left", when
+ * `on` (a terminal and not --quiet). mlmx_cli_progress_show has the
+ * signature of the library's progress callbacks (ctx: the struct). */
+typedef struct mlmx_cli_progress {
+    const char *cmd, *noun;
+    double start, last;
+    int on, shown;
+} mlmx_cli_progress;
+
+void mlmx_cli_progress_init(mlmx_cli_progress *p, const char *cmd, const char *noun, int on);
+void mlmx_cli_progress_show(void *ctx, uint64_t done, uint64_t total);
+/* Erase the line if one was shown. */
+void mlmx_cli_progress_end(mlmx_cli_progress *p);
 
 /* The options that name a model and how to fit it (as mlmx fit takes them). */
 typedef struct mlmx_cli_model {

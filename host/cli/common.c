@@ -17,6 +17,37 @@ double mlmx_cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void mlmx_cli_progress_init(mlmx_cli_progress *p, const char *cmd, const char *noun, int on)
+{
+    p->cmd = cmd;
+    p->noun = noun;
+    p->start = mlmx_cli_now();
+    p->last = 0.0;
+    p->on = on;
+    p->shown = 0;
+}
+
+void mlmx_cli_progress_show(void *ctx, uint64_t done, uint64_t total)
+{
+    mlmx_cli_progress *p = ctx;
+    double t = mlmx_cli_now();
+    if (!p->on || (t - p->last < 0.2 && done < total))
+        return;
+    p->last = t;
+    p->shown = 1;
+    double el = t - p->start, rate = el > 0 ? (double)done / el : 0.0;
+    double left = rate > 0 ? (double)(total - done) / rate : 0.0;
+    fprintf(stderr, "\rmlmx %s: %llu/%llu %s, %.0f/s, %.0f s left   ", p->cmd,
+            (unsigned long long)done, (unsigned long long)total, p->noun, rate, left);
+    fflush(stderr);
+}
+
+void mlmx_cli_progress_end(mlmx_cli_progress *p)
+{
+    if (p->shown)
+        fputs("\r\033[K", stderr);
+}
+
 void mlmx_cli_model_init(mlmx_cli_model *mo) { memset(mo, 0, sizeof *mo); }
 
 int mlmx_cli_model_option(mlmx_cli_model *mo, const char *cmd, int argc, char **argv, int *i)

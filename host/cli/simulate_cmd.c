@@ -136,24 +136,6 @@ static int is_h5(const char *p)
     return (n > 3 && strcmp(p + n - 3, ".h5") == 0) || (n > 5 && strcmp(p + n - 5, ".hdf5") == 0);
 }
 
-typedef struct progress {
-    double start, last;
-    int on, shown;
-} progress;
-
-static void show(void *ctx, uint64_t done, uint64_t total)
-{
-    progress *p = ctx;
-    double t = mlmx_cli_now();
-    if (!p->on || (t - p->last < 0.2 && done < total))
-        return;
-    p->last = t;
-    p->shown = 1;
-    fprintf(stderr, "\rmlmx simulate: %llu/%llu responses, %.1f s   ", (unsigned long long)done,
-            (unsigned long long)total, t - p->start);
-    fflush(stderr);
-}
-
 int mlmx_cmd_simulate(int argc, char **argv)
 {
     mlmx_cli_model mo;
@@ -173,8 +155,9 @@ int mlmx_cmd_simulate(int argc, char **argv)
         mlmx_cli_model_free(&mo, f);
         return 1;
     }
-    progress pr = {mlmx_cli_now(), 0.0, !a.quiet && isatty(STDERR_FILENO), 0};
-    so.progress = show;
+    mlmx_cli_progress pr;
+    mlmx_cli_progress_init(&pr, "simulate", "responses", !a.quiet && isatty(STDERR_FILENO));
+    so.progress = mlmx_cli_progress_show;
     so.progress_ctx = &pr;
     so.stop = &stop_flag;
     struct sigaction sa;
@@ -184,8 +167,7 @@ int mlmx_cmd_simulate(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     mlmx_simulate *s = NULL;
     mlmx_status st = mlmx_simulate_run(f, &so, &s);
-    if (pr.shown)
-        fputs("\r\033[K", stderr);
+    mlmx_cli_progress_end(&pr);
     if (st) {
         mlmx_cli_model_free(&mo, f);
         return mlmx_cli_fail();

@@ -121,7 +121,8 @@ double *mlmx_lmm_invert_leading(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int m
         return Si;
     for (int b = 0; b < mp; b++)
         memcpy(Si + (size_t)b * mp + b, w->S + (size_t)b * m + b, (size_t)(mp - b) * sizeof *Si);
-    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', mp, Si, mp) != 0)
+    const mlmx_backend *be = w->be ? w->be : mlmx_backend_cpu();
+    if (be->dense_inverse(mp, Si, mp) != MLMX_OK)
         return NULL;
     return Si;
 }

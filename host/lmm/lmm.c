@@ -768,6 +768,7 @@ mlmx_status mlmx_lmm_eval(const mlmx_lmm_stats *s, const mlmx_backend *be, const
                           int reml, mlmx_lmm_work *w, double *crit, mlmx_error *err)
 {
     const mlmx_model *md = s->model;
+    w->be = be;
     for (int k = 0; k < md->K; k++)
         mlmx_cm_theta_to_t(s->term_q[k], theta + md->re[k].theta_offset,
                            w->tmats + (size_t)k * (size_t)w->qmax * (size_t)w->qmax);

@@ -79,6 +79,8 @@ typedef struct mlmx_lmm_work {
                             and the conditional variances need it */
     double *scratch;     /* maxcols * qmax, for the nested stages */
     double *gwork;       /* gwork_len: grouped Schur updates (NULL when none) */
+    const mlmx_backend *be; /* the last mlmx_lmm_eval's backend (NULL: none yet):
+                            the gradient's inverse runs on it too */
 } mlmx_lmm_work;
 
 /* The LMM's statistics (numeric response, X in the system). */
@@ -131,7 +133,9 @@ void mlmx_lmm_inverse_block(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, con
 double *mlmx_lmm_inverse_buffer(const mlmx_lmm_stats *s, mlmx_lmm_work *w);
 
 /* The inverse of the dense factor's leading mp columns (lower triangle), in
- * the workspace's inverse buffer; NULL when out of memory or singular. */
+ * the workspace's inverse buffer, by the backend of the last evaluation
+ * (its dense_inverse slot; the CPU's before any); NULL when out of memory
+ * or singular. */
 double *mlmx_lmm_invert_leading(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int mp);
 
 /* Conditional SDs of the random effects, sqrt(scale2 diag(Lambda M^-1

@@ -13,18 +13,21 @@ typedef mlmx_status (*engine_init)(const mlmx_problem *, mlmx_batch_engine *, ml
 mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **out,
                                      mlmx_error *err)
 {
-    static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_ld_engine_init,
-                                        mlmx_gb_engine_init};
+    /* the specialised nested engine before the general crossed one */
+    static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_nb_engine_init,
+                                        mlmx_ld_engine_init, mlmx_gb_engine_init,
+                                        mlmx_gn_engine_init};
+    enum { NINIT = (int)(sizeof inits / sizeof inits[0]) };
     *out = NULL;
     if (!P)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_engine_create: NULL problem");
     mlmx_batch_engine *E = calloc(1, sizeof *E);
     if (!E)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    char why[2048] = "";
-    size_t wlen = 0;
-    const int ninit = (int)(sizeof inits / sizeof inits[0]);
-    for (int k = 0; k < ninit; k++) {
+    /* every engine's reason, in order, for the message when none covers P */
+    char why[1024] = "";
+    size_t len = 0;
+    for (int k = 0; k < NINIT; k++) {
         mlmx_error e;
         mlmx_err_clear(&e);
         mlmx_status st = inits[k](P, E, &e);
@@ -36,10 +39,9 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
             free(E);
             return mlmx_err_set(err, st, "%s", e.msg);
         }
-        /* every engine's reason, joined by "; " */
-        if (wlen < sizeof why) {
-            int w = snprintf(why + wlen, sizeof why - wlen, "%s%s", wlen ? "; " : "", e.msg);
-            wlen += w > 0 ? (size_t)w : 0;
+        if (len < sizeof why) {
+            int w = snprintf(why + len, sizeof why - len, "%s%s", k ? "; " : "", e.msg);
+            len += w > 0 ? (size_t)w : 0;
         }
         memset(E, 0, sizeof *E);
     }

@@ -1,15 +1,19 @@
 /* The batch replicate engine: many replicates of one prepared problem
  * simulated and fitted together by the per-replicate math of kernels/
- * (kernels/lmm_batch.h, kernels/glmm_batch.h), run on CPU threads or on a
- * CUDA device: the very same inline functions on both (GUIDE §8).
+ * (kernels/lmm_batch.h, kernels/lmm_nest_batch.h, kernels/glmm_batch.h,
+ * kernels/glmm_nest_batch.h), run on CPU threads or on a CUDA device: the
+ * very same inline functions on both (GUIDE §8).
  *
  * An engine covers the models whose whole fit is one small state per
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
- * MLMX_LB_PMAX), and GLMMs with one scalar random intercept (binomial
- * logit, Poisson log; Laplace or adaptive quadrature). lmm-crossed
- * (kernels/lmm_dense_batch.h) covers LMMs with more terms whose non-first
- * terms, X and y form a dense block of at most 48 columns. Every other
- * model is refitted through workspaces (problem.c), on the CPU.
+ * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
+ * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
+ * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
+ * GLMMs with one scalar random intercept (binomial logit, Poisson log;
+ * Laplace or adaptive quadrature), and GLMMs with two nested scalar random
+ * intercepts, (1|top/fine) (the same families; Laplace or nested adaptive
+ * quadrature). Every other model is refitted through workspaces
+ * (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
@@ -35,7 +39,7 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "lmm-crossed", "glmm-1ri" */
+    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
      * disjoint ranges at once. Allocates nothing. */
@@ -65,10 +69,13 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
                                      mlmx_error *err);
 void mlmx_batch_engine_free(mlmx_batch_engine *E);
 
-/* The two engines' constructors (lmm_batch.c, glmm_batch.c): fill E for P
- * or return MLMX_ERR_UNSUPPORTED with the reason. */
+/* The engines' constructors (lmm_batch.c, lmm_nest_batch.c, glmm_batch.c,
+ * glmm_nest_batch.c): fill E for P or return MLMX_ERR_UNSUPPORTED with the
+ * reason. */
 mlmx_status mlmx_lb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+mlmx_status mlmx_nb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
  * other terms with X and y a dense block of at most 48 columns. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);

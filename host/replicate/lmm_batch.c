@@ -100,20 +100,24 @@ static void lb_cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, si
 }
 
 #ifdef MLMX_HAVE_CUDA
+/* The device copy of the structure, made on first use. */
+static mlmx_status lb_device(lb_impl *I, char *msg, size_t len)
+{
+    if (I->dev)
+        return MLMX_OK;
+    return mlmx_cuda_lb_create(&I->M, (mlmx_cuda_lb **)&I->dev, msg, len);
+}
+
 static mlmx_status lb_gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err)
 {
     lb_impl *I = impl;
     char msg[256] = "";
-    mlmx_status st = MLMX_OK;
-    if (!I->dev)
-        st = mlmx_cuda_lb_create(&I->M, (mlmx_cuda_lb **)&I->dev, msg, sizeof msg);
+    mlmx_status st = lb_device(I, msg, sizeof msg);
     if (!st)
         st = mlmx_cuda_lb_run(I->dev, J->seed, J->reps, J->count, J->theta, J->beta, J->se,
                               J->sigma, J->crit, J->nev, J->conv, J->sing, J->status, msg,
                               sizeof msg);
-    if (st)
-        return mlmx_err_set(err, st, "GPU: %s", msg);
-    return MLMX_OK;
+    return st ? mlmx_err_set(err, st, "GPU: %s", msg) : MLMX_OK;
 }
 
 static mlmx_status lb_gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
@@ -121,14 +125,10 @@ static mlmx_status lb_gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, s
 {
     lb_impl *I = impl;
     char msg[256] = "";
-    mlmx_status st = MLMX_OK;
-    if (!I->dev)
-        st = mlmx_cuda_lb_create(&I->M, (mlmx_cuda_lb **)&I->dev, msg, sizeof msg);
+    mlmx_status st = lb_device(I, msg, sizeof msg);
     if (!st)
         st = mlmx_cuda_lb_simulate(I->dev, seed, reps, count, y, msg, sizeof msg);
-    if (st)
-        return mlmx_err_set(err, st, "GPU: %s", msg);
-    return MLMX_OK;
+    return st ? mlmx_err_set(err, st, "GPU: %s", msg) : MLMX_OK;
 }
 #endif
 

@@ -12,7 +12,6 @@
 #ifdef MLMX_HAVE_CUDA
 #include "cuda_entry.h"
 #include "lmm_batch_cuda.h"
-#include "lmm_dense_batch_cuda.h"
 #endif
 
 #define CPU_BLOCK 1024
@@ -354,8 +353,7 @@ size_t mlmx_runner_peak_device_bytes(const mlmx_runner *R)
 {
     (void)R;
 #ifdef MLMX_HAVE_CUDA
-    /* a run uses one engine: the sum is that engine's peak */
-    return mlmx_cuda_peak_bytes() + mlmx_cuda_ld_peak_bytes();
+    return mlmx_cuda_peak_bytes();
 #else
     return 0;
 #endif
