@@ -58,6 +58,12 @@ typedef struct mlmx_batch_engine {
      * bytes per replicate in flight. */
     size_t gpu_fixed_bytes, gpu_rep_bytes;
     void (*free)(void *impl);
+    /* Where the following jobs write the family's extra parameters (an
+     * ordinal model's thresholds, NB2's size; natural scale): extra has
+     * row i (nextra values) for J->reps[i], for every job until set again
+     * (NULL: not written). Not called while a job runs. NULL: the engine's
+     * models have no extra parameters. */
+    void (*set_extra_out)(void *impl, double *extra);
 } mlmx_batch_engine;
 
 /* The engine that covers P, created from P (which must outlive it).
