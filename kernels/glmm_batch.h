@@ -57,10 +57,10 @@
 #define MLMX_GB_NPMAX (1 + MLMX_GB_PMAX + MLMX_GB_EMAX)
 #define MLMX_GB_NEWTON_MAX 60 /* Newton steps for one cluster's mode */
 #define MLMX_GB_HALF_MAX 40   /* step halvings in one Newton step */
-/* Most free parameters mlmx_gb_se_finish takes (it also serves the nested
- * engine, kernels/glmm_nest_batch.h, whose np = 2 + p exceeds
- * MLMX_GB_NPMAX). */
-#define MLMX_GB_SE_NMAX 16
+/* Most free parameters mlmx_gb_se_finish takes: this engine's np, and
+ * the nested engine's (kernels/glmm_nest_batch.h, np = 2 + p <= 14),
+ * which it also serves. */
+#define MLMX_GB_SE_NMAX (MLMX_GB_NPMAX > 16 ? MLMX_GB_NPMAX : 16)
 
 /* The structure every replicate shares (read-only). Dimensions: n
  * observations, nclu clusters (levels of the term, empty ones allowed), p
@@ -262,6 +262,8 @@ MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
             cs->xtw[j] += x[j] * t * w;
             cs->xt2w3[j] += x[j] * t * t * w3;
         }
+        if (S->ne == 0)
+            continue;
         int ix[2];
         mlmx_gbf_touch(S->fam, S->ncat, y, &ix[0], &ix[1]);
         for (int s = 0; s < 2; s++)

@@ -134,32 +134,32 @@ MLMX_HD double mlmx_gb_obs(int poisson, double y, double nt, double eta, double 
 MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, double nt, double eta,
                             double *d1, double *w, double *prod, double *e1, double *e2)
 {
-    *e1 = *e2 = 0.0;
-    switch (fam) {
-    case MLMX_FAM_NEGBIN: {
+    /* the canonical families first: one test on their hot path */
+    if (fam <= MLMX_FAM_POISSON) {
+        *e1 = *e2 = 0.0;
+        return mlmx_gb_obs(fam == MLMX_FAM_POISSON, y, nt, eta, d1, w, prod);
+    }
+    if (fam == MLMX_FAM_NEGBIN) {
         const double s = F->size, m = eta - F->lsize;
         double p, q;
         const double L = mlmx_gbf_nb_pq(m, &p, &q);
         *d1 = y * q - s * p;
         *w = (y + s) * p * q;
         *e1 = s * (p - L) - y * q;
+        *e2 = 0.0;
         return y * m - (s + y) * L;
     }
-    case MLMX_FAM_ORDINAL: {
-        double d2;
-        const double l =
-            mlmx_gm_ord_logit_obs(F->c, ncat, F->lc, F->rr, (int)y, eta, prod, d1, &d2, e1, e2);
-        *w = d2;
-        return l;
-    }
-    default:
-        return mlmx_gb_obs(fam == MLMX_FAM_POISSON, y, nt, eta, d1, w, prod);
-    }
+    double d2;
+    const double l =
+        mlmx_gm_ord_logit_obs(F->c, ncat, F->lc, F->rr, (int)y, eta, prod, d1, &d2, e1, e2);
+    *w = d2;
+    return l;
 }
 
 /* One observation's derivatives at the rule's centre (no log-likelihood):
  * d1, w, w3 = dw/d eta, and for the extra parameters it touches (index 0
- * for lo, 1 for hi) dll/dphi (el), dd1/dphi (ed), dw/dphi (ew). */
+ * for lo, 1 for hi) dll/dphi (el), dd1/dphi (ed), dw/dphi (ew); 0 for
+ * the binomial and Poisson, which have none. */
 typedef struct mlmx_gbf_cd {
     double d1, w, w3, el[2], ed[2], ew[2];
 } mlmx_gbf_cd;
