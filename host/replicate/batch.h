@@ -7,11 +7,11 @@
  * An engine covers the models whose whole fit is one small state per
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
- * GLMMs with one scalar random intercept (binomial logit, Poisson log;
- * Laplace or adaptive quadrature), and GLMMs with two nested scalar random
- * intercepts, (1|top/fine) (the same families; Laplace or nested adaptive
- * quadrature). Every other model is refitted through workspaces
- * (problem.c), on the CPU.
+ * GLMMs with one scalar random intercept (binomial logit, Poisson log,
+ * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
+ * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
+ * Poisson log; Laplace or nested adaptive quadrature). Every other model
+ * is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
