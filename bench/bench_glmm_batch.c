@@ -4,7 +4,11 @@
  * one. Data are simulated here (Philox, kernels/random.h): x ~ N(0,1),
  * eta = -0.5 + x + b_g, b_g ~ N(0,1), y ~ Bernoulli(plogis(eta)); the model
  * is fitted once (nAGQ = 25) and its estimates are the replicates' truth.
- *   usage: bench_glmm_batch [REPS_CPU [REPS_GPU [NAGQ]]]   (2000 20000 25) */
+ * MODEL picks another model fitted to a data file instead: "wine"
+ * (ordinal rating ~ temp + contact + (1|judge), data/wine.csv) or
+ * "salamanders" (NB2 count ~ spp * mined + (1|site), data/salamanders.csv).
+ *   usage: bench_glmm_batch [REPS_CPU [REPS_GPU [NAGQ [MODEL]]]]
+ *          (2000 20000 25 binary); run from the source directory for MODEL */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include "mlmx.h"
 #include "random.h"
 #include "replicate/batch.h"
+#include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
 
 #define NCLU 100
@@ -97,7 +102,7 @@ static int outs_alloc(outs *o, size_t m)
 {
     o->reps = malloc(m * sizeof *o->reps);
     o->th = malloc(m * sizeof(double));
-    o->be = malloc(2 * m * sizeof(double));
+    o->be = malloc(MLMX_GB_PMAX * m * sizeof(double));
     o->se = NULL;
     o->sg = malloc(m * sizeof(double));
     o->cr = malloc(m * sizeof(double));
@@ -185,21 +190,43 @@ static void summary(const char *what, const outs *o, size_t m)
            ok, conv, sing, ev / (double)m);
 }
 
+/* The model MODEL names: its data, formula and family. */
+static mlmx_data *model_data(const char *model, const char **formula, mlmx_family *fam)
+{
+    mlmx_data *d = NULL;
+    const char *csv = NULL;
+    if (strcmp(model, "wine") == 0) {
+        csv = "data/wine.csv";
+        *formula = "rating ~ temp + contact + (1 | judge)";
+        *fam = MLMX_FAMILY_ORDINAL;
+    } else if (strcmp(model, "salamanders") == 0) {
+        csv = "data/salamanders.csv";
+        *formula = "count ~ spp * mined + (1 | site)";
+        *fam = MLMX_FAMILY_NEGBIN;
+    } else {
+        *formula = "y ~ x + (1 | g)";
+        *fam = MLMX_FAMILY_BINOMIAL;
+        return simulate_data();
+    }
+    return mlmx_data_read_csv(csv, &d) == MLMX_OK ? d : NULL;
+}
+
 int main(int argc, char **argv)
 {
     const size_t ncpu = argc > 1 ? (size_t)atol(argv[1]) : 2000;
     const size_t ngpu = argc > 2 ? (size_t)atol(argv[2]) : 20000;
     const int nagq = argc > 3 ? atoi(argv[3]) : 25;
+    const char *model = argc > 4 ? argv[4] : "binary";
     machine();
-    mlmx_data *d = simulate_data();
+    const char *formula;
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    mlmx_data *d = model_data(model, &formula, &o.family);
     mlmx_model *m = NULL;
     mlmx_fit *f = NULL;
     mlmx_problem *P = NULL;
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = MLMX_FAMILY_BINOMIAL;
     o.nagq = nagq;
-    if (!d || mlmx_model_create(d, "y ~ x + (1 | g)", &m) || mlmx_fit_glmm(m, &o, &f) ||
+    if (!d || mlmx_model_create(d, formula, &m) || mlmx_fit_glmm(m, &o, &f) ||
         mlmx_problem_create(f, &P)) {
         fprintf(stderr, "bench_glmm_batch: %s\n", mlmx_last_error());
         return 1;
@@ -211,15 +238,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_glmm_batch: %s\n", err.msg);
         return 1;
     }
-    printf("model: binary y ~ x + (1|g), %d clusters x %d, nAGQ = %d; truth theta %.4f beta %.4f "
-           "%.4f\n", NCLU, NPER, nagq, mlmx_fit_theta(f)[0], mlmx_fit_beta(f)[0],
-           mlmx_fit_beta(f)[1]);
+    const mlmx_gb_shared *S = mlmx_gb_engine_shared(&E);
+    if (strcmp(model, "binary") == 0)
+        printf("model: binary y ~ x + (1|g), %d clusters x %d, nAGQ = %d; truth theta %.4f beta "
+               "%.4f %.4f\n", NCLU, NPER, nagq, mlmx_fit_theta(f)[0], mlmx_fit_beta(f)[0],
+               mlmx_fit_beta(f)[1]);
+    else
+        printf("model: %s %s, %d observations in %d clusters, %d optimizer parameters, nAGQ = "
+               "%d; truth theta %.4f\n", model, formula, S->n, S->nclu, S->np, nagq,
+               mlmx_fit_theta(f)[0]);
     outs oc, og;
     const size_t mmax = ncpu > ngpu ? ncpu : ngpu;
-    if (!outs_alloc(&oc, mmax) || !outs_alloc(&og, mmax)) {
+    double *extra = malloc(mmax * MLMX_GB_EMAX * sizeof *extra);
+    if (!extra || !outs_alloc(&oc, mmax) || !outs_alloc(&og, mmax)) {
         fprintf(stderr, "bench_glmm_batch: out of memory\n");
         return 1;
     }
+    if (E.set_extra_out)
+        E.set_extra_out(E.impl, extra);
     mlmx_batch_job J = {7u, oc.reps, ncpu, oc.th, oc.be, NULL, oc.sg, oc.cr, oc.nev, oc.cv, oc.sn,
                         oc.st};
     const double r1 = cpu_rate(&E, &J, 1);
@@ -260,6 +296,7 @@ int main(int argc, char **argv)
     }
     outs_free(&oc);
     outs_free(&og);
+    free(extra);
     E.free(E.impl);
     mlmx_problem_free(P);
     mlmx_fit_free(f);

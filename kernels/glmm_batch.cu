@@ -1,6 +1,7 @@
 // GLMM replicate fits on the GPU (one scalar random-effect term, binomial
-// logit or Poisson log, Laplace or adaptive quadrature): one replicate per
-// warp, its clusters spread over the 32 lanes, the criterion and gradient
+// logit, Poisson log, NB2 log or cumulative logit, Laplace or adaptive
+// quadrature): one replicate per warp, its clusters spread over the 32
+// lanes, the criterion and gradient
 // summed by warp shuffles, the BFGS state (kernels/qn.h) in shared memory
 // stepped by lane 0. All the math is kernels/glmm_batch.h, the code the CPU
 // engine runs. Three layers: the kernel, a launcher on a stream, and the
@@ -39,8 +40,9 @@ static __device__ double gb_warp_sum(double v)
     return v;
 }
 
-/* The criterion (without constants) and gradient at x, on every lane. */
-static __device__ double gb_warp_eval(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
+/* The criterion (without constants) and gradient at x, on every lane.
+ * Inlined, so that the kernel's constant family reaches the math. */
+static __device__ __forceinline__ double gb_warp_eval(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
                                       const double *x, double *g, int lane)
 {
     double f = gb_warp_sum(mlmx_gb_eval_part(S, R, x, g, lane, 32));
@@ -51,7 +53,7 @@ static __device__ double gb_warp_eval(const mlmx_gb_shared *S, const mlmx_gb_rep
 
 /* SEs of beta at the optimum q->x (forward differences of the gradient,
  * as the CPU engine). */
-static __device__ void gb_warp_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
+static __device__ __forceinline__ void gb_warp_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
                                   const mlmx_qn_state *q, int sing, double *xs, double *H,
                                   double *se, int lane)
 {
@@ -77,14 +79,16 @@ static __device__ void gb_warp_se(const mlmx_gb_shared *S, const mlmx_gb_rep *R,
     __syncwarp();
 }
 
-// Replicate reps[r] by the warp, start to finish; row r of o.
-static __device__ void gb_warp_replicate(const mlmx_gb_shared &S, uint64_t seed,
-                                         const uint64_t *__restrict__ reps, size_t r,
-                                         double *ybuf, double *ubuf, int want_se,
-                                         const mlmx_gb_cuda_out &o, int lane, int w)
+// Replicate reps[r] by the warp, start to finish; row r of o. Inlined, so
+// that the kernel's constant family reaches the math.
+static __device__ __forceinline__ void gb_warp_replicate(const mlmx_gb_shared &S, uint64_t seed,
+                                                         const uint64_t *__restrict__ reps,
+                                                         size_t r, double *ybuf, double *ubuf,
+                                                         int want_se, const mlmx_gb_cuda_out &o,
+                                                         int lane, int w)
 {
     extern __shared__ double gb_smem[];
-    const int np = S.np, p = S.p;
+    const int np = S.np;
     double *base = gb_smem + (size_t)w * (size_t)gb_warp_doubles(np);
     mlmx_qn_state *q = (mlmx_qn_state *)base;
     double *store = base + gb_qs_doubles(), *xs = store + 8 * np + np * np, *H = xs + np;
@@ -124,11 +128,19 @@ static __device__ void gb_warp_replicate(const mlmx_gb_shared &S, uint64_t seed,
         gb_warp_se(&S, &R, q, sing, xs, H, se, lane);
     if (lane != 0)
         return;
-    o.theta[r] = ok ? q->x[0] : NAN;
-    for (int j = 0; j < p; j++) {
-        o.beta[r * p + j] = ok ? q->x[1 + j] : NAN;
-        if (want_se)
-            o.se[r * p + j] = ok ? se[j] : NAN;
+    const size_t po = (size_t)S.pout;
+    if (ok) {
+        mlmx_gb_unpack(&S, q->x, want_se ? se : NULL, &o.theta[r], o.beta + r * po,
+                       want_se ? o.se + r * po : NULL, o.extra ? o.extra + r * (size_t)S.ne : NULL);
+    } else {
+        o.theta[r] = NAN;
+        for (size_t j = 0; j < po; j++) {
+            o.beta[r * po + j] = NAN;
+            if (want_se)
+                o.se[r * po + j] = NAN;
+        }
+        for (int e = 0; o.extra && e < S.ne; e++)
+            o.extra[r * (size_t)S.ne + (size_t)e] = NAN;
     }
     o.crit[r] = ok ? q->fx : NAN;
     o.nev[r] = isfinite(cst) ? q->n_evals : 0;
@@ -141,11 +153,20 @@ static __device__ void gb_warp_replicate(const mlmx_gb_shared &S, uint64_t seed,
 // atomicAdd on *next, broadcast) until none is left, so a warp whose
 // replicate converged early takes the next one instead of holding its
 // block's resources idle while the block's slowest warp finishes.
+// One instantiation per family (FAM: MLMX_FAM_*): the family is made a
+// compile-time constant in the kernel's copy of the structure, so each
+// instantiation keeps only its own per-observation code (the binomial and
+// Poisson kernels do not pay the ordinal and NB2 paths' registers).
+template <int FAM>
 __global__ void __launch_bounds__(32 * GB_WARPS)
-    mlmx_gb_kernel(mlmx_gb_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
+    mlmx_gb_kernel(mlmx_gb_shared Sp, uint64_t seed, const uint64_t *__restrict__ reps,
                    size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o,
                    unsigned long long *next)
 {
+    mlmx_gb_shared S = Sp;
+    S.fam = FAM;
+    if (FAM == MLMX_FAM_BINOMIAL || FAM == MLMX_FAM_POISSON)
+        S.ne = 0;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     for (;;) {
         unsigned long long r = 0;
@@ -159,20 +180,29 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
     }
 }
 
-static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
+template <int FAM>
+static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dy, double *du, int want_se,
                              const mlmx_gb_cuda_out *o, unsigned long long *next,
                              cudaStream_t stream)
 {
     const size_t shmem = (size_t)GB_WARPS * (size_t)gb_warp_doubles(S->np) * sizeof(double);
+    if (shmem > 48 * 1024) {
+        /* many parameters (np up to MLMX_GB_NPMAX): opt in to more than the
+         * default 48 KiB of dynamic shared memory */
+        cudaError_t e = cudaFuncSetAttribute(
+            mlmx_gb_kernel<FAM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem);
+        if (e != cudaSuccess)
+            return e;
+    }
     // as many blocks as the device holds at once (the warps then loop)
     int dev = 0, sms = 1, per_sm = 1;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel, 32 * GB_WARPS,
-                                                          shmem);
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel<FAM>,
+                                                          32 * GB_WARPS, shmem);
     if (e == cudaSuccess)
         e = cudaMemsetAsync(next, 0, sizeof *next, stream);
     if (e != cudaSuccess)
@@ -181,9 +211,30 @@ static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint6
     const size_t resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1);
     if (blocks > resident)
         blocks = resident;
-    mlmx_gb_kernel<<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(*S, seed, dreps, count, dy,
-                                                                       du, want_se, *o, next);
+    mlmx_gb_kernel<FAM><<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(
+        *S, seed, dreps, count, dy, du, want_se, *o, next);
     return cudaGetLastError();
+}
+
+static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
+                             size_t count, double *dy, double *du, int want_se,
+                             const mlmx_gb_cuda_out *o, unsigned long long *next,
+                             cudaStream_t stream)
+{
+    switch (S->fam) {
+    case MLMX_FAM_POISSON:
+        return launch_fam<MLMX_FAM_POISSON>(S, seed, dreps, count, dy, du, want_se, o, next,
+                                            stream);
+    case MLMX_FAM_NEGBIN:
+        return launch_fam<MLMX_FAM_NEGBIN>(S, seed, dreps, count, dy, du, want_se, o, next,
+                                           stream);
+    case MLMX_FAM_ORDINAL:
+        return launch_fam<MLMX_FAM_ORDINAL>(S, seed, dreps, count, dy, du, want_se, o, next,
+                                            stream);
+    default:
+        return launch_fam<MLMX_FAM_BINOMIAL>(S, seed, dreps, count, dy, du, want_se, o, next,
+                                             stream);
+    }
 }
 
 /* Responses only, one replicate per thread: replicate r's draws into
@@ -219,7 +270,8 @@ static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **
 {
     const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->p, np = (size_t)S->np;
     const size_t K = (size_t)S->nagq, ni = L + 1 + 2 * n;
-    const size_t nd = n * p + 2 * n + 2 * K + 2 * p + 2 * np + np * np;
+    const size_t ne = (size_t)S->ne;
+    const size_t nd = n * p + 2 * n + 2 * K + 2 * p + 2 * np + np * np + ne;
     cudaError_t e = cudaMalloc((void **)di, ni * sizeof(int));
     if (e == cudaSuccess)
         e = cudaMalloc((void **)dd, nd * sizeof(double));
@@ -242,6 +294,7 @@ static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **
         {S->x0, np * sizeof(double), 0, (const void **)&Sd->x0},
         {S->lb, np * sizeof(double), 0, (const void **)&Sd->lb},
         {S->hinv0, np * np * sizeof(double), 0, (const void **)&Sd->hinv0},
+        {S->extra_sim, ne * sizeof(double), 0, (const void **)&Sd->extra_sim},
     };
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
         void *dst = parts[k].isint ? (void *)ip : (void *)dp;
@@ -274,7 +327,8 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     mlmx_gb_shared Sd;
     mlmx_gb_cuda_out od;
     if (!S || !reps || !o || !o->theta || !o->beta || !o->crit || !o->nev || !o->conv ||
-        !o->sing || !o->status || S->np != S->p + 1 || S->p > MLMX_GB_PMAX || S->n < 0) {
+        !o->sing || !o->status || S->np != 1 + S->p + S->ne || S->p > MLMX_GB_PMAX ||
+        S->ne > MLMX_GB_EMAX || S->pout < S->p || S->n < 0) {
         snprintf(msg, msglen, "mlmx_cuda_gb_rows: bad arguments");
         return MLMX_ERR_ARG;
     }
@@ -284,8 +338,9 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
         snprintf(msg, msglen, "no CUDA device");
         return MLMX_ERR_UNSUPPORTED;
     }
-    const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->p;
-    const size_t per = n + L + 2 + 2 * p;
+    const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->pout;
+    const size_t ne = o->extra ? (size_t)S->ne : 0;
+    const size_t per = n + L + 2 + 2 * p + ne;
     if (count > SIZE_MAX / sizeof(double) / (per + 1)) {
         snprintf(msg, msglen, "mlmx_cuda_gb_rows: %zu replicates overflow the buffer size", count);
         return MLMX_ERR_ARG;
@@ -295,7 +350,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
     CK(cudaMalloc((void **)&dy, count * n * sizeof(double) + sizeof(double)));
     CK(cudaMalloc((void **)&du, count * L * sizeof(double) + sizeof(double)));
-    CK(cudaMalloc((void **)&dout, count * (2 + 2 * p) * sizeof(double)));
+    CK(cudaMalloc((void **)&dout, count * (2 + 2 * p + ne) * sizeof(double)));
     CK(cudaMalloc((void **)&dnev, count * sizeof(int)));
     CK(cudaMalloc((void **)&dsc, count * 3));
     CK(cudaMalloc((void **)&dnext, sizeof *dnext));
@@ -303,6 +358,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     od.crit = dout + count;
     od.beta = dout + 2 * count;
     od.se = want_se ? od.beta + count * p : NULL;
+    od.extra = ne ? od.beta + 2 * count * p : NULL;
     od.nev = dnev;
     od.conv = (signed char *)dsc;
     od.sing = od.conv + count;
@@ -315,6 +371,8 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->beta, od.beta, count * p * sizeof(double), cudaMemcpyDeviceToHost));
     if (want_se)
         CK(cudaMemcpy(o->se, od.se, count * p * sizeof(double), cudaMemcpyDeviceToHost));
+    if (ne)
+        CK(cudaMemcpy(o->extra, od.extra, count * ne * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->nev, dnev, count * sizeof(int), cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->conv, od.conv, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));

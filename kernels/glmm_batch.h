@@ -1,26 +1,34 @@
 /* Replicate fits of a GLMM with one scalar random-effect term (the
- * random intercept (1|g), or any single column (0 + x|g)), binomial with
- * the logit link or Poisson with the log link, by the Laplace
+ * random intercept (1|g), or any single column (0 + x|g)): binomial with
+ * the logit link, Poisson with the log link, negative binomial NB2 with
+ * the log link, or the cumulative logit (ordinal), by the Laplace
  * approximation (nAGQ = 1) or adaptive Gauss-Hermite quadrature
  * (nAGQ > 1): written once as inline math for the CPU engine
  * (host/replicate/glmm_batch.c) and the CUDA kernel
- * (kernels/glmm_batch.cu), GUIDE §8.
+ * (kernels/glmm_batch.cu), GUIDE §8. The per-observation family math is
+ * kernels/glmm_batch_fam.h.
  *
  * The definitions are those of the workspace refit (host/glmm/refit.c):
- *   x = [theta; beta], lower bound 0 on theta, BFGS (kernels/qn.h) from the
- *   problem's start with its inverse-Hessian seed and the default
- *   tolerances (max_evals from the fit options);
+ *   x = [theta; beta; extra] (beta without an ordinal model's intercept;
+ *   extra: thresholds or log-size, glmm_batch_fam.h), lower bound 0 on
+ *   theta, BFGS (kernels/qn.h) from the problem's start with its
+ *   inverse-Hessian seed and the default tolerances (max_evals from the
+ *   fit options);
  *   Laplace: D = sum_j [-2 sum_i ll_i(eta~_i) + u~_j^2 + log(1 + sum_i t_i^2 w_i)],
- *   t_i = theta z_i, u~_j the conditional mode, w_i the information there
- *   (glmm.c, mlmx_glmm_laplace), with its exact gradient (grad.c);
+ *   t_i = theta z_i, u~_j the conditional mode, w_i the observed
+ *   information there (glmm.c, mlmx_glmm_laplace), with its exact gradient
+ *   (grad.c for the canonical links; the same derivation with the extra
+ *   parameters' terms, glmm_batch_fam.h);
  *   quadrature: D = -2 sum_j [log s_j + LSE_a(log w_a + z_a^2/2 - v_a^2/2 +
  *   sum_i ll_i(v_a))], v_a = u~_j + s_j z_a, s_j = (1 + sum t^2 w)^-1/2,
  *   with the gradient of agq.c (finest_logint_g: the node averages plus
- *   the exact motion of the rule's centre and scale).
+ *   the exact motion of the rule's centre and scale, which agq.c adds for
+ *   the canonical links and this engine for every family).
  * ll_i includes its constant (log binomial coefficient, -log y!); the
  * constants are summed once per replicate (mlmx_gb_simulate) and added to
  * the criterion, which keeps the optimizer's relative tolerances those of
- * the workspace fit.
+ * the workspace fit. NB2's lgamma(y + size) - lgamma(size) depends on the
+ * size: it is summed once per cluster and evaluation.
  *
  * Observations are stored grouped by cluster (the term's levels, in level
  * order); `pos` maps model observation i to its grouped position, so the
@@ -36,39 +44,47 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "glmm_batch_fam.h"
 #include "glmm_math.h"
 #include "qn.h"
 #include "random.h"
 #include "simulate.h"
 
-/* Most fixed effects (np = 1 + p <= MLMX_GB_NPMAX optimizer parameters):
- * the per-cluster gradient sums are register arrays of this size. */
-#define MLMX_GB_PMAX 8
-#define MLMX_GB_NPMAX (MLMX_GB_PMAX + 1)
+/* Most fixed effects in x (p <= MLMX_GB_PMAX) and optimizer parameters
+ * (np = 1 + p + ne <= MLMX_GB_NPMAX, ne <= MLMX_GB_EMAX extra): the
+ * per-cluster gradient sums are register arrays of these sizes. */
+#define MLMX_GB_PMAX 16
+#define MLMX_GB_NPMAX (1 + MLMX_GB_PMAX + MLMX_GB_EMAX)
 #define MLMX_GB_NEWTON_MAX 60 /* Newton steps for one cluster's mode */
 #define MLMX_GB_HALF_MAX 40   /* step halvings in one Newton step */
-/* Most free parameters mlmx_gb_se_finish takes (it also serves the nested
- * engine, kernels/glmm_nest_batch.h, whose np = 2 + p exceeds
- * MLMX_GB_NPMAX). */
-#define MLMX_GB_SE_NMAX 16
+/* Most free parameters mlmx_gb_se_finish takes: this engine's np, and
+ * the nested engine's (kernels/glmm_nest_batch.h, np = 2 + p <= 14),
+ * which it also serves. */
+#define MLMX_GB_SE_NMAX (MLMX_GB_NPMAX > 16 ? MLMX_GB_NPMAX : 16)
 
 /* The structure every replicate shares (read-only). Dimensions: n
  * observations, nclu clusters (levels of the term, empty ones allowed), p
- * fixed effects (1..MLMX_GB_PMAX), np = 1 + p. */
+ * fixed effects in x (0..MLMX_GB_PMAX; an ordinal model's intercept column
+ * is left out), ne extra parameters, np = 1 + p + ne. */
 typedef struct mlmx_gb_shared {
     int n, nclu, p, np;
-    int poisson;             /* 0: binomial logit; 1: Poisson log */
+    int fam;                 /* MLMX_FAM_* (glmm_math.h): binomial logit, Poisson log,
+                                NB2 log, cumulative logit */
+    int ncat;                /* ordinal categories (0 otherwise) */
+    int ne;                  /* extra parameters: ncat - 1 thresholds, 1 log-size, or 0 */
+    int pout, int_col;       /* the model's fixed effects and the one left out of x (-1: none) */
     int nagq;                /* 1: Laplace; > 1: quadrature points */
     const int *cs;           /* nclu + 1: cluster j holds grouped positions [cs[j], cs[j+1]) */
     const int *clu;          /* n: the cluster of grouped position k */
     const int *pos;          /* n: the grouped position of model observation i */
     const double *X;         /* n * p, row-major, grouped order */
     const double *z;         /* n: the term's column, grouped order */
-    const double *nt;        /* n: binomial trials (1 for 0/1 data; unused for Poisson) */
+    const double *nt;        /* n: binomial trials (1 for 0/1 data and the other families) */
     const double *gz;        /* nagq: Gauss-Hermite nodes (nagq > 1) */
     const double *glw;       /* nagq: log weight + node^2 / 2 */
     double theta_sim;        /* the simulation's parameters */
-    const double *beta_sim;  /* p */
+    const double *beta_sim;  /* p (the columns of X) */
+    const double *extra_sim; /* ne: thresholds, or the size (natural scale) */
     const double *x0, *lb;   /* np: the optimizer's start and lower bounds */
     const double *hinv0;     /* np * np column-major inverse Hessian at x0, or NULL */
     const double *xmax;      /* p: largest |X| of each column (difference steps) */
@@ -85,10 +101,23 @@ typedef struct mlmx_gb_rep {
 
 /* ------------------------------------------------------------ simulation */
 
+/* The log-likelihood constant of response y (one trial count nt): what
+ * mlmx_gbf_obs leaves out and does not depend on the parameters. */
+MLMX_HD double mlmx_gb_llconst(int fam, double y, double nt)
+{
+    if (fam == MLMX_FAM_BINOMIAL)
+        return lgamma(nt + 1.0) - lgamma(y + 1.0) - lgamma(nt - y + 1.0);
+    if (fam == MLMX_FAM_ORDINAL)
+        return 0.0;
+    return -lgamma(y + 1.0);
+}
+
 /* Draw replicate `rep`'s response into R->y exactly as
  * mlmx_workspace_simulate does: u_l ~ N(0,1) from stream 0 in level order,
  * b_l = theta u_l, eta_i = sum_j x_ij beta_j + z_i b_l (model order, the
- * same arithmetic), y_i from stream 1 in model observation order. Leaves
+ * same arithmetic; an ordinal model's intercept column is skipped there
+ * and absent here), y_i from stream 1 in model observation order by
+ * mlmx_sim_response (family codes of mlmx_family: MLMX_FAM_* + 1). Leaves
  * R->u at 0 (the workspace fit's first warm start). Returns the sum of the
  * log-likelihood constants, or NaN when a draw is not finite. */
 MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t rep,
@@ -99,7 +128,10 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
     for (int l = 0; l < S->nclu; l++)
         R->u[l * R->us] = S->theta_sim * mlmx_rng_normal(&r);
     mlmx_rng_init(&r, seed, rep, 1);
-    const int p = S->p;
+    const int p = S->p, fam = S->fam;
+    const int link = fam == MLMX_FAM_BINOMIAL || fam == MLMX_FAM_ORDINAL ? MLMX_LINK_LOGIT
+                                                                         : MLMX_LINK_LOG;
+    const double size = fam == MLMX_FAM_NEGBIN ? S->extra_sim[0] : 0.0;
     double cst = 0.0;
     for (int i = 0; i < S->n; i++) {
         const int k = S->pos[i];
@@ -110,13 +142,11 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
         double zb = 0.0;
         zb += S->z[k] * R->u[S->clu[k] * R->us];
         eta += zb;
-        const double ntr = S->poisson ? 1.0 : S->nt[k];
-        const double y = mlmx_sim_response(S->poisson ? 2 : 1,
-                                           S->poisson ? MLMX_LINK_LOG : MLMX_LINK_LOGIT, eta, 1.0,
-                                           ntr, 0.0, 0, 0, &r);
+        const double ntr = S->nt[k];
+        const double y = mlmx_sim_response(fam + 1, link, eta, 1.0, ntr, size, S->ncat,
+                                           S->extra_sim, &r);
         R->y[k * R->ys] = y;
-        cst += S->poisson ? -lgamma(y + 1.0)
-                          : lgamma(ntr + 1.0) - lgamma(y + 1.0) - lgamma(ntr - y + 1.0);
+        cst += mlmx_gb_llconst(fam, y, ntr);
     }
     for (int l = 0; l < S->nclu; l++)
         R->u[l * R->us] = 0.0;
@@ -124,31 +154,6 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
 }
 
 /* ------------------------------------------------------------ one observation */
-
-/* The log-likelihood without its constant at eta, with d ll/d eta and the
- * information w. For the logit with one trial the log(1 + e^-|eta|) factor
- * is multiplied into *prod (in (1, 2]; the caller takes one log, as agq.c
- * does) instead of being logged here. */
-MLMX_HD double mlmx_gb_obs(int poisson, double y, double nt, double eta, double *d1, double *w,
-                           double *prod)
-{
-    if (poisson) {
-        const double mu = exp(eta);
-        *d1 = y - mu;
-        *w = mu;
-        return y * eta - mu;
-    }
-    double e, ope;
-    const double mu = mlmx_gm_logit_mu(eta, &e, &ope);
-    *d1 = y - nt * mu;
-    *w = nt * mu * (1.0 - mu);
-    double lin = y * eta - nt * (eta > 0.0 ? eta : 0.0);
-    if (nt == 1.0)
-        *prod *= ope;
-    else
-        lin -= nt * mlmx_gm_log1p_unit(e, ope);
-    return lin;
-}
 
 /* The linear predictor without the random effect at grouped position k. */
 MLMX_HD double mlmx_gb_etaf(const mlmx_gb_shared *S, int k, const double *beta)
@@ -160,18 +165,18 @@ MLMX_HD double mlmx_gb_etaf(const mlmx_gb_shared *S, int k, const double *beta)
     return e;
 }
 
-/* Cluster c at mode candidate v: h = -2 sum ll + v^2 (without constants),
- * s1 = sum t d1, s2 = sum t^2 w. */
-MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
-                                   double theta, const double *beta, double v, double *s1,
-                                   double *s2)
+/* Cluster c at mode candidate v: h = -2 sum ll + v^2 (without the
+ * constants), s1 = sum t d1, s2 = sum t^2 w. */
+MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gbf *F,
+                                   const mlmx_gb_rep *R, int c, double theta,
+                                   const double *beta, double v, double *s1, double *s2)
 {
     double lin = 0.0, prod = 1.0, a1 = 0.0, a2 = 0.0;
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double t = theta * S->z[k];
-        double d1, w;
-        lin += mlmx_gb_obs(S->poisson, R->y[k * R->ys], S->nt[k],
-                           mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod);
+        double d1, w, e1, e2;
+        lin += mlmx_gbf_obs(S->fam, S->ncat, F, R->y[k * R->ys], S->nt[k],
+                            mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -187,11 +192,11 @@ MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gb_rep *R
 /* Cluster c's conditional mode by Newton steps with step halving on the
  * penalized deviance (PIRLS for one scalar effect), warm-started from and
  * written back to R->u. Returns h at the mode; *s2o = sum t^2 w there. */
-MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
-                            const double *beta, double *vo, double *s2o)
+MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gbf *F, const mlmx_gb_rep *R,
+                            int c, double theta, const double *beta, double *vo, double *s2o)
 {
     double v = R->u[c * R->us], s1, s2;
-    double h = mlmx_gb_newton_sums(S, R, c, theta, beta, v, &s1, &s2);
+    double h = mlmx_gb_newton_sums(S, F, R, c, theta, beta, v, &s1, &s2);
     for (int it = 0; it < MLMX_GB_NEWTON_MAX; it++) {
         double step = (s1 - v) / (1.0 + s2);
         if (!(fabs(step) > 1e-10 * (1.0 + fabs(v))))
@@ -199,7 +204,7 @@ MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c
         int ok = 0;
         for (int hs = 0; hs < MLMX_GB_HALF_MAX && !ok; hs++, step *= 0.5) {
             double t1, t2, vn = v + step;
-            double hn = mlmx_gb_newton_sums(S, R, c, theta, beta, vn, &t1, &t2);
+            double hn = mlmx_gb_newton_sums(S, F, R, c, theta, beta, vn, &t1, &t2);
             if (hn <= h + 1e-13 * fabs(h)) {
                 ok = 1;
                 v = vn;
@@ -222,36 +227,30 @@ MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c
 /* The sums at a cluster's mode v that the Laplace gradient and the
  * quadrature's centre/scale correction need (w3 = dw/deta):
  * m = 1 + sum t^2 w, a = sum t^3 w3, zd1 = sum z d1, z2w = sum z^2 w,
- * zt2w3 = sum z t^2 w3, and per fixed effect xd1 = sum x d1,
- * xtw = sum x t w, xt2w3 = sum x t^2 w3. */
+ * zt2w3 = sum z t^2 w3; per fixed effect xd1 = sum x d1, xtw = sum x t w,
+ * xt2w3 = sum x t^2 w3; per extra parameter phi (glmm_batch_fam.h)
+ * el = sum dll/dphi, ed = sum t dd1/dphi, ew = sum t^2 dw/dphi. */
 typedef struct mlmx_gb_csum {
     double m, a, zd1, z2w, zt2w3;
     double xd1[MLMX_GB_PMAX], xtw[MLMX_GB_PMAX], xt2w3[MLMX_GB_PMAX];
+    double el[MLMX_GB_EMAX], ed[MLMX_GB_EMAX], ew[MLMX_GB_EMAX];
 } mlmx_gb_csum;
 
-MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
-                            const double *beta, double v, mlmx_gb_csum *cs)
+MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const mlmx_gb_rep *R,
+                            int c, double theta, const double *beta, double v, mlmx_gb_csum *cs)
 {
     const int p = S->p;
     cs->m = 1.0;
     cs->a = cs->zd1 = cs->z2w = cs->zt2w3 = 0.0;
     for (int j = 0; j < p; j++)
         cs->xd1[j] = cs->xtw[j] = cs->xt2w3[j] = 0.0;
+    for (int e = 0; e < S->ne; e++)
+        cs->el[e] = cs->ed[e] = cs->ew[e] = 0.0;
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
-        const double eta = mlmx_gb_etaf(S, k, beta) + t * v;
-        double d1, w, w3;
-        if (S->poisson) {
-            w = exp(eta);
-            d1 = y - w;
-            w3 = w;
-        } else {
-            double e, ope;
-            const double mu = mlmx_gm_logit_mu(eta, &e, &ope), nt = S->nt[k];
-            d1 = y - nt * mu;
-            w = nt * mu * (1.0 - mu);
-            w3 = w * (1.0 - 2.0 * mu);
-        }
+        mlmx_gbf_cd o;
+        mlmx_gbf_centre(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * v, &o);
+        const double d1 = o.d1, w = o.w, w3 = o.w3;
         cs->m += t * t * w;
         cs->a += t * t * t * w3;
         cs->zd1 += z * d1;
@@ -263,39 +262,55 @@ MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c
             cs->xtw[j] += x[j] * t * w;
             cs->xt2w3[j] += x[j] * t * t * w3;
         }
+        if (S->ne == 0)
+            continue;
+        int ix[2];
+        mlmx_gbf_touch(S->fam, S->ncat, y, &ix[0], &ix[1]);
+        for (int s = 0; s < 2; s++)
+            if (ix[s] >= 0) {
+                cs->el[ix[s]] += o.el[s];
+                cs->ed[ix[s]] += t * o.ed[s];
+                cs->ew[ix[s]] += t * t * o.ew[s];
+            }
     }
 }
 
 /* ------------------------------------------------------------ one cluster */
 
-/* Cluster c's Laplace deviance (without constants) at (theta, beta); its
- * gradient over [theta; beta] is added to g (np values). */
-MLMX_HD double mlmx_gb_laplace_cluster(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
-                                       double theta, const double *beta, double *g)
+/* Cluster c's Laplace deviance (without constants) at (theta, beta) and
+ * the family parameters F; its gradient over [theta; beta; extra] (extra
+ * in c or the log-size, glmm_batch_fam.h) is added to g (np values). */
+MLMX_HD double mlmx_gb_laplace_cluster(const mlmx_gb_shared *S, const mlmx_gbf *F,
+                                       const mlmx_gb_rep *R, int c, double theta,
+                                       const double *beta, double *g)
 {
     double v, s2;
-    const double h = mlmx_gb_mode(S, R, c, theta, beta, &v, &s2);
+    const double h = mlmx_gb_mode(S, F, R, c, theta, beta, &v, &s2);
     mlmx_gb_csum cs;
-    mlmx_gb_centre(S, R, c, theta, beta, v, &cs);
+    mlmx_gb_centre(S, F, R, c, theta, beta, v, &cs);
     const double M = cs.m;
-    /* the mode's motion: M du = (zd1 - v theta z2w) dtheta - sum t w x dbeta */
+    /* the mode's motion: M du = (zd1 - v theta z2w) dtheta - sum t w x dbeta
+     * + sum t dd1/dphi dphi */
     const double du = (cs.zd1 - v * theta * cs.z2w) / M;
     g[0] += -2.0 * v * cs.zd1 + (2.0 * theta * cs.z2w + v * cs.zt2w3 + cs.a * du) / M;
     for (int j = 0; j < S->p; j++)
         g[1 + j] += -2.0 * cs.xd1[j] + (cs.xt2w3[j] - cs.a / M * cs.xtw[j]) / M;
+    double *ge = g + 1 + S->p;
+    for (int e = 0; e < S->ne; e++)
+        ge[e] += -2.0 * cs.el[e] + (cs.a * cs.ed[e] / M + cs.ew[e]) / M;
     return h + log(1.0 + s2);
 }
 
 /* Running node-weighted sums of the quadrature: log scale mx, sum sc, and
- * the weighted vectors (theta term, fixed effects, the slope h' and
- * node * h'). */
+ * the weighted vectors (theta term, fixed effects, extra parameters, the
+ * slope h' and node * h'). */
 typedef struct mlmx_gb_nsum {
     double mx, sc, gth, hp, zhp;
-    double gb[MLMX_GB_PMAX];
+    double gb[MLMX_GB_PMAX], ge[MLMX_GB_EMAX];
 } mlmx_gb_nsum;
 
-MLMX_HD void mlmx_gb_nmerge(mlmx_gb_nsum *N, int p, double acc, double gth, const double *gb,
-                            double hp, double zhp)
+MLMX_HD void mlmx_gb_nmerge(mlmx_gb_nsum *N, int p, int ne, double acc, double gth,
+                            const double *gb, const double *ge, double hp, double zhp)
 {
     if (acc > N->mx) {
         const double f = N->mx == -MLMX_GM_INF ? 0.0 : exp(N->mx - acc);
@@ -305,6 +320,8 @@ MLMX_HD void mlmx_gb_nmerge(mlmx_gb_nsum *N, int p, double acc, double gth, cons
         N->zhp *= f;
         for (int j = 0; j < p; j++)
             N->gb[j] *= f;
+        for (int e = 0; e < ne; e++)
+            N->ge[e] *= f;
         N->mx = acc;
     }
     const double w = exp(acc - N->mx);
@@ -314,24 +331,28 @@ MLMX_HD void mlmx_gb_nmerge(mlmx_gb_nsum *N, int p, double acc, double gth, cons
     N->zhp += w * zhp;
     for (int j = 0; j < p; j++)
         N->gb[j] += w * gb[j];
+    for (int e = 0; e < ne; e++)
+        N->ge[e] += w * ge[e];
 }
 
 /* One node: the integrand's log at u = uv (with the node's log weight
- * lw), and the node's derivative sums (gb = sum x d1, ztd = sum t d1,
- * zd = sum z d1). */
-MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c, double theta,
-                            const double *beta, double uv, double lw, double *gb, double *ztd,
-                            double *zd)
+ * lw), and the node's derivative sums (gb = sum x d1, ge = sum dll/dphi,
+ * ztd = sum t d1, zd = sum z d1). */
+MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gbf *F, const mlmx_gb_rep *R,
+                            int c, double theta, const double *beta, double uv, double lw,
+                            double *gb, double *ge, double *ztd, double *zd)
 {
     const int p = S->p;
     double lin = 0.0, prod = 1.0, a1 = 0.0, a2 = 0.0;
     for (int j = 0; j < p; j++)
         gb[j] = 0.0;
+    for (int e = 0; e < S->ne; e++)
+        ge[e] = 0.0;
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
-        const double z = S->z[k], t = theta * z;
-        double d1, w;
-        lin += mlmx_gb_obs(S->poisson, R->y[k * R->ys], S->nt[k],
-                           mlmx_gb_etaf(S, k, beta) + t * uv, &d1, &w, &prod);
+        const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
+        double d1, w, e1, e2;
+        lin += mlmx_gbf_obs(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * uv,
+                            &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -341,6 +362,14 @@ MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c
         const double *x = S->X + (size_t)k * (size_t)p;
         for (int j = 0; j < p; j++)
             gb[j] += x[j] * d1;
+        if (S->ne > 0) {
+            int lo, hi;
+            mlmx_gbf_touch(S->fam, S->ncat, y, &lo, &hi);
+            if (lo >= 0)
+                ge[lo] += e1;
+            if (hi >= 0)
+                ge[hi] += e2;
+        }
     }
     *ztd = a1;
     *zd = a2;
@@ -348,29 +377,34 @@ MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c
 }
 
 /* Cluster c's quadrature deviance (without constants), its gradient added
- * to g: the node averages of d ll/d eta, plus the motion of the rule's
- * centre (the mode) and scale with the parameters (agq.c). */
-MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gb_rep *R, int c,
-                                   double theta, const double *beta, double *g)
+ * to g: the node averages of the log-likelihood's derivatives, plus the
+ * motion of the rule's centre (the mode) and scale with the parameters
+ * (agq.c, extended to the extra parameters). */
+MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gbf *F,
+                                   const mlmx_gb_rep *R, int c, double theta,
+                                   const double *beta, double *g)
 {
-    const int p = S->p;
+    const int p = S->p, ne = S->ne;
     double v, s2;
-    mlmx_gb_mode(S, R, c, theta, beta, &v, &s2);
+    mlmx_gb_mode(S, F, R, c, theta, beta, &v, &s2);
     const double sd = 1.0 / sqrt(1.0 + s2);
     mlmx_gb_nsum N;
     N.mx = -MLMX_GM_INF;
     N.sc = N.gth = N.hp = N.zhp = 0.0;
     for (int j = 0; j < p; j++)
         N.gb[j] = 0.0;
+    for (int e = 0; e < ne; e++)
+        N.ge[e] = 0.0;
     for (int a = 0; a < S->nagq; a++) {
         const double uv = v + sd * S->gz[a];
-        double gb[MLMX_GB_PMAX], ztd, zd;
-        const double acc = mlmx_gb_node(S, R, c, theta, beta, uv, S->glw[a], gb, &ztd, &zd);
+        double gb[MLMX_GB_PMAX], ge[MLMX_GB_EMAX], ztd, zd;
+        const double acc =
+            mlmx_gb_node(S, F, R, c, theta, beta, uv, S->glw[a], gb, ge, &ztd, &zd);
         const double hp = -uv + ztd;
-        mlmx_gb_nmerge(&N, p, acc, uv * zd, gb, hp, S->gz[a] * hp);
+        mlmx_gb_nmerge(&N, p, ne, acc, uv * zd, gb, ge, hp, S->gz[a] * hp);
     }
     mlmx_gb_csum cs;
-    mlmx_gb_centre(S, R, c, theta, beta, v, &cs);
+    mlmx_gb_centre(S, F, R, c, theta, beta, v, &cs);
     const double Dc = N.hp / N.sc, Ds = 1.0 / sd + N.zhp / N.sc;
     const double q = -0.5 * sd * sd * sd, cf = (Dc + Ds * q * cs.a) / cs.m;
     /* sum_i z_i rho_i and sum_i x_i kappa_i of finest_logint_g */
@@ -379,49 +413,104 @@ MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gb_rep *R
     g[0] += -2.0 * (N.gth / N.sc + zrho);
     for (int j = 0; j < p; j++)
         g[1 + j] += -2.0 * (N.gb[j] / N.sc - cf * cs.xtw[j] + Ds * q * cs.xt2w3[j]);
+    double *ge = g + 1 + p;
+    for (int e = 0; e < ne; e++)
+        ge[e] += -2.0 * (N.ge[e] / N.sc + cf * cs.ed[e] + Ds * q * cs.ew[e]);
     return -2.0 * (log(sd) + N.mx + log(N.sc));
 }
 
 /* ------------------------------------------------------------ criterion */
 
+/* NB2's size-dependent constants of cluster c (the sum of
+ * lgamma(y + size) - lgamma(size)), its log-size derivative added to *gls. */
+MLMX_HD double mlmx_gb_nb_cluster(const mlmx_gb_shared *S, const mlmx_gbf *F,
+                                  const mlmx_gb_rep *R, int c, double *gls)
+{
+    double f = 0.0, d = 0.0;
+    for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
+        double dk;
+        f += mlmx_gbf_nb_const(F, R->y[k * R->ys], &dk);
+        d += dk;
+    }
+    *gls += d;
+    return f;
+}
+
 /* The part of the criterion (without the constants) from clusters c0,
- * c0 + cstep, ...; its gradient over x = [theta; beta] written to g (np
- * values, zeroed here). One lane of a warp passes (lane, 32); the CPU
+ * c0 + cstep, ...; its gradient over x = [theta; beta; extra] written to
+ * g (np values, zeroed here). One lane of a warp passes (lane, 32); the CPU
  * (0, 1). The caller sums the parts and adds -2 times the constants. */
 MLMX_HD double mlmx_gb_eval_part(const mlmx_gb_shared *S, const mlmx_gb_rep *R, const double *x,
                                  double *g, int c0, int cstep)
 {
     const double theta = x[0];
     const double *beta = x + 1;
+    mlmx_gbf F;
+    mlmx_gbf_set(S->fam, S->ncat, x + 1 + S->p, &F);
     for (int j = 0; j < S->np; j++)
         g[j] = 0.0;
-    double f = 0.0;
-    for (int c = c0; c < S->nclu; c += cstep)
-        f += S->nagq > 1 ? mlmx_gb_agq_cluster(S, R, c, theta, beta, g)
-                         : mlmx_gb_laplace_cluster(S, R, c, theta, beta, g);
+    double f = 0.0, nbc = 0.0, gls = 0.0;
+    for (int c = c0; c < S->nclu; c += cstep) {
+        f += S->nagq > 1 ? mlmx_gb_agq_cluster(S, &F, R, c, theta, beta, g)
+                         : mlmx_gb_laplace_cluster(S, &F, R, c, theta, beta, g);
+        if (S->fam == MLMX_FAM_NEGBIN)
+            nbc += mlmx_gb_nb_cluster(S, &F, R, c, &gls);
+    }
+    double *ge = g + 1 + S->p;
+    if (S->fam == MLMX_FAM_NEGBIN) {
+        f -= 2.0 * nbc;
+        ge[0] -= 2.0 * gls;
+    } else if (S->fam == MLMX_FAM_ORDINAL) {
+        mlmx_gbf_map_grad(S->ncat, &F, ge);
+    }
     return f;
+}
+
+/* Replicate results in the model's layout from the optimum x and the SEs
+ * of x's fixed effects (se_x, p values, or NULL): theta; beta (pout
+ * values, 0 for the left-out intercept, as the workspace's); se (pout,
+ * NaN for the intercept; skipped when NULL); extra (ne values in the
+ * natural scale, mlmx_gbf_natural; skipped when NULL). */
+MLMX_HD void mlmx_gb_unpack(const mlmx_gb_shared *S, const double *x, const double *se_x,
+                            double *theta, double *beta, double *se, double *extra)
+{
+    *theta = x[0];
+    for (int j = 0, k = 0; j < S->pout; j++) {
+        const int in = j != S->int_col;
+        beta[j] = in ? x[1 + k] : 0.0;
+        if (se)
+            se[j] = in && se_x ? se_x[k] : MLMX_GM_NAN;
+        k += in;
+    }
+    if (extra)
+        mlmx_gbf_natural(S->fam, S->ncat, x + 1 + S->p, extra);
 }
 
 /* ------------------------------------------------------------ standard errors */
 
 /* The forward-difference step for parameter j at x (host/glmm/objective.c,
  * mlmx_gobj_fd_step): a move of ~1e-4 in the linear predictor for a
- * coefficient, 1e-4 relative (at least 1e-5) for theta. */
+ * coefficient, 1e-4 relative (at least 1e-5) for theta and the extra
+ * parameters. */
 MLMX_HD double mlmx_gb_fd_step(const mlmx_gb_shared *S, const double *x, int j)
 {
-    if (j >= 1)
+    if (j >= 1 && j <= S->p)
         return 1e-4 / mlmx_gm_fmax(S->xmax[j - 1], 1e-3);
-    return 1e-4 * mlmx_gm_fmax(fabs(x[0]), 0.1);
+    return 1e-4 * mlmx_gm_fmax(fabs(x[j]), 0.1);
 }
 
-/* The free parameters of the SE Hessian: theta unless singular, then
- * every beta (idx: np entries). Returns their number nf. */
+/* The free parameters of the SE Hessian: theta unless singular, the
+ * extra parameters, then every beta (idx: np entries; refit.c's set in
+ * another order, which permutes H and its inverse alike, and keeps the
+ * fixed effects last for mlmx_gb_se_finish). Returns their number nf. */
 MLMX_HD int mlmx_gb_se_index(const mlmx_gb_shared *S, int singular, int *idx)
 {
     int nf = 0;
     if (!singular)
         idx[nf++] = 0;
-    for (int j = 1; j < S->np; j++)
+    for (int e = 0; e < S->ne; e++)
+        idx[nf++] = 1 + S->p + e;
+    for (int j = 1; j <= S->p; j++)
         idx[nf++] = j;
     return nf;
 }

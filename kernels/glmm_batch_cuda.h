@@ -10,13 +10,15 @@
 #include "mlmx.h"
 
 /* Outputs of a batch, host memory, row i for reps[i] (the layout of
- * mlmx_batch_job with one theta): theta (count), beta (count * p), se
- * (count * p, or NULL: not computed), crit (count), nev (count), conv,
- * sing, status (count each; status 1 done, 2 failed). */
+ * mlmx_batch_job with one theta, mlmx_gb_unpack): theta (count), beta
+ * (count * pout), se (count * pout, or NULL: not computed), crit (count),
+ * nev (count), conv, sing, status (count each; status 1 done, 2 failed),
+ * extra (count * ne thresholds or sizes, or NULL: not wanted). */
 typedef struct mlmx_gb_cuda_out {
     double *theta, *beta, *se, *crit;
     int *nev;
     signed char *conv, *sing, *status;
+    double *extra;
 } mlmx_gb_cuda_out;
 
 /* Simulate and fit replicates reps[0..count) of the structure S (host
@@ -43,14 +45,15 @@ static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
 {
     const size_t n = (size_t)S->n, p = (size_t)S->p, np = (size_t)S->np;
     return ((size_t)S->nclu + 1 + 2 * n) * sizeof(int) +
-           (n * p + 2 * n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np) * sizeof(double);
+           (n * p + 2 * n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np + (size_t)S->ne) *
+               sizeof(double);
 }
 
 static inline size_t mlmx_gb_rep_bytes(const mlmx_gb_shared *S)
 {
-    const size_t p = (size_t)S->p;
-    return ((size_t)S->n + (size_t)S->nclu + 2 + 2 * p) * sizeof(double) + sizeof(uint64_t) +
-           sizeof(int) + 3;
+    const size_t p = (size_t)S->pout;
+    return ((size_t)S->n + (size_t)S->nclu + 2 + 2 * p + (size_t)S->ne) * sizeof(double) +
+           sizeof(uint64_t) + sizeof(int) + 3;
 }
 
 #endif

@@ -1,13 +1,20 @@
 /* The glmm-1ri batch engine's CPU rows against the workspace refit
  * (mlmx_workspace_simulate + mlmx_workspace_fit), replicate by replicate:
  *   - the simulated response is bitwise the workspace's;
- *   - the criterion agrees to 1e-6 relative, theta and beta to
- *     1e-4 (1 + |value|), the beta SEs to 1e-3 relative (both sides take
- *     forward differences of the analytic gradient with the same steps)
+ *   - binomial and Poisson: the criterion agrees to 1e-6 relative, theta
+ *     and beta to 1e-4 (1 + |value|), the beta SEs to 1e-3 relative (both
+ *     sides take forward differences of the analytic gradient with the
+ *     same steps);
+ *   - ordinal (cumulative logit) and NB2: criterion 1e-7 relative, beta,
+ *     thresholds and size 1e-5 (1 + |value|), theta 1e-4, SEs 5e-4
+ *     relative (TOL_FAM; MLMX_GB_VERBOSE=1 prints the largest differences
+ *     seen, ~1e-6 and below)
  * on converged, non-singular replicates where the workspace's BFGS
  * converged too (it polishes others with BOBYQA, which the engine does
- * not). Also the analytic gradient against central differences, and the
- * models the engine refuses. Data: lme4's cbpp and grouseticks (data/). */
+ * not). Also the analytic gradient against central differences, 1 and 2
+ * threads bit for bit, and the models the engine refuses. Data: lme4's
+ * cbpp, grouseticks and VerbAgg, ordinal's wine, glmmTMB's salamanders
+ * (data/), and the design of data/scenarios/ordinal_power.json. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,8 +22,10 @@
 #include <string.h>
 
 #include "mlmx.h"
+#include "random.h"
 #include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
+#include "simulate.h"
 
 #define NREP 20
 #define SEED 20240611u
@@ -54,35 +63,54 @@ static int close_to(double a, double b, double rel, double abs_tol)
     return fabs(a - b) <= rel * fabs(b) + abs_tol;
 }
 
-/* Engine rows for replicates 0..nrep-1 (nrep <= NREP) against workspaces. */
-static void compare_n(const char *csv, const char *formula, mlmx_family fam, int nagq, int nrep)
+/* Agreement asked of one comparison: relative (+ the same absolute) for
+ * theta, beta and the extra parameters (thresholds, size); relative for
+ * the criterion and the SEs. */
+typedef struct tols {
+    double crit, theta, beta, extra, se;
+} tols;
+
+static const tols TOL_CANON = {1e-6, 1e-4, 1e-4, 0.0, 1e-3};
+/* The ordinal and NB2 refits: the workspace steps BFGS on central
+ * differences and polishes with BOBYQA, the engine follows its analytic
+ * gradient; both reach the optimum, to these bounds. The SEs come from
+ * different difference Hessians (the workspace's central differences of
+ * deviances, the engine's forward differences of its gradient). */
+static const tols TOL_FAM = {1e-7, 1e-4, 1e-5, 1e-5, 5e-4};
+
+/* Engine rows for replicates 0..nrep-1 (nrep <= NREP) of problem P
+ * against workspaces: responses bitwise, estimates to t. */
+static void compare_problem(const mlmx_problem *P, const char *label, int nrep, const tols *t)
 {
     cr_assert(nrep >= 1 && nrep <= NREP);
-    fixture x;
-    setup(&x, csv, formula, fam, nagq);
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
-    cr_assert_eq(mlmx_gb_engine_init(x.P, &E, &err), MLMX_OK, "%s", err.msg);
+    cr_assert_eq(mlmx_gb_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
     cr_assert_str_eq(E.name, "glmm-1ri");
     const mlmx_gb_shared *S = mlmx_gb_engine_shared(&E);
     cr_assert_not_null(S);
-    const int p = S->p, n = S->n;
+    const int p = S->pout, n = S->n, ne = S->ne, npar = mlmx_problem_nparams(P);
     uint64_t reps[NREP];
     double th[NREP], be[NREP * MLMX_GB_PMAX], se[NREP * MLMX_GB_PMAX], sg[NREP], cr[NREP];
+    double ex[NREP * MLMX_GB_EMAX];
     int nev[NREP];
     signed char cv[NREP], sn[NREP], stt[NREP];
     for (int r = 0; r < nrep; r++)
         reps[r] = (uint64_t)r;
     mlmx_batch_job J = {SEED, reps, (size_t)nrep, th, be, se, sg, cr, nev, cv, sn, stt};
+    cr_assert_eq(E.set_extra_out != NULL, ne > 0);
+    if (E.set_extra_out)
+        E.set_extra_out(E.impl, ex);
     E.cpu_rows(E.impl, &J, 0, (size_t)nrep);
 
     mlmx_workspace *W = NULL;
-    cr_assert_eq(mlmx_workspace_create(x.P, &W), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_workspace_create(P, &W), MLMX_OK, "%s", mlmx_last_error());
     double *y = malloc((size_t)n * sizeof *y), *yb = malloc((size_t)n * sizeof *yb);
     double *ub = malloc((size_t)S->nclu * sizeof *ub);
     cr_assert(y && yb && ub);
     int compared = 0;
+    double dev[5] = {0}; /* largest differences: crit, theta, beta, extra, se */
     for (int r = 0; r < nrep; r++) {
         cr_assert_eq(mlmx_workspace_simulate(W, SEED, (uint64_t)r, y), MLMX_OK);
         mlmx_gb_rep R = {yb, ub, 1, 1};
@@ -98,26 +126,64 @@ static void compare_n(const char *csv, const char *formula, mlmx_family fam, int
             continue;
         compared++;
         const double wc = mlmx_workspace_criterion(W);
-        cr_expect(close_to(cr[r], wc, 1e-6, 0.0), "rep %d criterion %.12g vs %.12g", r, cr[r], wc);
+        cr_expect(close_to(cr[r], wc, t->crit, 0.0), "%s rep %d criterion %.12g vs %.12g", label,
+                  r, cr[r], wc);
         const double wt = mlmx_workspace_theta(W)[0];
-        cr_expect(close_to(th[r], wt, 1e-4, 1e-4), "rep %d theta %.8g vs %.8g", r, th[r], wt);
+        dev[0] = fmax(dev[0], fabs(cr[r] - wc) / fabs(wc));
+        dev[1] = fmax(dev[1], fabs(th[r] - wt) / (1.0 + fabs(wt)));
+        cr_expect(close_to(th[r], wt, t->theta, t->theta), "%s rep %d theta %.8g vs %.8g", label,
+                  r, th[r], wt);
         for (int j = 0; j < p; j++) {
             const double wb = mlmx_workspace_beta(W)[j], ws = mlmx_workspace_se(W)[j];
-            cr_expect(close_to(be[r * p + j], wb, 1e-4, 1e-4), "rep %d beta %d %.8g vs %.8g", r,
-                      j, be[r * p + j], wb);
-            cr_expect(close_to(se[r * p + j], ws, 1e-3, 1e-6), "rep %d se %d %.8g vs %.8g", r,
-                      j, se[r * p + j], ws);
+            const double eb = be[r * p + j], es = se[r * p + j];
+            dev[2] = fmax(dev[2], fabs(eb - wb) / (1.0 + fabs(wb)));
+            if (!isnan(ws))
+                dev[4] = fmax(dev[4], fabs(es - ws) / ws);
+            cr_expect(close_to(eb, wb, t->beta, t->beta), "%s rep %d beta %d %.8g vs %.8g",
+                      label, r, j, eb, wb);
+            if (isnan(ws)) /* an ordinal model's intercept */
+                cr_expect(isnan(es) && eb == 0.0, "%s rep %d beta %d: se %g", label, r, j, es);
+            else
+                cr_expect(close_to(es, ws, t->se, 1e-6), "%s rep %d se %d %.8g vs %.8g", label,
+                          r, j, es, ws);
         }
+        /* the extra parameters end the report parameters */
+        const double *wx = mlmx_workspace_params(W) + npar - ne;
+        for (int k = 0; k < ne; k++)
+            dev[3] = fmax(dev[3], fabs(ex[r * ne + k] - wx[k]) / (1.0 + fabs(wx[k])));
+        for (int k = 0; k < ne; k++)
+            cr_expect(close_to(ex[r * ne + k], wx[k], t->extra, t->extra),
+                      "%s rep %d extra %d %.10g vs %.10g", label, r, k, ex[r * ne + k], wx[k]);
     }
     if (getenv("MLMX_GB_VERBOSE"))
-        fprintf(stderr, "%s nagq %d: %d of %d compared\n", formula, nagq, compared, nrep);
-    cr_expect_geq(compared, nrep / 2, "only %d of %d replicates compared", compared, nrep);
+        fprintf(stderr,
+                "%s: %d of %d compared; largest differences: criterion %.1e, theta %.1e, "
+                "beta %.1e, extra %.1e, se %.1e\n",
+                label, compared, nrep, dev[0], dev[1], dev[2], dev[3], dev[4]);
+    cr_expect_geq(compared, nrep / 2, "%s: only %d of %d replicates compared", label, compared,
+                  nrep);
     free(y);
     free(yb);
     free(ub);
     mlmx_workspace_free(W);
     E.free(E.impl);
+}
+
+/* Engine rows for replicates 0..nrep-1 (nrep <= NREP) against workspaces. */
+static void compare_t(const char *csv, const char *formula, mlmx_family fam, int nagq, int nrep,
+                      const tols *t)
+{
+    fixture x;
+    setup(&x, csv, formula, fam, nagq);
+    char label[256];
+    snprintf(label, sizeof label, "%s nagq %d", formula, nagq);
+    compare_problem(x.P, label, nrep, t);
     teardown(&x);
+}
+
+static void compare_n(const char *csv, const char *formula, mlmx_family fam, int nagq, int nrep)
+{
+    compare_t(csv, formula, fam, nagq, nrep, &TOL_CANON);
 }
 
 static void compare(const char *csv, const char *formula, mlmx_family fam, int nagq)
@@ -158,6 +224,135 @@ Test(glmm_batch, verbagg_binary_factor_response_equals_workspace, .timeout = 120
               MLMX_FAMILY_BINOMIAL, 1, 6);
     compare_n(MLMX_SOURCE_DIR "/data/verbagg.csv", "r2 ~ Anger + Gender + btype + situ + (1 | id)",
               MLMX_FAMILY_BINOMIAL, 15, 4);
+}
+
+#define WINE MLMX_SOURCE_DIR "/data/wine.csv"
+#define WINE_F "rating ~ temp + contact + (1 | judge)"
+#define SALA MLMX_SOURCE_DIR "/data/salamanders.csv"
+#define SALA_F "count ~ spp * mined + (1 | site)"
+
+/* ordinal::clmm's wine model: 5 categories, 4 thresholds, 9 judges. */
+Test(glmm_batch, wine_ordinal_laplace_equals_workspace, .timeout = 180)
+{
+    compare_t(WINE, WINE_F, MLMX_FAMILY_ORDINAL, 1, NREP, &TOL_FAM);
+}
+
+Test(glmm_batch, wine_ordinal_agq9_equals_workspace, .timeout = 180)
+{
+    compare_t(WINE, WINE_F, MLMX_FAMILY_ORDINAL, 9, 10, &TOL_FAM);
+}
+
+/* glmmTMB's nbinom2 salamanders model: 14 fixed effects, 23 sites. */
+Test(glmm_batch, salamanders_nb2_laplace_equals_workspace, .timeout = 300)
+{
+    compare_t(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 1, 8, &TOL_FAM);
+}
+
+Test(glmm_batch, salamanders_nb2_agq7_equals_workspace, .timeout = 300)
+{
+    compare_t(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 7, 4, &TOL_FAM);
+}
+
+/* The data of data/scenarios/ordinal_power.json's design (30 groups of
+ * 10, x ~ N(0, 1)) with a response drawn from its truth, and the problem
+ * at that truth (theta 0.8, slope 0.3, thresholds -1, 0, 1.2): what mlmx
+ * power refits 1,000 times. */
+static void ordinal_power_problem(fixture *x)
+{
+    enum { G = 30, M = 10, N = G * M };
+    static const double thr[3] = {-1.0, 0.0, 1.2};
+    double xv[N], yv[N];
+    char names[N][8];
+    const char *gp[N];
+    mlmx_rng r;
+    mlmx_rng_init(&r, 77u, 0, 0);
+    for (int g = 0; g < G; g++) {
+        const double b = 0.8 * mlmx_rng_normal(&r);
+        for (int k = 0; k < M; k++) {
+            const int i = g * M + k;
+            xv[i] = mlmx_rng_normal(&r);
+            yv[i] = mlmx_sim_response(4, MLMX_LINK_LOGIT, 0.3 * xv[i] + b, 1.0, 1.0, 0.0, 4, thr,
+                                      &r);
+            snprintf(names[i], sizeof names[i], "g%02d", g);
+            gp[i] = names[i];
+        }
+    }
+    memset(x, 0, sizeof *x);
+    cr_assert_eq(mlmx_data_create(N, &x->d), MLMX_OK);
+    cr_assert_eq(mlmx_data_add_numeric(x->d, "y", yv, NULL), MLMX_OK);
+    cr_assert_eq(mlmx_data_add_numeric(x->d, "x", xv, NULL), MLMX_OK);
+    cr_assert_eq(mlmx_data_add_strings(x->d, "g", gp), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(x->d, "y ~ x + (1 | g)", &x->m), MLMX_OK, "%s",
+                 mlmx_last_error());
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.family = MLMX_FAMILY_ORDINAL;
+    const double theta = 0.8, beta[2] = {0.0, 0.3};
+    cr_assert_eq(mlmx_problem_create_at(x->m, &o, &theta, beta, thr, 1.0, &x->P), MLMX_OK, "%s",
+                 mlmx_last_error());
+}
+
+Test(glmm_batch, ordinal_power_model_equals_workspace, .timeout = 180)
+{
+    fixture x;
+    ordinal_power_problem(&x);
+    compare_problem(x.P, "ordinal_power", NREP, &TOL_FAM);
+    teardown(&x);
+}
+
+/* The same rows from 1 and 2 threads, bit for bit (each replicate's fit
+ * depends on its key only). */
+static void threads_identical(const mlmx_problem *P, int nrep)
+{
+    mlmx_batch_engine E;
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    cr_assert_eq(mlmx_gb_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
+    const mlmx_gb_shared *S = mlmx_gb_engine_shared(&E);
+    const size_t m = (size_t)nrep, p = (size_t)S->pout, ne = (size_t)(S->ne ? S->ne : 1);
+    double *buf[2];
+    for (int t = 0; t < 2; t++) {
+        /* theta, crit, sigma (m each), beta, se (m p each), extra (m ne) */
+        buf[t] = calloc(m * (3 + 2 * p + ne), sizeof(double));
+        cr_assert_not_null(buf[t]);
+    }
+    uint64_t *reps = malloc(m * sizeof *reps);
+    int *nev = malloc(2 * m * sizeof *nev);
+    signed char *fl = malloc(6 * m);
+    cr_assert(reps && nev && fl);
+    for (size_t i = 0; i < m; i++)
+        reps[i] = 5 * i + 1;
+    for (int t = 0; t < 2; t++) {
+        double *b = buf[t];
+        mlmx_batch_job J = {SEED,         reps,         m,         b,         b + 3 * m,
+                            b + 3 * m + m * p,          b + 2 * m, b + m,     nev + t * m,
+                            fl + 3 * t * m, fl + 3 * t * m + m,    fl + 3 * t * m + 2 * m};
+        if (E.set_extra_out)
+            E.set_extra_out(E.impl, b + 3 * m + 2 * m * p);
+        cr_assert_eq(mlmx_batch_run_cpu(&E, &J, t + 1, &err), MLMX_OK, "%s", err.msg);
+    }
+    cr_expect(memcmp(buf[0], buf[1], m * (3 + 2 * p + ne) * sizeof(double)) == 0,
+              "1 and 2 threads differ");
+    cr_expect(memcmp(nev, nev + m, m * sizeof *nev) == 0 && memcmp(fl, fl + 3 * m, 3 * m) == 0);
+    for (size_t i = 0; i < m; i++)
+        cr_expect_eq(fl[2 * m + i], 1, "rep %zu failed", i);
+    free(buf[0]);
+    free(buf[1]);
+    free(reps);
+    free(nev);
+    free(fl);
+    E.free(E.impl);
+}
+
+Test(glmm_batch, one_and_two_threads_identical, .timeout = 180)
+{
+    fixture x;
+    setup(&x, WINE, WINE_F, MLMX_FAMILY_ORDINAL, 1);
+    threads_identical(x.P, 12);
+    teardown(&x);
+    setup(&x, SALA, SALA_F, MLMX_FAMILY_NEGBIN, 1);
+    threads_identical(x.P, 6);
+    teardown(&x);
 }
 
 /* The analytic gradient (Laplace and quadrature) against central
@@ -206,8 +401,17 @@ Test(glmm_batch, gradient_matches_differences, .timeout = 60)
     gradient_check(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 7);
 }
 
-static void refused(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
-                    const char *why)
+/* The thresholds' and the log-size's derivatives too. */
+Test(glmm_batch, ordinal_nb2_gradient_matches_differences, .timeout = 120)
+{
+    gradient_check(WINE, WINE_F, MLMX_FAMILY_ORDINAL, 1);
+    gradient_check(WINE, WINE_F, MLMX_FAMILY_ORDINAL, 11);
+    gradient_check(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 1);
+    gradient_check(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 5);
+}
+
+static void refused_opt(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                        mlmx_optimizer opt, const char *why)
 {
     fixture x;
     memset(&x, 0, sizeof x);
@@ -217,6 +421,7 @@ static void refused(const char *csv, const char *formula, mlmx_family fam, mlmx_
     mlmx_fit_options_default(&o);
     o.family = fam;
     o.link = link;
+    o.optimizer = opt;
     mlmx_status st = fam == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(x.m, &o, &x.f)
                                                  : mlmx_fit_glmm(x.m, &o, &x.f);
     cr_assert_eq(st, MLMX_OK, "%s", mlmx_last_error());
@@ -230,11 +435,23 @@ static void refused(const char *csv, const char *formula, mlmx_family fam, mlmx_
     teardown(&x);
 }
 
+static void refused(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                    const char *why)
+{
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    refused_opt(csv, formula, fam, link, o.optimizer, why);
+}
+
 Test(glmm_batch, uncovered_models_are_refused_with_a_reason, .timeout = 120)
 {
     refused(GROUSE, "TICKS ~ factor(YEAR) + (1 | BROOD) + (1 | LOCATION)", MLMX_FAMILY_POISSON,
             MLMX_LINK_DEFAULT, "more than one random-effect term");
     refused(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, "link other than logit");
+    refused(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT,
+            "an ordinal model with a link other than logit");
+    refused(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG,
+            "an ordinal model with a link other than logit");
     refused(MLMX_SOURCE_DIR "/data/sleepstudy.csv", "Reaction ~ Days + (1 | Subject)",
             MLMX_FAMILY_GAUSSIAN, MLMX_LINK_DEFAULT, "linear mixed model");
     mlmx_error err;

@@ -9,11 +9,11 @@
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
  * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
- * GLMMs with one scalar random intercept (binomial logit, Poisson log;
- * Laplace or adaptive quadrature), and GLMMs with two nested scalar random
- * intercepts, (1|top/fine) (the same families; Laplace or nested adaptive
- * quadrature). Every other model is refitted through workspaces
- * (problem.c), on the CPU.
+ * GLMMs with one scalar random intercept (binomial logit, Poisson log,
+ * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
+ * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
+ * Poisson log; Laplace or nested adaptive quadrature). Every other model
+ * is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
@@ -60,6 +60,12 @@ typedef struct mlmx_batch_engine {
      * bytes per replicate in flight. */
     size_t gpu_fixed_bytes, gpu_rep_bytes;
     void (*free)(void *impl);
+    /* Where the following jobs write the family's extra parameters (an
+     * ordinal model's thresholds, NB2's size; natural scale): extra has
+     * row i (nextra values) for J->reps[i], for every job until set again
+     * (NULL: not written). Not called while a job runs. NULL: the engine's
+     * models have no extra parameters. */
+    void (*set_extra_out)(void *impl, double *extra);
 } mlmx_batch_engine;
 
 /* The engine that covers P, created from P (which must outlive it).

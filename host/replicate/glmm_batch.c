@@ -1,8 +1,8 @@
 /* The batch engine "glmm-1ri" (replicate/batch.h): GLMMs with one scalar
- * random-effect term, binomial logit or Poisson log, Laplace or adaptive
- * quadrature, simulated and refitted by the inline math of
- * kernels/glmm_batch.h on CPU threads or, in CUDA builds, on the device
- * (kernels/glmm_batch.cu).
+ * random-effect term, binomial logit, Poisson log, negative binomial NB2
+ * (log) or cumulative logit (ordinal), Laplace or adaptive quadrature,
+ * simulated and refitted by the inline math of kernels/glmm_batch.h on CPU
+ * threads or, in CUDA builds, on the device (kernels/glmm_batch.cu).
  *
  * CPU scratch: cpu_rows allocates nothing per replicate. Each concurrent
  * caller claims one of MLMX_GB_SLOTS scratch slots (an atomic flag); a slot's
@@ -37,7 +37,8 @@ typedef struct gb_impl {
     const mlmx_problem *P;
     mlmx_gb_shared S;
     int *imem;     /* cs, clu, pos */
-    double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax */
+    double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax, extra_sim */
+    double *extra_out; /* set_extra_out's rows (ne a row), or NULL */
     atomic_int busy[MLMX_GB_SLOTS];
     gb_slot slot[MLMX_GB_SLOTS];
 } gb_impl;
@@ -56,33 +57,70 @@ static void gb_free(void *impl)
     free(I);
 }
 
+/* The column an ordinal model leaves out of x (its intercept, as
+ * glmm.c: thresholds take its place), or -1. */
+static int dropped_column(const mlmx_problem *P)
+{
+    if (P->family != MLMX_FAMILY_ORDINAL)
+        return -1;
+    for (int j = 0; j < P->md->p; j++)
+        if (strcmp(P->md->fixef_names[j], "(Intercept)") == 0)
+            return j;
+    return -1;
+}
+
+/* Why the family and link are not covered, or NULL. */
+static const char *uncovered_family(const mlmx_problem *P, char *buf, size_t len)
+{
+    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
+        return "a binomial model with a link other than logit";
+    if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
+        return "a Poisson model with a link other than log";
+    if (P->family == MLMX_FAMILY_NEGBIN && P->link != MLMX_LINK_LOG)
+        return "a negative binomial model with a link other than log";
+    if (P->family == MLMX_FAMILY_ORDINAL && P->link != MLMX_LINK_LOGIT)
+        return "an ordinal model with a link other than logit (probit and cloglog refit "
+               "through workspaces)";
+    if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON &&
+        P->family != MLMX_FAMILY_NEGBIN && P->family != MLMX_FAMILY_ORDINAL)
+        return "a family other than binomial, Poisson, negative binomial and ordinal";
+    if (P->family == MLMX_FAMILY_ORDINAL && P->nextra > MLMX_GB_EMAX) {
+        snprintf(buf, len, "%d ordinal categories (at most %d)", P->nextra + 1,
+                 MLMX_GB_EMAX + 1);
+        return buf;
+    }
+    return NULL;
+}
+
 /* Why P is not covered, or NULL. */
 static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
 {
     const mlmx_model *md = P->md;
     if (!P->glmm)
         return "a linear mixed model (the glmm-1ri engine fits GLMMs)";
-    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
-        return "a binomial model with a link other than logit";
-    if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
-        return "a Poisson model with a link other than log";
-    if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON)
-        return "a family other than binomial and Poisson";
+    const char *why = uncovered_family(P, buf, len);
+    if (why)
+        return why;
     if (md->K != 1 || md->re[0].q != 1)
         return "more than one random-effect term, or a term with more than one column";
     if (md->offset)
         return "an offset in the model";
     if (md->weights)
         return "prior weights (binomial trials given as weights: use cbind(successes, failures))";
-    if (md->p > MLMX_GB_PMAX) {
-        snprintf(buf, len, "%d fixed effects (at most %d)", md->p, MLMX_GB_PMAX);
+    const int extra = P->family == MLMX_FAMILY_ORDINAL || P->family == MLMX_FAMILY_NEGBIN;
+    const int pin = md->p - (dropped_column(P) >= 0), ne = extra ? P->nextra : 0;
+    if (pin > MLMX_GB_PMAX) {
+        snprintf(buf, len, "%d fixed effects (at most %d)", pin, MLMX_GB_PMAX);
         return buf;
     }
     if (md->n > (size_t)INT_MAX / 2 || md->re[0].nlevels < 1)
         return "too many observations (or no levels)";
-    if (P->np != 1 + md->p || !P->gx0 || !P->glb)
-        return "the problem's optimizer parameters are not [theta; beta]";
-    if (!P->use_grad)
+    if (P->np != 1 + pin + ne || !P->gx0 || !P->glb)
+        return "the problem's optimizer parameters are not [theta; beta; extra]";
+    /* the ordinal and NB2 Laplace refits step BFGS on differences (then a
+     * BOBYQA polish) unless BOBYQA is asked for: the engine's analytic
+     * gradient finds the same optimum */
+    if (extra ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
     if (P->opt.nagq > MLMX_GHQ_MAX) {
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
@@ -113,36 +151,63 @@ static void build_groups(const mlmx_model *md, gb_impl *I)
     cs[0] = 0;
 }
 
+/* The family's codes and dimensions (S->n, nclu, p, np, fam, ncat, ne,
+ * pout, int_col, nagq). */
+static void shared_dims(const mlmx_problem *P, mlmx_gb_shared *S)
+{
+    const mlmx_model *md = P->md;
+    S->n = (int)md->n;
+    S->nclu = md->re[0].nlevels;
+    S->pout = md->p;
+    S->int_col = dropped_column(P);
+    S->p = md->p - (S->int_col >= 0);
+    S->fam = P->family == MLMX_FAMILY_POISSON   ? MLMX_FAM_POISSON
+             : P->family == MLMX_FAMILY_NEGBIN  ? MLMX_FAM_NEGBIN
+             : P->family == MLMX_FAMILY_ORDINAL ? MLMX_FAM_ORDINAL
+                                                : MLMX_FAM_BINOMIAL;
+    S->ncat = S->fam == MLMX_FAM_ORDINAL ? P->nextra + 1 : 0;
+    S->ne = S->fam == MLMX_FAM_ORDINAL || S->fam == MLMX_FAM_NEGBIN ? P->nextra : 0;
+    S->np = 1 + S->p + S->ne;
+    S->nagq = P->opt.nagq < 1 ? 1 : P->opt.nagq;
+}
+
 static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *err)
 {
     const mlmx_model *md = P->md;
-    const int n = (int)md->n, L = md->re[0].nlevels, p = md->p, np = 1 + p;
-    const int K = P->opt.nagq < 1 ? 1 : P->opt.nagq;
+    mlmx_gb_shared *S = &I->S;
+    shared_dims(P, S);
+    const int n = S->n, L = S->nclu, p = S->p, np = S->np, K = S->nagq, ne = S->ne;
     const size_t nd = (size_t)n * (size_t)p + 2 * (size_t)n + 2 * (size_t)K + 2 * (size_t)p +
-                      2 * (size_t)np + (size_t)np * (size_t)np + 1;
+                      2 * (size_t)np + (size_t)np * (size_t)np + (size_t)ne + 1;
     I->imem = malloc(((size_t)L + 1 + 2 * (size_t)n) * sizeof *I->imem);
     I->dmem = malloc(nd * sizeof *I->dmem);
     if (!I->imem || !I->dmem)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     build_groups(md, I);
-    mlmx_gb_shared *S = &I->S;
-    S->n = n;
-    S->nclu = L;
-    S->p = p;
-    S->np = np;
-    S->poisson = P->family == MLMX_FAMILY_POISSON;
-    S->nagq = K;
     S->cs = I->imem;
     S->clu = I->imem + L + 1;
     S->pos = S->clu + n;
     double *X = I->dmem, *z = X + (size_t)n * p, *nt = z + n, *gz = nt + n, *glw = gz + K;
     double *bs = glw + K, *x0 = bs + p, *lb = x0 + np, *h0 = lb + np, *xm = h0 + np * np;
+    double *es = xm + p;
+    /* model column jm is x's column j (the ordinal intercept left out) */
+    for (int jm = 0, j = 0; jm < md->p; jm++) {
+        if (jm == S->int_col)
+            continue;
+        const double *col = md->X + (size_t)jm * (size_t)n;
+        double mx = 0.0;
+        for (int i = 0; i < n; i++) {
+            X[(size_t)S->pos[i] * p + j] = col[i];
+            mx = fmax(mx, fabs(col[i]));
+        }
+        bs[j] = P->beta[jm];
+        xm[j++] = mx;
+    }
     for (int i = 0; i < n; i++) {
         const int k = S->pos[i];
-        for (int j = 0; j < p; j++)
-            X[(size_t)k * p + j] = md->X[(size_t)j * n + i];
         z[k] = md->re[0].z[i];
-        nt[k] = md->resp_kind == MLMX_RESP_CBIND ? md->ntrials[i] : 1.0;
+        nt[k] = S->fam == MLMX_FAM_BINOMIAL && md->resp_kind == MLMX_RESP_CBIND ? md->ntrials[i]
+                                                                               : 1.0;
     }
     if (K > 1) {
         double w[MLMX_GHQ_MAX];
@@ -151,13 +216,7 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
         for (int a = 0; a < K; a++)
             glw[a] += 0.5 * gz[a] * gz[a];
     }
-    for (int j = 0; j < p; j++) {
-        bs[j] = P->beta[j];
-        double mx = 0.0;
-        for (int i = 0; i < n; i++)
-            mx = fmax(mx, fabs(md->X[(size_t)j * n + i]));
-        xm[j] = mx;
-    }
+    memcpy(es, P->extra, (size_t)ne * sizeof *es);
     memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
     memcpy(lb, P->glb, (size_t)np * sizeof *lb);
     if (P->ghinv0)
@@ -169,6 +228,7 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
     S->glw = glw;
     S->theta_sim = P->theta[0];
     S->beta_sim = bs;
+    S->extra_sim = es;
     S->x0 = x0;
     S->lb = lb;
     S->hinv0 = P->ghinv0 ? h0 : NULL;
@@ -210,14 +270,27 @@ static gb_slot *claim(gb_impl *I, int *which)
     }
 }
 
-static void put_row(const mlmx_batch_job *J, size_t i, int p, const double *x, const double *se,
-                    double crit, int nev, int conv, int sing, int status)
+/* Row i of J (and of the extra rows, when set) from the optimum x (NULL:
+ * a failed fit, NaN outputs) and the SEs of x's fixed effects (NULL: not
+ * computed), in the model's layout (mlmx_gb_unpack). */
+static void put_row(const gb_impl *I, const mlmx_batch_job *J, size_t i, const double *x,
+                    const double *se, double crit, int nev, int conv, int sing, int status)
 {
-    J->theta[i] = x ? x[0] : NAN;
-    for (int j = 0; j < p; j++) {
-        J->beta[i * (size_t)p + j] = x ? x[1 + j] : NAN;
-        if (J->se)
-            J->se[i * (size_t)p + j] = se ? se[j] : NAN;
+    const mlmx_gb_shared *S = &I->S;
+    const size_t p = (size_t)S->pout, ne = (size_t)S->ne;
+    double *beta = J->beta + i * p, *sr = J->se ? J->se + i * p : NULL;
+    double *ex = I->extra_out && ne ? I->extra_out + i * ne : NULL;
+    if (x) {
+        mlmx_gb_unpack(S, x, se, &J->theta[i], beta, sr, ex);
+    } else {
+        J->theta[i] = NAN;
+        for (size_t j = 0; j < p; j++) {
+            beta[j] = NAN;
+            if (sr)
+                sr[j] = NAN;
+        }
+        for (size_t k = 0; ex && k < ne; k++)
+            ex[k] = NAN;
     }
     if (J->sigma)
         J->sigma[i] = NAN;
@@ -259,12 +332,12 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
      * memory are the only state cpu_rows changes */
     gb_impl *I = (gb_impl *)(uintptr_t)impl;
     const mlmx_gb_shared *S = &I->S;
-    const int np = S->np, p = S->p;
+    const int np = S->np;
     int which = -1;
     gb_slot *sl = claim(I, &which);
     if (!sl) {
         for (size_t i = i0; i < i1; i++)
-            put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
+            put_row(I, J, i, NULL, NULL, NAN, 0, 0, 0, 2);
         return;
     }
     double *y = sl->mem, *u = y + S->n, *store = u + S->nclu;
@@ -274,7 +347,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
     for (size_t i = i0; i < i1; i++) {
         const double cst = mlmx_gb_simulate(S, J->seed, J->reps[i], &R);
         if (!isfinite(cst)) {
-            put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
+            put_row(I, J, i, NULL, NULL, NAN, 0, 0, 0, 2);
             continue;
         }
         mlmx_qn_bind(&q, np, store, sl->active);
@@ -282,13 +355,13 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
         while (mlmx_qn_want(&q))
             mlmx_qn_told(&q, eval_all(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q), cst));
         if (q.failed || !isfinite(q.fx)) {
-            put_row(J, i, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
+            put_row(I, J, i, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
             continue;
         }
         const int sing = q.x[0] < 1e-4;
         if (J->se)
             cpu_se(S, &R, &q, cst, sing, xs, gp, H, se);
-        put_row(J, i, p, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
+        put_row(I, J, i, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
     }
     atomic_store(&I->busy[which], 0);
 }
@@ -301,7 +374,8 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
     gb_impl *I = impl;
     char msg[MLMX_ERRMSG_MAX];
     msg[0] = 0;
-    mlmx_gb_cuda_out o = {J->theta, J->beta, J->se, J->crit, J->nev, J->conv, J->sing, J->status};
+    mlmx_gb_cuda_out o = {J->theta, J->beta, J->se,    J->crit,     J->nev,
+                          J->conv,  J->sing, J->status, I->extra_out};
     mlmx_status st = mlmx_cuda_gb_rows(&I->S, J->seed, J->reps, J->count, &o, msg, sizeof msg);
     if (st)
         return mlmx_err_set(err, st, "glmm-1ri on the device: %s", msg);
@@ -337,6 +411,8 @@ static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size
 }
 #endif
 
+static void set_extra_out(void *impl, double *extra) { ((gb_impl *)impl)->extra_out = extra; }
+
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
 {
     char buf[160];
@@ -370,6 +446,8 @@ mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S);
     E->gpu_rep_bytes = mlmx_gb_rep_bytes(&I->S);
     E->free = gb_free;
+    if (I->S.ne > 0)
+        E->set_extra_out = set_extra_out;
     return MLMX_OK;
 }
 

@@ -45,6 +45,7 @@ struct mlmx_runner {
     size_t block;
     mlmx_batch_job J; /* row buffers of one block */
     double *se_buf;   /* J.se points here when the caller wants SEs */
+    double *extra;    /* the engine's extra parameters (P->nextra a row), or NULL */
     char device[256], note[768];
 };
 
@@ -67,6 +68,7 @@ void mlmx_runner_free(mlmx_runner *R)
     free(R->J.conv);
     free(R->J.sing);
     free(R->J.status);
+    free(R->extra);
     free(R);
 }
 
@@ -86,6 +88,12 @@ static mlmx_status job_alloc(mlmx_runner *R, mlmx_error *err)
     if (!J->theta || !J->beta || !R->se_buf || !J->sigma || !J->crit || !J->nev || !J->conv ||
         !J->sing || !J->status)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for %zu replicate rows", n);
+    /* a GLMM's thresholds or size, for the report parameters */
+    if (R->E->set_extra_out && R->P->glmm && R->P->nextra > 0) {
+        if (!(R->extra = malloc(n * (size_t)R->P->nextra * sizeof *R->extra)))
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory for %zu replicate rows", n);
+        R->E->set_extra_out(R->E->impl, R->extra);
+    }
     return MLMX_OK;
 }
 
@@ -288,7 +296,8 @@ static void engine_rows_out(const mlmx_runner *R, size_t count, const mlmx_runne
     for (size_t i = 0; i < count; i++) {
         double *v = o->params + i * np;
         if (J->status[i] == 1)
-            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i], NULL, v);
+            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i],
+                            R->extra ? R->extra + i * (size_t)P->nextra : NULL, v);
         else
             for (size_t j = 0; j < np; j++)
                 v[j] = NAN;

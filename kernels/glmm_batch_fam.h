@@ -1,0 +1,269 @@
+/* The glmm-1ri batch engine's per-observation family math (included by
+ * kernels/glmm_batch.h): binomial logit, Poisson log, negative binomial NB2
+ * (log link) and the cumulative logit, each giving what the engine's
+ * Laplace and quadrature criteria and their analytic gradients need, as
+ * inline C/CUDA (GUIDE §8). Nothing here allocates.
+ *
+ * The parametrization is the workspace refit's (host/glmm/refit.c,
+ * objective.c: mlmx_gobj_unpack): x = [theta; beta; extra], with extra
+ *   ordinal: the K-1 thresholds as c_1 = x_e0, c_k = c_{k-1} + exp(x_ek);
+ *   NB2:     the log of the size, size = exp(x_e0);
+ * and the criterion uses the observed information w = -d2 ll/d eta2 at
+ * the mode (glmm.c obs_unw: d2 for these two families; for the canonical
+ * links it equals the expected one).
+ *
+ * Why per-observation derivatives in the extra parameters phi: with one
+ * scalar effect and M = 1 + sum t_i^2 w_i, the Laplace gradient in phi is
+ *   -2 sum dll_i/dphi + (a du/dphi + sum t_i^2 dw_i/dphi) / M,
+ *   du/dphi = sum t_i dd1_i/dphi / M,   a = sum t_i^3 dw_i/deta,
+ * (the mode moves because d1 depends on phi directly; eta does not), and
+ * the quadrature's is the node average of sum dll_i/dphi plus the same
+ * motion of the rule's centre and scale (glmm_batch.h). So an observation
+ * supplies dll/dphi, dd1/dphi and dw/dphi for the (at most two) extra
+ * parameters it touches: an ordinal response of category y touches
+ * c_{y-1} and c_y; a count touches the log-size. These are taken in the
+ * thresholds c (mapped to x once per evaluation, mlmx_gbf_map_grad) and
+ * directly in the log-size. */
+#ifndef MLMX_GLMM_BATCH_FAM_H
+#define MLMX_GLMM_BATCH_FAM_H
+
+#include <math.h>
+
+#include "glmm_math.h"
+
+/* Most extra parameters (ordinal: categories - 1). */
+#define MLMX_GB_EMAX 8
+
+/* The family's parameters at one x, set once per evaluation
+ * (mlmx_gbf_set): the thresholds c, and for category y (1..K-2)
+ * lc[y] = log(1 - e^-(c_y - c_{y-1})), rr[y] = 1/(e^(c_y - c_{y-1}) - 1)
+ * (the cumulative logit's per-category constants, as agq.c's
+ * ord_prepare); ex[k] = exp(x_ek) (the threshold map's Jacobian); the NB2
+ * size and its log. */
+typedef struct mlmx_gbf {
+    double c[MLMX_GB_EMAX], lc[MLMX_GB_EMAX + 1], rr[MLMX_GB_EMAX + 1], ex[MLMX_GB_EMAX];
+    double size, lsize;
+} mlmx_gbf;
+
+/* Fill F from xe (the ne extra entries of x) for family fam (MLMX_FAM_*
+ * of glmm_math.h); ncat: ordinal categories (ne = ncat - 1). Same
+ * arithmetic as mlmx_gobj_unpack, so the thresholds are bitwise the
+ * workspace's. */
+MLMX_HD void mlmx_gbf_set(int fam, int ncat, const double *xe, mlmx_gbf *F)
+{
+    if (fam == MLMX_FAM_ORDINAL) {
+        double t = xe[0];
+        F->c[0] = t;
+        F->ex[0] = 1.0;
+        for (int k = 1; k < ncat - 1; k++) {
+            F->ex[k] = exp(xe[k]);
+            t += F->ex[k];
+            F->c[k] = t;
+        }
+        for (int y = 1; y < ncat - 1; y++) {
+            const double d = F->c[y] - F->c[y - 1];
+            F->lc[y] = log(-expm1(-d));
+            F->rr[y] = 1.0 / expm1(d);
+        }
+    } else if (fam == MLMX_FAM_NEGBIN) {
+        F->size = exp(xe[0]);
+        F->lsize = log(F->size);
+    }
+}
+
+/* The extra parameters observation y touches: ordinal c_{y-1} (*lo) and
+ * c_y (*hi), -1 where absent; NB2 the log-size (*lo = 0, *hi = -1);
+ * none (-1, -1) for the binomial and Poisson. */
+MLMX_HD void mlmx_gbf_touch(int fam, int ncat, double y, int *lo, int *hi)
+{
+    *lo = *hi = -1;
+    if (fam == MLMX_FAM_ORDINAL) {
+        const int c = (int)y;
+        *lo = c > 0 ? c - 1 : -1;
+        *hi = c < ncat - 1 ? c : -1;
+    } else if (fam == MLMX_FAM_NEGBIN) {
+        *lo = 0;
+    }
+}
+
+/* NB2 in the logistic form of mlmx_gm_negbin: m = eta - log size,
+ * p = plogis(m) = mu/(size + mu), q = 1 - p, L = log(1 + e^m). */
+MLMX_HD double mlmx_gbf_nb_pq(double m, double *p, double *q)
+{
+    const double e = exp(-fabs(m)), ope = 1.0 + e;
+    *p = m >= 0.0 ? 1.0 / ope : e / ope;
+    *q = m >= 0.0 ? e / ope : 1.0 / ope;
+    return (m > 0.0 ? m : 0.0) + log1p(e);
+}
+
+/* Binomial logit (poisson = 0) or Poisson log (1): the log-likelihood
+ * without its constant at eta, with d ll/d eta and the information w. For
+ * the logit with one trial the log(1 + e^-|eta|) factor is multiplied into
+ * *prod (in (1, 2]; the caller takes one log, as agq.c does) instead of
+ * being logged here. (Also used by kernels/glmm_nest_batch.h.) */
+MLMX_HD double mlmx_gb_obs(int poisson, double y, double nt, double eta, double *d1, double *w,
+                           double *prod)
+{
+    if (poisson) {
+        const double mu = exp(eta);
+        *d1 = y - mu;
+        *w = mu;
+        return y * eta - mu;
+    }
+    double e, ope;
+    const double mu = mlmx_gm_logit_mu(eta, &e, &ope);
+    *d1 = y - nt * mu;
+    *w = nt * mu * (1.0 - mu);
+    double lin = y * eta - nt * (eta > 0.0 ? eta : 0.0);
+    if (nt == 1.0)
+        *prod *= ope;
+    else
+        lin -= nt * mlmx_gm_log1p_unit(e, ope);
+    return lin;
+}
+
+/* One observation at eta: the log-likelihood without the terms that do
+ * not depend on eta (the binomial coefficient, -log y!, NB2's
+ * lgamma(y + size) - lgamma(size): see mlmx_gbf_cluster_const), d ll/d eta
+ * (*d1), the observed information (*w), and d ll/d phi for the extra
+ * parameters it touches (*e1 for lo, *e2 for hi, mlmx_gbf_touch; 0 for the
+ * binomial and Poisson). y: successes, count or 0-based category; nt:
+ * binomial trials. For the logit with one trial and the cumulative logit
+ * the (1 + e^-|.|) factors are multiplied into *prod (each in (1, 2]) for
+ * the caller's one log per cluster, as agq.c does. */
+MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, double nt, double eta,
+                            double *d1, double *w, double *prod, double *e1, double *e2)
+{
+    /* the canonical families first: one test on their hot path */
+    if (fam <= MLMX_FAM_POISSON) {
+        *e1 = *e2 = 0.0;
+        return mlmx_gb_obs(fam == MLMX_FAM_POISSON, y, nt, eta, d1, w, prod);
+    }
+    if (fam == MLMX_FAM_NEGBIN) {
+        const double s = F->size, m = eta - F->lsize;
+        double p, q;
+        const double L = mlmx_gbf_nb_pq(m, &p, &q);
+        *d1 = y * q - s * p;
+        *w = (y + s) * p * q;
+        *e1 = s * (p - L) - y * q;
+        *e2 = 0.0;
+        return y * m - (s + y) * L;
+    }
+    double d2;
+    const double l =
+        mlmx_gm_ord_logit_obs(F->c, ncat, F->lc, F->rr, (int)y, eta, prod, d1, &d2, e1, e2);
+    *w = d2;
+    return l;
+}
+
+/* One observation's derivatives at the rule's centre (no log-likelihood):
+ * d1, w, w3 = dw/d eta, and for the extra parameters it touches (index 0
+ * for lo, 1 for hi) dll/dphi (el), dd1/dphi (ed), dw/dphi (ew); 0 for
+ * the binomial and Poisson, which have none. */
+typedef struct mlmx_gbf_cd {
+    double d1, w, w3, el[2], ed[2], ew[2];
+} mlmx_gbf_cd;
+
+MLMX_HD void mlmx_gbf_centre(int fam, int ncat, const mlmx_gbf *F, double y, double nt,
+                             double eta, mlmx_gbf_cd *o)
+{
+    o->el[0] = o->el[1] = o->ed[0] = o->ed[1] = o->ew[0] = o->ew[1] = 0.0;
+    switch (fam) {
+    case MLMX_FAM_POISSON:
+        o->w = o->w3 = exp(eta);
+        o->d1 = y - o->w;
+        return;
+    case MLMX_FAM_NEGBIN: {
+        /* in the log-size ls: dp/dls = -pq, dq/dls = pq (m = eta - ls) */
+        const double s = F->size;
+        double p, q;
+        const double L = mlmx_gbf_nb_pq(eta - F->lsize, &p, &q);
+        o->d1 = y * q - s * p;
+        o->w = (y + s) * p * q;
+        o->w3 = o->w * (q - p);
+        o->el[0] = s * (p - L) - y * q;
+        o->ed[0] = y * p * q - s * p * p;
+        o->ew[0] = p * q * (y * (p - q) + 2.0 * s * p);
+        return;
+    }
+    case MLMX_FAM_ORDINAL: {
+        /* fa = F(c_{y-1} - eta), fb = F(c_y - eta); d1 = fa + fb - 1,
+         * w = f(a) + f(b), f = F(1 - F), f' = f (1 - 2F) */
+        double prod = 1.0, d2;
+        mlmx_gm_ord_logit_obs(F->c, ncat, F->lc, F->rr, (int)y, eta, &prod, &o->d1, &d2,
+                              &o->el[0], &o->el[1]);
+        const int c = (int)y;
+        double va = 0.0, vb = 0.0, sa = 0.0, sb = 0.0;
+        if (c > 0) {
+            const double fa = mlmx_gm_plogis(F->c[c - 1] - eta);
+            va = fa * mlmx_gm_plogis(eta - F->c[c - 1]);
+            sa = va * (1.0 - 2.0 * fa);
+        }
+        if (c < ncat - 1) {
+            const double fb = mlmx_gm_plogis(F->c[c] - eta);
+            vb = fb * mlmx_gm_plogis(eta - F->c[c]);
+            sb = vb * (1.0 - 2.0 * fb);
+        }
+        o->w = d2;
+        o->w3 = -(sa + sb);
+        o->ed[0] = va;
+        o->ed[1] = vb;
+        o->ew[0] = sa;
+        o->ew[1] = sb;
+        return;
+    }
+    default: {
+        double e, ope;
+        const double mu = mlmx_gm_logit_mu(eta, &e, &ope);
+        o->d1 = y - nt * mu;
+        o->w = nt * mu * (1.0 - mu);
+        o->w3 = o->w * (1.0 - 2.0 * mu);
+        return;
+    }
+    }
+}
+
+/* The NB2 log-likelihood's terms that do not depend on eta for one count:
+ * lgamma(y + size) - lgamma(size) (mlmx_gm_lgamma_ratio, as mlmx_gm_negbin
+ * computes it) as the return value, and its derivative in the log-size,
+ * size (psi(y + size) - psi(size)) = size sum_{j<y} 1/(size + j), into
+ * *dls. Once per cluster and evaluation, never per node. */
+MLMX_HD double mlmx_gbf_nb_const(const mlmx_gbf *F, double y, double *dls)
+{
+    const double s = F->size;
+    double dig = 0.0;
+    for (int j = 0; j < (int)y; j++)
+        dig += 1.0 / (s + j);
+    *dls = s * dig;
+    return mlmx_gm_lgamma_ratio(y, s);
+}
+
+/* Map the gradient in the thresholds c (ge, ncat - 1 values, in place) to
+ * the gradient in x: c_k = x_0 + sum_{1<=j<=k} exp(x_j), so
+ * d/dx_k = ex_k sum_{j>=k} d/dc_j (ex_0 = 1), as mlmx_gobj_grad_x. */
+MLMX_HD void mlmx_gbf_map_grad(int ncat, const mlmx_gbf *F, double *ge)
+{
+    double tail = 0.0;
+    for (int k = ncat - 2; k >= 0; k--) {
+        tail += ge[k];
+        ge[k] = F->ex[k] * tail;
+    }
+}
+
+/* The extra parameters in their natural scale from x's (thresholds, or
+ * the size), as the workspace reports them (mlmx_rep_glmm_fit). */
+MLMX_HD void mlmx_gbf_natural(int fam, int ncat, const double *xe, double *out)
+{
+    if (fam == MLMX_FAM_ORDINAL) {
+        double t = xe[0];
+        out[0] = t;
+        for (int k = 1; k < ncat - 1; k++) {
+            t += exp(xe[k]);
+            out[k] = t;
+        }
+    } else if (fam == MLMX_FAM_NEGBIN) {
+        out[0] = exp(xe[0]);
+    }
+}
+
+#endif
