@@ -7,7 +7,8 @@
 #      single fits and the simulated responses; they must pass, not skip);
 #   2. the GPU benchmarks against the 2-thread CPU path (bench/run_gpu.sh);
 #   3. compute-sanitizer memcheck and racecheck on the GPU tests;
-#   4. the other test programs, 8 at a time (CI runs them anyway).
+#   4. any other test program carried (device-prepare.sh carries none: the
+#      CPU tests would pass the carry limit, and CI runs them).
 # Output under $OUT: gpu.txt, tests_gpu.log, bench.log, sanitizer.log,
 # tests_cpu.log; a short summary last on stdout.
 set -u
