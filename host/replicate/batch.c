@@ -1,6 +1,9 @@
 /* The batch engines' registry, the CPU driver (threads over contiguous
  * row ranges) and the device chunk planner. */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,4 +135,54 @@ size_t mlmx_batch_plan_chunk(size_t free_bytes, size_t fixed_bytes, size_t rep_b
     if (n < align)
         return 0;
     return n / align * align;
+}
+
+void mlmx_batch_pool_init(mlmx_batch_pool *pool, size_t ndoubles, size_t nints)
+{
+    pool->ndoubles = ndoubles;
+    pool->nints = nints;
+    for (int s = 0; s < MLMX_BATCH_SLOTS; s++) {
+        atomic_init(&pool->busy[s], 0);
+        pool->mem[s] = NULL;
+        pool->imem[s] = NULL;
+    }
+}
+
+int mlmx_batch_pool_claim(mlmx_batch_pool *pool)
+{
+    for (;;) {
+        for (int s = 0; s < MLMX_BATCH_SLOTS; s++)
+            if (atomic_exchange(&pool->busy[s], 1) == 0) {
+                if (!pool->mem[s]) {
+                    pool->mem[s] = malloc((pool->ndoubles ? pool->ndoubles : 1) * sizeof(double));
+                    pool->imem[s] = malloc((pool->nints ? pool->nints : 1) * sizeof(int));
+                    if (!pool->mem[s] || !pool->imem[s]) {
+                        free(pool->mem[s]);
+                        free(pool->imem[s]);
+                        pool->mem[s] = NULL;
+                        pool->imem[s] = NULL;
+                        atomic_store(&pool->busy[s], 0);
+                        return -1;
+                    }
+                }
+                return s;
+            }
+        sched_yield();
+    }
+}
+
+void mlmx_batch_pool_release(mlmx_batch_pool *pool, int slot)
+{
+    if (slot >= 0 && slot < MLMX_BATCH_SLOTS)
+        atomic_store(&pool->busy[slot], 0);
+}
+
+void mlmx_batch_pool_free(mlmx_batch_pool *pool)
+{
+    for (int s = 0; s < MLMX_BATCH_SLOTS; s++) {
+        free(pool->mem[s]);
+        free(pool->imem[s]);
+        pool->mem[s] = NULL;
+        pool->imem[s] = NULL;
+    }
 }

@@ -86,6 +86,27 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
  * other terms with X and y a dense block of at most 48 columns. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
+/* CPU scratch for engines whose cpu_rows needs heap memory: a caller
+ * claims one of MLMX_BATCH_SLOTS slots (an atomic flag), whose memory
+ * (ndoubles doubles and nints ints) is allocated the first time the slot is
+ * claimed and kept until mlmx_batch_pool_free, so a steady stream of calls
+ * allocates nothing. More concurrent callers than slots wait for a free
+ * one. Initialise with mlmx_batch_pool_init (no allocation). */
+#define MLMX_BATCH_SLOTS 64
+typedef struct mlmx_batch_pool {
+    size_t ndoubles, nints;
+    _Atomic int busy[MLMX_BATCH_SLOTS];
+    double *mem[MLMX_BATCH_SLOTS];
+    int *imem[MLMX_BATCH_SLOTS];
+} mlmx_batch_pool;
+
+void mlmx_batch_pool_init(mlmx_batch_pool *pool, size_t ndoubles, size_t nints);
+/* A free slot's index (its memory in pool->mem[i], pool->imem[i]), or -1
+ * when its first allocation fails. Release it with mlmx_batch_pool_release. */
+int mlmx_batch_pool_claim(mlmx_batch_pool *pool);
+void mlmx_batch_pool_release(mlmx_batch_pool *pool, int slot);
+void mlmx_batch_pool_free(mlmx_batch_pool *pool);
+
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
                                mlmx_error *err);

@@ -4,16 +4,11 @@
  * simulated and refitted by the inline math of kernels/glmm_batch.h on CPU
  * threads or, in CUDA builds, on the device (kernels/glmm_batch.cu).
  *
- * CPU scratch: cpu_rows allocates nothing per replicate. Each concurrent
- * caller claims one of MLMX_GB_SLOTS scratch slots (an atomic flag); a slot's
- * memory is allocated the first time it is claimed and kept until the
- * engine is freed, so a steady stream of calls allocates nothing. More
- * concurrent callers than slots wait for a free one. */
+ * CPU scratch: cpu_rows allocates nothing per replicate; each concurrent
+ * caller claims a slot of the engine's mlmx_batch_pool (batch.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +21,6 @@
 #include "replicate/batch.h"
 #include "replicate/glmm_batch_engine.h"
 
-#define MLMX_GB_SLOTS 64
-
-typedef struct gb_slot {
-    double *mem; /* y (n), u (nclu), qn store (8 np + np^2), xs, g, gp (np each), H (np^2) */
-    int *active; /* np */
-} gb_slot;
 
 typedef struct gb_impl {
     const mlmx_problem *P;
@@ -39,8 +28,9 @@ typedef struct gb_impl {
     int *imem;     /* cs, clu, pos */
     double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax, extra_sim */
     double *extra_out; /* set_extra_out's rows (ne a row), or NULL */
-    atomic_int busy[MLMX_GB_SLOTS];
-    gb_slot slot[MLMX_GB_SLOTS];
+    /* CPU scratch a slot: y (n), u (nclu), qn store (8 np + np^2), xs, g,
+     * gp (np each), H (np^2); ints: the active flags (np) */
+    mlmx_batch_pool pool;
 } gb_impl;
 
 static void gb_free(void *impl)
@@ -48,10 +38,7 @@ static void gb_free(void *impl)
     gb_impl *I = impl;
     if (!I)
         return;
-    for (int s = 0; s < MLMX_GB_SLOTS; s++) {
-        free(I->slot[s].mem);
-        free(I->slot[s].active);
-    }
+    mlmx_batch_pool_free(&I->pool);
     free(I->imem);
     free(I->dmem);
     free(I);
@@ -243,33 +230,6 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
 
 /* ------------------------------------------------------------ CPU rows */
 
-static gb_slot *claim(gb_impl *I, int *which)
-{
-    for (;;) {
-        for (int s = 0; s < MLMX_GB_SLOTS; s++)
-            if (atomic_exchange(&I->busy[s], 1) == 0) {
-                gb_slot *sl = &I->slot[s];
-                *which = s;
-                if (!sl->mem) {
-                    const size_t np = (size_t)I->S.np;
-                    sl->mem = malloc(((size_t)I->S.n + (size_t)I->S.nclu + 11 * np +
-                                      2 * np * np) * sizeof *sl->mem);
-                    sl->active = malloc(np * sizeof *sl->active);
-                    if (!sl->mem || !sl->active) {
-                        free(sl->mem);
-                        free(sl->active);
-                        sl->mem = NULL;
-                        sl->active = NULL;
-                        atomic_store(&I->busy[s], 0);
-                        return NULL;
-                    }
-                }
-                return sl;
-            }
-        sched_yield();
-    }
-}
-
 /* Row i of J (and of the extra rows, when set) from the optimum x (NULL:
  * a failed fit, NaN outputs) and the SEs of x's fixed effects (NULL: not
  * computed), in the model's layout (mlmx_gb_unpack). */
@@ -333,14 +293,14 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
     gb_impl *I = (gb_impl *)(uintptr_t)impl;
     const mlmx_gb_shared *S = &I->S;
     const int np = S->np;
-    int which = -1;
-    gb_slot *sl = claim(I, &which);
-    if (!sl) {
+    const int which = mlmx_batch_pool_claim(&I->pool);
+    if (which < 0) {
         for (size_t i = i0; i < i1; i++)
             put_row(I, J, i, NULL, NULL, NAN, 0, 0, 0, 2);
         return;
     }
-    double *y = sl->mem, *u = y + S->n, *store = u + S->nclu;
+    double *y = I->pool.mem[which], *u = y + S->n, *store = u + S->nclu;
+    int *active = I->pool.imem[which];
     double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
     mlmx_gb_rep R = {y, u, 1, 1};
     mlmx_qn_state q;
@@ -350,7 +310,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
             put_row(I, J, i, NULL, NULL, NAN, 0, 0, 0, 2);
             continue;
         }
-        mlmx_qn_bind(&q, np, store, sl->active);
+        mlmx_qn_bind(&q, np, store, active);
         mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
         while (mlmx_qn_want(&q))
             mlmx_qn_told(&q, eval_all(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q), cst));
@@ -363,7 +323,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
             cpu_se(S, &R, &q, cst, sing, xs, gp, H, se);
         put_row(I, J, i, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
     }
-    atomic_store(&I->busy[which], 0);
+    mlmx_batch_pool_release(&I->pool, which);
 }
 
 /* ------------------------------------------------------------ GPU rows */
@@ -427,9 +387,12 @@ mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     if (!I)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     I->P = P;
-    for (int s = 0; s < MLMX_GB_SLOTS; s++)
-        atomic_init(&I->busy[s], 0);
     mlmx_status st = build_shared(P, I, err);
+    if (!st) {
+        const size_t np = (size_t)I->S.np;
+        mlmx_batch_pool_init(&I->pool, (size_t)I->S.n + (size_t)I->S.nclu + 11 * np + 2 * np * np,
+                             np);
+    }
     if (st) {
         gb_free(I);
         return st;

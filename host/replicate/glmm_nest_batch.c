@@ -4,15 +4,11 @@
  * refitted by the inline math of kernels/glmm_nest_batch.h on CPU threads
  * or, in CUDA builds, on the device (kernels/glmm_nest_batch.cu).
  *
- * CPU scratch: as glmm_batch.c, each concurrent caller of cpu_rows claims
- * one of MLMX_GN_SLOTS scratch slots (an atomic flag), allocated on first
- * claim and kept until the engine is freed; a steady stream of calls
- * allocates nothing. */
+ * CPU scratch: cpu_rows allocates nothing per replicate; each concurrent
+ * caller claims a slot of the engine's mlmx_batch_pool (batch.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +21,15 @@
 #include "replicate/batch.h"
 #include "replicate/glmm_nest_batch_engine.h"
 
-#define MLMX_GN_SLOTS 64
-
-typedef struct gn_slot {
-    double *mem; /* replicate scratch, qn store (8 np + np^2), xs, gp, se (np each), H (np^2) */
-    int *active; /* np */
-} gn_slot;
 
 typedef struct gn_impl {
     const mlmx_problem *P;
     mlmx_gn_shared S;
     int *imem;    /* ts, ds, dtop, dmap, doc, pos */
     double *dmem; /* X, z0, z1, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax */
-    atomic_int busy[MLMX_GN_SLOTS];
-    gn_slot slot[MLMX_GN_SLOTS];
+    /* CPU scratch a slot: the replicate's arrays, qn store (8 np + np^2),
+     * xs, gp, se (np each), H (np^2); ints: the active flags (np) */
+    mlmx_batch_pool pool;
 } gn_impl;
 
 static void gn_free(void *impl)
@@ -46,10 +37,7 @@ static void gn_free(void *impl)
     gn_impl *I = impl;
     if (!I)
         return;
-    for (int s = 0; s < MLMX_GN_SLOTS; s++) {
-        free(I->slot[s].mem);
-        free(I->slot[s].active);
-    }
+    mlmx_batch_pool_free(&I->pool);
     free(I->imem);
     free(I->dmem);
     free(I);
@@ -265,31 +253,6 @@ static size_t slot_doubles(const mlmx_gn_shared *S)
     return mlmx_gn_rep_doubles(S) + 11 * np + 2 * np * np;
 }
 
-static gn_slot *claim(gn_impl *I, int *which)
-{
-    for (;;) {
-        for (int s = 0; s < MLMX_GN_SLOTS; s++)
-            if (atomic_exchange(&I->busy[s], 1) == 0) {
-                gn_slot *sl = &I->slot[s];
-                *which = s;
-                if (!sl->mem) {
-                    sl->mem = malloc(slot_doubles(&I->S) * sizeof *sl->mem);
-                    sl->active = malloc((size_t)I->S.np * sizeof *sl->active);
-                    if (!sl->mem || !sl->active) {
-                        free(sl->mem);
-                        free(sl->active);
-                        sl->mem = NULL;
-                        sl->active = NULL;
-                        atomic_store(&I->busy[s], 0);
-                        return NULL;
-                    }
-                }
-                return sl;
-            }
-        sched_yield();
-    }
-}
-
 static void put_row(const mlmx_batch_job *J, size_t i, int p, const double *x, const double *se,
                     double crit, int nev, int conv, int sing, int status)
 {
@@ -333,16 +296,15 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
     gn_impl *I = (gn_impl *)(uintptr_t)impl;
     const mlmx_gn_shared *S = &I->S;
     const int np = S->np, p = S->p;
-    int which = -1;
-    gn_slot *sl = claim(I, &which);
-    if (!sl) {
+    const int which = mlmx_batch_pool_claim(&I->pool);
+    if (which < 0) {
         for (size_t i = i0; i < i1; i++)
             put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
         return;
     }
     mlmx_gn_rep R;
-    mlmx_gn_rep_bind(S, sl->mem, &R);
-    double *store = sl->mem + mlmx_gn_rep_doubles(S);
+    mlmx_gn_rep_bind(S, I->pool.mem[which], &R);
+    double *store = I->pool.mem[which] + mlmx_gn_rep_doubles(S);
     double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
     mlmx_qn_state q;
     for (size_t i = i0; i < i1; i++) {
@@ -351,7 +313,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
             put_row(J, i, p, NULL, NULL, NAN, 0, 0, 0, 2);
             continue;
         }
-        mlmx_qn_bind(&q, np, store, sl->active);
+        mlmx_qn_bind(&q, np, store, I->pool.imem[which]);
         mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
         while (mlmx_qn_want(&q))
             mlmx_qn_told(&q, mlmx_gn_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
@@ -364,7 +326,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
             cpu_se(S, &R, &q, sing, xs, gp, H, se);
         put_row(J, i, p, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
     }
-    atomic_store(&I->busy[which], 0);
+    mlmx_batch_pool_release(&I->pool, which);
 }
 
 /* ------------------------------------------------------------ GPU rows */
@@ -400,9 +362,9 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     if (!I)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     I->P = P;
-    for (int s = 0; s < MLMX_GN_SLOTS; s++)
-        atomic_init(&I->busy[s], 0);
     mlmx_status st = build_shared(P, I, err);
+    if (!st)
+        mlmx_batch_pool_init(&I->pool, slot_doubles(&I->S), (size_t)I->S.np);
     if (st) {
         gn_free(I);
         return st;
