@@ -1,6 +1,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <cblas.h>
+
 #include "api_internal.h"
 
 static _Thread_local char last_error[MLMX_ERRMSG_MAX];
@@ -8,6 +10,8 @@ static _Thread_local char last_error[MLMX_ERRMSG_MAX];
 const char *mlmx_last_error(void) { return last_error; }
 
 const char *mlmx_version(void) { return MLMX_VERSION_STRING; }
+
+void mlmx_set_blas_threads(int n) { openblas_set_num_threads(n >= 1 ? n : 1); }
 
 const char *mlmx_status_name(mlmx_status s)
 {

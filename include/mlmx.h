@@ -44,6 +44,14 @@ const char *mlmx_status_name(mlmx_status s);
 /* Library version string, e.g. "0.1.0". */
 const char *mlmx_version(void);
 
+/* Threads OpenBLAS may use inside one BLAS/LAPACK call (n >= 1). mlmx's own
+ * parallelism is its --threads; OpenBLAS's threads spin while they wait, so
+ * with mlmx's threads or any other busy process on the machine they can
+ * slow a fit many times over (InstEval: 0.8 s on one BLAS thread, 19 s on
+ * two with the machine's other core busy; docs/performance.md). The mlmx
+ * command sets 1 unless OPENBLAS_NUM_THREADS is set. Process-wide. */
+void mlmx_set_blas_threads(int n);
+
 /* ------------------------------------------------------------------ */
 /* Data sets: a table of named columns, numeric or factor.             */
 /* ------------------------------------------------------------------ */

@@ -190,6 +190,10 @@ int main(int argc, char **argv)
         fputs(usage_main, stderr);
         return 2;
     }
+    /* OpenBLAS threads spin: with mlmx's own threads, or another busy
+     * process, they cost far more than they give (include/mlmx.h) */
+    if (!getenv("OPENBLAS_NUM_THREADS"))
+        mlmx_set_blas_threads(1);
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
