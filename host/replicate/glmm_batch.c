@@ -203,7 +203,8 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
         for (int a = 0; a < K; a++)
             glw[a] += 0.5 * gz[a] * gz[a];
     }
-    memcpy(es, P->extra, (size_t)ne * sizeof *es);
+    if (ne > 0) /* binomial and Poisson have no extra parameters (P->extra NULL) */
+        memcpy(es, P->extra, (size_t)ne * sizeof *es);
     memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
     memcpy(lb, P->glb, (size_t)np * sizeof *lb);
     if (P->ghinv0)
