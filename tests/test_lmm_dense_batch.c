@@ -22,6 +22,7 @@
 #include "lmm_dense_batch.h"
 #include "mlmx.h"
 #include "replicate/batch.h"
+#include "batchrows.h"
 #include "replicate/lmm_dense_engine.h"
 #include "replicate/replicate.h"
 
@@ -243,44 +244,9 @@ Test(lmm_dense_batch, gradient_veneer_ml) { check_gradient(VEN, VENF, MLMX_ML); 
 
 /* ------------------------------------------------------------ refits */
 
-typedef struct rows {
-    mlmx_batch_job J;
-    uint64_t *reps;
-} rows;
-
 static void rows_alloc(rows *r, const mlmx_problem *P, size_t count, uint64_t seed)
 {
-    memset(r, 0, sizeof *r);
-    const size_t nt = (size_t)P->ntheta, p = (size_t)P->p;
-    r->reps = malloc(count * sizeof *r->reps);
-    for (size_t i = 0; i < count; i++)
-        r->reps[i] = 3 * i + 1; /* not contiguous: keys, not positions */
-    r->J.seed = seed;
-    r->J.reps = r->reps;
-    r->J.count = count;
-    r->J.theta = calloc(count * nt, sizeof(double));
-    r->J.beta = calloc(count * p, sizeof(double));
-    r->J.se = calloc(count * p, sizeof(double));
-    r->J.sigma = calloc(count, sizeof(double));
-    r->J.crit = calloc(count, sizeof(double));
-    r->J.nev = calloc(count, sizeof(int));
-    r->J.conv = calloc(count, 1);
-    r->J.sing = calloc(count, 1);
-    r->J.status = calloc(count, 1);
-}
-
-static void rows_free(rows *r)
-{
-    free(r->reps);
-    free(r->J.theta);
-    free(r->J.beta);
-    free(r->J.se);
-    free(r->J.sigma);
-    free(r->J.crit);
-    free(r->J.nev);
-    free(r->J.conv);
-    free(r->J.sing);
-    free(r->J.status);
+    rows_alloc_keys(r, P, count, seed, 3, 1);
 }
 
 /* Engine rows against workspace refits of the same replicates. */

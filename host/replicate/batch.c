@@ -186,3 +186,17 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool)
         pool->imem[s] = NULL;
     }
 }
+
+void mlmx_batch_xtx(const mlmx_model *md, double *XtX)
+{
+    const int p = md->p;
+    const size_t n = md->n;
+    for (int b = 0; b < p; b++)
+        for (int a = 0; a < p; a++) {
+            const double *xa = md->X + (size_t)a * n, *xb = md->X + (size_t)b * n;
+            double s = 0.0;
+            for (size_t i = 0; i < n; i++)
+                s += xa[i] * xb[i];
+            XtX[a + b * p] = s;
+        }
+}

@@ -107,6 +107,10 @@ int mlmx_batch_pool_claim(mlmx_batch_pool *pool);
 void mlmx_batch_pool_release(mlmx_batch_pool *pool, int slot);
 void mlmx_batch_pool_free(mlmx_batch_pool *pool);
 
+/* X^T X of the model's fixed effects (p*p, column-major, full), for the
+ * LMM engines' shared structure. */
+void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
+
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
                                mlmx_error *err);

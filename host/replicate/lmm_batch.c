@@ -57,14 +57,7 @@ static void cross_products(const mlmx_model *md, lb_impl *I)
                 G[a + k * q] += z[a] * x;
         }
     }
-    for (int l = 0; l < p; l++)
-        for (int k = 0; k < p; k++) {
-            const double *xk = md->X + (size_t)k * n, *xl = md->X + (size_t)l * n;
-            double s = 0.0;
-            for (size_t i = 0; i < n; i++)
-                s += xk[i] * xl[i];
-            I->XtX[k + l * p] = s;
-        }
+    mlmx_batch_xtx(md, I->XtX);
 }
 
 static void lb_cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_t i1)

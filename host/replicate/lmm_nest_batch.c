@@ -188,14 +188,7 @@ static void cross_products(const mlmx_model *md, const mlmx_nb_model *M, double 
                     G[a + j * q] += z[a] * x;
             }
         }
-    for (int b = 0; b < p; b++)
-        for (int a = 0; a < p; a++) {
-            const double *xa = md->X + (size_t)a * n, *xb = md->X + (size_t)b * n;
-            double s = 0.0;
-            for (size_t i = 0; i < n; i++)
-                s += xa[i] * xb[i];
-            XtX[a + b * p] = s;
-        }
+    mlmx_batch_xtx(md, XtX);
 }
 
 /* Sizes and offsets of M from the model (no arrays yet); the int and
