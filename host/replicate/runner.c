@@ -368,6 +368,18 @@ size_t mlmx_runner_peak_device_bytes(const mlmx_runner *R)
 #endif
 }
 
+mlmx_status mlmx_runner_test_device(mlmx_runner *R, mlmx_runner_gpu_rows gpu_rows, int auto_mode)
+{
+    if (!R->E || !gpu_rows)
+        return MLMX_ERR_UNSUPPORTED;
+    R->E->gpu_rows = gpu_rows;
+    R->on_gpu = 1;
+    R->auto_mode = auto_mode != 0;
+    R->note[0] = '\0';
+    snprintf(R->device, sizeof R->device, "gpu: test device, batch engine %s", R->E->name);
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_device_describe(char *buf, size_t len)
 {
     if (!buf || len == 0)
