@@ -19,7 +19,7 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
     /* the specialised nested engine before the general crossed one */
     static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_nb_engine_init,
                                         mlmx_ld_engine_init, mlmx_gb_engine_init,
-                                        mlmx_gn_engine_init};
+                                        mlmx_gn_engine_init, mlmx_gc_engine_init};
     enum { NINIT = (int)(sizeof inits / sizeof inits[0]) };
     *out = NULL;
     if (!P)

@@ -12,7 +12,10 @@
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
  * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
  * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
- * Poisson log; Laplace or nested adaptive quadrature). Every other model
+ * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
+ * scalar terms, crossed or nested, whose non-first terms have at most 256
+ * levels in all (binomial logit, Poisson log; Laplace;
+ * kernels/glmm_crossed_batch.h, CPU only so far). Every other model
  * is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
@@ -39,7 +42,8 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest" */
+    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest",
+                        * "glmm-crossed" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
      * disjoint ranges at once. Allocates nothing. */
@@ -85,6 +89,12 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
  * other terms with X and y a dense block of at most 48 columns. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+/* glmm-crossed (glmm_crossed_batch.c): GLMMs with 2-8 scalar terms,
+ * crossed or nested, binomial logit or Poisson log, Laplace; the terms
+ * after the first have at most MLMX_GC_MMAX (256) levels in all, K + p <=
+ * 16. Registered after glmm-nest (which takes the two-term nested models);
+ * CPU only so far (gpu_rows NULL). */
+mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* CPU scratch for engines whose cpu_rows needs heap memory: a caller
  * claims one of MLMX_BATCH_SLOTS slots (an atomic flag), whose memory

@@ -1,0 +1,381 @@
+/* The batch engine "glmm-crossed" (replicate/batch.h): GLMMs with 2 to
+ * MLMX_GC_KMAX scalar random-effect terms, crossed or nested, binomial
+ * logit or Poisson log, by the Laplace approximation, simulated and
+ * refitted by the inline math of kernels/glmm_crossed_batch.h on CPU
+ * threads. No device path yet (gpu_rows NULL: the runner says so).
+ *
+ * CPU scratch: cpu_rows allocates nothing per replicate; each concurrent
+ * caller claims a slot of the engine's mlmx_batch_pool (batch.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "glmm_crossed_batch.h"
+#include "optim/optim.h"
+#include "replicate/batch.h"
+#include "replicate/glmm_crossed_batch_engine.h"
+
+typedef struct gc_impl {
+    const mlmx_problem *P;
+    mlmx_gc_shared S;
+    int *ls, *rp, *rc, *lv, *col, *bent, *pos;
+    double *dmem; /* X, Z, nt, theta_sim, beta_sim, x0, lb, hinv0, xmax */
+    /* CPU scratch a slot: the replicate's arrays, qn store (8 np + np^2),
+     * xs, gp, se (np each), H (np^2); ints: the active flags (np) */
+    mlmx_batch_pool pool;
+} gc_impl;
+
+static void gc_free(void *impl)
+{
+    gc_impl *I = impl;
+    if (!I)
+        return;
+    mlmx_batch_pool_free(&I->pool);
+    free(I->ls);
+    free(I->rp);
+    free(I->rc);
+    free(I->lv);
+    free(I->col);
+    free(I->bent);
+    free(I->pos);
+    free(I->dmem);
+    free(I);
+}
+
+/* Columns of the dense block: the levels of terms 1..K-1. */
+static long dense_columns(const mlmx_model *md)
+{
+    long m = 0;
+    for (int k = 1; k < md->K; k++)
+        m += md->re[k].nlevels;
+    return m;
+}
+
+/* Why P is not covered, or NULL. */
+static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
+{
+    const mlmx_model *md = P->md;
+    if (!P->glmm)
+        return "a linear mixed model (the glmm-crossed engine fits GLMMs)";
+    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
+        return "a binomial model with a link other than logit";
+    if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
+        return "a Poisson model with a link other than log";
+    if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON)
+        return "a family other than binomial and Poisson";
+    if (md->K < 2 || md->K > MLMX_GC_KMAX) {
+        snprintf(buf, len, "%d random-effect terms (it fits 2 to %d)", md->K, MLMX_GC_KMAX);
+        return buf;
+    }
+    for (int k = 0; k < md->K; k++)
+        if (md->re[k].q != 1 || md->re[k].theta_offset != k)
+            return "a random-effect term with more than one column";
+    if (P->opt.nagq > 1)
+        return "adaptive quadrature (it fits the Laplace approximation)";
+    if (md->offset)
+        return "an offset in the model";
+    if (md->weights)
+        return "prior weights (binomial trials given as weights: use cbind(successes, failures))";
+    if (md->K + md->p > MLMX_GC_NPMAX) {
+        snprintf(buf, len, "%d parameters (at most %d)", md->K + md->p, MLMX_GC_NPMAX);
+        return buf;
+    }
+    const long m = dense_columns(md);
+    if (m > MLMX_GC_MMAX) {
+        snprintf(buf, len, "%ld levels in the terms after the first (at most %d)", m,
+                 MLMX_GC_MMAX);
+        return buf;
+    }
+    if (md->n > (size_t)INT_MAX / MLMX_GC_KMAX || md->re[0].nlevels < 1)
+        return "too many observations (or no levels)";
+    if (P->np != md->K + md->p || P->ntheta != md->K || !P->gx0 || !P->glb)
+        return "the problem's optimizer parameters are not [theta; beta]";
+    if (!P->use_grad)
+        return "the problem refits by a derivative-free optimizer (BOBYQA)";
+    return NULL;
+}
+
+/* Observations grouped by the first term's level (counting sort, stable
+ * in model order): ls, pos, lv, and each position's uR columns. */
+static void build_groups(const mlmx_model *md, gc_impl *I)
+{
+    const int n = (int)md->n, n0 = md->re[0].nlevels, K = md->K;
+    const int *c0 = md->re[0].codes;
+    int *ls = I->ls;
+    for (int j = 0; j <= n0; j++)
+        ls[j] = 0;
+    for (int i = 0; i < n; i++)
+        ls[c0[i] + 1]++;
+    for (int j = 0; j < n0; j++)
+        ls[j + 1] += ls[j];
+    for (int i = 0; i < n; i++) {
+        const int k = ls[c0[i]]++;
+        I->pos[i] = k;
+        I->lv[k] = c0[i];
+        for (int t = 1; t < K; t++)
+            I->col[(size_t)k * (K - 1) + t - 1] = I->S.tcol[t] + md->re[t].codes[i];
+    }
+    for (int j = n0; j > 0; j--)
+        ls[j] = ls[j - 1];
+    ls[0] = 0;
+}
+
+/* B's pattern: each level's distinct uR columns in increasing order (rp,
+ * rc), and the entry of each position's columns (bent). mark: m ints. */
+static mlmx_status build_pattern(gc_impl *I, int *mark, mlmx_error *err)
+{
+    mlmx_gc_shared *S = &I->S;
+    const int m = S->m, K1 = S->K - 1;
+    for (int c = 0; c < m; c++)
+        mark[c] = -1;
+    int nnz = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        nnz = 0;
+        for (int c = 0; c < m; c++)
+            mark[c] = -1;
+        for (int j = 0; j < S->n0; j++) {
+            I->rp[j] = nnz;
+            for (int k = I->ls[j]; k < I->ls[j + 1]; k++)
+                for (int t = 0; t < K1; t++)
+                    mark[I->col[(size_t)k * K1 + t]] = -2 - j;
+            for (int c = 0; c < m; c++)
+                if (mark[c] == -2 - j) {
+                    if (pass)
+                        I->rc[nnz] = c;
+                    mark[c] = nnz++; /* the entry, for this level's positions */
+                }
+            if (pass)
+                for (int k = I->ls[j]; k < I->ls[j + 1]; k++)
+                    for (int t = 0; t < K1; t++)
+                        I->bent[(size_t)k * K1 + t] = mark[I->col[(size_t)k * K1 + t]];
+        }
+        I->rp[S->n0] = nnz;
+        if (!pass && !(I->rc = malloc((nnz ? (size_t)nnz : 1) * sizeof *I->rc)))
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    S->nnz = nnz;
+    return MLMX_OK;
+}
+
+/* The optimizer's start, bounds, curvature and tolerances from P. */
+static void build_optim(const mlmx_problem *P, mlmx_gc_shared *S, double *x0, double *lb,
+                        double *h0)
+{
+    const int np = S->np;
+    memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
+    memcpy(lb, P->glb, (size_t)np * sizeof *lb);
+    if (P->ghinv0)
+        memcpy(h0, P->ghinv0, (size_t)np * np * sizeof *h0);
+    S->x0 = x0;
+    S->lb = lb;
+    S->hinv0 = P->ghinv0 ? h0 : NULL;
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (P->opt.max_evaluations > 0)
+        oo.max_evals = P->opt.max_evaluations;
+    mlmx_qn_cfg_from_opts(&oo, &S->cfg);
+}
+
+/* The model's data in grouped order, and the simulation's parameters. */
+static void build_data(const mlmx_problem *P, gc_impl *I)
+{
+    const mlmx_model *md = P->md;
+    mlmx_gc_shared *S = &I->S;
+    const int n = S->n, p = S->p, K = S->K, np = S->np;
+    double *X = I->dmem, *Z = X + (size_t)n * p, *ntr = Z + (size_t)n * K, *ts = ntr + n;
+    double *bs = ts + K, *x0 = bs + p, *lb = x0 + np, *h0 = lb + np, *xm = h0 + np * np;
+    for (int i = 0; i < n; i++) {
+        const int k = I->pos[i];
+        for (int j = 0; j < p; j++)
+            X[(size_t)k * p + j] = md->X[(size_t)j * n + i];
+        for (int t = 0; t < K; t++)
+            Z[(size_t)k * K + t] = md->re[t].z[i];
+        ntr[k] = md->resp_kind == MLMX_RESP_CBIND ? md->ntrials[i] : 1.0;
+    }
+    for (int t = 0; t < K; t++)
+        ts[t] = P->theta[t];
+    for (int j = 0; j < p; j++) {
+        bs[j] = P->beta[j];
+        double mx = 0.0;
+        for (int i = 0; i < n; i++)
+            mx = fmax(mx, fabs(md->X[(size_t)j * n + i]));
+        xm[j] = mx;
+    }
+    S->X = X;
+    S->Z = Z;
+    S->nt = ntr;
+    S->theta_sim = ts;
+    S->beta_sim = bs;
+    S->xmax = xm;
+    build_optim(P, S, x0, lb, h0);
+}
+
+static mlmx_status build_shared(const mlmx_problem *P, gc_impl *I, mlmx_error *err)
+{
+    const mlmx_model *md = P->md;
+    mlmx_gc_shared *S = &I->S;
+    S->n = (int)md->n;
+    S->p = md->p;
+    S->K = md->K;
+    S->np = md->K + md->p;
+    S->n0 = md->re[0].nlevels;
+    S->m = (int)dense_columns(md);
+    S->poisson = P->family == MLMX_FAMILY_POISSON;
+    S->tcol[0] = 0;
+    for (int k = 1, c = 0; k < S->K; k++) {
+        S->tcol[k] = c;
+        c += md->re[k].nlevels;
+    }
+    const size_t n = (size_t)S->n, n0 = (size_t)S->n0, K1 = (size_t)S->K - 1;
+    const size_t np = (size_t)S->np;
+    I->ls = malloc((n0 + 1) * sizeof *I->ls);
+    I->rp = malloc((n0 + 1) * sizeof *I->rp);
+    I->lv = malloc(n * sizeof *I->lv);
+    I->pos = malloc(n * sizeof *I->pos);
+    I->col = malloc(n * K1 * sizeof *I->col);
+    I->bent = malloc(n * K1 * sizeof *I->bent);
+    I->dmem = malloc((n * (size_t)(S->p + S->K + 1) + (size_t)(S->K + S->p) + 3 * np +
+                      np * np + 1) * sizeof *I->dmem);
+    int *mark = malloc(((size_t)S->m + 1) * sizeof *mark);
+    if (!I->ls || !I->rp || !I->lv || !I->pos || !I->col || !I->bent || !I->dmem || !mark) {
+        free(mark);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    build_groups(md, I);
+    mlmx_status st = build_pattern(I, mark, err);
+    free(mark);
+    if (st)
+        return st;
+    S->ls = I->ls;
+    S->rp = I->rp;
+    S->rc = I->rc;
+    S->lv = I->lv;
+    S->col = I->col;
+    S->bent = I->bent;
+    S->pos = I->pos;
+    build_data(P, I);
+    return MLMX_OK;
+}
+
+/* ------------------------------------------------------------ CPU rows */
+
+static size_t slot_doubles(const mlmx_gc_shared *S)
+{
+    const size_t np = (size_t)S->np;
+    return mlmx_gc_rep_doubles(S) + 11 * np + 2 * np * np;
+}
+
+static void put_row(const mlmx_batch_job *J, size_t i, int K, int p, const double *x,
+                    const double *se, double crit, int nev, int conv, int sing, int status)
+{
+    for (int t = 0; t < K; t++)
+        J->theta[i * (size_t)K + (size_t)t] = x ? x[t] : NAN;
+    for (int j = 0; j < p; j++) {
+        J->beta[i * (size_t)p + j] = x ? x[K + j] : NAN;
+        if (J->se)
+            J->se[i * (size_t)p + j] = se ? se[j] : NAN;
+    }
+    if (J->sigma)
+        J->sigma[i] = NAN;
+    J->crit[i] = crit;
+    J->nev[i] = nev;
+    J->conv[i] = (signed char)conv;
+    J->sing[i] = (signed char)sing;
+    J->status[i] = (signed char)status;
+}
+
+/* SEs of beta by forward differences of the gradient at the optimum. */
+static void cpu_se(const mlmx_gc_shared *S, const mlmx_gc_rep *R, const mlmx_qn_state *q,
+                   int sing, double *xs, double *gp, double *H, double *se)
+{
+    int idx[MLMX_GC_NPMAX];
+    const int nf = mlmx_gc_se_index(S, sing, idx), np = S->np;
+    for (int a = 0; a < nf; a++) {
+        const double h = mlmx_gc_fd_step(S, q->x, idx[a]);
+        memcpy(xs, q->x, (size_t)np * sizeof *xs);
+        xs[idx[a]] += h;
+        mlmx_gc_eval(S, R, xs, gp);
+        for (int b = 0; b < nf; b++)
+            H[b + a * nf] = (gp[idx[b]] - q->g[idx[b]]) / h;
+    }
+    mlmx_gb_se_finish(nf, S->p, H, se);
+}
+
+static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_t i1)
+{
+    /* the contract hands impl as const; the slot flags (atomics) and their
+     * memory are the only state cpu_rows changes */
+    gc_impl *I = (gc_impl *)(uintptr_t)impl;
+    const mlmx_gc_shared *S = &I->S;
+    const int np = S->np, p = S->p, K = S->K;
+    const int which = mlmx_batch_pool_claim(&I->pool);
+    if (which < 0) {
+        for (size_t i = i0; i < i1; i++)
+            put_row(J, i, K, p, NULL, NULL, NAN, 0, 0, 0, 2);
+        return;
+    }
+    mlmx_gc_rep R;
+    mlmx_gc_rep_bind(S, I->pool.mem[which], &R);
+    double *store = I->pool.mem[which] + mlmx_gc_rep_doubles(S);
+    double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
+    mlmx_qn_state q;
+    for (size_t i = i0; i < i1; i++) {
+        const double cst = mlmx_gc_simulate(S, J->seed, J->reps[i], &R);
+        if (!isfinite(cst)) {
+            put_row(J, i, K, p, NULL, NULL, NAN, 0, 0, 0, 2);
+            continue;
+        }
+        mlmx_qn_bind(&q, np, store, I->pool.imem[which]);
+        mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
+        while (mlmx_qn_want(&q))
+            mlmx_qn_told(&q, mlmx_gc_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+        if (q.failed || !isfinite(q.fx)) {
+            put_row(J, i, K, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
+            continue;
+        }
+        const int sing = mlmx_gc_singular(S, q.x);
+        if (J->se)
+            cpu_se(S, &R, &q, sing, xs, gp, H, se);
+        put_row(J, i, K, p, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
+    }
+    mlmx_batch_pool_release(&I->pool, which);
+}
+
+mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
+{
+    char buf[160];
+    if (!P || !E)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_gc_engine_init: NULL argument");
+    memset(E, 0, sizeof *E);
+    const char *why = uncovered(P, buf, sizeof buf);
+    if (why)
+        return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
+                            "the glmm-crossed batch engine does not cover %s", why);
+    gc_impl *I = calloc(1, sizeof *I);
+    if (!I)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    I->P = P;
+    mlmx_status st = build_shared(P, I, err);
+    if (st) {
+        gc_free(I);
+        return st;
+    }
+    mlmx_batch_pool_init(&I->pool, slot_doubles(&I->S), (size_t)I->S.np);
+    E->name = "glmm-crossed";
+    E->impl = I;
+    E->cpu_rows = cpu_rows;
+    E->gpu_rows = NULL; /* no device kernel yet (docs/gpu.md, Missing) */
+    E->free = gc_free;
+    return MLMX_OK;
+}
+
+const mlmx_gc_shared *mlmx_gc_engine_shared(const mlmx_batch_engine *E)
+{
+    if (!E || !E->impl || E->cpu_rows != cpu_rows)
+        return NULL;
+    return &((const gc_impl *)E->impl)->S;
+}
