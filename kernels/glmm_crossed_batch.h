@@ -531,4 +531,75 @@ MLMX_HD int mlmx_gc_se_index(const mlmx_gc_shared *S, int singular, int *idx)
     return nf;
 }
 
+/* ------------------------------------------------------------ one replicate */
+
+/* Doubles of a replicate's optimizer scratch beside mlmx_gc_rep: the qn
+ * store (8 np + np^2), a point and a gradient (np each), the SE Hessian
+ * (np^2); and ints: the qn active flags (np). */
+MLMX_HD size_t mlmx_gc_opt_doubles(const mlmx_gc_shared *S)
+{
+    const size_t np = (size_t)S->np;
+    return 10 * np + 2 * np * np;
+}
+
+/* What a replicate's fit gives besides x and the SEs. status: 1 done, 2
+ * failed (then x and se are not written). */
+typedef struct mlmx_gc_result {
+    double crit;
+    int nev, conv, sing, status;
+} mlmx_gc_result;
+
+/* SEs of beta (se: p) by forward differences of the gradient at the
+ * optimum q->x (refit.c's steps); xs, gp: np, H: np^2 scratch. */
+MLMX_HD void mlmx_gc_se(const mlmx_gc_shared *S, const mlmx_gc_rep *R, const mlmx_qn_state *q,
+                        int sing, double *xs, double *gp, double *H, double *se)
+{
+    int idx[MLMX_GC_NPMAX];
+    const int nf = mlmx_gc_se_index(S, sing, idx), np = S->np;
+    for (int a = 0; a < nf; a++) {
+        const double h = mlmx_gc_fd_step(S, q->x, idx[a]);
+        for (int j = 0; j < np; j++)
+            xs[j] = q->x[j];
+        xs[idx[a]] += h;
+        mlmx_gc_eval(S, R, xs, gp);
+        for (int b = 0; b < nf; b++)
+            H[b + a * nf] = (gp[idx[b]] - q->g[idx[b]]) / h;
+    }
+    mlmx_gb_se_finish(nf, S->p, H, se);
+}
+
+/* Replicate `rep`: simulate, refit by BFGS from the problem's start (the
+ * workspace refit's loop), and when se is not NULL the SEs of beta. x
+ * (np) gets the optimum; opt: mlmx_gc_opt_doubles(S) doubles, active: np
+ * ints. The CPU engine and the CUDA kernel both run exactly this. */
+MLMX_HD void mlmx_gc_fit_one(const mlmx_gc_shared *S, const mlmx_gc_rep *R, uint64_t seed,
+                             uint64_t rep, double *opt, int *active, double *x, double *se,
+                             mlmx_gc_result *res)
+{
+    const int np = S->np;
+    double *xs = opt + 8 * np + np * np, *gp = xs + np, *H = gp + np;
+    mlmx_qn_state q;
+    res->crit = MLMX_GM_NAN;
+    res->nev = res->conv = res->sing = 0;
+    res->status = 2;
+    const double cst = mlmx_gc_simulate(S, seed, rep, R);
+    if (!isfinite(cst))
+        return;
+    mlmx_qn_bind(&q, np, opt, active);
+    mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
+    while (mlmx_qn_want(&q))
+        mlmx_qn_told(&q, mlmx_gc_eval(S, R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+    res->nev = q.n_evals;
+    if (q.failed || !isfinite(q.fx))
+        return;
+    res->sing = mlmx_gc_singular(S, q.x);
+    if (se)
+        mlmx_gc_se(S, R, &q, res->sing, xs, gp, H, se);
+    for (int j = 0; j < np; j++)
+        x[j] = q.x[j];
+    res->crit = q.fx;
+    res->conv = q.converged;
+    res->status = 1;
+}
+
 #endif

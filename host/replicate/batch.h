@@ -15,7 +15,7 @@
  * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
  * scalar terms, crossed or nested, whose non-first terms have at most 256
  * levels in all (binomial logit, Poisson log; Laplace;
- * kernels/glmm_crossed_batch.h, CPU only so far). Every other model
+ * kernels/glmm_crossed_batch.h). Every other model
  * is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
@@ -93,7 +93,7 @@ mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
  * crossed or nested, binomial logit or Poisson log, Laplace; the terms
  * after the first have at most MLMX_GC_MMAX (256) levels in all, K + p <=
  * 16. Registered after glmm-nest (which takes the two-term nested models);
- * CPU only so far (gpu_rows NULL). */
+ * its kernel runs one replicate per thread. */
 mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* CPU scratch for engines whose cpu_rows needs heap memory: a caller

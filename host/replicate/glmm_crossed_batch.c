@@ -2,7 +2,8 @@
  * MLMX_GC_KMAX scalar random-effect terms, crossed or nested, binomial
  * logit or Poisson log, by the Laplace approximation, simulated and
  * refitted by the inline math of kernels/glmm_crossed_batch.h on CPU
- * threads. No device path yet (gpu_rows NULL: the runner says so).
+ * threads or, in CUDA builds, on the device (kernels/glmm_crossed_batch.cu,
+ * one replicate per thread running the same mlmx_gc_fit_one).
  *
  * CPU scratch: cpu_rows allocates nothing per replicate; each concurrent
  * caller claims a slot of the engine's mlmx_batch_pool (batch.h). */
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "glmm_crossed_batch.h"
+#include "glmm_crossed_batch_cuda.h"
 #include "optim/optim.h"
 #include "replicate/batch.h"
 #include "replicate/glmm_crossed_batch_engine.h"
@@ -265,44 +267,27 @@ static mlmx_status build_shared(const mlmx_problem *P, gc_impl *I, mlmx_error *e
 
 static size_t slot_doubles(const mlmx_gc_shared *S)
 {
-    const size_t np = (size_t)S->np;
-    return mlmx_gc_rep_doubles(S) + 11 * np + 2 * np * np;
+    return mlmx_gc_rep_doubles(S) + mlmx_gc_opt_doubles(S) + (size_t)S->np + (size_t)S->p;
 }
 
-static void put_row(const mlmx_batch_job *J, size_t i, int K, int p, const double *x,
-                    const double *se, double crit, int nev, int conv, int sing, int status)
+static void put_row(const mlmx_batch_job *J, size_t i, const mlmx_gc_shared *S, const double *x,
+                    const double *se, const mlmx_gc_result *res)
 {
+    const int K = S->K, p = S->p, ok = res->status == 1;
     for (int t = 0; t < K; t++)
-        J->theta[i * (size_t)K + (size_t)t] = x ? x[t] : NAN;
+        J->theta[i * (size_t)K + (size_t)t] = ok ? x[t] : NAN;
     for (int j = 0; j < p; j++) {
-        J->beta[i * (size_t)p + j] = x ? x[K + j] : NAN;
+        J->beta[i * (size_t)p + j] = ok ? x[K + j] : NAN;
         if (J->se)
-            J->se[i * (size_t)p + j] = se ? se[j] : NAN;
+            J->se[i * (size_t)p + j] = ok ? se[j] : NAN;
     }
     if (J->sigma)
         J->sigma[i] = NAN;
-    J->crit[i] = crit;
-    J->nev[i] = nev;
-    J->conv[i] = (signed char)conv;
-    J->sing[i] = (signed char)sing;
-    J->status[i] = (signed char)status;
-}
-
-/* SEs of beta by forward differences of the gradient at the optimum. */
-static void cpu_se(const mlmx_gc_shared *S, const mlmx_gc_rep *R, const mlmx_qn_state *q,
-                   int sing, double *xs, double *gp, double *H, double *se)
-{
-    int idx[MLMX_GC_NPMAX];
-    const int nf = mlmx_gc_se_index(S, sing, idx), np = S->np;
-    for (int a = 0; a < nf; a++) {
-        const double h = mlmx_gc_fd_step(S, q->x, idx[a]);
-        memcpy(xs, q->x, (size_t)np * sizeof *xs);
-        xs[idx[a]] += h;
-        mlmx_gc_eval(S, R, xs, gp);
-        for (int b = 0; b < nf; b++)
-            H[b + a * nf] = (gp[idx[b]] - q->g[idx[b]]) / h;
-    }
-    mlmx_gb_se_finish(nf, S->p, H, se);
+    J->crit[i] = res->crit;
+    J->nev[i] = res->nev;
+    J->conv[i] = (signed char)res->conv;
+    J->sing[i] = (signed char)res->sing;
+    J->status[i] = (signed char)res->status;
 }
 
 static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_t i1)
@@ -311,39 +296,43 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
      * memory are the only state cpu_rows changes */
     gc_impl *I = (gc_impl *)(uintptr_t)impl;
     const mlmx_gc_shared *S = &I->S;
-    const int np = S->np, p = S->p, K = S->K;
     const int which = mlmx_batch_pool_claim(&I->pool);
+    mlmx_gc_result res = {NAN, 0, 0, 0, 2};
     if (which < 0) {
         for (size_t i = i0; i < i1; i++)
-            put_row(J, i, K, p, NULL, NULL, NAN, 0, 0, 0, 2);
+            put_row(J, i, S, NULL, NULL, &res);
         return;
     }
     mlmx_gc_rep R;
     mlmx_gc_rep_bind(S, I->pool.mem[which], &R);
-    double *store = I->pool.mem[which] + mlmx_gc_rep_doubles(S);
-    double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
-    mlmx_qn_state q;
+    double *opt = I->pool.mem[which] + mlmx_gc_rep_doubles(S);
+    double *x = opt + mlmx_gc_opt_doubles(S), *se = x + S->np;
     for (size_t i = i0; i < i1; i++) {
-        const double cst = mlmx_gc_simulate(S, J->seed, J->reps[i], &R);
-        if (!isfinite(cst)) {
-            put_row(J, i, K, p, NULL, NULL, NAN, 0, 0, 0, 2);
-            continue;
-        }
-        mlmx_qn_bind(&q, np, store, I->pool.imem[which]);
-        mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
-        while (mlmx_qn_want(&q))
-            mlmx_qn_told(&q, mlmx_gc_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
-        if (q.failed || !isfinite(q.fx)) {
-            put_row(J, i, K, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
-            continue;
-        }
-        const int sing = mlmx_gc_singular(S, q.x);
-        if (J->se)
-            cpu_se(S, &R, &q, sing, xs, gp, H, se);
-        put_row(J, i, K, p, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
+        mlmx_gc_fit_one(S, &R, J->seed, J->reps[i], opt, I->pool.imem[which], x,
+                        J->se ? se : NULL, &res);
+        put_row(J, i, S, x, se, &res);
     }
     mlmx_batch_pool_release(&I->pool, which);
 }
+
+/* ------------------------------------------------------------ GPU rows */
+
+#ifdef MLMX_HAVE_CUDA
+static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err)
+{
+    gc_impl *I = impl;
+    char msg[MLMX_ERRMSG_MAX];
+    msg[0] = 0;
+    mlmx_gc_cuda_out o = {J->theta, J->beta, J->se, J->crit, J->nev, J->conv, J->sing, J->status};
+    mlmx_status st = mlmx_cuda_gc_rows(&I->S, J->seed, J->reps, J->count, &o, msg, sizeof msg);
+    if (st)
+        return mlmx_err_set(err, st, "glmm-crossed on the device: %s", msg);
+    if (J->sigma)
+        for (size_t i = 0; i < J->count; i++)
+            J->sigma[i] = NAN;
+    return MLMX_OK;
+}
+#endif
 
 mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
 {
@@ -368,7 +357,13 @@ mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->name = "glmm-crossed";
     E->impl = I;
     E->cpu_rows = cpu_rows;
-    E->gpu_rows = NULL; /* no device kernel yet (docs/gpu.md, Missing) */
+#ifdef MLMX_HAVE_CUDA
+    E->gpu_rows = gpu_rows;
+#else
+    E->gpu_rows = NULL;
+#endif
+    E->gpu_fixed_bytes = mlmx_gc_fixed_bytes(&I->S);
+    E->gpu_rep_bytes = mlmx_gc_rep_bytes(&I->S);
     E->free = gc_free;
     return MLMX_OK;
 }
