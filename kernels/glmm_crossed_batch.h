@@ -3,8 +3,9 @@
  * y ~ x + (1|a) + (1|b) + (1|c): binomial with the logit link or Poisson
  * with the log link, by the Laplace approximation (nAGQ = 1, the only
  * method lme4 allows with several terms). Written once as inline math for
- * the CPU engine (host/replicate/glmm_crossed_batch.c); a CUDA kernel over
- * the same functions is not written yet (docs/gpu.md, "Missing").
+ * the CPU engine (host/replicate/glmm_crossed_batch.c) and the CUDA kernel
+ * (kernels/glmm_crossed_batch.cu), which both run mlmx_gc_fit_one per
+ * replicate (the kernel one replicate per thread; GUIDE §8).
  *
  * Structure (as the LMM engine lmm-crossed): the spherical effects are
  * u = [u0; uR], u0 the first term's n0 levels, uR the other terms' levels

@@ -33,11 +33,12 @@ typedef struct mlmx_gc_cuda_out {
 mlmx_status mlmx_cuda_gc_rows(const mlmx_gc_shared *S, uint64_t seed, const uint64_t *reps,
                               size_t count, const mlmx_gc_cuda_out *o, char *msg, size_t msglen);
 
-/* The kernel's per-thread local memory (ptxas -v for sm_90: the stack
- * frame, rounded up; docs/performance.md), which the driver reserves for
+/* The kernel's per-thread local memory (ptxas -v for sm_90, nvcc 13.0: an
+ * 848-byte stack frame, spills included, rounded up; docs/performance.md),
+ * which the driver reserves for
  * every thread the device can hold at once, counted for an H200 (132 SMs
  * x 2048 threads, as the other engines do). */
-#define MLMX_GC_LOCAL_BYTES ((size_t)512)
+#define MLMX_GC_LOCAL_BYTES ((size_t)1024)
 #define MLMX_GC_RESIDENT_THREADS ((size_t)132 * 2048)
 
 /* Device bytes mlmx_cuda_gc_rows needs: fixed (the structure, and the
