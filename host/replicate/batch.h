@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qn.h"
 #include "replicate/replicate.h"
 
 /* One request: fit replicates reps[0..count) and write row i for reps[i].
@@ -120,6 +121,14 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool);
 /* X^T X of the model's fixed effects (p*p, column-major, full), for the
  * LMM engines' shared structure. */
 void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
+
+/* The GLMM engines' optimizer setup, the workspace refit's (refit.c): P's
+ * start and lower bounds copied into x0 and lb (np each), its
+ * inverse-Hessian seed into h0 (np * np; *hinv0 = h0, or NULL when P has
+ * none), and the BFGS tolerances (defaults, max_evals from the fit
+ * options) into cfg. */
+void mlmx_batch_glmm_optim(const mlmx_problem *P, int np, double *x0, double *lb, double *h0,
+                           const double **hinv0, mlmx_qn_cfg *cfg);
 
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,

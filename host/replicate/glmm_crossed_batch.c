@@ -17,7 +17,6 @@
 
 #include "glmm_crossed_batch.h"
 #include "glmm_crossed_batch_cuda.h"
-#include "optim/optim.h"
 #include "replicate/batch.h"
 #include "replicate/glmm_crossed_batch_engine.h"
 
@@ -163,25 +162,6 @@ static mlmx_status build_pattern(gc_impl *I, int *mark, mlmx_error *err)
     return MLMX_OK;
 }
 
-/* The optimizer's start, bounds, curvature and tolerances from P. */
-static void build_optim(const mlmx_problem *P, mlmx_gc_shared *S, double *x0, double *lb,
-                        double *h0)
-{
-    const int np = S->np;
-    memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
-    memcpy(lb, P->glb, (size_t)np * sizeof *lb);
-    if (P->ghinv0)
-        memcpy(h0, P->ghinv0, (size_t)np * np * sizeof *h0);
-    S->x0 = x0;
-    S->lb = lb;
-    S->hinv0 = P->ghinv0 ? h0 : NULL;
-    mlmx_optim_opts oo;
-    mlmx_optim_opts_default(&oo);
-    if (P->opt.max_evaluations > 0)
-        oo.max_evals = P->opt.max_evaluations;
-    mlmx_qn_cfg_from_opts(&oo, &S->cfg);
-}
-
 /* The model's data in grouped order, and the simulation's parameters. */
 static void build_data(const mlmx_problem *P, gc_impl *I)
 {
@@ -213,7 +193,9 @@ static void build_data(const mlmx_problem *P, gc_impl *I)
     S->theta_sim = ts;
     S->beta_sim = bs;
     S->xmax = xm;
-    build_optim(P, S, x0, lb, h0);
+    S->x0 = x0;
+    S->lb = lb;
+    mlmx_batch_glmm_optim(P, S->np, x0, lb, h0, &S->hinv0, &S->cfg);
 }
 
 static mlmx_status build_shared(const mlmx_problem *P, gc_impl *I, mlmx_error *err)
