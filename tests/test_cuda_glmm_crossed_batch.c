@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "batchrows.h"
+#include "glmmproblem.h"
 #include "mlmx.h"
 #include "replicate/glmm_crossed_batch_engine.h"
 #include "replicate/replicate.h"
@@ -21,24 +22,13 @@
 
 #define NREP 24 /* small enough for compute-sanitizer runs */
 
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
+#define close_to glmm_close_to
 
 static void parity(const char *csv, const char *formula, mlmx_family fam)
 {
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    glmm_problem gp;
+    glmm_problem_open(&gp, csv, formula, fam, 1);
+    mlmx_problem *P = gp.P;
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -78,10 +68,7 @@ static void parity(const char *csv, const char *formula, mlmx_family fam)
     rows_free(&c);
     rows_free(&g);
     E.free(E.impl);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
+    glmm_problem_close(&gp);
 }
 
 static void need_device(void)

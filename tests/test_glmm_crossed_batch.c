@@ -26,6 +26,7 @@
 
 #include "backend/backend.h"
 #include "batchrows.h"
+#include "glmmproblem.h"
 #include "glmm/glmm.h"
 #include "mlmx.h"
 #include "replicate/glmm_crossed_batch_engine.h"
@@ -39,9 +40,7 @@
 #define GROUSE_F "TICKS ~ factor(YEAR) + HEIGHT + (1|BROOD) + (1|INDEX) + (1|LOCATION)"
 
 typedef struct fixture {
-    mlmx_data *d;
-    mlmx_model *m;
-    mlmx_fit *f;
+    glmm_problem g;
     mlmx_problem *P;
     mlmx_batch_engine E;
     const mlmx_gc_shared *S;
@@ -50,13 +49,8 @@ typedef struct fixture {
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam)
 {
     memset(x, 0, sizeof *x);
-    cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    cr_assert_eq(mlmx_fit_glmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(x->f, &x->P), MLMX_OK, "%s", mlmx_last_error());
+    glmm_problem_open(&x->g, csv, formula, fam, 1);
+    x->P = x->g.P;
     mlmx_error err;
     mlmx_err_clear(&err);
     cr_assert_eq(mlmx_gc_engine_init(x->P, &x->E, &err), MLMX_OK, "%s", err.msg);
@@ -69,16 +63,10 @@ static void teardown(fixture *x)
 {
     if (x->E.free)
         x->E.free(x->E.impl);
-    mlmx_problem_free(x->P);
-    mlmx_fit_free(x->f);
-    mlmx_model_free(x->m);
-    mlmx_data_free(x->d);
+    glmm_problem_close(&x->g);
 }
 
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
+#define close_to glmm_close_to
 
 static double *rep_alloc(const mlmx_gc_shared *S, mlmx_gc_rep *R)
 {
@@ -115,7 +103,7 @@ static void criterion_check(const char *csv, const char *formula, mlmx_family fa
     mlmx_glmm *g = NULL;
     mlmx_error e;
     mlmx_err_clear(&e);
-    cr_assert_eq(mlmx_glmm_create(x.m, fam, MLMX_LINK_DEFAULT, mlmx_backend_cpu(), &g, &e),
+    cr_assert_eq(mlmx_glmm_create(x.g.m, fam, MLMX_LINK_DEFAULT, mlmx_backend_cpu(), &g, &e),
                  MLMX_OK, "%s", e.msg);
     cr_assert_eq(mlmx_glmm_set_response(g, y, &e), MLMX_OK, "%s", e.msg);
     for (int pt = 0; pt < 3; pt++) {
@@ -318,31 +306,16 @@ Test(glmm_crossed_batch, one_and_two_threads_give_identical_rows, .timeout = 300
 static void refused(const char *csv, const char *formula, mlmx_family fam, int nagq,
                     const char *why)
 {
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.nagq = nagq;
-    mlmx_status st = fam == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(m, &o, &f)
-                                                 : mlmx_fit_glmm(m, &o, &f);
-    cr_assert_eq(st, MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    glmm_problem g;
+    glmm_problem_open(&g, csv, formula, fam, nagq);
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
-    cr_expect_eq(mlmx_gc_engine_init(P, &E, &err), MLMX_ERR_UNSUPPORTED, "%s", formula);
+    cr_expect_eq(mlmx_gc_engine_init(g.P, &E, &err), MLMX_ERR_UNSUPPORTED, "%s", formula);
     cr_expect(strstr(err.msg, why) != NULL, "message '%s' lacks '%s'", err.msg, why);
     cr_expect(strstr(err.msg, "glmm-crossed") != NULL, "message '%s' names no engine", err.msg);
     cr_expect_null(E.cpu_rows);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
+    glmm_problem_close(&g);
 }
 
 Test(glmm_crossed_batch, uncovered_models_are_refused_with_a_reason, .timeout = 300)
