@@ -17,6 +17,7 @@ extern "C" {
 #include "glmm_crossed_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "glmm_crossed_batch.h"
 
 #define GC_THREADS 64 /* threads (replicates) per block */
@@ -78,33 +79,6 @@ static cudaError_t launch_gc(const mlmx_gc_shared *S, uint64_t seed, const uint6
         }                                                                               \
     } while (0)
 
-typedef struct gc_part {
-    const void *src;
-    size_t bytes;
-    int isint;
-    const void **dst;
-} gc_part;
-
-/* Copy parts[] into the int block di and the double block dd in order,
- * pointing each part's destination at its copy (NULL sources stay NULL). */
-static cudaError_t gc_copy_parts(const gc_part *parts, size_t nparts, int *di, double *dd)
-{
-    for (size_t k = 0; k < nparts; k++) {
-        void *dst = parts[k].isint ? (void *)di : (void *)dd;
-        if (parts[k].src && parts[k].bytes) {
-            cudaError_t e = cudaMemcpy(dst, parts[k].src, parts[k].bytes, cudaMemcpyHostToDevice);
-            if (e != cudaSuccess)
-                return e;
-        }
-        *parts[k].dst = parts[k].src ? dst : NULL;
-        if (parts[k].isint)
-            di += parts[k].bytes / sizeof(int);
-        else
-            dd += parts[k].bytes / sizeof(double);
-    }
-    return cudaSuccess;
-}
-
 /* Device copies of the structure's arrays in one int and one double block
  * (mlmx_gc_fixed_bytes less the local memory); Sd gets the device
  * pointers. */
@@ -121,7 +95,7 @@ static cudaError_t gc_upload(const mlmx_gc_shared *S, mlmx_gc_shared *Sd, int **
     if (e != cudaSuccess)
         return e;
     *Sd = *S;
-    const gc_part parts[] = {
+    const mlmx_cuda_part parts[] = {
         {S->ls, (n0 + 1) * sizeof(int), 1, (const void **)&Sd->ls},
         {S->rp, (n0 + 1) * sizeof(int), 1, (const void **)&Sd->rp},
         {S->rc, nnz * sizeof(int), 1, (const void **)&Sd->rc},
@@ -139,7 +113,7 @@ static cudaError_t gc_upload(const mlmx_gc_shared *S, mlmx_gc_shared *Sd, int **
         {S->lb, np * sizeof(double), 0, (const void **)&Sd->lb},
         {S->hinv0, np * np * sizeof(double), 0, (const void **)&Sd->hinv0},
     };
-    return gc_copy_parts(parts, sizeof parts / sizeof parts[0], *di, *dd);
+    return mlmx_cuda_upload_parts(parts, sizeof parts / sizeof parts[0], *di, *dd);
 }
 
 static int gc_args_ok(const mlmx_gc_shared *S, const uint64_t *reps, const mlmx_gc_cuda_out *o)
