@@ -1,6 +1,6 @@
-// Copies of a batch engine's shared structure to the device (internal to
-// kernels/*.cu): a list of host arrays packed in order into one int block
-// and one double block, each destination pointer pointed at its copy.
+// Helpers of the batch engines' extern "C" entries (internal to
+// kernels/*.cu): the structure's host arrays packed in order into one int
+// block and one double block on the device, and the check of a CUDA call.
 #ifndef MLMX_BATCH_UPLOAD_CUH
 #define MLMX_BATCH_UPLOAD_CUH
 #include <cuda_runtime.h>
@@ -32,4 +32,17 @@ static inline cudaError_t mlmx_cuda_upload_parts(const mlmx_cuda_part *parts, si
     }
     return cudaSuccess;
 }
+
+// In an entry with `char *msg`, `size_t msglen`, `mlmx_status st` and a
+// `done:` label: on a failed CUDA call, name it in msg, set st
+// (MLMX_ERR_NOMEM for an allocation, else MLMX_ERR_NUMERIC), go to done.
+#define MLMX_CUDA_CK(call)                                                              \
+    do {                                                                                \
+        cudaError_t e_ = (call);                                                        \
+        if (e_ != cudaSuccess) {                                                        \
+            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
+            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
+            goto done;                                                                  \
+        }                                                                               \
+    } while (0)
 #endif

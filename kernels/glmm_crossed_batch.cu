@@ -69,15 +69,7 @@ static cudaError_t launch_gc(const mlmx_gc_shared *S, uint64_t seed, const uint6
     return cudaGetLastError();
 }
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
+#define CK MLMX_CUDA_CK
 
 /* Device copies of the structure's arrays in one int and one double block
  * (mlmx_gc_fixed_bytes less the local memory); Sd gets the device
