@@ -10,7 +10,7 @@
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
  * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
- * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
+ * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs
  * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
  * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
  * scalar terms, crossed or nested, whose non-first terms have at most 256
