@@ -60,6 +60,26 @@ __global__ void __launch_bounds__(GC_THREADS)
     o.status[r] = (signed char)res.status;
 }
 
+/* Replicate r's response into y (row r, model order). mlmx_gc_simulate
+ * touches only R.y and R.u, so the scratch holds just those: y (n), then
+ * u (n0 + m). */
+__global__ void __launch_bounds__(GC_THREADS)
+    mlmx_gc_sim_kernel(mlmx_gc_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
+                       size_t count, double *scratch, double *y)
+{
+    const size_t r = (size_t)blockIdx.x * GC_THREADS + threadIdx.x;
+    if (r >= count)
+        return;
+    const size_t n = (size_t)S.n;
+    mlmx_gc_rep R;
+    R.y = scratch + r * (n + (size_t)S.n0 + (size_t)S.m);
+    R.u = R.y + n;
+    R.ef = R.st = R.gr = R.dd = R.bv = R.cv = R.sl = R.si = R.sw = NULL;
+    mlmx_gc_simulate(&S, seed, reps[r], &R);
+    for (size_t i = 0; i < n; i++)
+        y[r * n + i] = R.y[S.pos[i]];
+}
+
 static cudaError_t launch_gc(const mlmx_gc_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dscr, int *discr, int want_se,
                              const mlmx_gc_cuda_out *o)
@@ -176,6 +196,57 @@ extern "C" mlmx_status mlmx_cuda_gc_rows(const mlmx_gc_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->conv, od.conv, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
+done:
+    mlmx_cuda_batch_free(di, bi);
+    mlmx_cuda_batch_free(dd, bd);
+    mlmx_cuda_batch_free(dbuf, bb);
+    return st;
+}
+
+extern "C" mlmx_status mlmx_cuda_gc_simulate(const mlmx_gc_shared *S, uint64_t seed,
+                                             const uint64_t *reps, size_t count, double *y,
+                                             char *msg, size_t msglen)
+{
+    mlmx_cuda_bind();
+    mlmx_status st = MLMX_OK;
+    int *di = NULL;
+    double *dd = NULL;
+    char *dbuf = NULL; /* scratch, responses, keys */
+    size_t bi = 0, bd = 0, bb = 0;
+    mlmx_gc_shared Sd;
+    mlmx_gc_cuda_out none = {y, y, NULL, y, (int *)y, (signed char *)y, (signed char *)y,
+                             (signed char *)y}; /* only for gc_args_ok */
+    if (!y || !gc_args_ok(S, reps, &none)) {
+        snprintf(msg, msglen, "mlmx_cuda_gc_simulate: bad arguments");
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    const size_t n = (size_t)S->n, per = 2 * n + (size_t)S->n0 + (size_t)S->m;
+    if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / ((per + 1) * sizeof(double))) {
+        snprintf(msg, msglen, "mlmx_cuda_gc_simulate: %zu replicates overflow the buffer size",
+                 count);
+        return MLMX_ERR_ARG;
+    }
+    /* scratch (n + n0 + m a replicate), responses (n a replicate), keys */
+    bb = count * per * sizeof(double) + count * sizeof(uint64_t);
+    double *dscr = NULL, *dy = NULL;
+    uint64_t *dreps = NULL;
+    CK(gc_upload(S, &Sd, &di, &dd, &bi, &bd));
+    CK(mlmx_cuda_batch_alloc((void **)&dbuf, bb));
+    dscr = (double *)dbuf;
+    dy = dscr + count * (n + (size_t)S->n0 + (size_t)S->m);
+    dreps = (uint64_t *)(dy + count * n);
+    CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
+    mlmx_gc_sim_kernel<<<(unsigned)((count + GC_THREADS - 1) / GC_THREADS), GC_THREADS>>>(
+        Sd, seed, dreps, count, dscr, dy);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(y, dy, count * n * sizeof(double), cudaMemcpyDeviceToHost));
 done:
     mlmx_cuda_batch_free(di, bi);
     mlmx_cuda_batch_free(dd, bd);

@@ -33,6 +33,14 @@ typedef struct mlmx_gc_cuda_out {
 mlmx_status mlmx_cuda_gc_rows(const mlmx_gc_shared *S, uint64_t seed, const uint64_t *reps,
                               size_t count, const mlmx_gc_cuda_out *o, char *msg, size_t msglen);
 
+/* Simulated responses only: y (count * n, row i for reps[i], model
+ * observation order, the values mlmx_gc_simulate and
+ * mlmx_workspace_simulate give), one replicate per thread. Device buffers:
+ * the structure and count * (2 n + n0 + m) doubles. Errors as
+ * mlmx_cuda_gc_rows. */
+mlmx_status mlmx_cuda_gc_simulate(const mlmx_gc_shared *S, uint64_t seed, const uint64_t *reps,
+                                  size_t count, double *y, char *msg, size_t msglen);
+
 /* The kernel's per-thread local memory (ptxas -v for sm_90, nvcc 13.0: an
  * 848-byte stack frame, spills included, rounded up; docs/performance.md),
  * which the driver reserves for

@@ -4,7 +4,9 @@
  * relative (+1e-6, non-singular fits only), SEs to 1e-4 relative, the
  * same status and singular flags, convergence flags alike on at least 90%
  * of the rows (a last-bit difference can end a line search one step
- * apart). Skipped without CUDA or without a device. Data: VerbAgg
+ * apart); the device's simulated responses (gpu_sim) equal the CPU's but
+ * for at most one draw in 10^4 (a uniform within an ulp of a boundary,
+ * docs/gpu.md). Skipped without CUDA or without a device. Data: VerbAgg
  * (subjects x items) and grouseticks with three terms. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -23,6 +25,32 @@
 #define NREP 24 /* small enough for compute-sanitizer runs */
 
 #define close_to glmm_close_to
+
+static void sim_parity(const mlmx_batch_engine *E, const mlmx_gc_shared *S)
+{
+    enum { NS = 48 };
+    uint64_t reps[NS];
+    for (int i = 0; i < NS; i++)
+        reps[i] = (uint64_t)(31 * i + 2);
+    const size_t n = (size_t)S->n;
+    double *yg = malloc(NS * n * sizeof *yg), *mem = calloc(mlmx_gc_rep_doubles(S), sizeof *mem);
+    cr_assert(yg && mem);
+    mlmx_gc_rep R;
+    mlmx_gc_rep_bind(S, mem, &R);
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    cr_assert_not_null(E->gpu_sim);
+    cr_assert_eq(E->gpu_sim(E->impl, 5u, reps, NS, yg, &err), MLMX_OK, "%s", err.msg);
+    size_t differ = 0;
+    for (int r = 0; r < NS; r++) {
+        mlmx_gc_simulate(S, 5u, reps[r], &R);
+        for (size_t i = 0; i < n; i++)
+            differ += yg[(size_t)r * n + i] != R.y[S->pos[i]];
+    }
+    cr_expect_leq(differ * 10000, NS * n, "%zu of %zu draws differ", differ, NS * n);
+    free(yg);
+    free(mem);
+}
 
 static void parity(const char *csv, const char *formula, mlmx_family fam)
 {
@@ -65,6 +93,7 @@ static void parity(const char *csv, const char *formula, mlmx_family fam)
     }
     cr_expect_geq(conv_same, NREP * 9 / 10, "convergence flags agree on %d of %d rows", conv_same,
                   NREP);
+    sim_parity(&E, mlmx_gc_engine_shared(&E));
     rows_free(&c);
     rows_free(&g);
     E.free(E.impl);

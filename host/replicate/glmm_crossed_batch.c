@@ -314,6 +314,18 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
             J->sigma[i] = NAN;
     return MLMX_OK;
 }
+
+static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
+                           double *y, mlmx_error *err)
+{
+    gc_impl *I = impl;
+    char msg[MLMX_ERRMSG_MAX];
+    msg[0] = 0;
+    mlmx_status st = mlmx_cuda_gc_simulate(&I->S, seed, reps, count, y, msg, sizeof msg);
+    if (st)
+        return mlmx_err_set(err, st, "glmm-crossed simulation on the device: %s", msg);
+    return MLMX_OK;
+}
 #endif
 
 mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
@@ -341,8 +353,7 @@ mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->cpu_rows = cpu_rows;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = gpu_rows;
-#else
-    E->gpu_rows = NULL;
+    E->gpu_sim = gpu_sim;
 #endif
     E->gpu_fixed_bytes = mlmx_gc_fixed_bytes(&I->S);
     E->gpu_rep_bytes = mlmx_gc_rep_bytes(&I->S);
