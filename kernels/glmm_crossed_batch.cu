@@ -136,6 +136,29 @@ static int gc_args_ok(const mlmx_gc_shared *S, const uint64_t *reps, const mlmx_
            S->m <= MLMX_GC_MMAX;
 }
 
+/* The entries' common checks: the arguments (ok), the count, a device, the
+ * buffer size (rep_bytes a replicate). -1: go on; else the status to
+ * return (msg set; MLMX_OK for an empty batch). */
+static int gc_entry_check(const char *who, int ok, size_t count, size_t rep_bytes, char *msg,
+                          size_t msglen)
+{
+    if (!ok) {
+        snprintf(msg, msglen, "%s: bad arguments", who);
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / (rep_bytes + 64)) {
+        snprintf(msg, msglen, "%s: %zu replicates overflow the buffer size", who, count);
+        return MLMX_ERR_ARG;
+    }
+    return -1;
+}
+
 extern "C" mlmx_status mlmx_cuda_gc_rows(const mlmx_gc_shared *S, uint64_t seed,
                                          const uint64_t *reps, size_t count,
                                          const mlmx_gc_cuda_out *o, char *msg, size_t msglen)
@@ -148,21 +171,11 @@ extern "C" mlmx_status mlmx_cuda_gc_rows(const mlmx_gc_shared *S, uint64_t seed,
     size_t bi = 0, bd = 0, bb = 0;
     mlmx_gc_shared Sd;
     mlmx_gc_cuda_out od;
-    if (!gc_args_ok(S, reps, o)) {
-        snprintf(msg, msglen, "mlmx_cuda_gc_rows: bad arguments");
-        return MLMX_ERR_ARG;
-    }
-    if (count == 0)
-        return MLMX_OK;
-    if (mlmx_cuda_device_count() == 0) {
-        snprintf(msg, msglen, "no CUDA device");
-        return MLMX_ERR_UNSUPPORTED;
-    }
+    const int chk = gc_entry_check("mlmx_cuda_gc_rows", gc_args_ok(S, reps, o), count,
+                                   S ? mlmx_gc_rep_bytes(S) : 0, msg, msglen);
+    if (chk >= 0)
+        return (mlmx_status)chk;
     const size_t p = (size_t)S->p, K = (size_t)S->K, np = (size_t)S->np, per = gc_per(S);
-    if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / (mlmx_gc_rep_bytes(S) + 64)) {
-        snprintf(msg, msglen, "mlmx_cuda_gc_rows: %zu replicates overflow the buffer size", count);
-        return MLMX_ERR_ARG;
-    }
     const int want_se = o->se != NULL;
     const size_t nscr = count * per, nout = count * (K + 1 + 2 * p);
     bb = (nscr + nout) * sizeof(double) + count * sizeof(uint64_t) +
@@ -216,22 +229,13 @@ extern "C" mlmx_status mlmx_cuda_gc_simulate(const mlmx_gc_shared *S, uint64_t s
     mlmx_gc_shared Sd;
     mlmx_gc_cuda_out none = {y, y, NULL, y, (int *)y, (signed char *)y, (signed char *)y,
                              (signed char *)y}; /* only for gc_args_ok */
-    if (!y || !gc_args_ok(S, reps, &none)) {
-        snprintf(msg, msglen, "mlmx_cuda_gc_simulate: bad arguments");
-        return MLMX_ERR_ARG;
-    }
-    if (count == 0)
-        return MLMX_OK;
-    if (mlmx_cuda_device_count() == 0) {
-        snprintf(msg, msglen, "no CUDA device");
-        return MLMX_ERR_UNSUPPORTED;
-    }
-    const size_t n = (size_t)S->n, per = 2 * n + (size_t)S->n0 + (size_t)S->m;
-    if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / ((per + 1) * sizeof(double))) {
-        snprintf(msg, msglen, "mlmx_cuda_gc_simulate: %zu replicates overflow the buffer size",
-                 count);
-        return MLMX_ERR_ARG;
-    }
+    const int ok = y && gc_args_ok(S, reps, &none);
+    const size_t per = ok ? 2 * (size_t)S->n + (size_t)S->n0 + (size_t)S->m : 0;
+    const int chk = gc_entry_check("mlmx_cuda_gc_simulate", ok, count, per * sizeof(double), msg,
+                                   msglen);
+    if (chk >= 0)
+        return (mlmx_status)chk;
+    const size_t n = (size_t)S->n;
     /* scratch (n + n0 + m a replicate), responses (n a replicate), keys */
     bb = count * per * sizeof(double) + count * sizeof(uint64_t);
     double *dscr = NULL, *dy = NULL;
