@@ -10,9 +10,12 @@
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
  * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
- * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
+ * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs
  * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
- * Poisson log; Laplace or nested adaptive quadrature). Every other model
+ * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
+ * scalar terms, crossed or nested, whose non-first terms have at most 256
+ * levels in all (binomial logit, Poisson log; Laplace;
+ * kernels/glmm_crossed_batch.h). Every other model
  * is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
@@ -22,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qn.h"
 #include "replicate/replicate.h"
 
 /* One request: fit replicates reps[0..count) and write row i for reps[i].
@@ -39,7 +43,8 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest" */
+    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest",
+                        * "glmm-crossed" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
      * disjoint ranges at once. Allocates nothing. */
@@ -85,6 +90,12 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
  * other terms with X and y a dense block of at most 48 columns. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+/* glmm-crossed (glmm_crossed_batch.c): GLMMs with 2-8 scalar terms,
+ * crossed or nested, binomial logit or Poisson log, Laplace; the terms
+ * after the first have at most MLMX_GC_MMAX (256) levels in all, K + p <=
+ * 16. Registered after glmm-nest (which takes the two-term nested models);
+ * its kernel runs one replicate per thread. */
+mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* CPU scratch for engines whose cpu_rows needs heap memory: a caller
  * claims one of MLMX_BATCH_SLOTS slots (an atomic flag), whose memory
@@ -110,6 +121,14 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool);
 /* X^T X of the model's fixed effects (p*p, column-major, full), for the
  * LMM engines' shared structure. */
 void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
+
+/* The GLMM engines' optimizer setup, the workspace refit's (refit.c): P's
+ * start and lower bounds copied into x0 and lb (np each), its
+ * inverse-Hessian seed into h0 (np * np; *hinv0 = h0, or NULL when P has
+ * none), and the BFGS tolerances (defaults, max_evals from the fit
+ * options) into cfg. */
+void mlmx_batch_glmm_optim(const mlmx_problem *P, int np, double *x0, double *lb, double *h0,
+                           const double **hinv0, mlmx_qn_cfg *cfg);
 
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
