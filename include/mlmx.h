@@ -385,6 +385,19 @@ mlmx_status mlmx_fit_icc_term(const mlmx_fit *f, int k, mlmx_icc *out);
 #define MLMX_SHOW_ICC 2
 mlmx_status mlmx_fit_variance_summary(const mlmx_fit *f, int what, char **out);
 
+/* Satterthwaite's denominator degrees of freedom for the contrast L^T beta
+ * (L: p values) of a linear mixed model fit, as lmerTest computes them
+ * (docs/inference.md): df = 2 (L^T V L)^2 / (g^T A g), with V = vcov(beta)
+ * as a function of the variance parameters (theta, sigma), g its gradient
+ * along L and A = 2 H^{-1} (H the Hessian of the REML or ML deviance in
+ * (theta, sigma)) at the estimates. Errors: MLMX_ERR_UNSUPPORTED for a
+ * GLMM or a singular fit (a variance at 0), with the reason. */
+mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df);
+/* For each fixed effect j (p values each): Satterthwaite's df, t =
+ * beta_j / se_j and the two-sided p-value of t on df, as lmerTest's
+ * summary() prints them. Errors as mlmx_fit_satterthwaite. */
+mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double *p);
+
 /* ------------------------------------------------------------------ */
 /* Prepared problems: one model, many responses (bootstrap, power).    */
 /* ------------------------------------------------------------------ */
