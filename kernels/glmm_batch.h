@@ -565,7 +565,10 @@ MLMX_HD int mlmx_gb_polish_point(const mlmx_gb_shared *S, const double *x, doubl
 
 /* Hold the entries of mask `held` at their lower bound in a BFGS run: a
  * positive gradient there makes kernels/qn.h treat them as active (no
- * step, no curvature update along them); the criterion does not change. */
+ * step, no curvature update along them); the criterion does not change.
+ * (Releasing an entry whose derivative at 0 is negative brings back the
+ * first run's stall: on wine's ordinal bootstrap, 200 replicates, it left
+ * 70 criteria above the workspaces' against 2 when held.) */
 MLMX_HD void mlmx_gb_hold(int held, int nth, double *g)
 {
     for (int t = 0; t < nth; t++)
