@@ -41,14 +41,6 @@ mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint
 mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
                                   size_t count, double *y, char *msg, size_t msglen);
 
-/* The kernel's per-thread local memory (ptxas, sm_90: the largest stack
- * frame of the eight instantiations, family x scalar/vector term, rounded
- * up; docs/performance.md), which the driver reserves for every thread the
- * device can hold at once, counted for an H200 (132 SMs x 2048 threads, as
- * the other engines count it). */
-#define MLMX_GB_LOCAL_BYTES ((size_t)4096)
-#define MLMX_GB_RESIDENT_THREADS ((size_t)132 * 2048)
-
 /* The structure's device copy: *bi bytes of ints, *bd of doubles. */
 static inline void mlmx_gb_struct_bytes(const mlmx_gb_shared *S, size_t *bi, size_t *bd)
 {
@@ -59,15 +51,16 @@ static inline void mlmx_gb_struct_bytes(const mlmx_gb_shared *S, size_t *bi, siz
           sizeof(double);
 }
 
-/* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure, the queue
- * counter and the local memory reservation above) and per replicate in
- * flight (its response and modes, output row, key and flags). Pure
- * arithmetic, available in every build. */
+/* Device bytes mlmx_cuda_gb_rows allocates: fixed (the structure and the
+ * queue counter; the engine adds the kernels' local memory reservation,
+ * host/replicate/glmm_batch.c) and per replicate in flight (its response
+ * and modes, output row, key and flags). Pure arithmetic, available in
+ * every build. */
 static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
 {
     size_t bi, bd;
     mlmx_gb_struct_bytes(S, &bi, &bd);
-    return bi + bd + sizeof(unsigned long long) + MLMX_GB_RESIDENT_THREADS * MLMX_GB_LOCAL_BYTES;
+    return bi + bd + sizeof(unsigned long long);
 }
 
 static inline size_t mlmx_gb_rep_bytes(const mlmx_gb_shared *S)

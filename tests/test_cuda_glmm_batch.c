@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
@@ -23,11 +24,6 @@
 #endif
 
 #define NREP 96
-
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
 
 typedef struct rows {
     uint64_t reps[NREP];
@@ -79,18 +75,9 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
 
 static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
 {
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.nagq = nagq;
-    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    glmmfit x;
+    glmmfit_open(&x, csv, formula, fam, nagq);
+    const mlmx_problem *P = x.P;
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -140,10 +127,7 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
     free(c);
     free(g);
     E.free(E.impl);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
+    glmmfit_close(&x);
 }
 
 static void need_device(void)

@@ -32,6 +32,7 @@
 
 #include "backend/backend.h"
 #include "glmm/glmm.h"
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
@@ -50,10 +51,9 @@
 #define WINE_F "rating ~ temp + contact + (1 + temp | judge)"
 
 typedef struct fixture {
-    mlmx_data *d;
-    mlmx_model *m;
-    mlmx_fit *f;
-    mlmx_problem *P;
+    glmmfit g;
+    mlmx_problem *P; /* g.P, or the problem at the lifted truth */
+    mlmx_problem *lifted;
     mlmx_batch_engine E;
     const mlmx_gb_shared *S;
 } fixture;
@@ -66,24 +66,22 @@ static void setup_lift(fixture *x, const char *csv, const char *formula, mlmx_fa
                        double lift)
 {
     memset(x, 0, sizeof *x);
-    cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
     mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    cr_assert_eq(mlmx_fit_glmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
+    glmmfit_open_link(&x->g, csv, formula, fam, 1, MLMX_LINK_DEFAULT, &o);
+    x->P = x->g.P;
     if (lift > 0.0) {
-        double th[MLMX_GB_THMAX], size = mlmx_fit_dispersion(x->f);
-        memcpy(th, mlmx_fit_theta(x->f), 3 * sizeof *th);
+        double th[3], size = mlmx_fit_dispersion(x->g.f);
+        cr_assert_eq(mlmx_model_ntheta(x->g.m), 3);
+        memcpy(th, mlmx_fit_theta(x->g.f), sizeof th);
         th[0] = fmax(th[0], lift); /* q = 2: diagonal entries 0 and 2 */
         th[2] = fmax(th[2], lift);
         const double *extra = fam == MLMX_FAMILY_NEGBIN    ? &size
-                              : fam == MLMX_FAMILY_ORDINAL ? mlmx_fit_thresholds(x->f)
+                              : fam == MLMX_FAMILY_ORDINAL ? mlmx_fit_thresholds(x->g.f)
                                                            : NULL;
-        cr_assert_eq(mlmx_problem_create_at(x->m, &o, th, mlmx_fit_beta(x->f), extra, 1.0, &x->P),
+        cr_assert_eq(mlmx_problem_create_at(x->g.m, &o, th, mlmx_fit_beta(x->g.f), extra, 1.0,
+                                            &x->lifted),
                      MLMX_OK, "%s", mlmx_last_error());
-    } else {
-        cr_assert_eq(mlmx_problem_create(x->f, &x->P), MLMX_OK, "%s", mlmx_last_error());
+        x->P = x->lifted;
     }
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -92,7 +90,6 @@ static void setup_lift(fixture *x, const char *csv, const char *formula, mlmx_fa
     x->S = mlmx_gb_engine_shared(&x->E);
     cr_assert_not_null(x->S);
     cr_assert(x->S->q >= 2 && x->S->nth == x->S->q * (x->S->q + 1) / 2);
-    cr_assert(lift == 0.0 || x->S->q == 2);
 }
 
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam)
@@ -104,15 +101,8 @@ static void teardown(fixture *x)
 {
     if (x->E.free)
         x->E.free(x->E.impl);
-    mlmx_problem_free(x->P);
-    mlmx_fit_free(x->f);
-    mlmx_model_free(x->m);
-    mlmx_data_free(x->d);
-}
-
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
+    mlmx_problem_free(x->lifted);
+    glmmfit_close(&x->g);
 }
 
 /* A replicate's scratch: y (n) and the modes (nclu q), zeroed. */
@@ -157,7 +147,7 @@ static void criterion_check(const char *csv, const char *formula, mlmx_family fa
     mlmx_glmm *g = NULL;
     mlmx_error e;
     mlmx_err_clear(&e);
-    cr_assert_eq(mlmx_glmm_create(x.m, fam, MLMX_LINK_DEFAULT, mlmx_backend_cpu(), &g, &e),
+    cr_assert_eq(mlmx_glmm_create(x.g.m, fam, MLMX_LINK_DEFAULT, mlmx_backend_cpu(), &g, &e),
                  MLMX_OK, "%s", e.msg);
     cr_assert_eq(mlmx_glmm_set_response(g, y, &e), MLMX_OK, "%s", e.msg);
     const int grad = mlmx_glmm_has_grad(g);
@@ -472,27 +462,14 @@ Test(glmm_vec_batch, one_and_two_threads_identical, .timeout = 300)
 static void refused(const char *csv, const char *formula, mlmx_family fam, int nagq,
                     const char *why)
 {
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.nagq = nagq;
-    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    glmmfit x;
+    glmmfit_open(&x, csv, formula, fam, nagq);
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
-    cr_expect_eq(mlmx_gb_engine_init(P, &E, &err), MLMX_ERR_UNSUPPORTED);
+    cr_expect_eq(mlmx_gb_engine_init(x.P, &E, &err), MLMX_ERR_UNSUPPORTED);
     cr_expect(strstr(err.msg, why) != NULL, "message '%s' lacks '%s'", err.msg, why);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
+    glmmfit_close(&x);
 }
 
 Test(glmm_vec_batch, uncovered_vector_models_are_refused_with_a_reason, .timeout = 300)

@@ -23,6 +23,14 @@
 #include "replicate/glmm_batch_engine.h"
 
 
+/* The kernels' per-thread local memory (ptxas, sm_90: the largest stack
+ * frame of kernels/glmm_batch.cu's eight instantiations, family x scalar
+ * or vector term, rounded up; docs/performance.md), which the driver
+ * reserves for every thread the device can hold at once, counted for an
+ * H200 (132 SMs x 2048 threads) as the other engines count theirs. */
+#define GB_LOCAL_BYTES ((size_t)4096)
+#define GB_RESIDENT_THREADS ((size_t)132 * 2048)
+
 typedef struct gb_impl {
     const mlmx_problem *P;
     mlmx_gb_shared S;
@@ -455,7 +463,7 @@ mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 #else
     E->gpu_rows = NULL;
 #endif
-    E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S);
+    E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S) + GB_RESIDENT_THREADS * GB_LOCAL_BYTES;
     E->gpu_rep_bytes = mlmx_gb_rep_bytes(&I->S);
     E->free = gb_free;
     if (I->S.ne > 0)
