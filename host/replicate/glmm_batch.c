@@ -28,7 +28,7 @@
  * or vector term, rounded up; docs/performance.md), which the driver
  * reserves for every thread the device can hold at once, counted for an
  * H200 (132 SMs x 2048 threads) as the other engines count theirs. */
-#define GB_LOCAL_BYTES ((size_t)4096)
+#define GB_LOCAL_BYTES ((size_t)3072)
 #define GB_RESIDENT_THREADS ((size_t)132 * 2048)
 
 typedef struct gb_impl {
