@@ -201,6 +201,10 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
     if (!VEC) {
         S.q = 1;
         S.nth = 1;
+    } else {
+        /* q in {2, 3} visibly, so that the scalar cluster code folds away */
+        S.q = S.q >= 3 ? 3 : 2;
+        S.nth = S.q == 3 ? 6 : 3;
     }
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     for (;;) {
