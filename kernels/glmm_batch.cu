@@ -134,21 +134,25 @@ static __device__ __forceinline__ void gb_warp_replicate(const mlmx_gb_shared &S
     if (isfinite(cst)) {
         gb_warp_bfgs(&S, &R, q, cst, 0, lane);
         /* a vector term's singular ordinal or NB2 fit: the restart with
-         * the singular entries held (mlmx_gb_polish_point), as the CPU */
-        int held = 0, ev = 0;
-        if (lane == 0 && !q->failed && isfinite(q->fx)) {
-            held = mlmx_gb_polish_point(&S, q->x, xs);
-            ev = q->n_evals;
-            if (held)
-                mlmx_qn_begin(q, xs, S.lb, NULL, &S.cfg, S.hinv0);
-        }
-        held = __shfl_sync(GB_FULL, held, 0);
-        __syncwarp();
-        if (held) {
-            gb_warp_bfgs(&S, &R, q, cst, held, lane);
-            if (lane == 0)
-                q->n_evals += ev;
+         * the singular entries held (mlmx_gb_polish_point), as the CPU;
+         * the test is a constant in the other instantiations, which then
+         * carry no second copy of the loop */
+        if (S.q > 1 && S.ne > 0) {
+            int held = 0, ev = 0;
+            if (lane == 0 && !q->failed && isfinite(q->fx)) {
+                held = mlmx_gb_polish_point(&S, q->x, xs);
+                ev = q->n_evals;
+                if (held)
+                    mlmx_qn_begin(q, xs, S.lb, NULL, &S.cfg, S.hinv0);
+            }
+            held = __shfl_sync(GB_FULL, held, 0);
             __syncwarp();
+            if (held) {
+                gb_warp_bfgs(&S, &R, q, cst, held, lane);
+                if (lane == 0)
+                    q->n_evals += ev;
+                __syncwarp();
+            }
         }
     }
     const int ok = isfinite(cst) && !q->failed && isfinite(q->fx);
