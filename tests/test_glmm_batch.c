@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "random.h"
 #include "replicate/glmm_batch_engine.h"
@@ -30,38 +31,14 @@
 #define NREP 20
 #define SEED 20240611u
 
-typedef struct fixture {
-    mlmx_data *d;
-    mlmx_model *m;
-    mlmx_fit *f;
-    mlmx_problem *P;
-} fixture;
+typedef glmmfit fixture;
 
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam, int nagq)
 {
-    memset(x, 0, sizeof *x);
-    cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.nagq = nagq;
-    cr_assert_eq(mlmx_fit_glmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(x->f, &x->P), MLMX_OK, "%s", mlmx_last_error());
+    glmmfit_open(x, csv, formula, fam, nagq);
 }
 
-static void teardown(fixture *x)
-{
-    mlmx_problem_free(x->P);
-    mlmx_fit_free(x->f);
-    mlmx_model_free(x->m);
-    mlmx_data_free(x->d);
-}
-
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
+static void teardown(fixture *x) { glmmfit_close(x); }
 
 /* Agreement asked of one comparison: relative (+ the same absolute) for
  * theta, beta and the extra parameters (thresholds, size); relative for

@@ -10,7 +10,10 @@
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
  * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
- * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs
+ * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs with
+ * one vector term of 2 or 3 correlated columns, (1 + x|g) (the same
+ * families, Laplace; the glmm-1ri engine's vector path, reported as
+ * "glmm-vec", kernels/glmm_batch_vec.h), GLMMs
  * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
  * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
  * scalar terms, crossed or nested, whose non-first terms have at most 256
@@ -43,7 +46,8 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest",
+    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-vec"
+                        * (glmm-1ri's engine on a vector term), "glmm-nest",
                         * "glmm-crossed" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
