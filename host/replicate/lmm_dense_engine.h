@@ -15,4 +15,11 @@ const mlmx_ld_model *mlmx_ld_engine_model(const mlmx_batch_engine *E);
  * parity tests, which check both). Ignored for other engines. */
 void mlmx_ld_engine_set_mapping(mlmx_batch_engine *E, int mapping);
 
+/* Why an engine for a model of M's dimensions (m, m_re, p, nt, q1,
+ * maxrows, ntm are read) would be too large: its replicate scratch at
+ * MLMX_LD_BLOCK_LANES lanes over MLMX_LD_SCRATCH_MAX bytes (message in buf,
+ * which is returned); NULL when it fits. mlmx_ld_engine_init refuses such
+ * models with this message. */
+const char *mlmx_ld_size_refusal(const mlmx_ld_model *M, char *buf, size_t len);
+
 #endif
