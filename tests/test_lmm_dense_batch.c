@@ -382,7 +382,8 @@ Test(lmm_dense_batch, too_large_a_dense_block_is_refused, .timeout = 60)
 
 /* The registry's choice: crossed models to lmm-crossed, nested ones to the
  * specialised lmm-nest, which comes first. */
-static void expect_engine(const char *csv, const char *formula, const char *name)
+static void expect_engine(const char *csv, const char *formula, const char *name,
+                          int cpu_slower)
 {
     setup s;
     memset(&s, 0, sizeof s);
@@ -396,14 +397,17 @@ static void expect_engine(const char *csv, const char *formula, const char *name
     mlmx_err_clear(&e);
     cr_assert_eq(mlmx_batch_engine_create(s.P, &s.E, &e), MLMX_OK, "%s", e.msg);
     cr_expect_str_eq(s.E->name, name, "%s", formula);
+    cr_expect_eq(s.E->cpu_slower, cpu_slower, "%s: cpu_slower", formula);
     close_model(&s);
 }
 
 Test(lmm_dense_batch, the_registry_picks_it_for_crossed_models, .timeout = 60)
 {
-    expect_engine(PEN, PENF, "lmm-crossed");
-    expect_engine(SIMC, SIMCF, "lmm-crossed");
-    expect_engine(PAS, PASF, "lmm-nest");
+    expect_engine(PEN, PENF, "lmm-crossed", 0);
+    expect_engine(SIMC, SIMCF, "lmm-crossed", 0);
+    expect_engine(PAS, PASF, "lmm-nest", 0);
+    /* past MLMX_LD_CPU_MAX_M columns: the engine, flagged slower on the CPU */
+    expect_engine(SIMC, SIMC194F, "lmm-crossed", 1);
 }
 
 Test(lmm_dense_batch, one_term_models_stay_with_lmm_1term)

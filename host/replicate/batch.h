@@ -66,6 +66,13 @@ typedef struct mlmx_batch_engine {
      * (NULL: not written). Not called while a job runs. NULL: the engine's
      * models have no extra parameters. */
     void (*set_extra_out)(void *impl, double *extra);
+    /* 1 when the engine's CPU rows are measured slower than workspace
+     * refits for this model (lmm-crossed with a dense block of over
+     * MLMX_LD_CPU_MAX_M columns: docs/performance.md). The runner's CPU
+     * runs (--device cpu, or auto resolving to the CPU) then refit through
+     * workspaces; device runs still use the engine, and cpu_rows still
+     * works (the tests call it). 0 (the default) otherwise. */
+    int cpu_slower;
 } mlmx_batch_engine;
 
 /* The engine that covers P, created from P (which must outlive it).

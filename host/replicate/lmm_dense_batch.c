@@ -323,6 +323,7 @@ mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->name = ld_name;
     E->impl = I;
     E->cpu_rows = ld_cpu_rows;
+    E->cpu_slower = M->m > MLMX_LD_CPU_MAX_M;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = ld_gpu_rows;
     E->gpu_sim = ld_gpu_sim;

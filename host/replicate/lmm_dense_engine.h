@@ -6,6 +6,14 @@
 #include "lmm_dense_batch.h"
 #include "replicate/batch.h"
 
+/* The largest dense block (columns) whose replicates the engine's CPU rows
+ * refit about as fast as workspaces (0.6-1.4x, bench/bench_lmm_dense.c,
+ * docs/performance.md); over it the workspaces win (0.4x at 103-153
+ * columns, 0.15x at 303, 0.03x at 345 with 5 theta: the dual-number dense
+ * Cholesky costs O(m^3 nd), the workspaces' factor less), so the engine
+ * sets cpu_slower and the runner's CPU runs use workspaces. */
+#define MLMX_LD_CPU_MAX_M 64
+
 /* The shared structure of an engine filled by mlmx_ld_engine_init (owned
  * by the engine, valid until E->free); NULL for any other engine. */
 const mlmx_ld_model *mlmx_ld_engine_model(const mlmx_batch_engine *E);
