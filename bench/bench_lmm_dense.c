@@ -271,26 +271,24 @@ int main(int argc, char **argv)
     const size_t ncpu = argc > 1 ? (size_t)atol(argv[1]) : 4000;
     const size_t ngpu = argc > 2 ? (size_t)atol(argv[2]) : 100000;
     const char *cs = argc > 3 ? argv[3] : "penicillin";
-    const char *csv, *formula;
-    if (strcmp(cs, "penicillin") == 0) {
-        csv = "data/penicillin.csv";
-        formula = "diameter ~ 1 + (1|plate) + (1|sample)";
-    } else if (strcmp(cs, "pastes") == 0) {
-        csv = "data/pastes.csv";
-        formula = "strength ~ 1 + (1|batch/cask)";
-    } else if (strcmp(cs, "sim_crossed") == 0) {
-        csv = "data/sim_crossed.csv";
-        formula = "score ~ time * grp + (1 + time|student) + (1|teacher)";
-    } else if (strcmp(cs, "sc194") == 0) {
-        csv = "data/sim_crossed.csv";
-        formula = "score ~ time + grp + (time||student) + (1|teacher)";
-    } else if (strcmp(cs, "sc345") == 0) {
-        csv = "data/sim_crossed.csv";
-        formula = "score ~ time * grp + (1 + time|student) + (1|teacher) + (1|student:teacher)";
-    } else if (strncmp(cs, "synth:", 6) == 0 && atoi(cs + 6) >= 2 && atoi(cs + 6) <= 600) {
-        csv = NULL;
+    static const char *const cases[][3] = {
+        {"penicillin", "data/penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)"},
+        {"pastes", "data/pastes.csv", "strength ~ 1 + (1|batch/cask)"},
+        {"sim_crossed", "data/sim_crossed.csv",
+         "score ~ time * grp + (1 + time|student) + (1|teacher)"},
+        {"sc194", "data/sim_crossed.csv", "score ~ time + grp + (time||student) + (1|teacher)"},
+        {"sc345", "data/sim_crossed.csv",
+         "score ~ time * grp + (1 + time|student) + (1|teacher) + (1|student:teacher)"},
+    };
+    const char *csv = NULL, *formula = NULL;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        if (strcmp(cs, cases[k][0]) == 0) {
+            csv = cases[k][1];
+            formula = cases[k][2];
+        }
+    if (!formula && strncmp(cs, "synth:", 6) == 0 && atoi(cs + 6) >= 2 && atoi(cs + 6) <= 600)
         formula = "y ~ x + (1|s) + (1|item)";
-    } else {
+    if (!formula) {
         fprintf(stderr, "bench_lmm_dense: unknown case '%s'\n", cs);
         return 2;
     }

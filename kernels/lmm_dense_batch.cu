@@ -115,6 +115,24 @@ static int ld_lanes(const mlmx_ld_model *M, int mapping)
 
 /* ------------------------------------------------------------ kernels */
 
+/* Replicate rep (output row r) on the nlanes lanes of a warp or a block:
+ * its work block (ld_work_len) at w, its optimizer state at base in shared
+ * memory (ld_warp_shared(nt) doubles); lane 0 simulates, all lanes fit. */
+static __device__ void ld_replicate(const mlmx_ld_model *M, uint64_t seed, uint64_t rep,
+                                    double *w, double *base, int lane, int nlanes,
+                                    const mlmx_ld_out *o, size_t r)
+{
+    const size_t qs = (sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double);
+    mlmx_qn_state *q = (mlmx_qn_state *)base;
+    double *qstore = base + qs;
+    int *qact = (int *)(qstore + 8 * M->nt + M->nt * M->nt);
+    double *resp = w + M->nu, *scr = resp + mlmx_ld_resp_len(M);
+    if (lane == 0)
+        mlmx_ld_simulate(M, seed, rep, w, resp, 0);
+    mlmx_ld_sync(nlanes);
+    mlmx_ld_fit(M, resp, scr, q, qstore, qact, lane, nlanes, o, r);
+}
+
 __global__ void __launch_bounds__(32 * LD_WARPS)
     mlmx_ld_warp_kernel(mlmx_ld_model M, uint64_t seed, const uint64_t *__restrict__ reps,
                         size_t count, double *work, size_t wlen, mlmx_ld_out o)
@@ -124,16 +142,8 @@ __global__ void __launch_bounds__(32 * LD_WARPS)
     const size_t r = (size_t)blockIdx.x * LD_WARPS + (size_t)w;
     if (r >= count)
         return; /* the whole warp: every lane has the same r */
-    double *base = ld_smem + (size_t)w * ld_warp_shared(M.nt);
-    const size_t qs = (sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double);
-    mlmx_qn_state *q = (mlmx_qn_state *)base;
-    double *qstore = base + qs;
-    int *qact = (int *)(qstore + 8 * M.nt + M.nt * M.nt);
-    double *b = work + r * wlen, *resp = b + M.nu, *scr = resp + mlmx_ld_resp_len(&M);
-    if (lane == 0)
-        mlmx_ld_simulate(&M, seed, reps[r], b, resp, 0);
-    __syncwarp();
-    mlmx_ld_fit(&M, resp, scr, q, qstore, qact, lane, 32, &o, r);
+    ld_replicate(&M, seed, reps[r], work + r * wlen, ld_smem + (size_t)w * ld_warp_shared(M.nt),
+                 lane, 32, &o, r);
 }
 
 __global__ void __launch_bounds__(LD_THREADS)
@@ -163,15 +173,7 @@ __global__ void __launch_bounds__(LD_BLOCK_LANES)
     const size_t r = blockIdx.x;
     if (r >= count)
         return; /* the whole block: every thread has the same r */
-    const size_t qs = (sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double);
-    mlmx_qn_state *q = (mlmx_qn_state *)ld_smem;
-    double *qstore = ld_smem + qs;
-    int *qact = (int *)(qstore + 8 * M.nt + M.nt * M.nt);
-    double *b = work + r * wlen, *resp = b + M.nu, *scr = resp + mlmx_ld_resp_len(&M);
-    if (lane == 0)
-        mlmx_ld_simulate(&M, seed, reps[r], b, resp, 0);
-    __syncthreads();
-    mlmx_ld_fit(&M, resp, scr, q, qstore, qact, lane, LD_BLOCK_LANES, &o, r);
+    ld_replicate(&M, seed, reps[r], work + r * wlen, ld_smem, lane, LD_BLOCK_LANES, &o, r);
 }
 
 /* Responses only: replicate r's y into y + r*n (model order). */

@@ -8,7 +8,9 @@
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
- * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
+ * a dense block (any size whose replicate scratch is at most 256 MiB:
+ * kernels/lmm_dense_batch.h; past 64 columns the CPU runs use workspaces,
+ * see cpu_slower),
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
  * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
  * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
@@ -90,7 +92,8 @@ mlmx_status mlmx_nb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
- * other terms with X and y a dense block of at most 48 columns. */
+ * other terms with X and y a dense block whose replicate scratch is at
+ * most MLMX_LD_SCRATCH_MAX bytes. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* CPU scratch for engines whose cpu_rows needs heap memory: a caller

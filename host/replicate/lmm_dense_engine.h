@@ -19,8 +19,9 @@
 const mlmx_ld_model *mlmx_ld_engine_model(const mlmx_batch_engine *E);
 
 /* The device mapping the engine's gpu_rows uses: 0 chooses by size (the
- * default), 1 one replicate per thread, 2 one replicate per warp (for the
- * parity tests, which check both). Ignored for other engines. */
+ * default), 1 one replicate per thread, 2 one replicate per warp, 3 one
+ * replicate per block of MLMX_LD_BLOCK_LANES threads (for the parity
+ * tests, which check each). Ignored for other engines. */
 void mlmx_ld_engine_set_mapping(mlmx_batch_engine *E, int mapping);
 
 /* Why an engine for a model of M's dimensions (m, m_re, p, nt, q1,
