@@ -40,7 +40,7 @@ extern "C" {
 
 #define LD_WARPS 4     /* replicates (warps) per block in the warp mapping */
 #define LD_THREADS 128 /* threads per block in the thread mapping */
-#define LD_BLOCK_LANES MLMX_LD_BLOCK_LANES /* threads (lanes) of one replicate in the block mapping */
+#define LD_BLOCK_LANES MLMX_LD_BLOCK_LANES /* threads of one replicate, block mapping */
 #define LD_BLOCK_MIN_M 64 /* the block mapping above this many dense columns (a guess) */
 #define LD_ALIGN 16
 

@@ -4,9 +4,10 @@
  * block of m = sum_{k>=2} l_k q_k + p + 1 columns, a runtime size whose
  * only cap is the replicate's scratch (MLMX_LD_SCRATCH_MAX) (crossed terms
  * like Penicillin's plate x sample or sim_crossed's students x teachers,
- * or nested ones like Pastes'): simulate the response (keyed as mlmx_workspace_simulate), form
- * its statistics, and fit it by the ask/tell BFGS of qn.h on the profiled
- * (RE)ML criterion and its exact gradient. Written once, compiled as C for
+ * or nested ones like Pastes'): simulate the response (keyed as
+ * mlmx_workspace_simulate), form its statistics, and fit it by the
+ * ask/tell BFGS of qn.h on the profiled (RE)ML criterion and its exact
+ * gradient. Written once, compiled as C for
  * the CPU engine (host/replicate/lmm_dense_batch.c) and as CUDA for the
  * device engine (kernels/lmm_dense_batch.cu): the CPU tests run the very
  * arithmetic the GPU runs.
@@ -44,17 +45,17 @@
  * Parallel form. Every evaluation function takes (lane, nlanes), nlanes a
  * power of two (an owner is found by masking, not by a division): the CPU
  * passes (0, 1); a CUDA warp passes (lane, 32) and a thread block (lane,
- * blockDim.x) with blockDim.x 128 or 256 (the block mapping, for large
- * dense blocks). The first-term levels are spread over the lanes, nlanes
- * at a time; then each of those levels' Schur downdate is dealt out over
- * the lanes by row pair (a barrier after each level, so every entry is
- * downdated in level order, whatever nlanes); the dense Cholesky's column
- * division and trailing updates are dealt out over the lanes, with a
- * barrier (mlmx_ld_sync: __syncwarp for a warp, __syncthreads for a block)
- * between phases. Each dense entry sees the same operations in the same
- * order for any nlanes; only the sum of the levels' log-determinants over
- * the lanes is added in another order. Every lane returns the same
- * criterion and gradient.
+ * blockDim.x), blockDim.x = MLMX_LD_BLOCK_LANES (the block mapping, for
+ * large dense blocks; the lane tests also run 256). The first-term levels
+ * are spread over the lanes, nlanes at a time; then each of those levels'
+ * Schur downdate is dealt out over the lanes by row pair (a barrier after
+ * each level, so every entry is downdated in level order, whatever
+ * nlanes); the dense Cholesky's column division and trailing updates are
+ * dealt out over the lanes, with a barrier (mlmx_ld_sync: __syncwarp for a
+ * warp, __syncthreads for a block) between phases. Each dense entry sees
+ * the same operations in the same order for any nlanes; only the sum of
+ * the levels' log-determinants over the lanes is added in another order.
+ * Every lane returns the same criterion and gradient.
  *
  * Storage. Dual numbers are nd consecutive doubles (value first). The
  * dense block is packed lower triangular by rows: entry (a, b), a >= b, at
