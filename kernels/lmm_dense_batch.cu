@@ -48,7 +48,7 @@ extern "C" {
  * driver reserves for the kernels' stack frames is counted for this many */
 #define LD_RESIDENT_THREADS ((size_t)132 * 2048)
 /* the largest of the three kernels' stack frames (ptxas, sm_90, CUDA 13.0:
- * thread 1,232, warp 1,104, block 1,088 bytes; spills included), rounded
+ * thread 1,232, warp 1,056, block 1,088 bytes; spills included), rounded
  * up. It was ~6 KB before the per-level temporaries moved into each lane's
  * slot of the global scratch. */
 #define LD_STACK_BYTES ((size_t)1280)
