@@ -85,7 +85,7 @@
  * holds at least 128 replicates (the chunk planner's alignment), 32 GiB of
  * an H200's 141, and every CPU thread holds one; it also keeps the packed
  * indices (m (m + 1) / 2 < 2^31, m < 8,192 at any dual width) in an int.
- * InstEval's 1,159 columns with 3 theta need 21.5 MiB. */
+ * InstEval's 1,159 columns with 3 theta need 21 MiB (128 lanes). */
 #define MLMX_LD_SCRATCH_MAX ((size_t)256 << 20)
 #define MLMX_LD_BLOCK_LANES 128 /* lanes of one replicate in the device's block mapping */
 #define MLMX_LD_NTMAX 16 /* theta entries */
