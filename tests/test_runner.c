@@ -52,9 +52,12 @@ static int have_device(void)
 
 #define SLEEP MLMX_SOURCE_DIR "/data/sleepstudy.csv"
 #define SLEEPF "Reaction ~ Days + (Days|Subject)"
-/* crossed terms with a dense block too large for lmm-crossed (194 columns) */
-#define PEN MLMX_SOURCE_DIR "/data/sim_crossed.csv"
-#define PENF "score ~ time + grp + (time||student) + (1|teacher)"
+/* a model no batch engine covers: nine crossed terms (lmm-crossed takes at
+ * most 8; repeated terms keep the fit cheap) */
+#define PEN MLMX_SOURCE_DIR "/data/penicillin.csv"
+#define PENF                                                                              \
+    "diameter ~ 1 + (1|plate) + (1|sample) + (1|plate) + (1|sample) + (1|plate) + "     \
+    "(1|sample) + (1|plate) + (1|sample) + (1|plate)"
 
 Test(runner, cpu_takes_the_engine_where_one_covers_the_model)
 {
@@ -107,6 +110,32 @@ Test(runner, cpu_uses_workspaces_for_a_crossed_model)
     cr_expect(strstr(mlmx_runner_note(R), "more than one random-effect term") != NULL, "%s",
               mlmx_runner_note(R));
     mlmx_runner_free(R);
+    unfit(&x);
+}
+
+/* lmm-crossed covers (time||student) + (1|teacher) (194 dense columns), but
+ * its CPU rows are slower than workspaces there (engine cpu_slower): the
+ * CPU refits through workspaces; the GPU would take the engine. */
+Test(runner, cpu_uses_workspaces_where_the_engine_is_slower, .timeout = 60)
+{
+    fitted x;
+    fit_model(&x, MLMX_SOURCE_DIR "/data/sim_crossed.csv",
+              "score ~ time + grp + (time||student) + (1|teacher)");
+    mlmx_runner *R = NULL;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_CPU, 2, 10, &R, &e), MLMX_OK, "%s", e.msg);
+    cr_expect_str_eq(mlmx_runner_device(R), "cpu: workspaces, 2 threads (faster on the CPU "
+                     "than the lmm-crossed engine for this model)");
+    mlmx_runner_free(R);
+    if (!have_device()) { /* auto: the CPU's workspaces too, with the note */
+        cr_assert_eq(mlmx_runner_create(x.P, MLMX_DEVICE_AUTO, 1, 5000, &R, &e), MLMX_OK);
+        cr_expect(strstr(mlmx_runner_device(R), "cpu: workspaces") != NULL, "%s",
+                  mlmx_runner_device(R));
+        cr_expect(strstr(mlmx_runner_note(R), "device auto: running on the CPU") != NULL, "%s",
+                  mlmx_runner_note(R));
+        mlmx_runner_free(R);
+    }
     unfit(&x);
 }
 

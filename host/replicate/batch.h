@@ -8,7 +8,9 @@
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
- * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
+ * a dense block (any size whose replicate scratch is at most 256 MiB:
+ * kernels/lmm_dense_batch.h; past 64 columns the CPU runs use workspaces,
+ * see cpu_slower),
  * GLMMs with one scalar random intercept (binomial logit, Poisson log,
  * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs with
  * one vector term of 2 or 3 correlated columns, (1 + x|g) (the same
@@ -75,6 +77,13 @@ typedef struct mlmx_batch_engine {
      * (NULL: not written). Not called while a job runs. NULL: the engine's
      * models have no extra parameters. */
     void (*set_extra_out)(void *impl, double *extra);
+    /* 1 when the engine's CPU rows are measured slower than workspace
+     * refits for this model (lmm-crossed with a dense block of over
+     * MLMX_LD_CPU_MAX_M columns: docs/performance.md). The runner's CPU
+     * runs (--device cpu, or auto resolving to the CPU) then refit through
+     * workspaces; device runs still use the engine, and cpu_rows still
+     * works (the tests call it). 0 (the default) otherwise. */
+    int cpu_slower;
 } mlmx_batch_engine;
 
 /* The engine that covers P, created from P (which must outlive it).
@@ -92,7 +101,8 @@ mlmx_status mlmx_nb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
- * other terms with X and y a dense block of at most 48 columns. */
+ * other terms with X and y a dense block whose replicate scratch is at
+ * most MLMX_LD_SCRATCH_MAX bytes. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 /* glmm-crossed (glmm_crossed_batch.c): GLMMs with 2-8 scalar terms,
  * crossed or nested, binomial logit or Poisson log, Laplace; the terms
