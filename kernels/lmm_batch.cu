@@ -14,6 +14,7 @@ extern "C" {
 #include "lmm_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "lmm_batch.h"
 
 static size_t g_cur_bytes, g_peak_bytes;
@@ -118,15 +119,6 @@ __global__ void mlmx_lb_sim_kernel(mlmx_lb_model M, uint64_t seed, const uint64_
                      y + i * (size_t)M.n);
 }
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;  \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
 
 static size_t row_bytes(const mlmx_lb_model *M)
 {
@@ -202,15 +194,15 @@ extern "C" mlmx_status mlmx_cuda_lb_create(const mlmx_lb_model *M, mlmx_cuda_lb 
         return MLMX_ERR_NOMEM;
     }
     mlmx_cuda_lb_bytes(M, &c->fixed_bytes, &per_rep);
-    CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    CK(dev_alloc(&c->fixed, c->fixed_bytes));
-    CK(upload(c, M));
-    CK(cudaStreamSynchronize(c->stream));
+    MLMX_CUDA_CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    MLMX_CUDA_CK(dev_alloc(&c->fixed, c->fixed_bytes));
+    MLMX_CUDA_CK(upload(c, M));
+    MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     {
         int dev = 0, sms = 0, per_sm = 0;
-        CK(cudaGetDevice(&dev));
-        CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_lb_kernel, LB_THREADS, 0));
+        MLMX_CUDA_CK(cudaGetDevice(&dev));
+        MLMX_CUDA_CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        MLMX_CUDA_CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_lb_kernel, LB_THREADS, 0));
         c->resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1) * LB_THREADS;
     }
 done:
@@ -268,7 +260,7 @@ extern "C" mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const ui
         return MLMX_OK;
     const size_t nt = (size_t)c->M.nt, p = (size_t)c->M.p, d = sizeof(double);
     const size_t nz = (size_t)c->M.nblk * (size_t)c->M.q;
-    CK(reserve(c, count));
+    MLMX_CUDA_CK(reserve(c, count));
     {
         char *base = (char *)c->rows;
         size_t off = 0;
@@ -288,19 +280,19 @@ extern "C" mlmx_status mlmx_cuda_lb_run(mlmx_cuda_lb *c, uint64_t seed, const ui
         o.conv = (signed char *)put(base, &off, NULL, count, c->stream, &e);
         o.sing = (signed char *)put(base, &off, NULL, count, c->stream, &e);
         o.status = (signed char *)put(base, &off, NULL, count, c->stream, &e);
-        CK(e);
-        CK(launch_lb(&c->M, seed, dreps, count, lev, slots, &o, next, c->stream));
-        CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(e);
+        MLMX_CUDA_CK(launch_lb(&c->M, seed, dreps, count, lev, slots, &o, next, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
         if (se)
-            CK(cudaMemcpyAsync(se, o.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(sigma, o.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(crit, o.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(nev, o.nev, count * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(conv, o.conv, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(sing, o.sing, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(status, o.status, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaStreamSynchronize(c->stream));
+            MLMX_CUDA_CK(cudaMemcpyAsync(se, o.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(sigma, o.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(crit, o.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(nev, o.nev, count * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(conv, o.conv, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(sing, o.sing, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(status, o.status, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     return st;
@@ -317,7 +309,7 @@ extern "C" mlmx_status mlmx_cuda_mem_info(size_t *free_bytes, size_t *total_byte
         snprintf(msg, msglen, "no CUDA device");
         return MLMX_ERR_UNSUPPORTED;
     }
-    CK(cudaMemGetInfo(free_bytes, total_bytes));
+    MLMX_CUDA_CK(cudaMemGetInfo(free_bytes, total_bytes));
 done:
     return st;
 }
@@ -376,19 +368,19 @@ extern "C" mlmx_status mlmx_cuda_lb_simulate(mlmx_cuda_lb *c, uint64_t seed, con
     const size_t nz = (size_t)c->M.nblk * (size_t)c->M.q, n = (size_t)c->M.n;
     const size_t bytes = (2 * nz + n) * count * sizeof(double) + count * sizeof(uint64_t);
     void *buf = NULL;
-    CK(dev_alloc(&buf, bytes));
+    MLMX_CUDA_CK(dev_alloc(&buf, bytes));
     {
         double *lev = (double *)buf, *dy = lev + 2 * nz * count;
         uint64_t *dreps = (uint64_t *)(dy + n * count);
         const int threads = 128;
         const size_t blocks = (count + threads - 1) / threads;
-        CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+        MLMX_CUDA_CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
                            c->stream));
         mlmx_lb_sim_kernel<<<(unsigned)blocks, threads, 0, c->stream>>>(c->M, seed, dreps, count,
                                                                        lev, dy);
-        CK(cudaGetLastError());
-        CK(cudaMemcpyAsync(y, dy, n * count * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaStreamSynchronize(c->stream));
+        MLMX_CUDA_CK(cudaGetLastError());
+        MLMX_CUDA_CK(cudaMemcpyAsync(y, dy, n * count * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     dev_free(buf, bytes);

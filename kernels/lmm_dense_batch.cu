@@ -36,6 +36,7 @@ extern "C" {
 #include "lmm_dense_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "lmm_dense_batch.h"
 
 #define LD_WARPS 4     /* replicates (warps) per block in the warp mapping */
@@ -212,15 +213,6 @@ static cudaError_t launch_ld(const mlmx_ld_model *M, int lanes, uint64_t seed,
 
 /* ------------------------------------------------------------ entries */
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;  \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
 
 /* The next aligned slot of `bytes` in an allocation at base (NULL: only
  * count), filled from src when given. */
@@ -300,11 +292,11 @@ extern "C" mlmx_status mlmx_cuda_ld_create(const mlmx_ld_model *M, mlmx_cuda_ld 
     {
         cudaError_t e = cudaSuccess;
         c->fixed_bytes = ld_upload(NULL, M, &c->M, 0, &e);
-        CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-        CK(ld_alloc(&c->fixed, c->fixed_bytes));
+        MLMX_CUDA_CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+        MLMX_CUDA_CK(ld_alloc(&c->fixed, c->fixed_bytes));
         ld_upload((char *)c->fixed, M, &c->M, c->stream, &e);
-        CK(e);
-        CK(cudaStreamSynchronize(c->stream));
+        MLMX_CUDA_CK(e);
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     if (st) {
@@ -382,22 +374,22 @@ extern "C" mlmx_status mlmx_cuda_ld_run(mlmx_cuda_ld *c, int mapping, uint64_t s
         double *work;
         uint64_t *dreps;
         mlmx_ld_out o;
-        CK(reserve(c, carve(NULL, M, count, lanes, se != NULL, &work, &dreps, &o)));
+        MLMX_CUDA_CK(reserve(c, carve(NULL, M, count, lanes, se != NULL, &work, &dreps, &o)));
         carve((char *)c->rows, M, count, lanes, se != NULL, &work, &dreps, &o);
-        CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+        MLMX_CUDA_CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
                            c->stream));
-        CK(launch_ld(M, lanes, seed, dreps, count, work, &o, c->stream));
-        CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(launch_ld(M, lanes, seed, dreps, count, work, &o, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
         if (se)
-            CK(cudaMemcpyAsync(se, o.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(sigma, o.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(crit, o.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(nev, o.nev, count * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(conv, o.conv, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(sing, o.sing, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(status, o.status, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaStreamSynchronize(c->stream));
+            MLMX_CUDA_CK(cudaMemcpyAsync(se, o.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(sigma, o.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(crit, o.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(nev, o.nev, count * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(conv, o.conv, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(sing, o.sing, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(status, o.status, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     return st;
@@ -419,17 +411,17 @@ extern "C" mlmx_status mlmx_cuda_ld_simulate(mlmx_cuda_ld *c, uint64_t seed, con
     {
         const size_t n = (size_t)c->M.n, nu = (size_t)(c->M.nu > 0 ? c->M.nu : 1);
         bytes = (nu + n) * count * sizeof(double) + count * sizeof(uint64_t);
-        CK(ld_alloc(&buf, bytes));
+        MLMX_CUDA_CK(ld_alloc(&buf, bytes));
         double *bb = (double *)buf, *dy = bb + nu * count;
         uint64_t *dreps = (uint64_t *)(dy + n * count);
         const size_t blocks = (count + LD_THREADS - 1) / LD_THREADS;
-        CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+        MLMX_CUDA_CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
                            c->stream));
         mlmx_ld_sim_kernel<<<(unsigned)blocks, LD_THREADS, 0, c->stream>>>(c->M, seed, dreps,
                                                                          count, bb, dy);
-        CK(cudaGetLastError());
-        CK(cudaMemcpyAsync(y, dy, n * count * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaStreamSynchronize(c->stream));
+        MLMX_CUDA_CK(cudaGetLastError());
+        MLMX_CUDA_CK(cudaMemcpyAsync(y, dy, n * count * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     ld_dev_free(buf, bytes);

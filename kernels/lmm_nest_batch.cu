@@ -29,6 +29,7 @@ extern "C" {
 #include "lmm_nest_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "lmm_nest_batch.h"
 
 #define NB_WARPS 4          /* replicates (warps) per block, warp mapping */
@@ -185,15 +186,6 @@ static cudaError_t launch_nb(const mlmx_nb_model *M, int mapping, uint64_t seed,
 
 /* ------------------------------------------------------------ entries */
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
 
 /* The structure's arrays and their lengths in bytes, in upload order. */
 typedef struct nb_part {
@@ -295,10 +287,10 @@ extern "C" mlmx_status mlmx_cuda_nb_create(const mlmx_nb_model *M, mlmx_cuda_nb 
         return MLMX_ERR_NOMEM;
     }
     c->fixed_bytes = structure_bytes(M);
-    CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    CK(mlmx_cuda_batch_alloc(&c->fixed, c->fixed_bytes));
-    CK(upload(c, M));
-    CK(cudaStreamSynchronize(c->stream));
+    MLMX_CUDA_CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    MLMX_CUDA_CK(mlmx_cuda_batch_alloc(&c->fixed, c->fixed_bytes));
+    MLMX_CUDA_CK(upload(c, M));
+    MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
 done:
     if (st) {
         mlmx_cuda_nb_free(c);
@@ -365,7 +357,7 @@ extern "C" mlmx_status mlmx_cuda_nb_run(mlmx_cuda_nb *c, int mapping, uint64_t s
         snprintf(msg, msglen, "mlmx_cuda_nb_run: %zu replicates overflow the buffer size", count);
         return MLMX_ERR_ARG;
     }
-    CK(reserve(c, count));
+    MLMX_CUDA_CK(reserve(c, count));
     {
         char *base = (char *)c->rows;
         size_t off = 0;
@@ -381,21 +373,21 @@ extern "C" mlmx_status mlmx_cuda_nb_run(mlmx_cuda_nb *c, int mapping, uint64_t s
         od.conv = (signed char *)slot(base, &off, count);
         od.sing = (signed char *)slot(base, &off, count);
         od.status = (signed char *)slot(base, &off, count);
-        CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+        MLMX_CUDA_CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
                            c->stream));
-        CK(launch_nb(&c->M, mapping, seed, dreps, count, buf, &od, c->stream));
-        CK(cudaMemcpyAsync(o->theta, od.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->beta, od.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(launch_nb(&c->M, mapping, seed, dreps, count, buf, &od, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->theta, od.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->beta, od.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
         if (o->se)
-            CK(cudaMemcpyAsync(o->se, od.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->sigma, od.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->crit, od.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->nev, od.nev, count * sizeof(int), cudaMemcpyDeviceToHost,
+            MLMX_CUDA_CK(cudaMemcpyAsync(o->se, od.se, count * p * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->sigma, od.sigma, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->crit, od.crit, count * d, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->nev, od.nev, count * sizeof(int), cudaMemcpyDeviceToHost,
                            c->stream));
-        CK(cudaMemcpyAsync(o->conv, od.conv, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->sing, od.sing, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaMemcpyAsync(o->status, od.status, count, cudaMemcpyDeviceToHost, c->stream));
-        CK(cudaStreamSynchronize(c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->conv, od.conv, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->sing, od.sing, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaMemcpyAsync(o->status, od.status, count, cudaMemcpyDeviceToHost, c->stream));
+        MLMX_CUDA_CK(cudaStreamSynchronize(c->stream));
     }
 done:
     return st;
