@@ -153,11 +153,13 @@ static __device__ __forceinline__ void gb_warp_replicate(const mlmx_gb_shared &S
 // atomicAdd on *next, broadcast) until none is left, so a warp whose
 // replicate converged early takes the next one instead of holding its
 // block's resources idle while the block's slowest warp finishes.
-// One instantiation per family (FAM: MLMX_FAM_*): the family is made a
-// compile-time constant in the kernel's copy of the structure, so each
-// instantiation keeps only its own per-observation code (the binomial and
-// Poisson kernels do not pay the ordinal and NB2 paths' registers).
-template <int FAM>
+// One instantiation per family (FAM: MLMX_FAM_*) and link (LINK:
+// MLMX_LINK_*, or -1: the binomial's and the ordinal's probit and cloglog,
+// read from the structure): both are made compile-time constants in the
+// kernel's copy of the structure, so each instantiation keeps only its own
+// per-observation code (the binomial logit and Poisson kernels do not pay
+// the ordinal, NB2 and probit/cloglog paths' registers).
+template <int FAM, int LINK>
 __global__ void __launch_bounds__(32 * GB_WARPS)
     mlmx_gb_kernel(mlmx_gb_shared Sp, uint64_t seed, const uint64_t *__restrict__ reps,
                    size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o,
@@ -165,6 +167,8 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
 {
     mlmx_gb_shared S = Sp;
     S.fam = FAM;
+    if (LINK >= 0)
+        S.link = LINK;
     if (FAM == MLMX_FAM_BINOMIAL || FAM == MLMX_FAM_POISSON)
         S.ne = 0;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -180,7 +184,7 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
     }
 }
 
-template <int FAM>
+template <int FAM, int LINK>
 static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dy, double *du, int want_se,
                              const mlmx_gb_cuda_out *o, unsigned long long *next,
@@ -191,7 +195,7 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
         /* many parameters (np up to MLMX_GB_NPMAX): opt in to more than the
          * default 48 KiB of dynamic shared memory */
         cudaError_t e = cudaFuncSetAttribute(
-            mlmx_gb_kernel<FAM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem);
+            mlmx_gb_kernel<FAM, LINK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem);
         if (e != cudaSuccess)
             return e;
     }
@@ -201,7 +205,7 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel<FAM>,
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel<FAM, LINK>,
                                                           32 * GB_WARPS, shmem);
     if (e == cudaSuccess)
         e = cudaMemsetAsync(next, 0, sizeof *next, stream);
@@ -211,7 +215,7 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
     const size_t resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1);
     if (blocks > resident)
         blocks = resident;
-    mlmx_gb_kernel<FAM><<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(
+    mlmx_gb_kernel<FAM, LINK><<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(
         *S, seed, dreps, count, dy, du, want_se, *o, next);
     return cudaGetLastError();
 }
@@ -221,19 +225,24 @@ static cudaError_t launch_gb(const mlmx_gb_shared *S, uint64_t seed, const uint6
                              const mlmx_gb_cuda_out *o, unsigned long long *next,
                              cudaStream_t stream)
 {
+    const int canon = S->link == MLMX_LINK_LOGIT;
     switch (S->fam) {
     case MLMX_FAM_POISSON:
-        return launch_fam<MLMX_FAM_POISSON>(S, seed, dreps, count, dy, du, want_se, o, next,
-                                            stream);
+        return launch_fam<MLMX_FAM_POISSON, MLMX_LINK_LOG>(S, seed, dreps, count, dy, du, want_se,
+                                                           o, next, stream);
     case MLMX_FAM_NEGBIN:
-        return launch_fam<MLMX_FAM_NEGBIN>(S, seed, dreps, count, dy, du, want_se, o, next,
-                                           stream);
+        return launch_fam<MLMX_FAM_NEGBIN, MLMX_LINK_LOG>(S, seed, dreps, count, dy, du, want_se,
+                                                          o, next, stream);
     case MLMX_FAM_ORDINAL:
-        return launch_fam<MLMX_FAM_ORDINAL>(S, seed, dreps, count, dy, du, want_se, o, next,
-                                            stream);
+        return canon ? launch_fam<MLMX_FAM_ORDINAL, MLMX_LINK_LOGIT>(S, seed, dreps, count, dy, du,
+                                                                     want_se, o, next, stream)
+                     : launch_fam<MLMX_FAM_ORDINAL, -1>(S, seed, dreps, count, dy, du, want_se, o,
+                                                        next, stream);
     default:
-        return launch_fam<MLMX_FAM_BINOMIAL>(S, seed, dreps, count, dy, du, want_se, o, next,
-                                             stream);
+        return canon ? launch_fam<MLMX_FAM_BINOMIAL, MLMX_LINK_LOGIT>(S, seed, dreps, count, dy,
+                                                                      du, want_se, o, next, stream)
+                     : launch_fam<MLMX_FAM_BINOMIAL, -1>(S, seed, dreps, count, dy, du, want_se,
+                                                         o, next, stream);
     }
 }
 

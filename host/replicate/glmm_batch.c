@@ -1,6 +1,7 @@
 /* The batch engine "glmm-1ri" (replicate/batch.h): GLMMs with one scalar
- * random-effect term, binomial logit, Poisson log, negative binomial NB2
- * (log) or cumulative logit (ordinal), Laplace or adaptive quadrature,
+ * random-effect term, binomial (logit, probit, cloglog), Poisson log,
+ * negative binomial NB2 (log) or cumulative link (ordinal: logit, probit,
+ * cloglog), Laplace or adaptive quadrature,
  * simulated and refitted by the inline math of kernels/glmm_batch.h on CPU
  * threads or, in CUDA builds, on the device (kernels/glmm_batch.cu).
  *
@@ -59,15 +60,16 @@ static int dropped_column(const mlmx_problem *P)
 /* Why the family and link are not covered, or NULL. */
 static const char *uncovered_family(const mlmx_problem *P, char *buf, size_t len)
 {
-    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
-        return "a binomial model with a link other than logit";
+    const int bin_link = P->link == MLMX_LINK_LOGIT || P->link == MLMX_LINK_PROBIT ||
+                         P->link == MLMX_LINK_CLOGLOG;
+    if (P->family == MLMX_FAMILY_BINOMIAL && !bin_link)
+        return "a binomial model with a link other than logit, probit and cloglog";
     if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
         return "a Poisson model with a link other than log";
     if (P->family == MLMX_FAMILY_NEGBIN && P->link != MLMX_LINK_LOG)
         return "a negative binomial model with a link other than log";
-    if (P->family == MLMX_FAMILY_ORDINAL && P->link != MLMX_LINK_LOGIT)
-        return "an ordinal model with a link other than logit (probit and cloglog refit "
-               "through workspaces)";
+    if (P->family == MLMX_FAMILY_ORDINAL && !bin_link)
+        return "an ordinal model with a link other than logit, probit and cloglog";
     if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON &&
         P->family != MLMX_FAMILY_NEGBIN && P->family != MLMX_FAMILY_ORDINAL)
         return "a family other than binomial, Poisson, negative binomial and ordinal";
@@ -104,10 +106,11 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
         return "too many observations (or no levels)";
     if (P->np != 1 + pin + ne || !P->gx0 || !P->glb)
         return "the problem's optimizer parameters are not [theta; beta; extra]";
-    /* the ordinal and NB2 Laplace refits step BFGS on differences (then a
-     * BOBYQA polish) unless BOBYQA is asked for: the engine's analytic
-     * gradient finds the same optimum */
-    if (extra ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
+    /* the ordinal, NB2 and binomial probit/cloglog Laplace refits step
+     * BFGS on differences (then a BOBYQA polish) unless BOBYQA is asked
+     * for: the engine's analytic gradient finds the same optimum */
+    const int fd_refit = extra || (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT);
+    if (fd_refit ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
     if (P->opt.nagq > MLMX_GHQ_MAX) {
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
@@ -152,6 +155,7 @@ static void shared_dims(const mlmx_problem *P, mlmx_gb_shared *S)
              : P->family == MLMX_FAMILY_NEGBIN  ? MLMX_FAM_NEGBIN
              : P->family == MLMX_FAMILY_ORDINAL ? MLMX_FAM_ORDINAL
                                                 : MLMX_FAM_BINOMIAL;
+    S->link = (int)P->link;
     S->ncat = S->fam == MLMX_FAM_ORDINAL ? P->nextra + 1 : 0;
     S->ne = S->fam == MLMX_FAM_ORDINAL || S->fam == MLMX_FAM_NEGBIN ? P->nextra : 0;
     S->np = 1 + S->p + S->ne;
