@@ -5,8 +5,9 @@
  * where theta is determined), SEs to 1e-4 relative, the same status,
  * convergence and singular flags; the device's simulated responses
  * (gpu_sim) equal the CPU's. Skipped without CUDA or without a device.
- * Data: lme4's cbpp and grouseticks, ordinal's wine, glmmTMB's salamanders
- * (data/). */
+ * Data: lme4's cbpp and grouseticks (cbpp also with the probit and
+ * cloglog links), ordinal's wine (logit, probit, cloglog), glmmTMB's
+ * salamanders (data/). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -74,7 +75,8 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
     free(u);
 }
 
-static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                        int nagq)
 {
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
@@ -85,6 +87,7 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
     o.family = fam;
+    o.link = link;
     o.nagq = nagq;
     cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
     cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
@@ -150,6 +153,11 @@ static void need_device(void)
 #endif
 }
 
+static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+{
+    parity_link(csv, formula, fam, MLMX_LINK_DEFAULT, nagq);
+}
+
 #define CBPP MLMX_SOURCE_DIR "/data/cbpp.csv"
 #define CBPP_F "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
 #define GROUSE MLMX_SOURCE_DIR "/data/grouseticks.csv"
@@ -191,4 +199,14 @@ Test(cuda_glmm_batch, salamanders_nb2_gpu_equals_cpu, .timeout = 180)
     need_device();
     parity(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 1);
     parity(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 5);
+}
+
+/* The probit and cloglog kernels (the link read at run time). */
+Test(cuda_glmm_batch, probit_cloglog_gpu_equal_cpu, .timeout = 240)
+{
+    need_device();
+    parity_link(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, 1);
+    parity_link(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_CLOGLOG, 9);
+    parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT, 1);
+    parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG, 7);
 }
