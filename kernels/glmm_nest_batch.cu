@@ -200,6 +200,19 @@ __global__ void __launch_bounds__(GN_THREADS)
         gn_put_row(&S, q, r, ok, sing, cst, want_se, m.se, &o);
 }
 
+/* Responses only, one replicate per thread: replicate r's draws into
+ * scratch + r * per, y first, in grouped order (the host puts them in model
+ * order). */
+__global__ void mlmx_gn_sim_kernel(mlmx_gn_shared S, uint64_t seed,
+                                   const uint64_t *__restrict__ reps, size_t count,
+                                   double *scratch, size_t per)
+{
+    const size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= count)
+        return;
+    mlmx_gn_sim_one(&S, seed, reps[r], scratch + r * per);
+}
+
 static cudaError_t launch_gn(const mlmx_gn_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dscr, int want_se, const mlmx_gn_cuda_out *o,
                              cudaStream_t stream)
@@ -348,6 +361,58 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->conv, od.conv, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
+done:
+    mlmx_cuda_batch_free(di, bi);
+    mlmx_cuda_batch_free(dd, bd);
+    mlmx_cuda_batch_free(dbuf, bb);
+    return st;
+}
+
+extern "C" mlmx_status mlmx_cuda_gn_simulate(const mlmx_gn_shared *S, uint64_t seed,
+                                             const uint64_t *reps, size_t count, double *y,
+                                             char *msg, size_t msglen)
+{
+    mlmx_cuda_bind();
+    mlmx_status st = MLMX_OK;
+    int *di = NULL;
+    double *dd = NULL;
+    char *dbuf = NULL; /* scratch rows, then the keys */
+    size_t bi = 0, bd = 0, bb = 0;
+    mlmx_gn_shared Sd;
+    if (!S || !reps || !y || S->n <= 0 || S->nfine <= 0 || S->ntop <= 0) {
+        snprintf(msg, msglen, "mlmx_cuda_gn_simulate: bad arguments");
+        return MLMX_ERR_ARG;
+    }
+    if (count == 0)
+        return MLMX_OK;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        return MLMX_ERR_UNSUPPORTED;
+    }
+    const size_t n = (size_t)S->n, per = mlmx_gn_sim_doubles(S);
+    if (count > SIZE_MAX / 2 / sizeof(double) / (per + 1)) {
+        snprintf(msg, msglen, "mlmx_cuda_gn_simulate: %zu replicates overflow the buffer size",
+                 count);
+        return MLMX_ERR_ARG;
+    }
+    bb = count * (per + 1) * sizeof(double);
+    double *dscr = NULL;
+    uint64_t *dreps = NULL;
+    CK(gn_upload(S, &Sd, &di, &dd, &bi, &bd));
+    CK(mlmx_cuda_batch_alloc((void **)&dbuf, bb));
+    dscr = (double *)dbuf;
+    dreps = (uint64_t *)(dscr + count * per);
+    CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
+    {
+        const int threads = 128;
+        const size_t blocks = (count + threads - 1) / threads;
+        mlmx_gn_sim_kernel<<<(unsigned)blocks, threads>>>(Sd, seed, dreps, count, dscr, per);
+    }
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    /* row r's response is the first n of its per doubles */
+    CK(cudaMemcpy2D(y, n * sizeof(double), dscr, per * sizeof(double), n * sizeof(double), count,
+                    cudaMemcpyDeviceToHost));
 done:
     mlmx_cuda_batch_free(di, bi);
     mlmx_cuda_batch_free(dd, bd);

@@ -187,6 +187,29 @@ MLMX_HD double mlmx_gn_simulate(const mlmx_gn_shared *S, uint64_t seed, uint64_t
     return isfinite(cst) ? cst : MLMX_GM_NAN;
 }
 
+/* Doubles of one replicate's simulation-only scratch (mlmx_gn_sim_one):
+ * y (n), the fine effects (nfine) and the top effects (ntop). */
+MLMX_HD size_t mlmx_gn_sim_doubles(const mlmx_gn_shared *S)
+{
+    return (size_t)S->n + (size_t)S->nfine + (size_t)S->ntop;
+}
+
+/* Replicate `rep`'s response alone (the device simulation's thread,
+ * kernels/glmm_nest_batch.cu, and its CPU check): mlmx_gn_simulate into
+ * base (mlmx_gn_sim_doubles(S) doubles, the response first, grouped
+ * order, stride 1). Returns what mlmx_gn_simulate returns. */
+MLMX_HD double mlmx_gn_sim_one(const mlmx_gn_shared *S, uint64_t seed, uint64_t rep,
+                               double *base)
+{
+    mlmx_gn_rep R;
+    R.y = base;
+    R.uf = base + S->n;
+    R.uc = R.uf + S->nfine;
+    R.ef = R.st = R.dd = R.dc = R.dg = R.tsd = R.res = 0;
+    R.s = 1;
+    return mlmx_gn_simulate(S, seed, rep, &R);
+}
+
 /* ------------------------------------------------------------ one observation */
 
 /* Phase 0: f = X beta at grouped positions k0, k0 + kstep, ... */

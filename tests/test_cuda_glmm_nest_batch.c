@@ -4,7 +4,8 @@
  * non-singular fits, where theta is determined), SEs to 1e-4 relative,
  * the same status and singular flags, convergence flags on at least 90%
  * of the rows alike (a last-bit difference can end a line search one step
- * apart). Skipped without CUDA or without a device. Data: the hdp subset
+ * apart); the device simulation (gpu_sim) draws the CPU's responses.
+ * Skipped without CUDA or without a device. Data: the hdp subset
  * (HID <= 3) and lme4's grouseticks with BROOD nested in LOCATION. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -98,6 +99,53 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
     mlmx_data_free(d);
 }
 
+/* The device's draws (gpu_sim, model order) against the CPU's
+ * (mlmx_gn_sim_one, grouped order; the CPU engine's test shows those are
+ * the workspace's). A discrete draw may differ where a uniform falls
+ * within an ulp of a boundary (docs/gpu.md): at most one in 10^4. */
+static void sim_parity(const char *csv, const char *formula, mlmx_family fam)
+{
+    enum { NS = 300 }; /* more than one block of the simulation kernel */
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    mlmx_problem *P = NULL;
+    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.family = fam;
+    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_batch_engine E;
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    cr_assert_eq(mlmx_gn_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
+    cr_assert_not_null(E.gpu_sim);
+    const mlmx_gn_shared *S = mlmx_gn_engine_shared(&E);
+    const size_t n = (size_t)S->n;
+    uint64_t reps[NS];
+    for (int i = 0; i < NS; i++)
+        reps[i] = (uint64_t)(31 * i + 2);
+    double *yg = malloc(NS * n * sizeof *yg), *base = malloc(mlmx_gn_sim_doubles(S) * sizeof *base);
+    cr_assert(yg && base);
+    cr_assert_eq(E.gpu_sim(E.impl, 5u, reps, NS, yg, &err), MLMX_OK, "%s", err.msg);
+    size_t differ = 0;
+    for (int r = 0; r < NS; r++) {
+        mlmx_gn_sim_one(S, 5u, reps[r], base);
+        for (size_t i = 0; i < n; i++)
+            differ += yg[(size_t)r * n + i] != base[S->pos[i]];
+    }
+    cr_expect_leq(differ * 10000, NS * n, "%zu of %zu draws differ", differ, NS * n);
+    free(yg);
+    free(base);
+    E.free(E.impl);
+    mlmx_problem_free(P);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
 static void need_device(void)
 {
 #ifndef MLMX_HAVE_CUDA
@@ -130,4 +178,11 @@ Test(cuda_glmm_nest_batch, grouseticks_poisson_gpu_equals_cpu, .timeout = 300)
     need_device();
     parity(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 1);
     parity(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 9);
+}
+
+Test(cuda_glmm_nest_batch, simulated_responses_equal_cpu, .timeout = 300)
+{
+    need_device();
+    sim_parity(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL);
+    sim_parity(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON);
 }

@@ -285,6 +285,45 @@ Test(glmm_nest_batch, grouseticks_poisson_refits_equal_workspace, .timeout = 300
     refit_check(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON, 7, NREP);
 }
 
+/* The device simulation's per-thread function (mlmx_gn_sim_one, what
+ * kernels/glmm_nest_batch.cu's simulation kernel runs) gives bitwise the
+ * responses of mlmx_workspace_simulate, for 40 keys of each model. */
+static void sim_one_check(const char *csv, const char *formula, mlmx_family fam)
+{
+    fixture x;
+    setup(&x, csv, formula, fam, 1);
+    const mlmx_gn_shared *S = x.S;
+    const int n = S->n;
+    mlmx_workspace *W = NULL;
+    cr_assert_eq(mlmx_workspace_create(x.P, &W), MLMX_OK, "%s", mlmx_last_error());
+    double *y = malloc((size_t)n * sizeof *y), *base = malloc(mlmx_gn_sim_doubles(S) * sizeof *base);
+    cr_assert(y && base);
+    double nonzero = 0.0;
+    for (uint64_t r = 0; r < 40; r++) {
+        const uint64_t key = 977 * r + 3;
+        cr_assert_eq(mlmx_workspace_simulate(W, SEED, key, y), MLMX_OK);
+        cr_assert(isfinite(mlmx_gn_sim_one(S, SEED, key, base)));
+        for (int k = 0; k < n; k++) {
+            cr_assert_eq(y[k], base[S->pos[k]], "key %llu obs %d: workspace %g, engine %g",
+                         (unsigned long long)key, k, y[k], base[S->pos[k]]);
+            nonzero += y[k];
+        }
+    }
+    cr_expect_gt(nonzero, 0.0, "every response drawn was 0");
+    free(y);
+    free(base);
+    mlmx_workspace_free(W);
+    teardown(&x);
+}
+
+Test(glmm_nest_batch, device_simulation_function_equals_workspace, .timeout = 120)
+{
+    sim_one_check(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL);
+    sim_one_check(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON);
+    sim_one_check(HDP3, "cbind(ntumors, 9 - ntumors) ~ IL6 + Age + (1|HID/DID)",
+                  MLMX_FAMILY_BINOMIAL);
+}
+
 /* Successes out of trials (cbind), the response glmm-1ri takes too: a
  * binomial count per doctor and hospital made from the hdp subset. */
 Test(glmm_nest_batch, binomial_trials_refits_equal_workspace, .timeout = 300)

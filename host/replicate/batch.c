@@ -200,3 +200,13 @@ void mlmx_batch_xtx(const mlmx_model *md, double *XtX)
             XtX[a + b * p] = s;
         }
 }
+
+void mlmx_batch_rows_to_model(double *y, size_t count, size_t n, const int *pos, double *row)
+{
+    for (size_t r = 0; r < count; r++) {
+        double *yr = y + r * n;
+        memcpy(row, yr, n * sizeof *row);
+        for (size_t j = 0; j < n; j++)
+            yr[j] = row[pos[j]];
+    }
+}

@@ -111,6 +111,11 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool);
  * LMM engines' shared structure. */
 void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
 
+/* Simulated rows from an engine's grouped order back to model order, in
+ * place: row r of y (count rows of n) holds observation j at pos[j]; row
+ * is n doubles of scratch. (The GLMM engines' gpu_sim.) */
+void mlmx_batch_rows_to_model(double *y, size_t count, size_t n, const int *pos, double *row);
+
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,
                                mlmx_error *err);

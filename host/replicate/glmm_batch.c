@@ -363,12 +363,8 @@ static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size
     if (!row)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     mlmx_status st = mlmx_cuda_gb_simulate(&I->S, seed, reps, count, y, msg, sizeof msg);
-    for (size_t r = 0; !st && r < count; r++) {
-        double *yr = y + r * n;
-        memcpy(row, yr, n * sizeof *row);
-        for (size_t j = 0; j < n; j++)
-            yr[j] = row[I->S.pos[j]];
-    }
+    if (!st)
+        mlmx_batch_rows_to_model(y, count, n, I->S.pos, row);
     free(row);
     if (st)
         return mlmx_err_set(err, st, "glmm-1ri on the device: %s", msg);

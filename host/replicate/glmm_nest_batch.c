@@ -346,6 +346,27 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
             J->sigma[i] = NAN;
     return MLMX_OK;
 }
+
+/* The device's draws come in grouped order; each row is put back in model
+ * order through one row of scratch. */
+static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
+                           double *y, mlmx_error *err)
+{
+    gn_impl *I = impl;
+    char msg[MLMX_ERRMSG_MAX];
+    msg[0] = 0;
+    const size_t n = (size_t)I->S.n;
+    double *row = malloc((n ? n : 1) * sizeof *row);
+    if (!row)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    mlmx_status st = mlmx_cuda_gn_simulate(&I->S, seed, reps, count, y, msg, sizeof msg);
+    if (!st)
+        mlmx_batch_rows_to_model(y, count, n, I->S.pos, row);
+    free(row);
+    if (st)
+        return mlmx_err_set(err, st, "glmm-nest on the device: %s", msg);
+    return MLMX_OK;
+}
 #endif
 
 mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
@@ -374,6 +395,7 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->cpu_rows = cpu_rows;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = gpu_rows;
+    E->gpu_sim = gpu_sim;
 #else
     E->gpu_rows = NULL;
 #endif
