@@ -181,17 +181,33 @@ __global__ void __launch_bounds__(GN_THREADS)
     __syncthreads();
     const double cst = m.sc[1];
     /* q->phase is read by every thread, written by thread 0 between two
-     * barriers */
-    while (isfinite(cst) && mlmx_qn_want(q)) {
-        const double f = gn_block_eval(&S, &R, mlmx_qn_point(q), &m) - 2.0 * cst;
+     * barriers; one restart as the CPU engine (mlmx_gn_restart_due) */
+    int nev0 = 0;
+    for (int run = 0; run < 2; run++) {
+        while (isfinite(cst) && mlmx_qn_want(q)) {
+            const double f = gn_block_eval(&S, &R, mlmx_qn_point(q), &m) - 2.0 * cst;
+            if (tid == 0) {
+                double *qg = mlmx_qn_grad(q);
+                for (int j = 0; j < np; j++)
+                    qg[j] = m.g[j];
+                mlmx_qn_told(q, f);
+            }
+            __syncthreads();
+        }
+        if (run == 1 || !isfinite(cst) || !mlmx_gn_restart_due(q, S.lb))
+            break; /* every thread reads the same q */
+        __syncthreads();
         if (tid == 0) {
-            double *qg = mlmx_qn_grad(q);
-            for (int j = 0; j < np; j++)
-                qg[j] = m.g[j];
-            mlmx_qn_told(q, f);
+            nev0 = q->n_evals;
+            /* m.H: the upper bounds until the SEs */
+            mlmx_gn_restart_point(q, S.lb, m.xs, m.H);
+            mlmx_qn_begin(q, m.xs, S.lb, m.H, &S.cfg, NULL);
         }
         __syncthreads();
     }
+    if (tid == 0)
+        q->n_evals += nev0;
+    __syncthreads();
     const int ok = isfinite(cst) && !q->failed && isfinite(q->fx);
     const int sing = ok && mlmx_gn_singular(q->x);
     if (ok && want_se)

@@ -42,7 +42,8 @@ static mlmx_batch_job job_of(rows *r)
     return J;
 }
 
-static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                        int nagq)
 {
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
@@ -53,6 +54,7 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
     o.family = fam;
+    o.link = link;
     o.nagq = nagq;
     cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
     cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
@@ -97,6 +99,11 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
+}
+
+static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+{
+    parity_link(csv, formula, fam, MLMX_LINK_DEFAULT, nagq);
 }
 
 /* The device's draws (gpu_sim, model order) against the CPU's
@@ -185,4 +192,13 @@ Test(cuda_glmm_nest_batch, simulated_responses_equal_cpu, .timeout = 300)
     need_device();
     sim_parity(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL);
     sim_parity(GROUSE, GROUSE_F, MLMX_FAMILY_POISSON);
+}
+
+/* The binomial probit and cloglog (Laplace), with the restart of
+ * mlmx_gn_restart_due on singular replicates. */
+Test(cuda_glmm_nest_batch, hdp_probit_cloglog_gpu_equal_cpu, .timeout = 300)
+{
+    need_device();
+    parity_link(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, 1);
+    parity_link(HDP3, HDP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_CLOGLOG, 1);
 }

@@ -71,8 +71,13 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     const mlmx_model *md = P->md;
     if (!P->glmm)
         return "a linear mixed model (the glmm-nest engine fits GLMMs)";
-    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
-        return "a binomial model with a link other than logit";
+    const int noncanon = P->family == MLMX_FAMILY_BINOMIAL &&
+                         (P->link == MLMX_LINK_PROBIT || P->link == MLMX_LINK_CLOGLOG);
+    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT && !noncanon)
+        return "a binomial model with a link other than logit, probit and cloglog";
+    if (noncanon && P->opt.nagq > 1)
+        return "a binomial probit or cloglog model by quadrature (the engine fits these links "
+               "by the Laplace approximation)";
     if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
         return "a Poisson model with a link other than log";
     if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON)
@@ -104,7 +109,10 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
         return "two terms that are not nested level by level (or an empty level)";
     if (P->np != 2 + md->p || P->ntheta != 2 || !P->gx0 || !P->glb)
         return "the problem's optimizer parameters are not [theta; beta]";
-    if (!P->use_grad)
+    /* the probit and cloglog Laplace refits step BFGS on differences (then
+     * a BOBYQA polish) unless BOBYQA is asked for: the engine's analytic
+     * gradient finds the same optimum */
+    if (noncanon ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
     if (P->opt.nagq > MLMX_GHQ_MAX) {
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
@@ -199,6 +207,7 @@ static mlmx_status build_shared(const mlmx_problem *P, gn_impl *I, mlmx_error *e
     S->itf = md->re[0].theta_offset;
     S->itc = md->re[1].theta_offset;
     S->poisson = P->family == MLMX_FAMILY_POISSON;
+    S->link = (int)P->link;
     S->nagq = K;
     S->ts = I->imem;
     S->ds = S->ts + nt + 1;
@@ -315,8 +324,18 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
         }
         mlmx_qn_bind(&q, np, store, I->pool.imem[which]);
         mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
-        while (mlmx_qn_want(&q))
-            mlmx_qn_told(&q, mlmx_gn_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+        int nev0 = 0;
+        for (int run = 0; run < 2; run++) {
+            while (mlmx_qn_want(&q))
+                mlmx_qn_told(&q,
+                             mlmx_gn_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+            if (run == 1 || !mlmx_gn_restart_due(&q, S->lb))
+                break;
+            nev0 = q.n_evals;
+            mlmx_gn_restart_point(&q, S->lb, xs, gp); /* gp: the bounds until cpu_se */
+            mlmx_qn_begin(&q, xs, S->lb, gp, &S->cfg, NULL);
+        }
+        q.n_evals += nev0;
         if (q.failed || !isfinite(q.fx)) {
             put_row(J, i, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
             continue;
