@@ -15,6 +15,7 @@ extern "C" {
 #include "cuda_entry.h"
 #include "glmm_batch_cuda.h"
 }
+#include "batch_alloc.cuh"
 #include "glmm_batch.h"
 
 #define GB_WARPS 4 /* warps (replicates) per block */
@@ -273,22 +274,51 @@ __global__ void mlmx_gb_sim_kernel(mlmx_gb_shared S, uint64_t seed,
         }                                                                               \
     } while (0)
 
+/* The device buffers of one call, through the batch engines' counted
+ * allocator (batch_alloc.cuh), freed together. */
+typedef struct gb_bufs {
+    void *p[12];
+    size_t bytes[12];
+    int k;
+} gb_bufs;
+
+static cudaError_t gb_alloc(gb_bufs *B, void **ptr, size_t bytes)
+{
+    if (B->k >= 12)
+        return cudaErrorMemoryAllocation;
+    cudaError_t e = mlmx_cuda_batch_alloc(ptr, bytes);
+    if (e == cudaSuccess) {
+        B->p[B->k] = *ptr;
+        B->bytes[B->k++] = bytes;
+    }
+    return e;
+}
+
+static void gb_free_all(gb_bufs *B)
+{
+    for (int i = 0; i < B->k; i++)
+        mlmx_cuda_batch_free(B->p[i], B->bytes[i]);
+    B->k = 0;
+}
+
 /* Device copies of the structure's arrays in one int and one double block;
  * Sd gets the device pointers. */
-static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **di, double **dd)
+static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, gb_bufs *B)
 {
+    int *di = NULL;
+    double *dd = NULL;
     const size_t n = (size_t)S->n, L = (size_t)S->nclu, p = (size_t)S->p, np = (size_t)S->np;
     const size_t K = (size_t)S->nagq, ni = L + 1 + 2 * n;
     const size_t ne = (size_t)S->ne;
     const size_t nd = n * p + 2 * n + 2 * K + 2 * p + 2 * np + np * np + ne;
-    cudaError_t e = cudaMalloc((void **)di, ni * sizeof(int));
+    cudaError_t e = gb_alloc(B, (void **)&di, ni * sizeof(int));
     if (e == cudaSuccess)
-        e = cudaMalloc((void **)dd, nd * sizeof(double));
+        e = gb_alloc(B, (void **)&dd, nd * sizeof(double));
     if (e != cudaSuccess)
         return e;
     *Sd = *S;
-    int *ip = *di;
-    double *dp = *dd;
+    int *ip = di;
+    double *dp = dd;
     struct { const void *src; size_t bytes; int isint; const void **dst; } parts[] = {
         {S->cs, (L + 1) * sizeof(int), 1, (const void **)&Sd->cs},
         {S->clu, n * sizeof(int), 1, (const void **)&Sd->clu},
@@ -327,8 +357,9 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
 {
     mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
-    int *di = NULL;
-    double *dd = NULL, *dy = NULL, *du = NULL, *dout = NULL;
+    gb_bufs B;
+    B.k = 0;
+    double *dy = NULL, *du = NULL, *dout = NULL;
     uint64_t *dreps = NULL;
     char *dsc = NULL;
     int *dnev = NULL;
@@ -355,14 +386,14 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
         return MLMX_ERR_ARG;
     }
     const int want_se = o->se != NULL;
-    CK(gb_upload(S, &Sd, &di, &dd));
-    CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
-    CK(cudaMalloc((void **)&dy, count * n * sizeof(double) + sizeof(double)));
-    CK(cudaMalloc((void **)&du, count * L * sizeof(double) + sizeof(double)));
-    CK(cudaMalloc((void **)&dout, count * (2 + 2 * p + ne) * sizeof(double)));
-    CK(cudaMalloc((void **)&dnev, count * sizeof(int)));
-    CK(cudaMalloc((void **)&dsc, count * 3));
-    CK(cudaMalloc((void **)&dnext, sizeof *dnext));
+    CK(gb_upload(S, &Sd, &B));
+    CK(gb_alloc(&B, (void **)&dreps, count * sizeof(uint64_t)));
+    CK(gb_alloc(&B, (void **)&dy, count * n * sizeof(double) + sizeof(double)));
+    CK(gb_alloc(&B, (void **)&du, count * L * sizeof(double) + sizeof(double)));
+    CK(gb_alloc(&B, (void **)&dout, count * (2 + 2 * p + ne) * sizeof(double)));
+    CK(gb_alloc(&B, (void **)&dnev, count * sizeof(int)));
+    CK(gb_alloc(&B, (void **)&dsc, count * 3));
+    CK(gb_alloc(&B, (void **)&dnext, sizeof *dnext));
     od.theta = dout;
     od.crit = dout + count;
     od.beta = dout + 2 * count;
@@ -387,15 +418,7 @@ extern "C" mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
 done:
-    cudaFree(di);
-    cudaFree(dd);
-    cudaFree(dreps);
-    cudaFree(dy);
-    cudaFree(du);
-    cudaFree(dout);
-    cudaFree(dnev);
-    cudaFree(dsc);
-    cudaFree(dnext);
+    gb_free_all(&B);
     return st;
 }
 
@@ -405,8 +428,9 @@ extern "C" mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t s
 {
     mlmx_cuda_bind();
     mlmx_status st = MLMX_OK;
-    int *di = NULL;
-    double *dd = NULL, *dy = NULL, *du = NULL;
+    gb_bufs B;
+    B.k = 0;
+    double *dy = NULL, *du = NULL;
     uint64_t *dreps = NULL;
     mlmx_gb_shared Sd;
     if (!S || !reps || !y || S->n < 0) {
@@ -425,10 +449,10 @@ extern "C" mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t s
                  count);
         return MLMX_ERR_ARG;
     }
-    CK(gb_upload(S, &Sd, &di, &dd));
-    CK(cudaMalloc((void **)&dreps, count * sizeof(uint64_t)));
-    CK(cudaMalloc((void **)&dy, count * n * sizeof(double) + sizeof(double)));
-    CK(cudaMalloc((void **)&du, count * L * sizeof(double) + sizeof(double)));
+    CK(gb_upload(S, &Sd, &B));
+    CK(gb_alloc(&B, (void **)&dreps, count * sizeof(uint64_t)));
+    CK(gb_alloc(&B, (void **)&dy, count * n * sizeof(double) + sizeof(double)));
+    CK(gb_alloc(&B, (void **)&du, count * L * sizeof(double) + sizeof(double)));
     CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
     {
         const int threads = 128;
@@ -439,10 +463,6 @@ extern "C" mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t s
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(y, dy, count * n * sizeof(double), cudaMemcpyDeviceToHost));
 done:
-    cudaFree(di);
-    cudaFree(dd);
-    cudaFree(dreps);
-    cudaFree(dy);
-    cudaFree(du);
+    gb_free_all(&B);
     return st;
 }

@@ -39,14 +39,25 @@ mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint
 mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
                                   size_t count, double *y, char *msg, size_t msglen);
 
-/* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure) and per
- * replicate in flight. Pure arithmetic, available in every build. */
+/* The kernels' per-thread local memory (ptxas: stack frames of 1.5 to
+ * 2 KB across the family and link instantiations, docs/performance.md,
+ * rounded up), which the driver reserves for every thread the device can
+ * hold at once, counted for an H200 (132 SMs x 2048 threads, as the other
+ * engines): about 550 MB. */
+#define MLMX_GB_LOCAL_BYTES ((size_t)2048)
+#define MLMX_GB_RESIDENT_THREADS ((size_t)132 * 2048)
+
+/* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure, and the
+ * local-memory reservation above) and per replicate in flight. Pure
+ * arithmetic, available in every build. Allocations go through the batch
+ * engines' counted allocator (kernels/batch_alloc.cuh). */
 static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
 {
     const size_t n = (size_t)S->n, p = (size_t)S->p, np = (size_t)S->np;
     return ((size_t)S->nclu + 1 + 2 * n) * sizeof(int) +
            (n * p + 2 * n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np + (size_t)S->ne) *
-               sizeof(double);
+               sizeof(double) +
+           MLMX_GB_RESIDENT_THREADS * MLMX_GB_LOCAL_BYTES;
 }
 
 static inline size_t mlmx_gb_rep_bytes(const mlmx_gb_shared *S)

@@ -360,13 +360,7 @@ MLMX_HD mlmx_gm_bparts mlmx_gm_binomial_parts(int link, double eta)
         lp = lq = r1 = r0 = s1 = s0 = MLMX_GM_NAN;
         break;
     }
-    mlmx_gm_bparts b;
-    b.lp = lp;
-    b.lq = lq;
-    b.r1 = r1;
-    b.r0 = r0;
-    b.s1 = s1;
-    b.s0 = s0;
+    const mlmx_gm_bparts b = {lp, lq, r1, r0, s1, s0};
     return b;
 }
 

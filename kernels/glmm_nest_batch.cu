@@ -315,6 +315,21 @@ static int gn_args_ok(const mlmx_gn_shared *S, const uint64_t *reps, const mlmx_
            S->itc >= 0 && S->itc < 2 && S->itf != S->itc;
 }
 
+/* 1 when an entry ends before any device work, with its status in *st:
+ * no replicates (MLMX_OK) or no device (MLMX_ERR_UNSUPPORTED). */
+static int gn_nothing_to_run(size_t count, mlmx_status *st, char *msg, size_t msglen)
+{
+    *st = MLMX_OK;
+    if (count == 0)
+        return 1;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        *st = MLMX_ERR_UNSUPPORTED;
+        return 1;
+    }
+    return 0;
+}
+
 extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
                                          const uint64_t *reps, size_t count,
                                          const mlmx_gn_cuda_out *o, char *msg, size_t msglen)
@@ -331,12 +346,8 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
         snprintf(msg, msglen, "mlmx_cuda_gn_rows: bad arguments");
         return MLMX_ERR_ARG;
     }
-    if (count == 0)
-        return MLMX_OK;
-    if (mlmx_cuda_device_count() == 0) {
-        snprintf(msg, msglen, "no CUDA device");
-        return MLMX_ERR_UNSUPPORTED;
-    }
+    if (gn_nothing_to_run(count, &st, msg, msglen))
+        return st;
     const size_t p = (size_t)S->p, per = mlmx_gn_rep_doubles(S);
     if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / (mlmx_gn_rep_bytes(S) + 64)) {
         snprintf(msg, msglen, "mlmx_cuda_gn_rows: %zu replicates overflow the buffer size", count);
@@ -399,12 +410,8 @@ extern "C" mlmx_status mlmx_cuda_gn_simulate(const mlmx_gn_shared *S, uint64_t s
         snprintf(msg, msglen, "mlmx_cuda_gn_simulate: bad arguments");
         return MLMX_ERR_ARG;
     }
-    if (count == 0)
-        return MLMX_OK;
-    if (mlmx_cuda_device_count() == 0) {
-        snprintf(msg, msglen, "no CUDA device");
-        return MLMX_ERR_UNSUPPORTED;
-    }
+    if (gn_nothing_to_run(count, &st, msg, msglen))
+        return st;
     const size_t n = (size_t)S->n, per = mlmx_gn_sim_doubles(S);
     if (count > SIZE_MAX / 2 / sizeof(double) / (per + 1)) {
         snprintf(msg, msglen, "mlmx_cuda_gn_simulate: %zu replicates overflow the buffer size",

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glmmprob.h"
 #include "mlmx.h"
 #include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
@@ -78,19 +79,9 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
 static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
                         int nagq)
 {
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.link = link;
-    o.nagq = nagq;
-    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    glmmprob x;
+    glmmprob_open(&x, csv, formula, fam, link, nagq);
+    mlmx_problem *P = x.P;
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -137,10 +128,7 @@ static void parity_link(const char *csv, const char *formula, mlmx_family fam, m
     free(c);
     free(g);
     E.free(E.impl);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
+    glmmprob_close(&x);
 }
 
 static void need_device(void)

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glmmprob.h"
 #include "mlmx.h"
 #include "random.h"
 #include "replicate/glmm_batch_engine.h"
@@ -37,26 +38,12 @@
 #define NREP 20
 #define SEED 20240611u
 
-typedef struct fixture {
-    mlmx_data *d;
-    mlmx_model *m;
-    mlmx_fit *f;
-    mlmx_problem *P;
-} fixture;
+typedef glmmprob fixture;
 
 static void setup_link(fixture *x, const char *csv, const char *formula, mlmx_family fam,
                        mlmx_link link, int nagq)
 {
-    memset(x, 0, sizeof *x);
-    cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.family = fam;
-    o.link = link;
-    o.nagq = nagq;
-    cr_assert_eq(mlmx_fit_glmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(x->f, &x->P), MLMX_OK, "%s", mlmx_last_error());
+    glmmprob_open(x, csv, formula, fam, link, nagq);
 }
 
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam, int nagq)
@@ -64,13 +51,7 @@ static void setup(fixture *x, const char *csv, const char *formula, mlmx_family 
     setup_link(x, csv, formula, fam, MLMX_LINK_DEFAULT, nagq);
 }
 
-static void teardown(fixture *x)
-{
-    mlmx_problem_free(x->P);
-    mlmx_fit_free(x->f);
-    mlmx_model_free(x->m);
-    mlmx_data_free(x->d);
-}
+static void teardown(fixture *x) { glmmprob_close(x); }
 
 static int close_to(double a, double b, double rel, double abs_tol)
 {

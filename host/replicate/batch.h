@@ -111,10 +111,16 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool);
  * LMM engines' shared structure. */
 void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
 
-/* Simulated rows from an engine's grouped order back to model order, in
- * place: row r of y (count rows of n) holds observation j at pos[j]; row
- * is n doubles of scratch. (The GLMM engines' gpu_sim.) */
-void mlmx_batch_rows_to_model(double *y, size_t count, size_t n, const int *pos, double *row);
+/* The GLMM engines' gpu_sim: sim (the engine's device entry, S its
+ * structure) draws rows (count of n) in the engine's grouped order into y;
+ * each row is then put back in model order (observation j at grouped
+ * position pos[j]) through one row of scratch. Errors name the engine. */
+typedef mlmx_status (*mlmx_batch_grouped_sim)(const void *S, uint64_t seed, const uint64_t *reps,
+                                              size_t count, double *y, char *msg, size_t msglen);
+mlmx_status mlmx_batch_sim_model_order(const char *engine, mlmx_batch_grouped_sim sim,
+                                       const void *S, size_t n, const int *pos, uint64_t seed,
+                                       const uint64_t *reps, size_t count, double *y,
+                                       mlmx_error *err);
 
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,

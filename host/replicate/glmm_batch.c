@@ -350,25 +350,19 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
     return MLMX_OK;
 }
 
-/* The device's draws come in grouped order; each row is put back in model
- * order through one row of scratch. */
+static mlmx_status sim_grouped(const void *S, uint64_t seed, const uint64_t *reps, size_t count,
+                               double *y, char *msg, size_t msglen)
+{
+    return mlmx_cuda_gb_simulate((const mlmx_gb_shared *)S, seed, reps, count, y, msg, msglen);
+}
+
+/* The device's draws come in grouped order (mlmx_batch_sim_model_order). */
 static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
                            double *y, mlmx_error *err)
 {
-    gb_impl *I = impl;
-    char msg[MLMX_ERRMSG_MAX];
-    msg[0] = 0;
-    const size_t n = (size_t)I->S.n;
-    double *row = malloc((n ? n : 1) * sizeof *row);
-    if (!row)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    mlmx_status st = mlmx_cuda_gb_simulate(&I->S, seed, reps, count, y, msg, sizeof msg);
-    if (!st)
-        mlmx_batch_rows_to_model(y, count, n, I->S.pos, row);
-    free(row);
-    if (st)
-        return mlmx_err_set(err, st, "glmm-1ri on the device: %s", msg);
-    return MLMX_OK;
+    const gb_impl *I = impl;
+    return mlmx_batch_sim_model_order("glmm-1ri", sim_grouped, &I->S, (size_t)I->S.n, I->S.pos,
+                                      seed, reps, count, y, err);
 }
 #endif
 
