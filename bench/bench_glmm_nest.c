@@ -11,6 +11,7 @@
  *   - on a device: one replicate (latency) and REPS_GPU replicates;
  *     "gpu: skipped" otherwise.
  *   usage: bench_glmm_nest [REPS_CPU [REPS_GPU [NAGQ [CSV [FORMULA]]]]]
+ *   (MLMX_BENCH_LINK=probit or cloglog: that binomial link)
  *          (defaults 20 1000 25 data/hdp.csv and the formula above)
  * SEs are not computed (as mlmx boot without --se). */
 #define _POSIX_C_SOURCE 200809L
@@ -210,6 +211,10 @@ int main(int argc, char **argv)
     mlmx_fit_options_default(&o);
     o.family = MLMX_FAMILY_BINOMIAL;
     o.nagq = nagq;
+    /* MLMX_BENCH_LINK=probit or cloglog: the binomial link (Laplace) */
+    const char *lk = getenv("MLMX_BENCH_LINK");
+    if (lk)
+        o.link = strcmp(lk, "probit") == 0 ? MLMX_LINK_PROBIT : MLMX_LINK_CLOGLOG;
     if (mlmx_data_read_csv(csv, &d) || mlmx_model_create(d, formula, &m)) {
         fprintf(stderr, "bench_glmm_nest: %s\n", mlmx_last_error());
         return 1;
