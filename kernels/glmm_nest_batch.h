@@ -80,7 +80,7 @@
 typedef struct mlmx_gn_shared {
     int n, p, np, nfine, ntop;
     int itf, itc;            /* x's entries of theta_f and theta_c (0 and 1, model order) */
-    int poisson;             /* 0: binomial logit; 1: Poisson log */
+    int poisson;             /* 0: binomial (link: see `link`); 1: Poisson log */
     int nagq;                /* 1: Laplace; > 1: quadrature points per level */
     const int *ts;           /* ntop + 1: hospital h holds doctors [ts[h], ts[h+1]) */
     const int *ds;           /* nfine + 1: doctor d holds grouped positions [ds[d], ds[d+1]) */

@@ -17,6 +17,13 @@
  *     1e-5 relative (+1e-5); the quadrature gradient holds the top rule's
  *     centre and scale fixed, as agq.c's does, so it is only close to the
  *     differences (1e-4 relative to the gradient's norm; measured: 2e-6);
+ *   - the binomial probit and cloglog (Laplace): the criterion against
+ *     mlmx_glmm_laplace 1e-9, the gradient against central differences
+ *     1e-5 of its largest entry; refits (TOL_LINK): criterion 1e-8 and
+ *     never above the workspace's (1e-10), theta and beta 5e-4, SEs 2e-3
+ *     (the workspace refits these links by difference BFGS and BOBYQA);
+ *   - the device simulation's per-thread function against the
+ *     workspace's draws: bitwise;
  *   - the same rows, bit for bit, from 1 and 2 threads.
  * Data: data/hdp_hid123.csv (hdp rows with HID <= 3: 681 observations,
  * 36 doctors in 3 hospitals), data/hdp.csv for one replicate of the full

@@ -9,11 +9,12 @@
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
  * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
- * GLMMs with one scalar random intercept (binomial logit, Poisson log,
- * NB2 log, cumulative logit; Laplace or adaptive quadrature), and GLMMs
- * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
- * Poisson log; Laplace or nested adaptive quadrature). Every other model
- * is refitted through workspaces (problem.c), on the CPU.
+ * GLMMs with one scalar random intercept (binomial logit, probit,
+ * cloglog, Poisson log, NB2 log, cumulative logit, probit, cloglog;
+ * Laplace or adaptive quadrature), and GLMMs with two nested scalar random
+ * intercepts, (1|top/fine) (binomial logit, Poisson log: Laplace or nested
+ * adaptive quadrature; binomial probit, cloglog: Laplace). Every other
+ * model is refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
