@@ -178,8 +178,8 @@ MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gbf *F,
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double t = theta * S->z[k];
         double d1, w, e1, e2;
-        lin += mlmx_gbf_obs(S->fam, S->ncat, F, R->y[k * R->ys], S->nt[k],
-                            mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod, &e1, &e2);
+        lin += mlmx_gbf_obs_link(S->fam, S->link, S->ncat, F, R->y[k * R->ys], S->nt[k],
+                                 mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -255,7 +255,8 @@ MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
         mlmx_gbf_cd o;
-        mlmx_gbf_centre(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * v, &o);
+        mlmx_gbf_centre_link(S->fam, S->link, S->ncat, F, y, S->nt[k],
+                             mlmx_gb_etaf(S, k, beta) + t * v, &o);
         const double d1 = o.d1, w = o.w, w3 = o.w3, wo = o.wo;
         cs->m += t * t * w;
         cs->mo += t * t * wo;
@@ -359,8 +360,8 @@ MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
         double d1, w, e1, e2;
-        lin += mlmx_gbf_obs(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * uv,
-                            &d1, &w, &prod, &e1, &e2);
+        lin += mlmx_gbf_obs_link(S->fam, S->link, S->ncat, F, y, S->nt[k],
+                                 mlmx_gb_etaf(S, k, beta) + t * uv, &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;

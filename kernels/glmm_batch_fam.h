@@ -208,14 +208,15 @@ MLMX_HD double mlmx_gbf_bin_link(int link, double y, double nt, double eta, doub
  * binomial trials. For the logit with one trial and the cumulative logit
  * the (1 + e^-|.|) factors are multiplied into *prod (each in (1, 2]) for
  * the caller's one log per cluster, as agq.c does. */
-MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, double nt, double eta,
-                            double *d1, double *w, double *prod, double *e1, double *e2)
+MLMX_HD double mlmx_gbf_obs_link(int fam, int link, int ncat, const mlmx_gbf *F, double y,
+                                 double nt, double eta, double *d1, double *w, double *prod,
+                                 double *e1, double *e2)
 {
     /* the canonical families first: one test on their hot path */
     if (fam <= MLMX_FAM_POISSON) {
         *e1 = *e2 = 0.0;
-        if (fam == MLMX_FAM_BINOMIAL && F->link != MLMX_LINK_LOGIT)
-            return mlmx_gbf_bin_link(F->link, y, nt, eta, d1, w, NULL, NULL);
+        if (fam == MLMX_FAM_BINOMIAL && link != MLMX_LINK_LOGIT)
+            return mlmx_gbf_bin_link(link, y, nt, eta, d1, w, NULL, NULL);
         return mlmx_gb_obs(fam == MLMX_FAM_POISSON, y, nt, eta, d1, w, prod);
     }
     if (fam == MLMX_FAM_NEGBIN) {
@@ -228,8 +229,8 @@ MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, doub
         *e2 = 0.0;
         return y * m - (s + y) * L;
     }
-    if (F->link != MLMX_LINK_LOGIT) {
-        const mlmx_gm_ocat r = mlmx_gm_ord_cat(F->link, (int)y, ncat, F->c, eta);
+    if (link != MLMX_LINK_LOGIT) {
+        const mlmx_gm_ocat r = mlmx_gm_ord_cat(link, (int)y, ncat, F->c, eta);
         *d1 = r.d1;
         *w = r.d2;
         *e1 = -r.ra;
@@ -243,6 +244,15 @@ MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, doub
     return l;
 }
 
+/* mlmx_gbf_obs_link with F's link. (The engine passes its structure's
+ * link instead, which a kernel instantiation makes a compile-time
+ * constant: F lives in local memory, where the compiler does not fold it.) */
+MLMX_HD double mlmx_gbf_obs(int fam, int ncat, const mlmx_gbf *F, double y, double nt, double eta,
+                            double *d1, double *w, double *prod, double *e1, double *e2)
+{
+    return mlmx_gbf_obs_link(fam, F->link, ncat, F, y, nt, eta, d1, w, prod, e1, e2);
+}
+
 /* One observation's derivatives at the rule's centre (no log-likelihood):
  * d1, w, w3 = dw/d eta, the observed information wo (= w but for the
  * binomial probit and cloglog), and for the extra parameters it touches
@@ -253,11 +263,11 @@ typedef struct mlmx_gbf_cd {
 } mlmx_gbf_cd;
 
 /* The cumulative probit or cloglog at the centre (see the top). */
-MLMX_HD void mlmx_gbf_ord_centre(const mlmx_gbf *F, int ncat, double y, double eta,
+MLMX_HD void mlmx_gbf_ord_centre(int link, const mlmx_gbf *F, int ncat, double y, double eta,
                                  mlmx_gbf_cd *o)
 {
     const int c = (int)y;
-    const mlmx_gm_ocat r = mlmx_gm_ord_cat(F->link, c, ncat, F->c, eta);
+    const mlmx_gm_ocat r = mlmx_gm_ord_cat(link, c, ncat, F->c, eta);
     const double d1 = r.d1, r2 = d1 * d1 - r.d2;
     double k;
     o->d1 = d1;
@@ -265,27 +275,27 @@ MLMX_HD void mlmx_gbf_ord_centre(const mlmx_gbf *F, int ncat, double y, double e
     o->el[0] = -r.ra;
     o->el[1] = r.rb;
     if (r.ra > 0.0) { /* c > 0 */
-        const double h = mlmx_gbf_hk(F->link, F->c[c - 1] - eta, &k);
+        const double h = mlmx_gbf_hk(link, F->c[c - 1] - eta, &k);
         o->ed[0] = r.ra * (h + d1);
         o->ew[0] = 2.0 * d1 * o->ed[0] + r.ra * (k - r2);
     }
     if (r.rb > 0.0) { /* c < ncat - 1 */
-        const double h = mlmx_gbf_hk(F->link, F->c[c] - eta, &k);
+        const double h = mlmx_gbf_hk(link, F->c[c] - eta, &k);
         o->ed[1] = -r.rb * (h + d1);
         o->ew[1] = 2.0 * d1 * o->ed[1] - r.rb * (k - r2);
     }
     o->w3 = -(o->ew[0] + o->ew[1]);
 }
 
-MLMX_HD void mlmx_gbf_centre(int fam, int ncat, const mlmx_gbf *F, double y, double nt,
-                             double eta, mlmx_gbf_cd *o)
+MLMX_HD void mlmx_gbf_centre_link(int fam, int link, int ncat, const mlmx_gbf *F, double y,
+                                  double nt, double eta, mlmx_gbf_cd *o)
 {
     o->el[0] = o->el[1] = o->ed[0] = o->ed[1] = o->ew[0] = o->ew[1] = 0.0;
-    if (F->link != mlmx_gbf_canonical(fam)) {
+    if (link != mlmx_gbf_canonical(fam)) {
         if (fam == MLMX_FAM_ORDINAL)
-            mlmx_gbf_ord_centre(F, ncat, y, eta, o);
+            mlmx_gbf_ord_centre(link, F, ncat, y, eta, o);
         else
-            mlmx_gbf_bin_link(F->link, y, nt, eta, &o->d1, &o->w, &o->wo, &o->w3);
+            mlmx_gbf_bin_link(link, y, nt, eta, &o->d1, &o->w, &o->wo, &o->w3);
         return;
     }
     switch (fam) {
@@ -341,6 +351,13 @@ MLMX_HD void mlmx_gbf_centre(int fam, int ncat, const mlmx_gbf *F, double y, dou
         return;
     }
     }
+}
+
+/* mlmx_gbf_centre_link with F's link (see mlmx_gbf_obs). */
+MLMX_HD void mlmx_gbf_centre(int fam, int ncat, const mlmx_gbf *F, double y, double nt,
+                             double eta, mlmx_gbf_cd *o)
+{
+    mlmx_gbf_centre_link(fam, F->link, ncat, F, y, nt, eta, o);
 }
 
 /* The NB2 log-likelihood's terms that do not depend on eta for one count:

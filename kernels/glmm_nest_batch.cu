@@ -158,12 +158,18 @@ static __device__ void gn_put_row(const mlmx_gn_shared *S, const mlmx_qn_state *
     o->status[r] = (signed char)(ok ? 1 : 2);
 }
 
+// NC: 0 for the canonical links (the link then made a constant the
+// compiler folds, so the probit/cloglog code drops out), 1 for the
+// binomial probit and cloglog.
+template <int NC>
 __global__ void __launch_bounds__(GN_THREADS)
     mlmx_gn_kernel(mlmx_gn_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
                    size_t count, double *scratch, size_t rep_doubles, int want_se,
                    mlmx_gn_cuda_out o)
 {
     extern __shared__ double gn_sh[];
+    if (!NC)
+        S.link = S.poisson ? MLMX_LINK_LOG : MLMX_LINK_LOGIT;
     const int tid = threadIdx.x, np = S.np;
     const size_t r = blockIdx.x;
     if (r >= count)
@@ -234,8 +240,12 @@ static cudaError_t launch_gn(const mlmx_gn_shared *S, uint64_t seed, const uint6
                              cudaStream_t stream)
 {
     const size_t shmem = (size_t)gn_block_doubles(S->np) * sizeof(double);
-    mlmx_gn_kernel<<<(unsigned)count, GN_THREADS, shmem, stream>>>(
-        *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
+    if (mlmx_gn_noncanon(S))
+        mlmx_gn_kernel<1><<<(unsigned)count, GN_THREADS, shmem, stream>>>(
+            *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
+    else
+        mlmx_gn_kernel<0><<<(unsigned)count, GN_THREADS, shmem, stream>>>(
+            *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
     return cudaGetLastError();
 }
 
