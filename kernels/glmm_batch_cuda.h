@@ -39,9 +39,9 @@ mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint
 mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
                                   size_t count, double *y, char *msg, size_t msglen);
 
-/* The kernels' per-thread local memory (ptxas: stack frames of 1.5 to
- * 2 KB across the family and link instantiations, docs/performance.md,
- * rounded up), which the driver reserves for every thread the device can
+/* The kernels' per-thread local memory (ptxas, sm_90: stack frames of
+ * 1,552 to 1,920 bytes across the family and link instantiations,
+ * docs/performance.md, rounded up), which the driver reserves for every thread the device can
  * hold at once, counted for an H200 (132 SMs x 2048 threads, as the other
  * engines): about 550 MB. */
 #define MLMX_GB_LOCAL_BYTES ((size_t)2048)
