@@ -7,8 +7,10 @@
  * MODEL picks another model fitted to a data file instead: "wine"
  * (ordinal rating ~ temp + contact + (1|judge), data/wine.csv) or
  * "salamanders" (NB2 count ~ spp * mined + (1|site), data/salamanders.csv),
- * or "cbpp" (binomial, data/cbpp.csv); "-probit" or "-cloglog" after
- * "wine" or "cbpp" picks that link.
+ * "cbpp" (binomial, data/cbpp.csv; "-probit" or "-cloglog" after "wine"
+ * or "cbpp" picks that link) or "hdp" (binomial remission ~ IL6 + CRP +
+ * LengthofStay + (1 + LengthofStay | HID), data/hdp.csv: the engine's
+ * vector path, "glmm-vec", Laplace only, so NAGQ 1).
  *   usage: bench_glmm_batch [REPS_CPU [REPS_GPU [NAGQ [MODEL]]]]
  *          (2000 20000 25 binary); run from the source directory for MODEL */
 #define _POSIX_C_SOURCE 200809L
@@ -103,7 +105,7 @@ typedef struct outs {
 static int outs_alloc(outs *o, size_t m)
 {
     o->reps = malloc(m * sizeof *o->reps);
-    o->th = malloc(m * sizeof(double));
+    o->th = malloc(MLMX_GB_THMAX * m * sizeof(double));
     o->be = malloc(MLMX_GB_PMAX * m * sizeof(double));
     o->se = NULL;
     o->sg = malloc(m * sizeof(double));
@@ -211,6 +213,10 @@ static mlmx_data *model_data(const char *model, const char **formula, mlmx_famil
         csv = "data/wine.csv";
         *formula = "rating ~ temp + contact + (1 | judge)";
         *fam = MLMX_FAMILY_ORDINAL;
+    } else if (strcmp(model, "hdp") == 0) {
+        csv = "data/hdp.csv";
+        *formula = "remission ~ IL6 + CRP + LengthofStay + (1 + LengthofStay | HID)";
+        *fam = MLMX_FAMILY_BINOMIAL;
     } else if (strcmp(model, "salamanders") == 0) {
         csv = "data/salamanders.csv";
         *formula = "count ~ spp * mined + (1 | site)";
@@ -257,8 +263,8 @@ int main(int argc, char **argv)
                mlmx_fit_beta(f)[1]);
     else
         printf("model: %s %s, %d observations in %d clusters, %d optimizer parameters, nAGQ = "
-               "%d; truth theta %.4f\n", model, formula, S->n, S->nclu, S->np, nagq,
-               mlmx_fit_theta(f)[0]);
+               "%d; engine %s; truth theta[0] %.4f\n", model, formula, S->n, S->nclu, S->np,
+               nagq, E.name, mlmx_fit_theta(f)[0]);
     outs oc, og;
     const size_t mmax = ncpu > ngpu ? ncpu : ngpu;
     double *extra = malloc(mmax * MLMX_GB_EMAX * sizeof *extra);

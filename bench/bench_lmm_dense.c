@@ -12,6 +12,12 @@
  *   CASE: penicillin  diameter ~ 1 + (1|plate) + (1|sample)
  *         pastes      strength ~ 1 + (1|batch/cask)
  *         sim_crossed score ~ time * grp + (1 + time|student) + (1|teacher)
+ *         sc194       score ~ time + grp + (time||student) + (1|teacher)
+ *         sc345       score ~ time * grp + (1 + time|student) + (1|teacher)
+ *                             + (1|student:teacher)
+ *         synth:L     y ~ x + (1|s) + (1|item), simulated in memory: 600
+ *                     s levels with 10 observations each on items drawn
+ *                     from L (a dense block of L + 3 columns)
  * Run from the source tree (reads data/<case>.csv). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -207,22 +213,82 @@ static void gpu_run(mlmx_batch_engine *E, const outs *oc, size_t ncpu, const out
            "the CPU's to 1e-6\n", desc, rg, rg / r1, rg / r2, same, k);
 }
 
+/* The synth:L design: y = 3 + 0.5 x + u_s + v_item + e (SDs 1, 0.7, 1),
+ * x ~ N(0, 1), from a fixed xorshift stream. NULL when out of memory. */
+static uint64_t g_rng = 88172645463325252u;
+
+static double unif(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return ((double)(g_rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double gauss(void) { return sqrt(-2.0 * log(unif())) * cos(6.283185307179586 * unif()); }
+
+static mlmx_data *synth(int L)
+{
+    enum { NS = 600, PER = 10, N = NS * PER };
+    double *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    double *v = malloc((size_t)L * sizeof *v);
+    char *names = malloc((size_t)N * 2 * 16);
+    const char **sp = malloc(N * sizeof *sp), **ip = malloc(N * sizeof *ip);
+    mlmx_data *d = NULL;
+    if (x && y && v && names && sp && ip) {
+        for (int k = 0; k < L; k++)
+            v[k] = 0.7 * gauss();
+        for (int s = 0; s < NS; s++) {
+            const double u = gauss();
+            for (int r = 0; r < PER; r++) {
+                const int i = s * PER + r, it = (int)(unif() * L) % L;
+                x[i] = gauss();
+                y[i] = 3.0 + 0.5 * x[i] + u + v[it] + gauss();
+                snprintf(names + (size_t)i * 32, 16, "s%d", s);
+                snprintf(names + (size_t)i * 32 + 16, 16, "i%d", it);
+                sp[i] = names + (size_t)i * 32;
+                ip[i] = names + (size_t)i * 32 + 16;
+            }
+        }
+        if (mlmx_data_create(N, &d) || mlmx_data_add_numeric(d, "y", y, NULL) ||
+            mlmx_data_add_numeric(d, "x", x, NULL) || mlmx_data_add_strings(d, "s", sp) ||
+            mlmx_data_add_strings(d, "item", ip)) {
+            mlmx_data_free(d);
+            d = NULL;
+        }
+    }
+    free(x);
+    free(y);
+    free(v);
+    free(names);
+    free(sp);
+    free(ip);
+    return d;
+}
+
 int main(int argc, char **argv)
 {
     const size_t ncpu = argc > 1 ? (size_t)atol(argv[1]) : 4000;
     const size_t ngpu = argc > 2 ? (size_t)atol(argv[2]) : 100000;
     const char *cs = argc > 3 ? argv[3] : "penicillin";
-    const char *csv, *formula;
-    if (strcmp(cs, "penicillin") == 0) {
-        csv = "data/penicillin.csv";
-        formula = "diameter ~ 1 + (1|plate) + (1|sample)";
-    } else if (strcmp(cs, "pastes") == 0) {
-        csv = "data/pastes.csv";
-        formula = "strength ~ 1 + (1|batch/cask)";
-    } else if (strcmp(cs, "sim_crossed") == 0) {
-        csv = "data/sim_crossed.csv";
-        formula = "score ~ time * grp + (1 + time|student) + (1|teacher)";
-    } else {
+    static const char *const cases[][3] = {
+        {"penicillin", "data/penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)"},
+        {"pastes", "data/pastes.csv", "strength ~ 1 + (1|batch/cask)"},
+        {"sim_crossed", "data/sim_crossed.csv",
+         "score ~ time * grp + (1 + time|student) + (1|teacher)"},
+        {"sc194", "data/sim_crossed.csv", "score ~ time + grp + (time||student) + (1|teacher)"},
+        {"sc345", "data/sim_crossed.csv",
+         "score ~ time * grp + (1 + time|student) + (1|teacher) + (1|student:teacher)"},
+    };
+    const char *csv = NULL, *formula = NULL;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        if (strcmp(cs, cases[k][0]) == 0) {
+            csv = cases[k][1];
+            formula = cases[k][2];
+        }
+    if (!formula && strncmp(cs, "synth:", 6) == 0 && atoi(cs + 6) >= 2 && atoi(cs + 6) <= 600)
+        formula = "y ~ x + (1|s) + (1|item)";
+    if (!formula) {
         fprintf(stderr, "bench_lmm_dense: unknown case '%s'\n", cs);
         return 2;
     }
@@ -233,7 +299,11 @@ int main(int argc, char **argv)
     mlmx_problem *P = NULL;
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
-    if (mlmx_data_read_csv(csv, &d) || mlmx_model_create(d, formula, &m) ||
+    if (!csv && !(d = synth(atoi(cs + 6)))) {
+        fprintf(stderr, "bench_lmm_dense: out of memory\n");
+        return 1;
+    }
+    if ((csv && mlmx_data_read_csv(csv, &d)) || mlmx_model_create(d, formula, &m) ||
         mlmx_fit_lmm(m, &o, &f) || mlmx_problem_create(f, &P)) {
         fprintf(stderr, "bench_lmm_dense: %s (run from the source tree)\n", mlmx_last_error());
         return 1;

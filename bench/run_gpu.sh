@@ -72,6 +72,9 @@ if [ -x "$B/bench_lmm_dense" ]; then
   echo; echo "crossed LMMs, lmm-crossed engine (bench_lmm_dense): Penicillin, sim_crossed:"
   OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 4000 100000 penicillin
   OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 200 10000 sim_crossed
+  echo "lmm-crossed's block mapping (194 and 303 dense columns):"
+  OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 20 2000 sc194
+  OPENBLAS_NUM_THREADS=1 "$B/bench_lmm_dense" 4 500 synth:300
 fi
 if [ -x "$B/bench_glmm_batch" ]; then
   echo; echo "ordinal and NB2 GLMMs, glmm-1ri (bench_glmm_batch): wine Laplace, salamanders NB2 Laplace:"

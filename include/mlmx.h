@@ -333,6 +333,71 @@ const double *mlmx_fit_ranef_condsd(const mlmx_fit *f, int k); /* NULL if not co
 /* Covariance of term k's random effects: q*q column-major, sigma^2 T T^T. */
 mlmx_status mlmx_fit_term_covariance(const mlmx_fit *f, int k, double *cov);
 
+/* Variance decomposition (docs/inference.md): Nakagawa & Schielzeth's R²
+ * with Johnson's random-slope term, as performance::r2_nakagawa and
+ * performance::icc compute them. On the linear-predictor (latent) scale:
+ *   var_fixed     the sample variance (denominator n - 1) of X beta;
+ *   var_random    sum over terms of tr(Sigma_k Z_k^T Z_k) / n, the mean
+ *                 variance the random effects add to an observation's
+ *                 linear predictor (for random intercepts: the sum of
+ *                 their variances);
+ *   var_residual  an LMM's sigma^2; for binomial and ordinal models the
+ *                 variance of the link's standard distribution: logit
+ *                 pi^2/3, probit 1, cloglog pi^2/6;
+ *   r2_marginal = vf / (vf + vr + ve), r2_conditional = (vf + vr) / (...),
+ *   icc_adjusted = vr / (vr + ve), icc_conditional = vr / (vf + vr + ve).
+ * Poisson and negative binomial models: MLMX_ERR_UNSUPPORTED (their
+ * distribution-specific variance is not implemented yet), with var_fixed
+ * and var_random filled and the rest NaN. */
+typedef struct mlmx_r2 {
+    double var_fixed, var_random, var_residual;
+    double r2_marginal, r2_conditional;
+    double icc_adjusted, icc_conditional;
+} mlmx_r2;
+mlmx_status mlmx_fit_r2(const mlmx_fit *f, mlmx_r2 *out);
+
+/* The intra-class correlation of random-effect term k's grouping factor,
+ * from the random intercepts' variances v_j, and var_random and
+ * var_residual above (total = var_random + var_residual, which is
+ * sum_j v_j + var_residual for random-intercept models):
+ *   icc             v_k / total (performance::icc(by_group = TRUE));
+ *   icc_cumulative  the intercept variances of term k and of every term
+ *                   whose factor k's is nested in (or equals), over total:
+ *                   the correlation of two observations in the same level
+ *                   of k (Stata's estat icc for nested levels, e.g.
+ *                   "class|school"); equal to icc for a crossed factor;
+ *   mean_size       observations per level of the factor;
+ *   design_effect   Kish's 1 + (mean_size - 1) icc_cumulative.
+ * icc and icc_cumulative are NaN for a term without a random intercept.
+ * Errors as mlmx_fit_r2. */
+typedef struct mlmx_icc {
+    double icc, icc_cumulative, mean_size, design_effect;
+} mlmx_icc;
+mlmx_status mlmx_fit_icc_term(const mlmx_fit *f, int k, mlmx_icc *out);
+/* The decomposition as text, for under the summary (mlmx fit --r2 --icc):
+ * what = MLMX_SHOW_R2 (the variances, R2 and overall ICCs) and/or
+ * MLMX_SHOW_ICC (a table of the ICC, cumulative ICC, mean cluster size and
+ * design effect of each level with a random intercept, top level first).
+ * For a model whose decomposition is not available (counts) the text is a
+ * line saying why. Free *out with mlmx_string_free. The JSON of
+ * mlmx_fit_write_json always has "variance_decomposition" and "icc". */
+#define MLMX_SHOW_R2 1
+#define MLMX_SHOW_ICC 2
+mlmx_status mlmx_fit_variance_summary(const mlmx_fit *f, int what, char **out);
+
+/* Satterthwaite's denominator degrees of freedom for the contrast L^T beta
+ * (L: p values) of a linear mixed model fit, as lmerTest computes them
+ * (docs/inference.md): df = 2 (L^T V L)^2 / (g^T A g), with V = vcov(beta)
+ * as a function of the variance parameters (theta, sigma), g its gradient
+ * along L and A = 2 H^{-1} (H the Hessian of the REML or ML deviance in
+ * (theta, sigma)) at the estimates. Errors: MLMX_ERR_UNSUPPORTED for a
+ * GLMM or a singular fit (a variance at 0), with the reason. */
+mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df);
+/* For each fixed effect j (p values each): Satterthwaite's df, t =
+ * beta_j / se_j and the two-sided p-value of t on df, as lmerTest's
+ * summary() prints them. Errors as mlmx_fit_satterthwaite. */
+mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double *p);
+
 /* ------------------------------------------------------------------ */
 /* Prepared problems: one model, many responses (bootstrap, power).    */
 /* ------------------------------------------------------------------ */

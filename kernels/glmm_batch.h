@@ -1,8 +1,10 @@
-/* Replicate fits of a GLMM with one scalar random-effect term (the
- * random intercept (1|g), or any single column (0 + x|g)): binomial with
- * the logit, probit or cloglog link, Poisson with the log link, negative
- * binomial NB2 with the log link, or the cumulative logit, probit or
- * cloglog (ordinal), by the Laplace
+/* Replicate fits of a GLMM with one random-effect term: a scalar one (the
+ * random intercept (1|g), or any single column (0 + x|g)), or a vector of
+ * q = 2..MLMX_GB_QMAX correlated effects in one grouping factor, lme4's
+ * (1 + x|g) (kernels/glmm_batch_vec.h, Laplace only): binomial with
+ * the logit, probit or cloglog link (a vector term: logit only), Poisson
+ * with the log link, negative binomial NB2 with the log link, or the
+ * cumulative logit, probit or cloglog (ordinal), by the Laplace
  * approximation (nAGQ = 1) or adaptive Gauss-Hermite quadrature
  * (nAGQ > 1): written once as inline math for the CPU engine
  * (host/replicate/glmm_batch.c) and the CUDA kernel
@@ -10,9 +12,10 @@
  * kernels/glmm_batch_fam.h.
  *
  * The definitions are those of the workspace refit (host/glmm/refit.c):
- *   x = [theta; beta; extra] (beta without an ordinal model's intercept;
- *   extra: thresholds or log-size, glmm_batch_fam.h), lower bound 0 on
- *   theta, BFGS (kernels/qn.h) from the problem's start with its
+ *   x = [theta; beta; extra] (theta: the q(q+1)/2 entries of the lower
+ *   triangle of lme4's relative Cholesky factor T, column by column; beta
+ *   without an ordinal model's intercept; extra: thresholds or log-size,
+ *   glmm_batch_fam.h), lower bound 0 on T's diagonal entries, BFGS (kernels/qn.h) from the problem's start with its
  *   inverse-Hessian seed and the default tolerances (max_evals from the
  *   fit options);
  *   Laplace: D = sum_j [-2 sum_i ll_i(eta~_i) + u~_j^2 + log(1 + sum_i t_i^2 w_i)],
@@ -21,7 +24,9 @@
  *   probit and cloglog, glmm_batch_fam.h), with its exact gradient
  *   (grad.c for the canonical links; the same derivation with the extra
  *   parameters' terms and, where w is the expected information, the
- *   mode's motion by the observed one wo, glmm_batch_fam.h);
+ *   mode's motion by the observed one wo, glmm_batch_fam.h); a vector
+ *   term: the same with u~_j a q-vector and log det(I + T' sum_i w_i z_i
+ *   z_i' T) for the last term (kernels/glmm_batch_vec.h; w = wo there);
  *   quadrature: D = -2 sum_j [log s_j + LSE_a(log w_a + z_a^2/2 - v_a^2/2 +
  *   sum_i ll_i(v_a))], v_a = u~_j + s_j z_a, s_j = (1 + sum t^2 w)^-1/2,
  *   with the gradient of agq.c (finest_logint_g: the node averages plus
@@ -47,17 +52,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster_math.h"
 #include "glmm_batch_fam.h"
 #include "glmm_math.h"
 #include "qn.h"
 #include "random.h"
 #include "simulate.h"
 
-/* Most fixed effects in x (p <= MLMX_GB_PMAX) and optimizer parameters
- * (np = 1 + p + ne <= MLMX_GB_NPMAX, ne <= MLMX_GB_EMAX extra): the
- * per-cluster gradient sums are register arrays of these sizes. */
+/* Most fixed effects in x (p <= MLMX_GB_PMAX), columns of the term (q <=
+ * MLMX_GB_QMAX, nth = q(q+1)/2 <= MLMX_GB_THMAX theta entries) and
+ * optimizer parameters (np = nth + p + ne <= MLMX_GB_NPMAX, ne <=
+ * MLMX_GB_EMAX extra): the per-cluster gradient sums are register arrays
+ * of these sizes. */
 #define MLMX_GB_PMAX 16
-#define MLMX_GB_NPMAX (1 + MLMX_GB_PMAX + MLMX_GB_EMAX)
+#define MLMX_GB_QMAX 3
+#define MLMX_GB_THMAX (MLMX_GB_QMAX * (MLMX_GB_QMAX + 1) / 2)
+#define MLMX_GB_NPMAX (MLMX_GB_THMAX + MLMX_GB_PMAX + MLMX_GB_EMAX)
 #define MLMX_GB_NEWTON_MAX 60 /* Newton steps for one cluster's mode */
 #define MLMX_GB_HALF_MAX 40   /* step halvings in one Newton step */
 /* Most free parameters mlmx_gb_se_finish takes: this engine's np, and
@@ -66,11 +76,13 @@
 #define MLMX_GB_SE_NMAX (MLMX_GB_NPMAX > 16 ? MLMX_GB_NPMAX : 16)
 
 /* The structure every replicate shares (read-only). Dimensions: n
- * observations, nclu clusters (levels of the term, empty ones allowed), p
- * fixed effects in x (0..MLMX_GB_PMAX; an ordinal model's intercept column
- * is left out), ne extra parameters, np = 1 + p + ne. */
+ * observations, nclu clusters (levels of the term, empty ones allowed), q
+ * columns of the term (1..MLMX_GB_QMAX) and nth = q(q+1)/2 theta entries,
+ * p fixed effects in x (0..MLMX_GB_PMAX; an ordinal model's intercept
+ * column is left out), ne extra parameters, np = nth + p + ne. */
 typedef struct mlmx_gb_shared {
     int n, nclu, p, np;
+    int q, nth;
     int fam;                 /* MLMX_FAM_* (glmm_math.h): binomial logit, Poisson log,
                                 NB2 log, cumulative logit */
     int ncat;                /* ordinal categories (0 otherwise) */
@@ -81,11 +93,11 @@ typedef struct mlmx_gb_shared {
     const int *clu;          /* n: the cluster of grouped position k */
     const int *pos;          /* n: the grouped position of model observation i */
     const double *X;         /* n * p, row-major, grouped order */
-    const double *z;         /* n: the term's column, grouped order */
+    const double *z;         /* n * q: the term's columns, row-major, grouped order */
     const double *nt;        /* n: binomial trials (1 for 0/1 data and the other families) */
     const double *gz;        /* nagq: Gauss-Hermite nodes (nagq > 1) */
     const double *glw;       /* nagq: log weight + node^2 / 2 */
-    double theta_sim;        /* the simulation's parameters */
+    const double *tsim;      /* q * q: the simulation's T (lower, column-major) */
     const double *beta_sim;  /* p (the columns of X) */
     const double *extra_sim; /* ne: thresholds, or the size (natural scale) */
     const double *x0, *lb;   /* np: the optimizer's start and lower bounds */
@@ -97,7 +109,8 @@ typedef struct mlmx_gb_shared {
 } mlmx_gb_shared;
 
 /* One replicate's scratch: y (n responses, grouped order) at y[k * ys],
- * u (nclu conditional modes, the warm start) at u[j * us]. */
+ * u (nclu * q conditional modes, the warm start; component a of cluster j
+ * is element j * q + a) at u[(j * q + a) * us]. */
 typedef struct mlmx_gb_rep {
     double *y;
     double *u;
@@ -118,10 +131,10 @@ MLMX_HD double mlmx_gb_llconst(int fam, double y, double nt)
 }
 
 /* Draw replicate `rep`'s response into R->y exactly as
- * mlmx_workspace_simulate does: u_l ~ N(0,1) from stream 0 in level order,
- * b_l = theta u_l, eta_i = sum_j x_ij beta_j + z_i b_l (model order, the
- * same arithmetic; an ordinal model's intercept column is skipped there
- * and absent here), y_i from stream 1 in model observation order by
+ * mlmx_workspace_simulate does: u_l ~ N(0, I_q) from stream 0 in level
+ * order, b_l = T u_l (mlmx_cm_lower_mv), eta_i = sum_j x_ij beta_j +
+ * z_i' b_l (model order, the same arithmetic; an ordinal model's intercept
+ * column is skipped there and absent here), y_i from stream 1 in model observation order by
  * mlmx_sim_response (family codes of mlmx_family: MLMX_FAM_* + 1). Leaves
  * R->u at 0 (the workspace fit's first warm start). Returns the sum of the
  * log-likelihood constants, or NaN when a draw is not finite. */
@@ -130,8 +143,15 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
 {
     mlmx_rng r;
     mlmx_rng_init(&r, seed, rep, 0);
-    for (int l = 0; l < S->nclu; l++)
-        R->u[l * R->us] = S->theta_sim * mlmx_rng_normal(&r);
+    const int q = S->q, nu = S->nclu * q;
+    for (int l = 0; l < S->nclu; l++) {
+        double u[MLMX_GB_QMAX], b[MLMX_GB_QMAX];
+        for (int a = 0; a < q; a++)
+            u[a] = mlmx_rng_normal(&r);
+        mlmx_cm_lower_mv(q, S->tsim, u, b);
+        for (int a = 0; a < q; a++)
+            R->u[(l * q + a) * R->us] = b[a];
+    }
     mlmx_rng_init(&r, seed, rep, 1);
     const int p = S->p, fam = S->fam, link = S->link;
     const double size = fam == MLMX_FAM_NEGBIN ? S->extra_sim[0] : 0.0;
@@ -143,7 +163,8 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
         for (int j = 0; j < p; j++)
             eta += x[j] * S->beta_sim[j];
         double zb = 0.0;
-        zb += S->z[k] * R->u[S->clu[k] * R->us];
+        for (int a = 0; a < q; a++)
+            zb += S->z[k * q + a] * R->u[(S->clu[k] * q + a) * R->us];
         eta += zb;
         const double ntr = S->nt[k];
         const double y = mlmx_sim_response(fam + 1, link, eta, 1.0, ntr, size, S->ncat,
@@ -151,7 +172,7 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
         R->y[k * R->ys] = y;
         cst += mlmx_gb_llconst(fam, y, ntr);
     }
-    for (int l = 0; l < S->nclu; l++)
+    for (int l = 0; l < nu; l++)
         R->u[l * R->us] = 0.0;
     return isfinite(cst) ? cst : MLMX_GM_NAN;
 }
@@ -428,6 +449,10 @@ MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gbf *F,
     return -2.0 * (log(sd) + N.mx + log(N.sc));
 }
 
+/* The vector term's cluster (Laplace): needs the types and the
+ * per-observation helpers above. */
+#include "glmm_batch_vec.h"
+
 /* ------------------------------------------------------------ criterion */
 
 /* NB2's size-dependent constants of cluster c (the sum of
@@ -453,19 +478,23 @@ MLMX_HD double mlmx_gb_eval_part(const mlmx_gb_shared *S, const mlmx_gb_rep *R, 
                                  double *g, int c0, int cstep)
 {
     const double theta = x[0];
-    const double *beta = x + 1;
+    const double *beta = x + S->nth;
+    double T[MLMX_GB_QMAX * MLMX_GB_QMAX];
+    if (S->q > 1)
+        mlmx_cm_theta_to_t(S->q, x, T);
     mlmx_gbf F;
-    mlmx_gbf_set_link(S->fam, S->link, S->ncat, x + 1 + S->p, &F);
+    mlmx_gbf_set_link(S->fam, S->link, S->ncat, beta + S->p, &F);
     for (int j = 0; j < S->np; j++)
         g[j] = 0.0;
     double f = 0.0, nbc = 0.0, gls = 0.0;
     for (int c = c0; c < S->nclu; c += cstep) {
-        f += S->nagq > 1 ? mlmx_gb_agq_cluster(S, &F, R, c, theta, beta, g)
-                         : mlmx_gb_laplace_cluster(S, &F, R, c, theta, beta, g);
+        f += S->q > 1       ? mlmx_gbv_laplace_cluster(S, &F, R, c, T, beta, g)
+             : S->nagq > 1 ? mlmx_gb_agq_cluster(S, &F, R, c, theta, beta, g)
+                           : mlmx_gb_laplace_cluster(S, &F, R, c, theta, beta, g);
         if (S->fam == MLMX_FAM_NEGBIN)
             nbc += mlmx_gb_nb_cluster(S, &F, R, c, &gls);
     }
-    double *ge = g + 1 + S->p;
+    double *ge = g + S->nth + S->p;
     if (S->fam == MLMX_FAM_NEGBIN) {
         f -= 2.0 * nbc;
         ge[0] -= 2.0 * gls;
@@ -476,23 +505,24 @@ MLMX_HD double mlmx_gb_eval_part(const mlmx_gb_shared *S, const mlmx_gb_rep *R, 
 }
 
 /* Replicate results in the model's layout from the optimum x and the SEs
- * of x's fixed effects (se_x, p values, or NULL): theta; beta (pout
+ * of x's fixed effects (se_x, p values, or NULL): theta (nth values); beta (pout
  * values, 0 for the left-out intercept, as the workspace's); se (pout,
  * NaN for the intercept; skipped when NULL); extra (ne values in the
  * natural scale, mlmx_gbf_natural; skipped when NULL). */
 MLMX_HD void mlmx_gb_unpack(const mlmx_gb_shared *S, const double *x, const double *se_x,
                             double *theta, double *beta, double *se, double *extra)
 {
-    *theta = x[0];
+    for (int t = 0; t < S->nth; t++)
+        theta[t] = x[t];
     for (int j = 0, k = 0; j < S->pout; j++) {
         const int in = j != S->int_col;
-        beta[j] = in ? x[1 + k] : 0.0;
+        beta[j] = in ? x[S->nth + k] : 0.0;
         if (se)
             se[j] = in && se_x ? se_x[k] : MLMX_GM_NAN;
         k += in;
     }
     if (extra)
-        mlmx_gbf_natural(S->fam, S->ncat, x + 1 + S->p, extra);
+        mlmx_gbf_natural(S->fam, S->ncat, x + S->nth + S->p, extra);
 }
 
 /* ------------------------------------------------------------ standard errors */
@@ -503,24 +533,71 @@ MLMX_HD void mlmx_gb_unpack(const mlmx_gb_shared *S, const double *x, const doub
  * parameters. */
 MLMX_HD double mlmx_gb_fd_step(const mlmx_gb_shared *S, const double *x, int j)
 {
-    if (j >= 1 && j <= S->p)
-        return 1e-4 / mlmx_gm_fmax(S->xmax[j - 1], 1e-3);
+    if (j >= S->nth && j < S->nth + S->p)
+        return 1e-4 / mlmx_gm_fmax(S->xmax[j - S->nth], 1e-3);
     return 1e-4 * mlmx_gm_fmax(fabs(x[j]), 0.1);
 }
 
-/* The free parameters of the SE Hessian: theta unless singular, the
- * extra parameters, then every beta (idx: np entries; refit.c's set in
- * another order, which permutes H and its inverse alike, and keeps the
+/* Whether the fit at x is singular as refit.c flags it: a theta entry
+ * with lower bound 0 (a diagonal entry of T) below 1e-4. */
+MLMX_HD int mlmx_gb_singular(const mlmx_gb_shared *S, const double *x)
+{
+    int sing = 0;
+    for (int t = 0; t < S->nth; t++)
+        sing |= S->lb[t] == 0.0 && x[t] < 1e-4;
+    return sing;
+}
+
+/* Where a vector term's fit that ended singular restarts (the ordinal and
+ * NB2 families, whose workspace refits end with a BOBYQA polish): x with
+ * each diagonal entry of T below 1e-4 put at its bound 0, into xr (np).
+ * Returns the entries held there as a bit mask (bit t for theta entry t;
+ * 0: no restart is due, xr unset). Why: the criterion depends on such an
+ * entry through its square, so it is flat there; the first BFGS run's
+ * curvature along it grows without bound as it approaches 0 (kernels/qn.h
+ * closes 90% of the gap a step), its directions follow that entry alone,
+ * and the run can stop short of the optimum in the others. The restart
+ * holds the entries at 0 (mlmx_gb_hold) and steps the others from a fresh
+ * curvature: the optimum the workspaces' polish reaches there. */
+MLMX_HD int mlmx_gb_polish_point(const mlmx_gb_shared *S, const double *x, double *xr)
+{
+    if (S->q < 2 || S->ne == 0 || !mlmx_gb_singular(S, x))
+        return 0;
+    int held = 0;
+    for (int j = 0; j < S->np; j++) {
+        const int h = j < S->nth && S->lb[j] == 0.0 && x[j] < 1e-4;
+        held |= h << j;
+        xr[j] = h ? 0.0 : x[j];
+    }
+    return held;
+}
+
+/* Hold the entries of mask `held` at their lower bound in a BFGS run: a
+ * positive gradient there makes kernels/qn.h treat them as active (no
+ * step, no curvature update along them); the criterion does not change.
+ * (Releasing an entry whose derivative at 0 is negative brings back the
+ * first run's stall: on wine's ordinal bootstrap, 200 replicates, it left
+ * 70 criteria above the workspaces' against 2 when held.) */
+MLMX_HD void mlmx_gb_hold(int held, int nth, double *g)
+{
+    for (int t = 0; t < nth; t++)
+        if (held >> t & 1)
+            g[t] = 1.0;
+}
+
+/* The free parameters of the SE Hessian: every theta unless singular,
+ * the extra parameters, then every beta (idx: np entries; refit.c's set
+ * in another order, which permutes H and its inverse alike, and keeps the
  * fixed effects last for mlmx_gb_se_finish). Returns their number nf. */
 MLMX_HD int mlmx_gb_se_index(const mlmx_gb_shared *S, int singular, int *idx)
 {
     int nf = 0;
-    if (!singular)
-        idx[nf++] = 0;
+    for (int t = 0; t < S->nth && !singular; t++)
+        idx[nf++] = t;
     for (int e = 0; e < S->ne; e++)
-        idx[nf++] = 1 + S->p + e;
-    for (int j = 1; j <= S->p; j++)
-        idx[nf++] = j;
+        idx[nf++] = S->nth + S->p + e;
+    for (int j = 0; j < S->p; j++)
+        idx[nf++] = S->nth + j;
     return nf;
 }
 

@@ -10,7 +10,7 @@
 #include "mlmx.h"
 
 /* Outputs of a batch, host memory, row i for reps[i] (the layout of
- * mlmx_batch_job with one theta, mlmx_gb_unpack): theta (count), beta
+ * mlmx_batch_job, mlmx_gb_unpack): theta (count * nth), beta
  * (count * pout), se (count * pout, or NULL: not computed), crit (count),
  * nev (count), conv, sing, status (count each; status 1 done, 2 failed),
  * extra (count * ne thresholds or sizes, or NULL: not wanted). */
@@ -24,8 +24,10 @@ typedef struct mlmx_gb_cuda_out {
 /* Simulate and fit replicates reps[0..count) of the structure S (host
  * pointers; its arrays are copied to the current device) on the GPU, one
  * replicate per warp, with the math of kernels/glmm_batch.h; write the
- * outputs to o. Device buffers are sized for `count` and allocated once per
- * call. Returns MLMX_ERR_UNSUPPORTED when no device is present,
+ * outputs to o. Device buffers (mlmx_gb_fixed_bytes + count *
+ * mlmx_gb_rep_bytes, through the batch engines' counted allocator,
+ * kernels/batch_alloc.cuh) are allocated once per call and freed before it
+ * returns. Returns MLMX_ERR_UNSUPPORTED when no device is present,
  * MLMX_ERR_ARG for bad arguments, MLMX_ERR_NOMEM / MLMX_ERR_NUMERIC when a
  * CUDA call fails (msg, of msglen bytes, names the call). */
 mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
@@ -39,31 +41,34 @@ mlmx_status mlmx_cuda_gb_rows(const mlmx_gb_shared *S, uint64_t seed, const uint
 mlmx_status mlmx_cuda_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *reps,
                                   size_t count, double *y, char *msg, size_t msglen);
 
-/* The kernels' per-thread local memory (ptxas, sm_90: stack frames of
- * 1,552 to 1,920 bytes across the family and link instantiations,
- * docs/performance.md, rounded up), which the driver reserves for every thread the device can
- * hold at once, counted for an H200 (132 SMs x 2048 threads, as the other
- * engines): about 550 MB. */
-#define MLMX_GB_LOCAL_BYTES ((size_t)2048)
-#define MLMX_GB_RESIDENT_THREADS ((size_t)132 * 2048)
+/* The structure's device copy: *bi bytes of ints, *bd of doubles. */
+static inline void mlmx_gb_struct_bytes(const mlmx_gb_shared *S, size_t *bi, size_t *bd)
+{
+    const size_t n = (size_t)S->n, p = (size_t)S->p, np = (size_t)S->np, q = (size_t)S->q;
+    *bi = ((size_t)S->nclu + 1 + 2 * n) * sizeof(int);
+    *bd = (n * (p + q) + n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np + (size_t)S->ne +
+           q * q) *
+          sizeof(double);
+}
 
-/* Device bytes mlmx_cuda_gb_rows needs: fixed (the structure, and the
- * local-memory reservation above) and per replicate in flight. Pure
- * arithmetic, available in every build. Allocations go through the batch
- * engines' counted allocator (kernels/batch_alloc.cuh). */
+/* Device bytes mlmx_cuda_gb_rows allocates: fixed (the structure and the
+ * queue counter; the engine adds the kernels' local memory reservation,
+ * host/replicate/glmm_batch.c) and per replicate in flight (its response
+ * and modes, output row, key and flags). Pure arithmetic, available in
+ * every build. */
 static inline size_t mlmx_gb_fixed_bytes(const mlmx_gb_shared *S)
 {
-    const size_t n = (size_t)S->n, p = (size_t)S->p, np = (size_t)S->np;
-    return ((size_t)S->nclu + 1 + 2 * n) * sizeof(int) +
-           (n * p + 2 * n + 2 * (size_t)S->nagq + 2 * p + 2 * np + np * np + (size_t)S->ne) *
-               sizeof(double) +
-           MLMX_GB_RESIDENT_THREADS * MLMX_GB_LOCAL_BYTES;
+    size_t bi, bd;
+    mlmx_gb_struct_bytes(S, &bi, &bd);
+    return bi + bd + sizeof(unsigned long long);
 }
 
 static inline size_t mlmx_gb_rep_bytes(const mlmx_gb_shared *S)
 {
     const size_t p = (size_t)S->pout;
-    return ((size_t)S->n + (size_t)S->nclu + 2 + 2 * p + (size_t)S->ne) * sizeof(double) +
+    return ((size_t)S->n + (size_t)S->nclu * (size_t)S->q + (size_t)S->nth + 1 + 2 * p +
+            (size_t)S->ne) *
+               sizeof(double) +
            sizeof(uint64_t) + sizeof(int) + 3;
 }
 

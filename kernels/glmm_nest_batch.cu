@@ -22,6 +22,7 @@ extern "C" {
 #include "glmm_nest_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "glmm_nest_batch.h"
 
 #define GN_THREADS 256 /* threads per block (a power of two: the reduction halves it); 256
@@ -249,15 +250,7 @@ static cudaError_t launch_gn(const mlmx_gn_shared *S, uint64_t seed, const uint6
     return cudaGetLastError();
 }
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
+#define CK MLMX_CUDA_CK
 
 /* Device copies of the structure's arrays in one int and one double block
  * (mlmx_gn_fixed_bytes); Sd gets the device pointers. */
@@ -274,14 +267,7 @@ static cudaError_t gn_upload(const mlmx_gn_shared *S, mlmx_gn_shared *Sd, int **
     if (e != cudaSuccess)
         return e;
     *Sd = *S;
-    int *ip = *di;
-    double *dp = *dd;
-    struct {
-        const void *src;
-        size_t bytes;
-        int isint;
-        const void **dst;
-    } parts[] = {
+    const mlmx_cuda_part parts[] = {
         {S->ts, (nt + 1) * sizeof(int), 1, (const void **)&Sd->ts},
         {S->ds, (nf + 1) * sizeof(int), 1, (const void **)&Sd->ds},
         {S->dtop, nf * sizeof(int), 1, (const void **)&Sd->dtop},
@@ -300,20 +286,7 @@ static cudaError_t gn_upload(const mlmx_gn_shared *S, mlmx_gn_shared *Sd, int **
         {S->lb, np * sizeof(double), 0, (const void **)&Sd->lb},
         {S->hinv0, np * np * sizeof(double), 0, (const void **)&Sd->hinv0},
     };
-    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
-        void *dst = parts[k].isint ? (void *)ip : (void *)dp;
-        if (parts[k].src && parts[k].bytes) {
-            e = cudaMemcpy(dst, parts[k].src, parts[k].bytes, cudaMemcpyHostToDevice);
-            if (e != cudaSuccess)
-                return e;
-        }
-        *parts[k].dst = parts[k].src ? dst : NULL;
-        if (parts[k].isint)
-            ip += parts[k].bytes / sizeof(int);
-        else
-            dp += parts[k].bytes / sizeof(double);
-    }
-    return cudaSuccess;
+    return mlmx_cuda_upload_parts(parts, sizeof parts / sizeof parts[0], *di, *dd);
 }
 
 /* Validated arguments, or a message. */

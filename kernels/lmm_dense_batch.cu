@@ -2,7 +2,7 @@
 // (lmm-crossed): each replicate's whole fit (simulation, statistics, BFGS
 // over the profiled criterion with its dual-number gradient) inside one
 // launch, by the inline math of lmm_dense_batch.h that the CPU engine runs
-// too. Two mappings, chosen by size (mlmx_cuda_ld_auto_mapping):
+// too. Three mappings, chosen by size (mlmx_cuda_ld_auto_mapping):
 //   - one replicate per warp: the first-term levels over the lanes, the
 //     Schur downdate by owned dense entries, the dense Cholesky's trailing
 //     updates over the lanes, reductions by shuffles; the optimizer state
@@ -10,14 +10,22 @@
 //   - one replicate per thread for tiny models (a dense block of <= 16
 //     columns and <= 64 first-term effects, e.g. Penicillin, Pastes, Oats),
 //     where a warp's lanes would mostly idle: no barriers, the optimizer
-//     state in the replicate's global scratch.
-// The threshold is a guess until it is measured on a device. Each
+//     state in the replicate's global scratch;
+//   - one replicate per thread block of LD_BLOCK_LANES threads for large
+//     dense blocks (over LD_BLOCK_MIN_M columns: sim_crossed's
+//     (time||student), crossed designs with hundreds of levels, InstEval):
+//     the same partition as the warp's over 128 lanes, __syncthreads
+//     between phases and a shared-memory step in the lane sums, so the
+//     dense Cholesky's O(m^3) trailing updates and the Schur downdate
+//     spread over four warps; the optimizer state in shared memory.
+// The thresholds are guesses until they are measured on a device. Each
 // replicate's scratch is a contiguous block of global memory (L1/L2
 // cached). Three layers: the kernels, their launcher on a stream, and the
 // validated extern "C" entries. Device allocations go through ld_alloc /
 // ld_dev_free alone (the counted allocator of batch_alloc.cuh). The
-// per-level scratch of mlmx_ld_level is a ~6 KB stack frame in local
-// memory, which the driver reserves for every resident thread:
+// per-level and dense phases' temporaries are in each lane's slot of that
+// scratch (mlmx_ld_lane_len); what stays on the stack (O(nt) arrays) is
+// local memory the driver reserves for every resident thread:
 // gpu_fixed_bytes counts it.
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -32,14 +40,18 @@ extern "C" {
 
 #define LD_WARPS 4     /* replicates (warps) per block in the warp mapping */
 #define LD_THREADS 128 /* threads per block in the thread mapping */
+#define LD_BLOCK_LANES MLMX_LD_BLOCK_LANES /* threads of one replicate, block mapping */
+#define LD_BLOCK_MIN_M 64 /* the block mapping above this many dense columns (a guess) */
 #define LD_ALIGN 16
 
 /* resident threads of an H200 (132 SMs x 2048): the local memory the
  * driver reserves for the kernels' stack frames is counted for this many */
 #define LD_RESIDENT_THREADS ((size_t)132 * 2048)
-/* the larger of the two kernels' stack frames (ptxas, sm_90: 5,984 and
- * 5,920 bytes), rounded up */
-#define LD_STACK_BYTES ((size_t)6144)
+/* the largest of the three kernels' stack frames (ptxas, sm_90, CUDA 13.0:
+ * thread 1,232, warp 1,056, block 1,088 bytes; spills included), rounded
+ * up. It was ~6 KB before the per-level temporaries moved into each lane's
+ * slot of the global scratch. */
+#define LD_STACK_BYTES ((size_t)1280)
 
 /* Every device buffer goes through the batch engines' counted allocator,
  * so mlmx_cuda_peak_bytes includes this engine's. */
@@ -66,13 +78,14 @@ static __host__ __device__ size_t ld_warp_shared(int nt)
     return qs + 8 * (size_t)nt + (size_t)nt * (size_t)nt + ((size_t)nt + 1) / 2;
 }
 
-/* Doubles of global scratch one replicate uses under a mapping: the
- * simulation's random effects, the statistics, the evaluation scratch and,
- * per thread, the optimizer's store and active flags. */
-static __host__ __device__ size_t ld_work_len(const mlmx_ld_model *M, int warp)
+/* Doubles of global scratch one replicate uses with nlanes lanes (1: the
+ * thread mapping, 32: warp, LD_BLOCK_LANES: block): the simulation's
+ * random effects, the statistics, the evaluation scratch and, per thread,
+ * the optimizer's store and active flags. */
+static __host__ __device__ size_t ld_work_len(const mlmx_ld_model *M, int nlanes)
 {
-    size_t len = (size_t)M->nu + mlmx_ld_resp_len(M) + mlmx_ld_scratch_len(M, warp ? 32 : 1);
-    if (!warp)
+    size_t len = (size_t)M->nu + mlmx_ld_resp_len(M) + mlmx_ld_scratch_len(M, nlanes);
+    if (nlanes == 1)
         len += 8 * (size_t)M->nt + (size_t)M->nt * (size_t)M->nt + ((size_t)M->nt + 1) / 2;
     return len;
 }
@@ -86,17 +99,39 @@ static size_t ld_row_bytes(const mlmx_ld_model *M)
 
 extern "C" int mlmx_cuda_ld_auto_mapping(const mlmx_ld_model *M)
 {
+    if (M->m > LD_BLOCK_MIN_M)
+        return MLMX_LD_MAP_BLOCK;
     return M->m <= 16 && M->nblk * M->q1 <= 64 ? MLMX_LD_MAP_THREAD : MLMX_LD_MAP_WARP;
 }
 
-static int ld_is_warp(const mlmx_ld_model *M, int mapping)
+/* The lanes of one replicate under a mapping (auto resolved). */
+static int ld_lanes(const mlmx_ld_model *M, int mapping)
 {
-    if (mapping != MLMX_LD_MAP_THREAD && mapping != MLMX_LD_MAP_WARP)
+    if (mapping != MLMX_LD_MAP_THREAD && mapping != MLMX_LD_MAP_WARP &&
+        mapping != MLMX_LD_MAP_BLOCK)
         mapping = mlmx_cuda_ld_auto_mapping(M);
-    return mapping == MLMX_LD_MAP_WARP;
+    return mapping == MLMX_LD_MAP_BLOCK ? LD_BLOCK_LANES : mapping == MLMX_LD_MAP_WARP ? 32 : 1;
 }
 
 /* ------------------------------------------------------------ kernels */
+
+/* Replicate rep (output row r) on the nlanes lanes of a warp or a block:
+ * its work block (ld_work_len) at w, its optimizer state at base in shared
+ * memory (ld_warp_shared(nt) doubles); lane 0 simulates, all lanes fit. */
+static __device__ void ld_replicate(const mlmx_ld_model *M, uint64_t seed, uint64_t rep,
+                                    double *w, double *base, int lane, int nlanes,
+                                    const mlmx_ld_out *o, size_t r)
+{
+    const size_t qs = (sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double);
+    mlmx_qn_state *q = (mlmx_qn_state *)base;
+    double *qstore = base + qs;
+    int *qact = (int *)(qstore + 8 * M->nt + M->nt * M->nt);
+    double *resp = w + M->nu, *scr = resp + mlmx_ld_resp_len(M);
+    if (lane == 0)
+        mlmx_ld_simulate(M, seed, rep, w, resp, 0);
+    mlmx_ld_sync(nlanes);
+    mlmx_ld_fit(M, resp, scr, q, qstore, qact, lane, nlanes, o, r);
+}
 
 __global__ void __launch_bounds__(32 * LD_WARPS)
     mlmx_ld_warp_kernel(mlmx_ld_model M, uint64_t seed, const uint64_t *__restrict__ reps,
@@ -107,16 +142,8 @@ __global__ void __launch_bounds__(32 * LD_WARPS)
     const size_t r = (size_t)blockIdx.x * LD_WARPS + (size_t)w;
     if (r >= count)
         return; /* the whole warp: every lane has the same r */
-    double *base = ld_smem + (size_t)w * ld_warp_shared(M.nt);
-    const size_t qs = (sizeof(mlmx_qn_state) + sizeof(double) - 1) / sizeof(double);
-    mlmx_qn_state *q = (mlmx_qn_state *)base;
-    double *qstore = base + qs;
-    int *qact = (int *)(qstore + 8 * M.nt + M.nt * M.nt);
-    double *b = work + r * wlen, *resp = b + M.nu, *scr = resp + mlmx_ld_resp_len(&M);
-    if (lane == 0)
-        mlmx_ld_simulate(&M, seed, reps[r], b, resp, 0);
-    __syncwarp();
-    mlmx_ld_fit(&M, resp, scr, q, qstore, qact, lane, 32, &o, r);
+    ld_replicate(&M, seed, reps[r], work + r * wlen, ld_smem + (size_t)w * ld_warp_shared(M.nt),
+                 lane, 32, &o, r);
 }
 
 __global__ void __launch_bounds__(LD_THREADS)
@@ -134,6 +161,21 @@ __global__ void __launch_bounds__(LD_THREADS)
     mlmx_ld_fit(&M, resp, scr, &q, qstore, qact, 0, 1, &o, r);
 }
 
+/* One replicate per block: lane = thread, the optimizer state in shared
+ * memory (the launch's dynamic shared memory), the simulation on thread 0.
+ * Every thread reaches every barrier: none returns early. */
+__global__ void __launch_bounds__(LD_BLOCK_LANES)
+    mlmx_ld_block_kernel(mlmx_ld_model M, uint64_t seed, const uint64_t *__restrict__ reps,
+                         size_t count, double *work, size_t wlen, mlmx_ld_out o)
+{
+    extern __shared__ double ld_smem[];
+    const int lane = threadIdx.x;
+    const size_t r = blockIdx.x;
+    if (r >= count)
+        return; /* the whole block: every thread has the same r */
+    ld_replicate(&M, seed, reps[r], work + r * wlen, ld_smem, lane, LD_BLOCK_LANES, &o, r);
+}
+
 /* Responses only: replicate r's y into y + r*n (model order). */
 __global__ void mlmx_ld_sim_kernel(mlmx_ld_model M, uint64_t seed,
                                    const uint64_t *__restrict__ reps, size_t count, double *bbuf,
@@ -146,12 +188,16 @@ __global__ void mlmx_ld_sim_kernel(mlmx_ld_model M, uint64_t seed,
                      y + r * (size_t)M.n);
 }
 
-static cudaError_t launch_ld(const mlmx_ld_model *M, int warp, uint64_t seed,
+static cudaError_t launch_ld(const mlmx_ld_model *M, int lanes, uint64_t seed,
                              const uint64_t *reps, size_t count, double *work,
                              const mlmx_ld_out *o, cudaStream_t s)
 {
-    const size_t wlen = ld_work_len(M, warp);
-    if (warp) {
+    const size_t wlen = ld_work_len(M, lanes);
+    if (lanes == LD_BLOCK_LANES) {
+        const size_t shmem = ld_warp_shared(M->nt) * sizeof(double);
+        mlmx_ld_block_kernel<<<(unsigned)count, LD_BLOCK_LANES, shmem, s>>>(*M, seed, reps,
+                                                                           count, work, wlen, *o);
+    } else if (lanes == 32) {
         const size_t blocks = (count + LD_WARPS - 1) / LD_WARPS;
         const size_t shmem = (size_t)LD_WARPS * ld_warp_shared(M->nt) * sizeof(double);
         mlmx_ld_warp_kernel<<<(unsigned)blocks, 32 * LD_WARPS, shmem, s>>>(*M, seed, reps, count,
@@ -227,7 +273,7 @@ extern "C" void mlmx_cuda_ld_bytes(const mlmx_ld_model *M, int mapping, size_t *
     cudaError_t e = cudaSuccess;
     *fixed = ld_upload(NULL, M, &D, 0, &e) + LD_RESIDENT_THREADS * LD_STACK_BYTES;
     /* the work block, then the key and output arrays, each padded */
-    *per_rep = ld_work_len(M, ld_is_warp(M, mapping)) * sizeof(double) + ld_row_bytes(M) + 64;
+    *per_rep = ld_work_len(M, ld_lanes(M, mapping)) * sizeof(double) + ld_row_bytes(M) + 64;
 }
 
 extern "C" mlmx_status mlmx_cuda_ld_create(const mlmx_ld_model *M, mlmx_cuda_ld **out, char *msg,
@@ -295,13 +341,13 @@ static cudaError_t reserve(mlmx_cuda_ld *c, size_t bytes)
 }
 
 /* The chunk's device arrays in c->rows (base NULL: their size). */
-static size_t carve(char *base, const mlmx_ld_model *M, size_t count, int warp, int want_se,
+static size_t carve(char *base, const mlmx_ld_model *M, size_t count, int lanes, int want_se,
                     double **work, uint64_t **dreps, mlmx_ld_out *o)
 {
     const size_t nt = (size_t)M->nt, p = (size_t)M->p, d = sizeof(double);
     size_t off = 0;
     cudaError_t e = cudaSuccess;
-    *work = (double *)put(base, &off, NULL, ld_work_len(M, warp) * count * d, 0, &e);
+    *work = (double *)put(base, &off, NULL, ld_work_len(M, lanes) * count * d, 0, &e);
     *dreps = (uint64_t *)put(base, &off, NULL, count * sizeof(uint64_t), 0, &e);
     o->theta = (double *)put(base, &off, NULL, count * nt * d, 0, &e);
     o->beta = (double *)put(base, &off, NULL, count * p * d, 0, &e);
@@ -331,16 +377,16 @@ extern "C" mlmx_status mlmx_cuda_ld_run(mlmx_cuda_ld *c, int mapping, uint64_t s
         return MLMX_OK;
     {
         const mlmx_ld_model *M = &c->M;
-        const int warp = ld_is_warp(M, mapping);
+        const int lanes = ld_lanes(M, mapping);
         const size_t nt = (size_t)M->nt, p = (size_t)M->p, d = sizeof(double);
         double *work;
         uint64_t *dreps;
         mlmx_ld_out o;
-        CK(reserve(c, carve(NULL, M, count, warp, se != NULL, &work, &dreps, &o)));
-        carve((char *)c->rows, M, count, warp, se != NULL, &work, &dreps, &o);
+        CK(reserve(c, carve(NULL, M, count, lanes, se != NULL, &work, &dreps, &o)));
+        carve((char *)c->rows, M, count, lanes, se != NULL, &work, &dreps, &o);
         CK(cudaMemcpyAsync(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice,
                            c->stream));
-        CK(launch_ld(M, warp, seed, dreps, count, work, &o, c->stream));
+        CK(launch_ld(M, lanes, seed, dreps, count, work, &o, c->stream));
         CK(cudaMemcpyAsync(theta, o.theta, count * nt * d, cudaMemcpyDeviceToHost, c->stream));
         CK(cudaMemcpyAsync(beta, o.beta, count * p * d, cudaMemcpyDeviceToHost, c->stream));
         if (se)

@@ -1,11 +1,13 @@
 /* One replicate of a Gaussian LMM with K >= 2 random-effect terms whose
  * first term (the most levels, as the model orders the terms) has q1 <=
- * MLMX_LD_QMAX columns and whose other terms, with X and y, form a small
- * dense block of m = sum_{k>=2} l_k q_k + p + 1 <= MLMX_LD_MMAX columns
- * (crossed terms like Penicillin's plate x sample, or nested ones like
- * Pastes'): simulate the response (keyed as mlmx_workspace_simulate), form
- * its statistics, and fit it by the ask/tell BFGS of qn.h on the profiled
- * (RE)ML criterion and its exact gradient. Written once, compiled as C for
+ * MLMX_LD_QMAX columns and whose other terms, with X and y, form a dense
+ * block of m = sum_{k>=2} l_k q_k + p + 1 columns, a runtime size whose
+ * only cap is the replicate's scratch (MLMX_LD_SCRATCH_MAX) (crossed terms
+ * like Penicillin's plate x sample or sim_crossed's students x teachers,
+ * or nested ones like Pastes'): simulate the response (keyed as
+ * mlmx_workspace_simulate), form its statistics, and fit it by the
+ * ask/tell BFGS of qn.h on the profiled (RE)ML criterion and its exact
+ * gradient. Written once, compiled as C for
  * the CPU engine (host/replicate/lmm_dense_batch.c) and as CUDA for the
  * device engine (kernels/lmm_dense_batch.cu): the CPU tests run the very
  * arithmetic the GPU runs.
@@ -42,12 +44,18 @@
  *
  * Parallel form. Every evaluation function takes (lane, nlanes), nlanes a
  * power of two (an owner is found by masking, not by a division): the CPU
- * passes (0, 1); a CUDA warp passes (lane, 32), with the first-term levels
- * spread over the lanes, the Schur downdate split by the dense entry each
- * lane owns (entry e belongs to lane e % nlanes, so each entry is downdated
- * in level order, whatever nlanes), the dense Cholesky's trailing updates
- * split over the lanes, and __syncwarp between phases. Every lane returns
- * the same criterion and gradient.
+ * passes (0, 1); a CUDA warp passes (lane, 32) and a thread block (lane,
+ * blockDim.x), blockDim.x = MLMX_LD_BLOCK_LANES (the block mapping, for
+ * large dense blocks; the lane tests also run 256). The first-term levels
+ * are spread over the lanes, nlanes at a time; then each of those levels'
+ * Schur downdate is dealt out over the lanes by row pair (a barrier after
+ * each level, so every entry is downdated in level order, whatever
+ * nlanes); the dense Cholesky's column division and trailing updates are
+ * dealt out over the lanes, with a barrier (mlmx_ld_sync: __syncwarp for a
+ * warp, __syncthreads for a block) between phases. Each dense entry sees
+ * the same operations in the same order for any nlanes; only the sum of
+ * the levels' log-determinants over the lanes is added in another order.
+ * Every lane returns the same criterion and gradient.
  *
  * Storage. Dual numbers are nd consecutive doubles (value first). The
  * dense block is packed lower triangular by rows: entry (a, b), a >= b, at
@@ -55,8 +63,10 @@
  * (mlmx_ld_resp_len doubles) are Z1_j^T y for each level (nblk * q1), then
  * [Z_R X]^T y (m - 1), then y^T y. Its scratch (mlmx_ld_scratch_len
  * doubles for a given nlanes) holds the templates, the dense block, one
- * row buffer per lane and a few results. Nothing here allocates or calls a
- * library beyond <math.h>. */
+ * slot per lane (a level's rows and the per-level and dense phases'
+ * temporaries, mlmx_ld_lane_len) and a few results; only O(nt) arrays
+ * (MLMX_LD_NTMAX, MLMX_LD_NDMAX) live on the stack. Nothing here allocates
+ * or calls a library beyond <math.h>. */
 #ifndef MLMX_LMM_DENSE_BATCH_H
 #define MLMX_LMM_DENSE_BATCH_H
 
@@ -68,7 +78,16 @@
 #include "simulate.h"
 
 #define MLMX_LD_QMAX 4   /* columns of any term (q1 included) */
-#define MLMX_LD_MMAX 48  /* dense columns: other terms' effects, X and y */
+/* The dense block's size m is a runtime size: its scratch lives in the
+ * replicate's scratch (mlmx_ld_scratch_len), not on a stack. The one cap is
+ * on that scratch: at most MLMX_LD_SCRATCH_MAX bytes a replicate (for the
+ * widest mapping, MLMX_LD_BLOCK_LANES lanes). Why 256 MiB: a device chunk
+ * holds at least 128 replicates (the chunk planner's alignment), 32 GiB of
+ * an H200's 141, and every CPU thread holds one; it also keeps the packed
+ * indices (m (m + 1) / 2 < 2^31, m < 8,192 at any dual width) in an int.
+ * InstEval's 1,159 columns with 3 theta need 21 MiB (128 lanes). */
+#define MLMX_LD_SCRATCH_MAX ((size_t)256 << 20)
+#define MLMX_LD_BLOCK_LANES 128 /* lanes of one replicate in the device's block mapping */
 #define MLMX_LD_NTMAX 16 /* theta entries */
 #define MLMX_LD_NDMAX (MLMX_LD_NTMAX + 1)
 #define MLMX_LD_KMAX 8   /* random-effect terms */
@@ -128,15 +147,20 @@ typedef struct mlmx_ld_out {
 
 /* ------------------------------------------------------------ lanes */
 
-/* Make the lanes' writes visible to each other (a warp barrier on the
- * device; nothing with one lane). A host build may define
- * MLMX_LD_HOST_SYNC() and MLMX_LD_HOST_SUM(v) before including this header
- * to run the lanes as threads (tests/test_lmm_dense_lanes.c checks the
- * warp's partition of the work that way, without a device). */
+/* Make the lanes' writes visible to each other: nothing with one lane, a
+ * warp barrier (__syncwarp) for a warp's 32 lanes, a block barrier
+ * (__syncthreads) for more (one replicate per thread block, whose threads
+ * are all its lanes: every thread of the block must reach each call). A
+ * host build may define MLMX_LD_HOST_SYNC() and MLMX_LD_HOST_SUM(v) before
+ * including this header to run the lanes as threads
+ * (tests/test_lmm_dense_lanes.c checks the warp's and the block's
+ * partitions of the work that way, without a device). */
 MLMX_HD void mlmx_ld_sync(int nlanes)
 {
 #if defined(__CUDA_ARCH__)
-    if (nlanes > 1)
+    if (nlanes > 32)
+        __syncthreads();
+    else if (nlanes > 1)
         __syncwarp();
 #elif defined(MLMX_LD_HOST_SYNC)
     if (nlanes > 1)
@@ -146,13 +170,25 @@ MLMX_HD void mlmx_ld_sync(int nlanes)
 #endif
 }
 
-/* The sum of v over the lanes, on every lane (nlanes is 1 or 32). */
+/* The sum of v over the lanes, on every lane (nlanes 1, 32, or a multiple
+ * of 32 up to 1024 that is a whole block: shuffles within each warp, then
+ * the warps' sums through shared memory, added in warp order). */
 MLMX_HD double mlmx_ld_lane_sum(double v, int nlanes)
 {
 #if defined(__CUDA_ARCH__)
     if (nlanes > 1)
         for (int o = 16; o > 0; o >>= 1)
             v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (nlanes > 32) {
+        __shared__ double ld_warp_sum[32];
+        __syncthreads(); /* the previous call's readers are done */
+        if ((threadIdx.x & 31) == 0)
+            ld_warp_sum[threadIdx.x >> 5] = v;
+        __syncthreads();
+        v = 0.0;
+        for (int w = 0; w < (nlanes >> 5); w++)
+            v += ld_warp_sum[w];
+    }
 #elif defined(MLMX_LD_HOST_SUM)
     if (nlanes > 1)
         v = MLMX_LD_HOST_SUM(v);
@@ -160,6 +196,20 @@ MLMX_HD double mlmx_ld_lane_sum(double v, int nlanes)
     (void)nlanes;
 #endif
     return v;
+}
+
+/* Walk (i, k), 0 <= k <= i, through the packed lower triangle (row by
+ * row) by `step` entries: how lanes deal out a triangle's entries
+ * round-robin (start at (0, 0) and walk by lane, then by nlanes). */
+MLMX_HD void mlmx_ld_tri_walk(int *i, int *k, int step)
+{
+    int ii = *i, kk = *k + step;
+    while (kk > ii) {
+        kk -= ii + 1;
+        ii++;
+    }
+    *i = ii;
+    *k = kk;
 }
 
 /* ------------------------------------------------------------ sizes */
@@ -173,17 +223,28 @@ MLMX_HD size_t mlmx_ld_resp_len(const mlmx_ld_model *M)
     return (size_t)M->nblk * (size_t)M->q1 + (size_t)M->m;
 }
 
+/* Doubles of one lane's slot at dual width nd: a first-term level's rows
+ * (maxrows q1 duals), T1^T A_j and L_j (q1^2 each), one level's mixed rows
+ * (MLMX_LD_QMAX) and four duals for the dense phases. This was the ~6 KB
+ * stack frame of the per-level step; as scratch it costs no local memory
+ * and depends on the model, not on compile-time maxima. */
+MLMX_HD size_t mlmx_ld_lane_len(const mlmx_ld_model *M, int nd)
+{
+    const size_t q = (size_t)M->q1;
+    return ((size_t)M->maxrows * q + 2 * q * q + MLMX_LD_QMAX + 4) * (size_t)nd;
+}
+
 /* Offsets (in doubles) of the scratch regions for nlanes lanes: the
- * templates, the dense block, the lanes' row buffers, the results; and
- * the total. Each region is sized for the widest duals (nd = 1 + nt). */
+ * templates, the dense block, the lanes' slots (mlmx_ld_lane_len), the
+ * results; and the total. Each region is sized for the widest duals (nd =
+ * 1 + nt). */
 MLMX_HD size_t mlmx_ld_layout(const mlmx_ld_model *M, int nlanes, size_t *tm, size_t *S,
                               size_t *rows, size_t *misc)
 {
     const size_t nd = (size_t)M->nt + 1, m = (size_t)M->m;
     const size_t o_tm = 0, o_S = o_tm + (size_t)M->ntm * nd;
     const size_t o_rows = o_S + m * (m + 1) / 2 * nd;
-    const size_t o_misc =
-        o_rows + (size_t)nlanes * (size_t)M->maxrows * (size_t)M->q1 * nd;
+    const size_t o_misc = o_rows + (size_t)nlanes * mlmx_ld_lane_len(M, (int)nd);
     if (tm)
         *tm = o_tm;
     if (S)
@@ -390,12 +451,13 @@ MLMX_LD_INL void mlmx_ld_lam(const mlmx_ld_model *M, const double *tm, int nd, i
 /* The dense block before the downdate, lanes over its packed entries:
  * S[a, b] = sum Lambda~[., a] D Lambda~[., b] (+1 on the Z_R diagonal), the
  * response row S[m-1, b] = (Lambda~^T [Z_R X]^T y)[b], S[m-1, m-1] = y^T y.
- * ry: the response's m statistics ([Z_R X]^T y, y^T y). */
+ * ry: the response's m statistics ([Z_R X]^T y, y^T y). w: 3 duals of the
+ * lane's own scratch. */
 MLMX_LD_INL void mlmx_ld_dense_init(const mlmx_ld_model *M, int nd, const double *tm,
-                                const double *ry, double *S, int lane, int nlanes)
+                                    const double *ry, double *S, double *w, int lane, int nlanes)
 {
     const int m = M->m, mm = m - 1;
-    double la[MLMX_LD_NDMAX], lb[MLMX_LD_NDMAX], pr[MLMX_LD_NDMAX];
+    double *la = w, *lb = w + nd, *pr = w + 2 * nd;
     int cnt = 0;
     for (int a = 0; a < m; a++)
         for (int b = 0; b <= a; b++) {
@@ -435,17 +497,19 @@ MLMX_LD_INL void mlmx_ld_dense_init(const mlmx_ld_model *M, int nd, const double
 }
 
 /* First-term level j: L_j = chol(T1^T A_j T1 + I) and the level's rows
- * W_j = L_j^{-1} (Lambda~^T B_j^T T1)^T, row r's q1 duals at rows + r q1 nd
- * (rows: maxrows * q1 * nd). z1: the response's Z1_j^T y (q1). acc (nd) +=
- * log|L_j|^2. Returns 0, or 1 when the block is not positive definite. */
+ * W_j = L_j^{-1} (Lambda~^T B_j^T T1)^T, row r's q1 duals at rows + r q1 nd,
+ * where rows is the start of the lane's slot (mlmx_ld_lane_len(M, nd)
+ * doubles; the rest of the slot is this step's scratch). z1: the
+ * response's Z1_j^T y (q1). acc (nd) += log|L_j|^2. Returns 0, or 1 when
+ * the block is not positive definite. */
 MLMX_LD_INL int mlmx_ld_level(const mlmx_ld_model *M, int j, int nd, const double *tm,
-                          const double *z1, double *rows, double *acc)
+                              const double *z1, double *rows, double *acc)
 {
     const int q = M->q1, r0 = M->row_ptr[j], nr = M->row_ptr[j + 1] - r0;
     const double *A = M->A1 + (size_t)j * (size_t)(q * q), *T1 = tm + (size_t)M->tmo[0] * nd;
-    double AT[MLMX_LD_QMAX * MLMX_LD_QMAX * MLMX_LD_NDMAX];
-    double L[MLMX_LD_QMAX * MLMX_LD_QMAX * MLMX_LD_NDMAX];
-    double tmp[MLMX_LD_QMAX * MLMX_LD_NDMAX];
+    double *AT = rows + (size_t)M->maxrows * (size_t)q * (size_t)nd;
+    double *L = AT + (size_t)(q * q) * (size_t)nd;
+    double *tmp = L + (size_t)(q * q) * (size_t)nd;
 #define LD_E(P, a, b) ((P) + (size_t)((a) + (b) * q) * (size_t)nd)
     for (int b = 0; b < q; b++) /* AT = A T1 */
         for (int a = 0; a < q; a++) {
@@ -526,34 +590,31 @@ MLMX_LD_INL int mlmx_ld_level(const mlmx_ld_model *M, int j, int nd, const doubl
 }
 
 /* The Schur downdate by level j's rows (from mlmx_ld_level): S[c_a, c_b]
- * -= sum_i W[a, i] W[b, i] over the level's row pairs; each lane takes the
- * entries it owns (packed index mod nlanes), so no two lanes write one
- * entry and every entry is downdated in level order. */
+ * -= sum_i W[a, i] W[b, i] over the level's row pairs (ra, rb), rb <= ra,
+ * dealt out round-robin over the lanes. Row columns are distinct within a
+ * level, so no two lanes write one entry; the caller runs the levels one
+ * after another with a barrier between them, so every entry is downdated
+ * in level order by the same operations whatever nlanes. */
 MLMX_LD_INL void mlmx_ld_downdate(const mlmx_ld_model *M, int j, int nd, const double *rows,
-                              double *S, int lane, int nlanes)
+                                  double *S, int lane, int nlanes)
 {
     const int q = M->q1, r0 = M->row_ptr[j], nr = M->row_ptr[j + 1] - r0;
-    for (int ra = 0; ra < nr; ra++) {
-        const int ca = M->row_col[r0 + ra];
+    int ra = 0, rb = 0;
+    mlmx_ld_tri_walk(&ra, &rb, lane);
+    for (; ra < nr; mlmx_ld_tri_walk(&ra, &rb, nlanes)) {
         const double *wa = rows + (size_t)ra * (size_t)q * nd;
-        for (int rb = 0; rb <= ra; rb++) {
-            const int e = mlmx_ld_pk(ca, M->row_col[r0 + rb]);
-            if ((e & (nlanes - 1)) != lane)
-                continue;
-            const double *wb = rows + (size_t)rb * (size_t)q * nd;
-            double *s = S + (size_t)e * nd;
-            for (int i = 0; i < q; i++)
-                mlmx_ld_dfms(nd, s, wa + (size_t)i * nd, wb + (size_t)i * nd);
-        }
+        const double *wb = rows + (size_t)rb * (size_t)q * nd;
+        double *s = S + (size_t)mlmx_ld_pk(M->row_col[r0 + ra], M->row_col[r0 + rb]) * nd;
+        for (int i = 0; i < q; i++)
+            mlmx_ld_dfms(nd, s, wa + (size_t)i * nd, wb + (size_t)i * nd);
     }
 }
 
 /* In-place right-looking Cholesky of the packed dual block S (m x m),
- * the trailing updates spread over the lanes. 0, or the failing column + 1
- * (the same on every lane). */
-MLMX_LD_INL int mlmx_ld_dense_chol(int m, int nd, double *S, int lane, int nlanes)
+ * the trailing updates spread over the lanes. dj: one dual of the lane's
+ * own scratch. 0, or the failing column + 1 (the same on every lane). */
+MLMX_LD_INL int mlmx_ld_dense_chol(int m, int nd, double *S, double *dj, int lane, int nlanes)
 {
-    double dj[MLMX_LD_NDMAX];
     for (int j = 0; j < m; j++) {
         const double *d = S + (size_t)mlmx_ld_pk(j, j) * nd;
         if (!(d[0] > 0.0))
@@ -577,20 +638,12 @@ MLMX_LD_INL int mlmx_ld_dense_chol(int m, int nd, double *S, int lane, int nlane
         /* the trailing triangle (i >= k > j), its packed entries dealt out
          * round-robin: (ii, kk) = (i - j - 1, k - j - 1) walks by nlanes;
          * each entry sees the same operations as with one lane */
-        int ii = 0, kk = lane;
-        while (kk > ii) {
-            kk -= ii + 1;
-            ii++;
-        }
-        for (; ii < m - j - 1;) {
+        int ii = 0, kk = 0;
+        mlmx_ld_tri_walk(&ii, &kk, lane);
+        for (; ii < m - j - 1; mlmx_ld_tri_walk(&ii, &kk, nlanes)) {
             const int i = ii + j + 1, k = kk + j + 1;
             mlmx_ld_dfms(nd, S + (size_t)mlmx_ld_pk(i, k) * nd, S + (size_t)mlmx_ld_pk(i, j) * nd,
                          S + (size_t)mlmx_ld_pk(k, j) * nd);
-            kk += nlanes;
-            while (kk > ii) {
-                kk -= ii + 1;
-                ii++;
-            }
         }
         mlmx_ld_sync(nlanes);
     }
@@ -605,13 +658,15 @@ MLMX_LD_INL double mlmx_ld_eval_nd(const mlmx_ld_model *M, const double *theta, 
     size_t o_tm, o_S, o_rows, o_misc;
     mlmx_ld_layout(M, nlanes, &o_tm, &o_S, &o_rows, &o_misc);
     double *tm = scr + o_tm, *S = scr + o_S, *misc = scr + o_misc;
-    const size_t slot = (size_t)M->maxrows * (size_t)M->q1 * (size_t)nd;
+    const size_t slot = mlmx_ld_lane_len(M, nd);
     const int m = M->m, q = M->q1;
     const double *ry = resp + (size_t)M->nblk * (size_t)q;
+    /* this lane's four duals at the end of its slot */
+    double *lw = scr + o_rows + (size_t)lane * slot + slot - 4 * (size_t)nd;
     if (lane == 0)
         mlmx_ld_templates(M, theta, nd, tm);
     mlmx_ld_sync(nlanes);
-    mlmx_ld_dense_init(M, nd, tm, ry, S, lane, nlanes);
+    mlmx_ld_dense_init(M, nd, tm, ry, S, lw, lane, nlanes);
     mlmx_ld_sync(nlanes);
     double acc[MLMX_LD_NDMAX];
     mlmx_ld_dzero(nd, acc);
@@ -619,17 +674,18 @@ MLMX_LD_INL double mlmx_ld_eval_nd(const mlmx_ld_model *M, const double *theta, 
     for (int j0 = 0; j0 < M->nblk; j0 += nlanes) {
         const int j = j0 + lane;
         if (j < M->nblk && !bad)
-            bad = mlmx_ld_level(M, j, nd, tm, resp + (size_t)j * q, scr + o_rows + lane * slot,
-                                acc);
+            bad = mlmx_ld_level(M, j, nd, tm, resp + (size_t)j * q,
+                                scr + o_rows + (size_t)lane * slot, acc);
         mlmx_ld_sync(nlanes);
-        for (int jj = j0; jj < M->nblk && jj < j0 + nlanes; jj++)
+        for (int jj = j0; jj < M->nblk && jj < j0 + nlanes; jj++) {
             mlmx_ld_downdate(M, jj, nd, scr + o_rows + (size_t)(jj - j0) * slot, S, lane,
                              nlanes);
-        mlmx_ld_sync(nlanes);
+            mlmx_ld_sync(nlanes);
+        }
     }
     if (mlmx_ld_lane_sum((double)bad, nlanes) > 0.0)
         return MLMX_GM_NAN;
-    if (mlmx_ld_dense_chol(m, nd, S, lane, nlanes))
+    if (mlmx_ld_dense_chol(m, nd, S, lw, lane, nlanes))
         return MLMX_GM_NAN;
     for (int t = 0; t < nd; t++)
         acc[t] = mlmx_ld_lane_sum(acc[t], nlanes);

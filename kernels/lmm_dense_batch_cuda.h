@@ -11,14 +11,17 @@
 #include "mlmx.h"
 
 /* Device mappings: one replicate per thread (tiny models: no barriers, 32
- * replicates a warp) or one per warp (levels over the lanes). */
-enum { MLMX_LD_MAP_AUTO = 0, MLMX_LD_MAP_THREAD = 1, MLMX_LD_MAP_WARP = 2 };
+ * replicates a warp), one per warp (levels over the lanes), or one per
+ * thread block of MLMX_LD_BLOCK_LANES threads (large dense blocks: the
+ * dense Cholesky and the downdate over the block, __syncthreads). */
+enum { MLMX_LD_MAP_AUTO = 0, MLMX_LD_MAP_THREAD = 1, MLMX_LD_MAP_WARP = 2, MLMX_LD_MAP_BLOCK = 3 };
 
 typedef struct mlmx_cuda_ld mlmx_cuda_ld;
 
-/* The mapping MLMX_LD_MAP_AUTO stands for with model M (by size: per
- * thread when the dense block has at most 16 columns and the first term at
- * most 64 random effects, per warp otherwise). Pure arithmetic. */
+/* The mapping MLMX_LD_MAP_AUTO stands for with model M (by size, guesses
+ * until measured: per block when the dense block has over 64 columns, per
+ * thread when it has at most 16 and the first term at most 64 random
+ * effects, per warp otherwise). Pure arithmetic. */
 int mlmx_cuda_ld_auto_mapping(const mlmx_ld_model *M);
 
 /* Device bytes: *fixed for the structure M and the local memory the driver

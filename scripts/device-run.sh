@@ -7,8 +7,8 @@
 #      single fits and the simulated responses; they must pass, not skip);
 #   2. the GPU benchmarks against the 2-thread CPU path (bench/run_gpu.sh);
 #   3. compute-sanitizer memcheck and racecheck on the GPU tests;
-#   4. any other test program carried (device-prepare.sh carries none: the
-#      CPU tests would pass the carry limit, and CI runs them).
+#   4. the CPU test programs (device-prepare.sh carries them all), 8 at a
+#      time, while time remains.
 # Output under $OUT: gpu.txt, tests_gpu.log, bench.log, sanitizer.log,
 # tests_cpu.log; a short summary last on stdout.
 set -u

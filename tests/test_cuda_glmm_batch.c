@@ -1,5 +1,8 @@
 /* The glmm-1ri engine's device rows against its CPU rows (the same inline
- * math of kernels/glmm_batch.h, compiled by nvcc): criterion to 1e-5
+ * math of kernels/glmm_batch.h, compiled by nvcc), for scalar terms and
+ * for vector terms (the engine's "glmm-vec" path, kernels/glmm_batch_vec.h:
+ * hdp's (1 + LengthofStay | HID), salamanders' (1 + DOY | site) Poisson,
+ * grouseticks' (1 + cHEIGHT | BROOD) NB2, wine's (1 + temp | judge)): criterion to 1e-5
  * relative, theta, beta and the extra parameters (ordinal thresholds, NB2
  * size) to 1e-5 relative (+1e-6 absolute, and only for non-singular fits,
  * where theta is determined), SEs to 1e-4 relative, the same status,
@@ -13,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "glmmprob.h"
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "replicate/glmm_batch_engine.h"
 #include "replicate/replicate.h"
@@ -23,14 +26,9 @@
 
 #define NREP 96
 
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
-
 typedef struct rows {
     uint64_t reps[NREP];
-    double th[NREP], be[NREP * MLMX_GB_PMAX], se[NREP * MLMX_GB_PMAX], sg[NREP], cr[NREP];
+    double th[NREP * MLMX_GB_THMAX], be[NREP * MLMX_GB_PMAX], se[NREP * MLMX_GB_PMAX], sg[NREP], cr[NREP];
     double ex[NREP * MLMX_GB_EMAX];
     int nev[NREP];
     signed char cv[NREP], sn[NREP], st[NREP];
@@ -57,7 +55,7 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
         reps[i] = (uint64_t)(31 * i + 2);
     const size_t n = (size_t)S->n;
     double *yg = malloc(NS * n * sizeof *yg), *yc = malloc(n * sizeof *yc);
-    double *u = malloc((size_t)S->nclu * sizeof *u);
+    double *u = malloc((size_t)S->nclu * (size_t)S->q * sizeof *u);
     cr_assert(yg && yc && u);
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -79,16 +77,17 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
 static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
                         int nagq)
 {
-    glmmprob x;
-    glmmprob_open(&x, csv, formula, fam, link, nagq);
-    mlmx_problem *P = x.P;
+    glmmfit x;
+    glmmfit_open_link(&x, csv, formula, fam, nagq, link, NULL);
+    const mlmx_problem *P = x.P;
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
     cr_assert_eq(mlmx_gb_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
     cr_assert_not_null(E.gpu_rows);
     const mlmx_gb_shared *S = mlmx_gb_engine_shared(&E);
-    const int p = S->pout, ne = S->ne;
+    const int p = S->pout, ne = S->ne, nth = S->nth;
+    cr_assert_str_eq(E.name, S->q > 1 ? "glmm-vec" : "glmm-1ri");
     rows *c = calloc(1, sizeof *c), *g = calloc(1, sizeof *g);
     cr_assert(c && g);
     mlmx_batch_job Jc = job_of(c), Jg = job_of(g);
@@ -108,8 +107,10 @@ static void parity_link(const char *csv, const char *formula, mlmx_family fam, m
                   g->cr[i], c->cr[i]);
         if (c->sn[i])
             continue;
-        cr_expect(close_to(g->th[i], c->th[i], 1e-5, 1e-6), "rep %d theta %.10g vs %.10g", i,
-                  g->th[i], c->th[i]);
+        for (int k = 0; k < nth; k++)
+            cr_expect(close_to(g->th[i * nth + k], c->th[i * nth + k], 1e-5, 1e-6),
+                      "rep %d theta %d %.10g vs %.10g", i, k, g->th[i * nth + k],
+                      c->th[i * nth + k]);
         for (int j = 0; j < p; j++) {
             cr_expect(close_to(g->be[i * p + j], c->be[i * p + j], 1e-5, 1e-6),
                       "rep %d beta %d %.10g vs %.10g", i, j, g->be[i * p + j], c->be[i * p + j]);
@@ -128,7 +129,7 @@ static void parity_link(const char *csv, const char *formula, mlmx_family fam, m
     free(c);
     free(g);
     E.free(E.impl);
-    glmmprob_close(&x);
+    glmmfit_close(&x);
 }
 
 static void need_device(void)
@@ -197,4 +198,20 @@ Test(cuda_glmm_batch, probit_cloglog_gpu_equal_cpu, .timeout = 240)
     parity_link(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_CLOGLOG, 9);
     parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT, 1);
     parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG, 7);
+}
+
+/* Vector terms (q = 2, Laplace): the kernels' vector instantiations (the
+ * ordinal's probit too). */
+Test(cuda_glmm_batch, vector_term_gpu_equals_cpu, .timeout = 600)
+{
+    need_device();
+    parity(MLMX_SOURCE_DIR "/data/hdp.csv",
+           "remission ~ IL6 + CRP + LengthofStay + (1 + LengthofStay | HID)",
+           MLMX_FAMILY_BINOMIAL, 1);
+    parity(SALA, "count ~ spp + mined + (1 + DOY | site)", MLMX_FAMILY_POISSON, 1);
+    parity(GROUSE, "TICKS ~ factor(YEAR) + cHEIGHT + (1 + cHEIGHT | BROOD)", MLMX_FAMILY_NEGBIN,
+           1);
+    parity(WINE, "rating ~ temp + contact + (1 + temp | judge)", MLMX_FAMILY_ORDINAL, 1);
+    parity_link(WINE, "rating ~ temp + contact + (1 + temp | judge)", MLMX_FAMILY_ORDINAL,
+                MLMX_LINK_PROBIT, 1);
 }

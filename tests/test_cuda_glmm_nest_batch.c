@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "glmmprob.h"
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "replicate/glmm_nest_batch_engine.h"
 #include "replicate/replicate.h"
@@ -21,11 +21,6 @@
 #endif
 
 #define NREP 32 /* small enough for compute-sanitizer runs */
-
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
 
 typedef struct rows {
     uint64_t reps[NREP];
@@ -43,16 +38,24 @@ static mlmx_batch_job job_of(rows *r)
     return J;
 }
 
+/* x fitted (family fam, link, nagq) and the engine E on its problem. */
+static void open_engine(glmmfit *x, mlmx_batch_engine *E, const char *csv, const char *formula,
+                        mlmx_family fam, mlmx_link link, int nagq)
+{
+    glmmfit_open_link(x, csv, formula, fam, nagq, link, NULL);
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    cr_assert_eq(mlmx_gn_engine_init(x->P, E, &err), MLMX_OK, "%s", err.msg);
+}
+
 static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
                         int nagq)
 {
-    glmmprob x;
-    glmmprob_open(&x, csv, formula, fam, link, nagq);
-    mlmx_problem *P = x.P;
+    glmmfit x;
     mlmx_batch_engine E;
+    open_engine(&x, &E, csv, formula, fam, link, nagq);
     mlmx_error err;
     mlmx_err_clear(&err);
-    cr_assert_eq(mlmx_gn_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
     cr_assert_not_null(E.gpu_rows);
     const int p = mlmx_gn_engine_shared(&E)->p;
     rows *c = calloc(1, sizeof *c), *g = calloc(1, sizeof *g);
@@ -86,7 +89,7 @@ static void parity_link(const char *csv, const char *formula, mlmx_family fam, m
     free(c);
     free(g);
     E.free(E.impl);
-    glmmprob_close(&x);
+    glmmfit_close(&x);
 }
 
 static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
@@ -101,13 +104,11 @@ static void parity(const char *csv, const char *formula, mlmx_family fam, int na
 static void sim_parity(const char *csv, const char *formula, mlmx_family fam)
 {
     enum { NS = 300 }; /* more than one block of the simulation kernel */
-    glmmprob x;
-    glmmprob_open(&x, csv, formula, fam, MLMX_LINK_DEFAULT, 1);
-    mlmx_problem *P = x.P;
+    glmmfit x;
     mlmx_batch_engine E;
+    open_engine(&x, &E, csv, formula, fam, MLMX_LINK_DEFAULT, 1);
     mlmx_error err;
     mlmx_err_clear(&err);
-    cr_assert_eq(mlmx_gn_engine_init(P, &E, &err), MLMX_OK, "%s", err.msg);
     cr_assert_not_null(E.gpu_sim);
     const mlmx_gn_shared *S = mlmx_gn_engine_shared(&E);
     const size_t n = (size_t)S->n;
@@ -127,7 +128,7 @@ static void sim_parity(const char *csv, const char *formula, mlmx_family fam)
     free(yg);
     free(base);
     E.free(E.impl);
-    glmmprob_close(&x);
+    glmmfit_close(&x);
 }
 
 static void need_device(void)

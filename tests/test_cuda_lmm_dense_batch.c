@@ -1,8 +1,9 @@
 /* GPU parity of the lmm-crossed batch engine: the device rows
  * (kernels/lmm_dense_batch.cu) against the CPU rows of the same engine
- * (the same inline math on the host) for the same replicates, under both
- * device mappings (one replicate per thread, one per warp), on Penicillin,
- * Pastes, sim_crossed and veneer:
+ * (the same inline math on the host) for the same replicates, under the
+ * three device mappings (one replicate per thread, per warp, per block of
+ * 128 threads), on Penicillin, Pastes, sim_crossed (dense blocks of 45,
+ * 194 and 345 columns) and veneer:
  *   - identical status;
  *   - criterion and sigma to 1e-6 relative;
  *   - theta, beta and SE to 1e-6 relative on rows where both took the same
@@ -174,4 +175,10 @@ Test(cuda_lmm_dense_batch, penicillin_ml_auto, .timeout = 120) { parity(PEN, PEN
 Test(cuda_lmm_dense_batch, pastes_reml_auto, .timeout = 120) { parity(MLMX_SOURCE_DIR "/data/pastes.csv", "strength ~ 1 + (1|batch/cask)", MLMX_REML, 1024, 0); }
 Test(cuda_lmm_dense_batch, sim_crossed_reml_warp, .timeout = 240) { parity(SIMC, SIMCF, MLMX_REML, 128, 2); }
 Test(cuda_lmm_dense_batch, sim_crossed_ml_thread, .timeout = 240) { parity(SIMC, SIMCF, MLMX_ML, 64, 1); }
+/* the block mapping: forced on small models, chosen by size on large ones */
+Test(cuda_lmm_dense_batch, penicillin_reml_block, .timeout = 120) { parity(PEN, PENF, MLMX_REML, 1024, 3); }
+Test(cuda_lmm_dense_batch, sim_crossed_reml_block, .timeout = 240) { parity(SIMC, SIMCF, MLMX_REML, 128, 3); }
+Test(cuda_lmm_dense_batch, sim_crossed_194_ml_auto, .timeout = 240) { parity(SIMC, "score ~ time + grp + (time||student) + (1|teacher)", MLMX_ML, 128, 0); }
+Test(cuda_lmm_dense_batch, sim_crossed_194_reml_warp, .timeout = 240) { parity(SIMC, "score ~ time + grp + (time||student) + (1|teacher)", MLMX_REML, 64, 2); }
+Test(cuda_lmm_dense_batch, sim_crossed_345_reml_block, .timeout = 300) { parity(SIMC, "score ~ time * grp + (1 + time|student) + (1|teacher) + (1|student:teacher)", MLMX_REML, 16, 3); }
 Test(cuda_lmm_dense_batch, veneer_ml_auto, .timeout = 240) { parity(MLMX_SOURCE_DIR "/data/veneer.csv", "gcf ~ time*(base_gcf + cda + age) + (time|patient) + (1|patient:tooth)", MLMX_ML, 128, 0); }

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "glmmprob.h"
+#include "glmmfit.h"
 #include "mlmx.h"
 #include "random.h"
 #include "replicate/glmm_batch_engine.h"
@@ -38,12 +38,12 @@
 #define NREP 20
 #define SEED 20240611u
 
-typedef glmmprob fixture;
+typedef glmmfit fixture;
 
 static void setup_link(fixture *x, const char *csv, const char *formula, mlmx_family fam,
                        mlmx_link link, int nagq)
 {
-    glmmprob_open(x, csv, formula, fam, link, nagq);
+    glmmfit_open_link(x, csv, formula, fam, nagq, link, NULL);
 }
 
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam, int nagq)
@@ -51,12 +51,7 @@ static void setup(fixture *x, const char *csv, const char *formula, mlmx_family 
     setup_link(x, csv, formula, fam, MLMX_LINK_DEFAULT, nagq);
 }
 
-static void teardown(fixture *x) { glmmprob_close(x); }
-
-static int close_to(double a, double b, double rel, double abs_tol)
-{
-    return fabs(a - b) <= rel * fabs(b) + abs_tol;
-}
+static void teardown(fixture *x) { glmmfit_close(x); }
 
 /* Agreement asked of one comparison: relative (+ the same absolute) for
  * theta, beta and the extra parameters (thresholds, size); relative for

@@ -1,7 +1,8 @@
 /* The lmm-crossed batch engine (kernels/lmm_dense_batch.h run on the CPU,
  * the math the GPU kernel runs) against the general core, on Penicillin
- * (crossed), sim_crossed (a correlated first term crossed with teachers),
- * Pastes and Oats (nested) and veneer (a vector second term):
+ * (crossed), sim_crossed (a correlated first term crossed with teachers;
+ * dense blocks of 45, 85, 194 and 345 columns), Pastes and Oats (nested) and
+ * veneer (a vector second term):
  *   - its simulated response is mlmx_workspace_simulate's, to the last bit;
  *   - its criterion at a fixed theta is mlmx_lmm_criterion_at's (1e-10
  *     relative), REML and ML;
@@ -13,7 +14,8 @@
  *     1e-4 relative (+1e-5 absolute), beta to 1e-5 relative (+1e-7 (1 +
  *     |beta|)), the SEs to 1e-4 relative;
  *   - one and two threads give the same bits;
- *   - a model whose dense block is too large is refused with the reason. */
+ *   - a model whose replicate scratch would pass MLMX_LD_SCRATCH_MAX is
+ *     refused with the reason (its size named). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +32,15 @@
 #define PENF "diameter ~ 1 + (1|plate) + (1|sample)"
 #define SIMC MLMX_SOURCE_DIR "/data/sim_crossed.csv"
 #define SIMCF "score ~ time * grp + (1 + time|student) + (1|teacher)"
+/* dense blocks past the old 48-column limit: 85 columns (40 teachers x
+ * (1 + time), 4 fixed effects, y; its fit is singular, so it is checked at
+ * fixed points only), 194 ((time||student): a second
+ * 150-level student term, 40 teachers, 3 fixed effects, y) */
+#define SIMC85F "score ~ time * grp + (1 + time|student) + (time|teacher)"
+#define SIMC194F "score ~ time + grp + (time||student) + (1|teacher)"
+/* 345 columns: the 671 student:teacher pairs are the first term; students
+ * (1 + time: 300), teachers (40), 4 fixed effects and y the dense block */
+#define SIMC345F "score ~ time * grp + (1 + time|student) + (1|teacher) + (1|student:teacher)"
 #define PAS MLMX_SOURCE_DIR "/data/pastes.csv"
 #define PASF "strength ~ 1 + (1|batch/cask)"
 #define VEN MLMX_SOURCE_DIR "/data/veneer.csv"
@@ -183,6 +194,8 @@ Test(lmm_dense_batch, criterion_sim_crossed_reml) { check_criterion(SIMC, SIMCF,
 Test(lmm_dense_batch, criterion_sim_crossed_ml) { check_criterion(SIMC, SIMCF, MLMX_ML); }
 Test(lmm_dense_batch, criterion_pastes_reml) { check_criterion(PAS, PASF, MLMX_REML); }
 Test(lmm_dense_batch, criterion_veneer_ml) { check_criterion(VEN, VENF, MLMX_ML); }
+Test(lmm_dense_batch, criterion_sim_crossed_85_reml) { check_criterion(SIMC, SIMC85F, MLMX_REML); }
+Test(lmm_dense_batch, criterion_sim_crossed_194_ml) { check_criterion(SIMC, SIMC194F, MLMX_ML); }
 
 /* ------------------------------------------------------------ gradient */
 
@@ -241,6 +254,8 @@ Test(lmm_dense_batch, gradient_penicillin_ml) { check_gradient(PEN, PENF, MLMX_M
 Test(lmm_dense_batch, gradient_sim_crossed_reml) { check_gradient(SIMC, SIMCF, MLMX_REML); }
 Test(lmm_dense_batch, gradient_pastes_ml) { check_gradient(PAS, PASF, MLMX_ML); }
 Test(lmm_dense_batch, gradient_veneer_ml) { check_gradient(VEN, VENF, MLMX_ML); }
+Test(lmm_dense_batch, gradient_sim_crossed_85_reml, .timeout = 120) { check_gradient(SIMC, SIMC85F, MLMX_REML); }
+Test(lmm_dense_batch, gradient_sim_crossed_194_ml, .timeout = 120) { check_gradient(SIMC, SIMC194F, MLMX_ML); }
 
 /* ------------------------------------------------------------ refits */
 
@@ -314,6 +329,9 @@ Test(lmm_dense_batch, refits_veneer_ml, .timeout = 240) { check_refits(VEN, VENF
 Test(lmm_dense_batch, refits_oats_reml, .timeout = 120) { check_refits(MLMX_SOURCE_DIR "/data/oats.csv", "yield ~ nitro + Variety + (1|Block/Variety)", MLMX_REML, 20); }
 Test(lmm_dense_batch, refits_pastes_reml, .timeout = 120) { check_refits(PAS, PASF, MLMX_REML, 40); }
 Test(lmm_dense_batch, refits_pastes_ml, .timeout = 120) { check_refits(PAS, PASF, MLMX_ML, 40); }
+Test(lmm_dense_batch, refits_sim_crossed_194_ml, .timeout = 240) { check_refits(SIMC, SIMC194F, MLMX_ML, 6); }
+Test(lmm_dense_batch, refits_sim_crossed_194_reml, .timeout = 240) { check_refits(SIMC, SIMC194F, MLMX_REML, 4); }
+Test(lmm_dense_batch, refits_sim_crossed_345_reml, .timeout = 240) { check_refits(SIMC, SIMC345F, MLMX_REML, 3); }
 
 Test(lmm_dense_batch, threads_do_not_change_results, .timeout = 60)
 {
@@ -337,50 +355,35 @@ Test(lmm_dense_batch, threads_do_not_change_results, .timeout = 60)
 
 /* ------------------------------------------------------------ refusals */
 
-static void expect_unsupported(const char *csv, const char *formula, mlmx_method method,
-                               const char *why)
-{
-    mlmx_data *d = NULL;
-    mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    mlmx_problem *P = NULL;
-    cr_assert_eq(mlmx_data_read_csv(csv, &d), MLMX_OK);
-    cr_assert_eq(mlmx_model_create(d, formula, &m), MLMX_OK, "%s", mlmx_last_error());
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.method = method;
-    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK);
-    mlmx_batch_engine E;
-    mlmx_error e;
-    mlmx_err_clear(&e);
-    memset(&E, 0, sizeof E);
-    cr_expect_eq(mlmx_ld_engine_init(P, &E, &e), MLMX_ERR_UNSUPPORTED);
-    cr_expect(strstr(e.msg, why) != NULL, "reason '%s' lacks '%s'", e.msg, why);
-    /* and the registry says so among its reasons */
-    mlmx_batch_engine *Ep = (mlmx_batch_engine *)1;
-    mlmx_err_clear(&e);
-    cr_expect_eq(mlmx_batch_engine_create(P, &Ep, &e), MLMX_ERR_UNSUPPORTED);
-    cr_expect_null(Ep);
-    cr_expect(strstr(e.msg, why) != NULL, "registry reason '%s' lacks '%s'", e.msg, why);
-    cr_expect(strstr(e.msg, "more than one random-effect term") != NULL, "%s", e.msg);
-    mlmx_problem_free(P);
-    mlmx_fit_free(f);
-    mlmx_model_free(m);
-    mlmx_data_free(d);
-}
-
 Test(lmm_dense_batch, too_large_a_dense_block_is_refused, .timeout = 60)
 {
-    /* (time||student) makes two 150-level student terms: 150 + 40 teacher
-     * effects, 3 fixed effects and y */
-    expect_unsupported(SIMC, "score ~ time + grp + (time||student) + (1|teacher)", MLMX_ML,
-                       "a dense block of 194 columns");
+    /* the size rule on dimensions alone (no data set here is that large):
+     * 6,000 dense columns with 3 theta need ~550 MiB a replicate */
+    mlmx_ld_model M;
+    memset(&M, 0, sizeof M);
+    M.m = 6000;
+    M.m_re = 5990;
+    M.p = 9;
+    M.nt = 3;
+    M.q1 = 1;
+    M.maxrows = 40;
+    M.ntm = 3;
+    char buf[256];
+    const char *why = mlmx_ld_size_refusal(&M, buf, sizeof buf);
+    cr_assert_not_null(why);
+    cr_expect(strstr(why, "a dense block of 6000 columns") != NULL, "%s", why);
+    cr_expect(strstr(why, "at most 256 MiB") != NULL, "%s", why);
+    /* InstEval's 1,159 columns (3 theta) fit */
+    M.m = 1159;
+    M.m_re = 1156;
+    M.p = 2;
+    cr_expect_null(mlmx_ld_size_refusal(&M, buf, sizeof buf));
 }
 
 /* The registry's choice: crossed models to lmm-crossed, nested ones to the
  * specialised lmm-nest, which comes first. */
-static void expect_engine(const char *csv, const char *formula, const char *name)
+static void expect_engine(const char *csv, const char *formula, const char *name,
+                          int cpu_slower)
 {
     setup s;
     memset(&s, 0, sizeof s);
@@ -394,14 +397,17 @@ static void expect_engine(const char *csv, const char *formula, const char *name
     mlmx_err_clear(&e);
     cr_assert_eq(mlmx_batch_engine_create(s.P, &s.E, &e), MLMX_OK, "%s", e.msg);
     cr_expect_str_eq(s.E->name, name, "%s", formula);
+    cr_expect_eq(s.E->cpu_slower, cpu_slower, "%s: cpu_slower", formula);
     close_model(&s);
 }
 
 Test(lmm_dense_batch, the_registry_picks_it_for_crossed_models, .timeout = 60)
 {
-    expect_engine(PEN, PENF, "lmm-crossed");
-    expect_engine(SIMC, SIMCF, "lmm-crossed");
-    expect_engine(PAS, PASF, "lmm-nest");
+    expect_engine(PEN, PENF, "lmm-crossed", 0);
+    expect_engine(SIMC, SIMCF, "lmm-crossed", 0);
+    expect_engine(PAS, PASF, "lmm-nest", 0);
+    /* past MLMX_LD_CPU_MAX_M columns: the engine, flagged slower on the CPU */
+    expect_engine(SIMC, SIMC194F, "lmm-crossed", 1);
 }
 
 Test(lmm_dense_batch, one_term_models_stay_with_lmm_1term)

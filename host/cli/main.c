@@ -62,6 +62,11 @@ static const char *usage_fit =
     "                     GPU for an LMM with a crossed dense block of 300+\n"
     "                     columns (docs/gpu.md); the choice is in the summary and\n"
     "                     the JSON\n"
+    "  --r2               print the variance decomposition under the summary:\n"
+    "                     Nakagawa-Schielzeth marginal and conditional R2 and the\n"
+    "                     ICC (docs/inference.md; always in the JSON)\n"
+    "  --icc              print the ICC of each level (cumulative for nested\n"
+    "                     levels, as Stata's estat icc) and the design effect\n"
     "  --quiet            print neither the summary nor progress (warnings then go\n"
     "                     to standard error)\n"
     "  -h, --help         show this help\n"
@@ -96,7 +101,7 @@ static int cmd_fit(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL;
-    int quiet = 0;
+    int quiet = 0, show = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
@@ -110,6 +115,10 @@ static int cmd_fit(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--r2") == 0) {
+            show |= MLMX_SHOW_R2;
+        } else if (strcmp(a, "--icc") == 0) {
+            show |= MLMX_SHOW_R2 | MLMX_SHOW_ICC;
         } else if (strcmp(a, "--json") == 0) {
             target = &json;
         } else if (strcmp(a, "--ranef") == 0) {
@@ -159,6 +168,14 @@ static int cmd_fit(int argc, char **argv)
             mlmx_string_free(text);
         } else {
             rc = mlmx_cli_fail();
+        }
+        if (!rc && show) {
+            if (mlmx_fit_variance_summary(f, show, &text) == MLMX_OK) {
+                fputs(text, stdout);
+                mlmx_string_free(text);
+            } else {
+                rc = mlmx_cli_fail();
+            }
         }
     }
     /* all outputs or none: a later failure removes the files written before it */

@@ -172,13 +172,27 @@ static double now_seconds(void)
 
 /* Everything at the optimum from the factor in w (mlmx_lmm_eval was just
  * called at theta). */
+mlmx_status mlmx_lmm_rx_inverse(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *C)
+{
+    const int p = s->model->p, m_re = s->m_re;
+    const size_t m = (size_t)s->m;
+    for (int b = 0; b < p; b++)
+        for (int a = 0; a < p; a++)
+            C[a + b * p] = a >= b ? w->S[(size_t)(m_re + a) + (size_t)(m_re + b) * m] : 0.0;
+    if (p > 0 && LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', p, C, p) != 0)
+        return MLMX_ERR_NUMERIC;
+    for (int b = 0; b < p; b++)
+        for (int a = 0; a < b; a++)
+            C[a + b * p] = C[b + a * p];
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_lmm_finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work *w,
                             const double *y, mlmx_error *err)
 {
     const mlmx_model *md = f->model;
-    const size_t n = md->n, m = (size_t)s->m;
+    const size_t n = md->n;
     const int p = md->p, K = md->K, q1 = s->q1, m_re = s->m_re;
-    const double *S = w->S;
     double denom = f->method == MLMX_REML ? (double)n - p : (double)n;
     double sigma2 = w->r2 / denom;
     f->sigma = sqrt(sigma2);
@@ -223,17 +237,9 @@ mlmx_status mlmx_lmm_finish(mlmx_fit *f, const mlmx_lmm_stats *s, mlmx_lmm_work 
     /* vcov(beta) = sigma^2 (R_X^T R_X)^{-1} */
     if (p > 0) {
         double *lx = f->vcov;
-        for (int b = 0; b < p; b++)
-            for (int a = 0; a < p; a++)
-                lx[a + b * p] = a >= b ? S[(size_t)(m_re + a) + (size_t)(m_re + b) * m] : 0.0;
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', p, lx, p) != 0)
+        if (mlmx_lmm_rx_inverse(s, w, lx) != MLMX_OK)
             return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert R_X for the fixed-effect "
                                                        "covariance");
-        for (int b = 0; b < p; b++)
-            for (int a = 0; a < p; a++) {
-                if (a < b)
-                    lx[a + b * p] = lx[b + a * p];
-            }
         for (int a = 0; a < p * p; a++)
             lx[a] *= sigma2;
         for (int j = 0; j < p; j++)

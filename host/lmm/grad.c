@@ -156,7 +156,9 @@ mlmx_status mlmx_lmm_condsd(const mlmx_lmm_stats *s, mlmx_lmm_work *w, double sc
     return MLMX_OK;
 }
 
-mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad)
+/* The gradient (dr2 NULL) or its two parts (grad: d log|M|, dr2: d r^2). */
+static mlmx_status grad_impl(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad,
+                             double *dr2)
 {
     const mlmx_model *md = s->model;
     const int mp = reml ? s->m_re + md->p : s->m_re;
@@ -171,8 +173,11 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
     if (!Si)
         return MLMX_ERR_NUMERIC;
     /* dpotri leaves the lower triangle, which is all the blocks read */
-    for (int t = 0; t < md->ntheta; t++)
+    for (int t = 0; t < md->ntheta; t++) {
         grad[t] = 0.0;
+        if (dr2)
+            dr2[t] = 0.0;
+    }
     /* d r^2 enters as (n - p) d r^2 / r^2 (n for ML) */
     const double rscale = (reml ? (double)md->n - md->p : (double)md->n) / w->r2;
     for (int k = 0; k < md->K; k++) {
@@ -202,10 +207,26 @@ mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, d
             int t = md->re[k].theta_offset;
             for (int c = 0; c < q; c++)
                 for (int a = c; a < q; a++, t++) {
-                    grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]) -
-                               2.0 * rscale * tu[a] * u[c];
+                    if (dr2) {
+                        grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]);
+                        dr2[t] -= 2.0 * tu[a] * u[c];
+                    } else {
+                        grad[t] += 2.0 * (Ti[c + a * q] - VT[c + a * q]) -
+                                   2.0 * rscale * tu[a] * u[c];
+                    }
                 }
         }
     }
     return MLMX_OK;
+}
+
+mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad)
+{
+    return grad_impl(s, w, reml, grad, NULL);
+}
+
+mlmx_status mlmx_lmm_grad_parts(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml,
+                                double *dlogm, double *dr2)
+{
+    return grad_impl(s, w, reml, dlogm, dr2);
 }

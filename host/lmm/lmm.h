@@ -121,6 +121,16 @@ void mlmx_lmm_modes(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *wv,
  * (M = Omega for ML, Omega bordered by X for REML), so it needs an
  * invertible template: MLMX_ERR_NUMERIC when a diagonal theta is 0. */
 mlmx_status mlmx_lmm_grad(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml, double *grad);
+/* The two parts of that gradient: dlogm = d log|M| and dr2 = d r^2 with
+ * respect to theta (the profiled gradient is dlogm + (n - p) dr2 / r^2,
+ * n for ML), for derivatives of the unprofiled deviance (host/infer/ddf.c).
+ * Same conditions as mlmx_lmm_grad. */
+mlmx_status mlmx_lmm_grad_parts(const mlmx_lmm_stats *s, mlmx_lmm_work *w, int reml,
+                                double *dlogm, double *dr2);
+/* (R_X^T R_X)^{-1} (p*p, column-major, both triangles) from the factor in
+ * w (after mlmx_lmm_eval): the fixed effects' covariance over sigma^2.
+ * MLMX_ERR_NUMERIC when R_X is singular. (lmm/fit.c) */
+mlmx_status mlmx_lmm_rx_inverse(const mlmx_lmm_stats *s, const mlmx_lmm_work *w, double *C);
 
 /* Diagonal block (term k, level l) of the inverse of the leading part of
  * the system with mp dense columns, from Si, the lower triangle of the

@@ -209,6 +209,7 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, ", \"correlations\": {}}");
     }
     mlmx_sb_puts(&b, "\n  ]");
+    mlmx_json_variance(&b, f);
     {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);

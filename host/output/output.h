@@ -20,4 +20,6 @@ void mlmx_json_num(mlmx_strbuf *b, double x);
 /* Write b to path atomically and free it; records the error (naming what
  * and the path) and returns its code. */
 mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *what);
+/* The JSON keys "variance_decomposition" and "icc" (variance_out.c). */
+void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f);
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optim/optim.h"
 #include "replicate/batch.h"
 
 typedef mlmx_status (*engine_init)(const mlmx_problem *, mlmx_batch_engine *, mlmx_error *);
@@ -19,7 +20,7 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
     /* the specialised nested engine before the general crossed one */
     static const engine_init inits[] = {mlmx_lb_engine_init, mlmx_nb_engine_init,
                                         mlmx_ld_engine_init, mlmx_gb_engine_init,
-                                        mlmx_gn_engine_init};
+                                        mlmx_gn_engine_init, mlmx_gc_engine_init};
     enum { NINIT = (int)(sizeof inits / sizeof inits[0]) };
     *out = NULL;
     if (!P)
@@ -222,4 +223,19 @@ mlmx_status mlmx_batch_sim_model_order(const char *engine, mlmx_batch_grouped_si
     if (st)
         return mlmx_err_set(err, st, "%s on the device: %s", engine, msg);
     return MLMX_OK;
+}
+
+void mlmx_batch_glmm_optim(const mlmx_problem *P, int np, double *x0, double *lb, double *h0,
+                           const double **hinv0, mlmx_qn_cfg *cfg)
+{
+    memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
+    memcpy(lb, P->glb, (size_t)np * sizeof *lb);
+    if (P->ghinv0)
+        memcpy(h0, P->ghinv0, (size_t)np * np * sizeof *h0);
+    *hinv0 = P->ghinv0 ? h0 : NULL;
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (P->opt.max_evaluations > 0)
+        oo.max_evals = P->opt.max_evaluations;
+    mlmx_qn_cfg_from_opts(&oo, cfg);
 }

@@ -8,13 +8,21 @@
  * replicate: LMMs with one random-effect term (q <= MLMX_LB_QMAX, p <=
  * MLMX_LB_PMAX), LMMs with 2 or 3 nested terms (kernels/lmm_nest_batch.h),
  * LMMs with 2-8 terms, crossed or not, whose non-first terms, X and y form
- * a dense block of at most 48 columns (kernels/lmm_dense_batch.h),
+ * a dense block (any size whose replicate scratch is at most 256 MiB:
+ * kernels/lmm_dense_batch.h; past 64 columns the CPU runs use workspaces,
+ * see cpu_slower),
  * GLMMs with one scalar random intercept (binomial logit, probit,
  * cloglog, Poisson log, NB2 log, cumulative logit, probit, cloglog;
- * Laplace or adaptive quadrature), and GLMMs with two nested scalar random
- * intercepts, (1|top/fine) (binomial logit, Poisson log: Laplace or nested
- * adaptive quadrature; binomial probit, cloglog: Laplace). Every other
- * model is refitted through workspaces (problem.c), on the CPU.
+ * Laplace or adaptive quadrature), GLMMs with one vector term of 2 or 3
+ * correlated columns, (1 + x|g) (the same families and links but the
+ * binomial probit and cloglog, Laplace; the glmm-1ri engine's vector
+ * path, reported as "glmm-vec", kernels/glmm_batch_vec.h), GLMMs with two
+ * nested scalar random intercepts, (1|top/fine) (binomial logit, Poisson
+ * log: Laplace or nested adaptive quadrature; binomial probit, cloglog:
+ * Laplace), and GLMMs with 2-8 scalar terms, crossed or nested, whose
+ * non-first terms have at most 256 levels in all (binomial logit, Poisson
+ * log; Laplace; kernels/glmm_crossed_batch.h). Every other model is
+ * refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
@@ -23,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qn.h"
 #include "replicate/replicate.h"
 
 /* One request: fit replicates reps[0..count) and write row i for reps[i].
@@ -40,7 +49,9 @@ typedef struct mlmx_batch_job {
 } mlmx_batch_job;
 
 typedef struct mlmx_batch_engine {
-    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-nest" */
+    const char *name;  /* "lmm-1term", "lmm-nest", "lmm-crossed", "glmm-1ri", "glmm-vec"
+                        * (glmm-1ri's engine on a vector term), "glmm-nest",
+                        * "glmm-crossed" */
     void *impl;
     /* Rows [i0, i1) of J on the calling CPU thread; threads call it on
      * disjoint ranges at once. Allocates nothing. */
@@ -67,6 +78,13 @@ typedef struct mlmx_batch_engine {
      * (NULL: not written). Not called while a job runs. NULL: the engine's
      * models have no extra parameters. */
     void (*set_extra_out)(void *impl, double *extra);
+    /* 1 when the engine's CPU rows are measured slower than workspace
+     * refits for this model (lmm-crossed with a dense block of over
+     * MLMX_LD_CPU_MAX_M columns: docs/performance.md). The runner's CPU
+     * runs (--device cpu, or auto resolving to the CPU) then refit through
+     * workspaces; device runs still use the engine, and cpu_rows still
+     * works (the tests call it). 0 (the default) otherwise. */
+    int cpu_slower;
 } mlmx_batch_engine;
 
 /* The engine that covers P, created from P (which must outlive it).
@@ -84,8 +102,15 @@ mlmx_status mlmx_nb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 /* lmm-crossed (lmm_dense_batch.c): K >= 2 terms, first term q1 <= 4, the
- * other terms with X and y a dense block of at most 48 columns. */
+ * other terms with X and y a dense block whose replicate scratch is at
+ * most MLMX_LD_SCRATCH_MAX bytes. */
 mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
+/* glmm-crossed (glmm_crossed_batch.c): GLMMs with 2-8 scalar terms,
+ * crossed or nested, binomial logit or Poisson log, Laplace; the terms
+ * after the first have at most MLMX_GC_MMAX (256) levels in all, K + p <=
+ * 16. Registered after glmm-nest (which takes the two-term nested models);
+ * its kernel runs one replicate per thread. */
+mlmx_status mlmx_gc_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err);
 
 /* CPU scratch for engines whose cpu_rows needs heap memory: a caller
  * claims one of MLMX_BATCH_SLOTS slots (an atomic flag), whose memory
@@ -122,6 +147,14 @@ mlmx_status mlmx_batch_sim_model_order(const char *engine, mlmx_batch_grouped_si
                                        const void *S, size_t n, const int *pos, uint64_t seed,
                                        const uint64_t *reps, size_t count, double *y,
                                        mlmx_error *err);
+
+/* The GLMM engines' optimizer setup, the workspace refit's (refit.c): P's
+ * start and lower bounds copied into x0 and lb (np each), its
+ * inverse-Hessian seed into h0 (np * np; *hinv0 = h0, or NULL when P has
+ * none), and the BFGS tolerances (defaults, max_evals from the fit
+ * options) into cfg. */
+void mlmx_batch_glmm_optim(const mlmx_problem *P, int np, double *x0, double *lb, double *h0,
+                           const double **hinv0, mlmx_qn_cfg *cfg);
 
 /* Run J on the CPU with `threads` threads (contiguous ranges). */
 mlmx_status mlmx_batch_run_cpu(const mlmx_batch_engine *E, const mlmx_batch_job *J, int threads,

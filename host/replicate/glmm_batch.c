@@ -1,7 +1,9 @@
 /* The batch engine "glmm-1ri" (replicate/batch.h): GLMMs with one scalar
- * random-effect term, binomial (logit, probit, cloglog), Poisson log,
- * negative binomial NB2 (log) or cumulative link (ordinal: logit, probit,
- * cloglog), Laplace or adaptive quadrature,
+ * random-effect term, or one vector term of q = 2..MLMX_GB_QMAX columns
+ * (Laplace; the engine then names itself "glmm-vec"), binomial (logit,
+ * probit, cloglog; a vector term logit only), Poisson log, negative
+ * binomial NB2 (log) or cumulative link (ordinal: logit, probit, cloglog),
+ * Laplace or adaptive quadrature,
  * simulated and refitted by the inline math of kernels/glmm_batch.h on CPU
  * threads or, in CUDA builds, on the device (kernels/glmm_batch.cu).
  *
@@ -23,13 +25,22 @@
 #include "replicate/glmm_batch_engine.h"
 
 
+/* The kernels' per-thread local memory (ptxas, sm_90: the largest stack
+ * frame of kernels/glmm_batch.cu's eleven instantiations, family x scalar
+ * or vector term x canonical or run-time link, 2,624 bytes, rounded up;
+ * docs/performance.md), which the driver reserves for every thread the
+ * device can hold at once, counted for an H200 (132 SMs x 2048 threads)
+ * as the other engines count theirs. */
+#define GB_LOCAL_BYTES ((size_t)3072)
+#define GB_RESIDENT_THREADS ((size_t)132 * 2048)
+
 typedef struct gb_impl {
     const mlmx_problem *P;
     mlmx_gb_shared S;
     int *imem;     /* cs, clu, pos */
-    double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax, extra_sim */
+    double *dmem;  /* X, z, nt, gz, glw, beta_sim, x0, lb, hinv0, xmax, extra_sim, tsim */
     double *extra_out; /* set_extra_out's rows (ne a row), or NULL */
-    /* CPU scratch a slot: y (n), u (nclu), qn store (8 np + np^2), xs, g,
+    /* CPU scratch a slot: y (n), u (nclu q), qn store (8 np + np^2), xs, g,
      * gp (np each), H (np^2); ints: the active flags (np) */
     mlmx_batch_pool pool;
 } gb_impl;
@@ -90,8 +101,20 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     const char *why = uncovered_family(P, buf, len);
     if (why)
         return why;
-    if (md->K != 1 || md->re[0].q != 1)
-        return "more than one random-effect term, or a term with more than one column";
+    if (md->K != 1)
+        return "more than one random-effect term";
+    const int q = md->re[0].q;
+    if (q > MLMX_GB_QMAX) {
+        snprintf(buf, len, "a random-effect term with %d columns (at most %d)", q, MLMX_GB_QMAX);
+        return buf;
+    }
+    if (q > 1 && P->opt.nagq > 1)
+        return "adaptive quadrature with a vector random-effect term (Laplace only)";
+    /* the binomial probit and cloglog criteria take the expected
+     * information, the mode moves with the observed one: the vector
+     * cluster (kernels/glmm_batch_vec.h) has one matrix for both */
+    if (q > 1 && P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
+        return "a binomial probit or cloglog model with a vector random-effect term (logit only)";
     if (md->offset)
         return "an offset in the model";
     if (md->weights)
@@ -104,7 +127,7 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     }
     if (md->n > (size_t)INT_MAX / 2 || md->re[0].nlevels < 1)
         return "too many observations (or no levels)";
-    if (P->np != 1 + pin + ne || !P->gx0 || !P->glb)
+    if (P->ntheta != q * (q + 1) / 2 || P->np != P->ntheta + pin + ne || !P->gx0 || !P->glb)
         return "the problem's optimizer parameters are not [theta; beta; extra]";
     /* the ordinal, NB2 and binomial probit/cloglog Laplace refits step
      * BFGS on differences (then a BOBYQA polish) unless BOBYQA is asked
@@ -112,6 +135,13 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     const int fd_refit = extra || (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT);
     if (fd_refit ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
+    /* a diagonal entry of T at its bound 0 is a stationary point of the
+     * criterion (it depends on the entry's square), which BFGS cannot
+     * leave; the ordinal and NB2 refits always end with BOBYQA, which can */
+    for (int t = 0; extra && q > 1 && t < P->ntheta; t++)
+        if (P->glb[t] == 0.0 && P->gx0[t] < 1e-4)
+            return "an ordinal or negative binomial model with a vector term that starts with a "
+                   "variance at its bound (the workspaces' BOBYQA polish leaves it)";
     if (P->opt.nagq > MLMX_GHQ_MAX) {
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
         return buf;
@@ -141,8 +171,8 @@ static void build_groups(const mlmx_model *md, gb_impl *I)
     cs[0] = 0;
 }
 
-/* The family's codes and dimensions (S->n, nclu, p, np, fam, ncat, ne,
- * pout, int_col, nagq). */
+/* The family's codes and dimensions (S->n, nclu, p, q, nth, np, fam,
+ * ncat, ne, pout, int_col, nagq). */
 static void shared_dims(const mlmx_problem *P, mlmx_gb_shared *S)
 {
     const mlmx_model *md = P->md;
@@ -158,7 +188,9 @@ static void shared_dims(const mlmx_problem *P, mlmx_gb_shared *S)
     S->link = (int)P->link;
     S->ncat = S->fam == MLMX_FAM_ORDINAL ? P->nextra + 1 : 0;
     S->ne = S->fam == MLMX_FAM_ORDINAL || S->fam == MLMX_FAM_NEGBIN ? P->nextra : 0;
-    S->np = 1 + S->p + S->ne;
+    S->q = md->re[0].q;
+    S->nth = S->q * (S->q + 1) / 2;
+    S->np = S->nth + S->p + S->ne;
     S->nagq = P->opt.nagq < 1 ? 1 : P->opt.nagq;
 }
 
@@ -167,9 +199,9 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
     const mlmx_model *md = P->md;
     mlmx_gb_shared *S = &I->S;
     shared_dims(P, S);
-    const int n = S->n, L = S->nclu, p = S->p, np = S->np, K = S->nagq, ne = S->ne;
-    const size_t nd = (size_t)n * (size_t)p + 2 * (size_t)n + 2 * (size_t)K + 2 * (size_t)p +
-                      2 * (size_t)np + (size_t)np * (size_t)np + (size_t)ne + 1;
+    const int n = S->n, L = S->nclu, p = S->p, np = S->np, K = S->nagq, ne = S->ne, q = S->q;
+    const size_t nd = (size_t)n * (size_t)(p + q) + (size_t)n + 2 * (size_t)K + 2 * (size_t)p +
+                      2 * (size_t)np + (size_t)np * (size_t)np + (size_t)ne + (size_t)(q * q) + 1;
     I->imem = malloc(((size_t)L + 1 + 2 * (size_t)n) * sizeof *I->imem);
     I->dmem = malloc(nd * sizeof *I->dmem);
     if (!I->imem || !I->dmem)
@@ -178,9 +210,9 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
     S->cs = I->imem;
     S->clu = I->imem + L + 1;
     S->pos = S->clu + n;
-    double *X = I->dmem, *z = X + (size_t)n * p, *nt = z + n, *gz = nt + n, *glw = gz + K;
-    double *bs = glw + K, *x0 = bs + p, *lb = x0 + np, *h0 = lb + np, *xm = h0 + np * np;
-    double *es = xm + p;
+    double *X = I->dmem, *z = X + (size_t)n * p, *nt = z + (size_t)n * q, *gz = nt + n;
+    double *glw = gz + K, *bs = glw + K, *x0 = bs + p, *lb = x0 + np, *h0 = lb + np;
+    double *xm = h0 + np * np, *es = xm + p, *ts = es + ne;
     /* model column jm is x's column j (the ordinal intercept left out) */
     for (int jm = 0, j = 0; jm < md->p; jm++) {
         if (jm == S->int_col)
@@ -196,7 +228,8 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
     }
     for (int i = 0; i < n; i++) {
         const int k = S->pos[i];
-        z[k] = md->re[0].z[i];
+        for (int a = 0; a < q; a++)
+            z[(size_t)k * q + a] = md->re[0].z[(size_t)i * q + a];
         nt[k] = S->fam == MLMX_FAM_BINOMIAL && md->resp_kind == MLMX_RESP_CBIND ? md->ntrials[i]
                                                                                : 1.0;
     }
@@ -218,7 +251,8 @@ static mlmx_status build_shared(const mlmx_problem *P, gb_impl *I, mlmx_error *e
     S->nt = nt;
     S->gz = gz;
     S->glw = glw;
-    S->theta_sim = P->theta[0];
+    mlmx_cm_theta_to_t(q, P->theta, ts);
+    S->tsim = ts;
     S->beta_sim = bs;
     S->extra_sim = es;
     S->x0 = x0;
@@ -246,9 +280,10 @@ static void put_row(const gb_impl *I, const mlmx_batch_job *J, size_t i, const d
     double *beta = J->beta + i * p, *sr = J->se ? J->se + i * p : NULL;
     double *ex = I->extra_out && ne ? I->extra_out + i * ne : NULL;
     if (x) {
-        mlmx_gb_unpack(S, x, se, &J->theta[i], beta, sr, ex);
+        mlmx_gb_unpack(S, x, se, J->theta + i * (size_t)S->nth, beta, sr, ex);
     } else {
-        J->theta[i] = NAN;
+        for (int t = 0; t < S->nth; t++)
+            J->theta[i * (size_t)S->nth + (size_t)t] = NAN;
         for (size_t j = 0; j < p; j++) {
             beta[j] = NAN;
             if (sr)
@@ -272,6 +307,18 @@ static double eval_all(const mlmx_gb_shared *S, const mlmx_gb_rep *R, const doub
                        double cst)
 {
     return mlmx_gb_eval_part(S, R, x, g, 0, 1) - 2.0 * cst;
+}
+
+/* One BFGS run from q's start, the theta entries of mask `held` held at
+ * their bound (mlmx_gb_hold). */
+static void cpu_bfgs(const mlmx_gb_shared *S, const mlmx_gb_rep *R, mlmx_qn_state *q, double cst,
+                     int held)
+{
+    while (mlmx_qn_want(q)) {
+        const double f = eval_all(S, R, mlmx_qn_point(q), mlmx_qn_grad(q), cst);
+        mlmx_gb_hold(held, S->nth, mlmx_qn_grad(q));
+        mlmx_qn_told(q, f);
+    }
 }
 
 /* SEs of beta by forward differences of the gradient at the optimum. */
@@ -304,7 +351,7 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
             put_row(I, J, i, NULL, NULL, NAN, 0, 0, 0, 2);
         return;
     }
-    double *y = I->pool.mem[which], *u = y + S->n, *store = u + S->nclu;
+    double *y = I->pool.mem[which], *u = y + S->n, *store = u + (size_t)S->nclu * S->q;
     int *active = I->pool.imem[which];
     double *xs = store + 8 * np + np * np, *gp = xs + np, *se = gp + np, *H = se + np;
     mlmx_gb_rep R = {y, u, 1, 1};
@@ -317,13 +364,25 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
         }
         mlmx_qn_bind(&q, np, store, active);
         mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
-        while (mlmx_qn_want(&q))
-            mlmx_qn_told(&q, eval_all(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q), cst));
+        cpu_bfgs(S, &R, &q, cst, 0);
         if (q.failed || !isfinite(q.fx)) {
             put_row(I, J, i, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
             continue;
         }
-        const int sing = q.x[0] < 1e-4;
+        /* a vector term's singular ordinal or NB2 fit: once more with the
+         * singular entries held at 0 (mlmx_gb_polish_point) */
+        const int held = mlmx_gb_polish_point(S, q.x, xs);
+        if (held) {
+            const int ev = q.n_evals;
+            mlmx_qn_begin(&q, xs, S->lb, NULL, &S->cfg, S->hinv0);
+            cpu_bfgs(S, &R, &q, cst, held);
+            q.n_evals += ev;
+            if (q.failed || !isfinite(q.fx)) {
+                put_row(I, J, i, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
+                continue;
+            }
+        }
+        const int sing = mlmx_gb_singular(S, q.x);
         if (J->se)
             cpu_se(S, &R, &q, cst, sing, xs, gp, H, se);
         put_row(I, J, i, q.x, J->se ? se : NULL, q.fx, q.n_evals, q.converged, sing, 1);
@@ -343,7 +402,8 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
                           J->conv,  J->sing, J->status, I->extra_out};
     mlmx_status st = mlmx_cuda_gb_rows(&I->S, J->seed, J->reps, J->count, &o, msg, sizeof msg);
     if (st)
-        return mlmx_err_set(err, st, "glmm-1ri on the device: %s", msg);
+        return mlmx_err_set(err, st, "%s on the device: %s",
+                            I->S.q > 1 ? "glmm-vec" : "glmm-1ri", msg);
     if (J->sigma)
         for (size_t i = 0; i < J->count; i++)
             J->sigma[i] = NAN;
@@ -361,8 +421,8 @@ static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size
                            double *y, mlmx_error *err)
 {
     const gb_impl *I = impl;
-    return mlmx_batch_sim_model_order("glmm-1ri", sim_grouped, &I->S, (size_t)I->S.n, I->S.pos,
-                                      seed, reps, count, y, err);
+    return mlmx_batch_sim_model_order(I->S.q > 1 ? "glmm-vec" : "glmm-1ri", sim_grouped, &I->S,
+                                      (size_t)I->S.n, I->S.pos, seed, reps, count, y, err);
 }
 #endif
 
@@ -385,14 +445,16 @@ mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     mlmx_status st = build_shared(P, I, err);
     if (!st) {
         const size_t np = (size_t)I->S.np;
-        mlmx_batch_pool_init(&I->pool, (size_t)I->S.n + (size_t)I->S.nclu + 11 * np + 2 * np * np,
+        mlmx_batch_pool_init(&I->pool,
+                             (size_t)I->S.n + (size_t)I->S.nclu * (size_t)I->S.q + 11 * np +
+                                 2 * np * np,
                              np);
     }
     if (st) {
         gb_free(I);
         return st;
     }
-    E->name = "glmm-1ri";
+    E->name = I->S.q > 1 ? "glmm-vec" : "glmm-1ri";
     E->impl = I;
     E->cpu_rows = cpu_rows;
 #ifdef MLMX_HAVE_CUDA
@@ -401,7 +463,7 @@ mlmx_status mlmx_gb_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
 #else
     E->gpu_rows = NULL;
 #endif
-    E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S);
+    E->gpu_fixed_bytes = mlmx_gb_fixed_bytes(&I->S) + GB_RESIDENT_THREADS * GB_LOCAL_BYTES;
     E->gpu_rep_bytes = mlmx_gb_rep_bytes(&I->S);
     E->free = gb_free;
     if (I->S.ne > 0)

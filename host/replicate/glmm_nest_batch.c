@@ -163,25 +163,6 @@ static void build_groups(const mlmx_model *md, gn_impl *I, int *parent)
     ds[0] = 0;
 }
 
-/* The optimizer's start, bounds, curvature and tolerances from P. */
-static void build_optim(const mlmx_problem *P, mlmx_gn_shared *S, double *x0, double *lb,
-                        double *h0)
-{
-    const int np = S->np;
-    memcpy(x0, P->gx0, (size_t)np * sizeof *x0);
-    memcpy(lb, P->glb, (size_t)np * sizeof *lb);
-    if (P->ghinv0)
-        memcpy(h0, P->ghinv0, (size_t)np * np * sizeof *h0);
-    S->x0 = x0;
-    S->lb = lb;
-    S->hinv0 = P->ghinv0 ? h0 : NULL;
-    mlmx_optim_opts oo;
-    mlmx_optim_opts_default(&oo);
-    if (P->opt.max_evaluations > 0)
-        oo.max_evals = P->opt.max_evaluations;
-    mlmx_qn_cfg_from_opts(&oo, &S->cfg);
-}
-
 static mlmx_status build_shared(const mlmx_problem *P, gn_impl *I, mlmx_error *err)
 {
     const mlmx_model *md = P->md;
@@ -250,7 +231,9 @@ static mlmx_status build_shared(const mlmx_problem *P, gn_impl *I, mlmx_error *e
     S->thc_sim = P->theta[S->itc];
     S->beta_sim = bs;
     S->xmax = xm;
-    build_optim(P, S, x0, lb, h0);
+    S->x0 = x0;
+    S->lb = lb;
+    mlmx_batch_glmm_optim(P, S->np, x0, lb, h0, &S->hinv0, &S->cfg);
     return MLMX_OK;
 }
 

@@ -163,14 +163,25 @@ static const char *refusal(const mlmx_problem *P, char *buf, size_t len)
         return "an offset or prior weights";
     if (md->n > INT_MAX / MLMX_LD_KMAX || !P->s)
         return "the data size";
-    if (P->s->m > MLMX_LD_MMAX) {
-        snprintf(buf, len,
-                 "a dense block of %d columns (the other terms' %d random effects, %d fixed "
-                 "effects and the response); at most %d",
-                 P->s->m, P->s->m_re, md->p, MLMX_LD_MMAX);
-        return buf;
-    }
     return NULL;
+}
+
+const char *mlmx_ld_size_refusal(const mlmx_ld_model *M, char *buf, size_t len)
+{
+    /* in double: m^2 nd can pass size_t for absurd m */
+    const double nd = (double)M->nt + 1.0, m = (double)M->m, q = (double)M->q1;
+    const double lane = ((double)M->maxrows * q + 2.0 * q * q + MLMX_LD_QMAX + 4.0) * nd;
+    const double dbl = (double)M->ntm * nd + m * (m + 1.0) / 2.0 * nd +
+                       (double)MLMX_LD_BLOCK_LANES * lane + 4.0 + m;
+    const double bytes = dbl * (double)sizeof(double);
+    if (bytes <= (double)MLMX_LD_SCRATCH_MAX)
+        return NULL;
+    snprintf(buf, len,
+             "a dense block of %d columns (the other terms' %d random effects, %d fixed effects "
+             "and the response) with %d covariance parameters needs %.0f MiB of scratch a "
+             "replicate; at most %zu MiB",
+             M->m, M->m_re, M->p, M->nt, bytes / 1048576.0, MLMX_LD_SCRATCH_MAX >> 20);
+    return buf;
 }
 
 /* The per-level and dense blocks from the problem's statistics (symmetric
@@ -253,11 +264,17 @@ mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
         return unsupported(err, why);
     const mlmx_model *md = P->md;
     const mlmx_lmm_stats *s = P->s;
+    mlmx_ld_model Md;
+    memset(&Md, 0, sizeof Md);
+    dims(P, &Md);
+    why = mlmx_ld_size_refusal(&Md, buf, sizeof buf);
+    if (why)
+        return unsupported(err, why);
     ld_impl *I = calloc(1, sizeof *I);
     if (!I)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     mlmx_ld_model *M = &I->M;
-    dims(P, M);
+    *M = Md;
     const size_t q = (size_t)s->q1, m = (size_t)s->m, nt = (size_t)P->ntheta;
     size_t nz = 0;
     for (int k = 0; k < md->K; k++)
@@ -306,6 +323,7 @@ mlmx_status mlmx_ld_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->name = ld_name;
     E->impl = I;
     E->cpu_rows = ld_cpu_rows;
+    E->cpu_slower = M->m > MLMX_LD_CPU_MAX_M;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = ld_gpu_rows;
     E->gpu_sim = ld_gpu_sim;

@@ -157,6 +157,14 @@ static mlmx_status choose(mlmx_runner *R, mlmx_device dev, uint64_t total, const
     if (dev == MLMX_DEVICE_AUTO)
         snprintf(R->note, sizeof R->note, "device auto: running on the CPU: %.600s", why);
     R->block = CPU_BLOCK;
+    if (R->E && R->E->cpu_slower) { /* workspaces refit this model faster on the CPU */
+        snprintf(R->device, sizeof R->device, "cpu: workspaces, %d thread%s (faster on the CPU "
+                 "than the %s engine for this model)", R->nth, R->nth == 1 ? "" : "s",
+                 R->E->name);
+        mlmx_batch_engine_free(R->E);
+        R->E = NULL;
+        return MLMX_OK;
+    }
     if (R->E)
         snprintf(R->device, sizeof R->device, "cpu: batch engine %s, %d thread%s", R->E->name,
                  R->nth, R->nth == 1 ? "" : "s");
@@ -366,6 +374,18 @@ size_t mlmx_runner_peak_device_bytes(const mlmx_runner *R)
 #else
     return 0;
 #endif
+}
+
+mlmx_status mlmx_runner_test_device(mlmx_runner *R, mlmx_runner_gpu_rows gpu_rows, int auto_mode)
+{
+    if (!R->E || !gpu_rows)
+        return MLMX_ERR_UNSUPPORTED;
+    R->E->gpu_rows = gpu_rows;
+    R->on_gpu = 1;
+    R->auto_mode = auto_mode != 0;
+    R->note[0] = '\0';
+    snprintf(R->device, sizeof R->device, "gpu: test device, batch engine %s", R->E->name);
+    return MLMX_OK;
 }
 
 mlmx_status mlmx_device_describe(char *buf, size_t len)

@@ -63,4 +63,15 @@ int mlmx_runner_on_gpu(const mlmx_runner *R);
 /* Peak device memory of this process's batch engines (0 without a GPU). */
 size_t mlmx_runner_peak_device_bytes(const mlmx_runner *R);
 
+/* For tests of the device paths on a machine without a device: from the
+ * next block on, R's blocks go through gpu_rows as if the engine's device
+ * path ran them (the device string becomes "gpu: test device, batch engine
+ * NAME"). auto_mode 1: a failure moves the rest of the run to the CPU, as
+ * under --device auto; 0: a failure is the run's error, as under --device
+ * gpu. MLMX_ERR_UNSUPPORTED when R runs workspaces (no engine). */
+struct mlmx_batch_job;
+typedef mlmx_status (*mlmx_runner_gpu_rows)(void *impl, const struct mlmx_batch_job *J,
+                                             mlmx_error *err);
+mlmx_status mlmx_runner_test_device(mlmx_runner *R, mlmx_runner_gpu_rows gpu_rows, int auto_mode);
+
 #endif

@@ -1,0 +1,318 @@
+/* Satterthwaite's degrees of freedom for an LMM's fixed effects, as
+ * lmerTest computes them (Kuznetsova, Brockhoff & Christensen 2017), with
+ * the core's analytic gradient where lmerTest differentiates numerically:
+ *
+ *   varpar = (theta, sigma); D(varpar) the unprofiled deviance
+ *     ML:   log|L|^2 + r^2/sigma^2 + n log(2 pi sigma^2)
+ *     REML: log|L|^2 + log|R_X|^2 + r^2/sigma^2 + (n - p) log(2 pi sigma^2)
+ *   (r^2 the penalized residual sum of squares at theta); A = 2 H^{-1},
+ *   H the Hessian of D at the estimates: the asymptotic covariance of
+ *   varpar;
+ *   V(varpar) = sigma^2 (R_X^T R_X)^{-1}(theta), the covariance of beta;
+ *   for a contrast L: df = 2 (L^T V L)^2 / (g^T A g), g_k = L^T dV/dvarpar_k L.
+ *
+ * Derivatives: dD/dtheta is analytic (the core's d log|M| and d r^2,
+ * lmm/grad.c), and its Jacobian in theta is taken by central differences
+ * with one Richardson step; the sigma rows of H are analytic; dV/dtheta
+ * by Richardson-extrapolated central differences of (R_X^T R_X)^{-1}.
+ * A fit with a variance at 0 is refused (the gradient needs an invertible
+ * template; lmerTest differentiates through the boundary there). */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "backend/backend.h"
+#include "lmm/fit.h"
+#include "lmm/lmm.h"
+#include "power/power.h"
+
+/* The pieces at the estimates, computed once per fit (mlmx_ddf_prepare). */
+typedef struct ddf_state {
+    int nt, nv, p;   /* theta entries, varpar entries (nt + 1), fixed effects */
+    double *A;       /* nv * nv: 2 H^{-1} */
+    double *J;       /* nv blocks of p * p: dV/dvarpar_k */
+    double *V;       /* p * p: vcov(beta) */
+    double *g;       /* nv: scratch for one contrast's gradient */
+} ddf_state;
+
+typedef struct ddf_eval {
+    const mlmx_fit *f;
+    mlmx_lmm_stats *s;
+    mlmx_lmm_work *w;
+    int reml;
+    double *th, *g1, *g2, *d1, *d2, *e0, *e1; /* scratch: nt each */
+} ddf_eval;
+
+static mlmx_status at_theta(ddf_eval *e, const double *theta)
+{
+    double crit;
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    return mlmx_lmm_eval(e->s, mlmx_backend_cpu(), theta, e->reml, e->w, &crit, &err);
+}
+
+/* dD/dtheta at (theta, sigma). */
+static mlmx_status dD_dtheta(ddf_eval *e, const double *theta, double sigma, double *g)
+{
+    mlmx_status st = at_theta(e, theta);
+    if (!st)
+        st = mlmx_lmm_grad_parts(e->s, e->w, e->reml, g, e->d2);
+    for (int t = 0; !st && t < e->s->model->ntheta; t++)
+        g[t] += e->d2[t] / (sigma * sigma);
+    return st;
+}
+
+/* Step for theta entry t: relative, with a floor near 0 (numDeriv's d). */
+static double step_of(double x) { return 1e-4 * fmax(fabs(x), 0.1); }
+
+/* H's theta block by central differences of the analytic gradient with one
+ * Richardson step ((4 D(h/2) - D(h)) / 3), symmetrised; sigma rows exact. */
+static mlmx_status hessian(ddf_eval *e, double *H)
+{
+    const mlmx_fit *f = e->f;
+    const int nt = f->model->ntheta, nv = nt + 1;
+    const double sg = f->sigma;
+    for (int j = 0; j < nt; j++) {
+        double *est[2] = {e->e0, e->e1};
+        for (int r = 0; r < 2; r++) {
+            const double h = step_of(f->theta[j]) / (r ? 2.0 : 1.0);
+            memcpy(e->th, f->theta, (size_t)nt * sizeof *e->th);
+            e->th[j] = f->theta[j] + h;
+            mlmx_status st = dD_dtheta(e, e->th, sg, e->g1);
+            e->th[j] = f->theta[j] - h;
+            if (!st)
+                st = dD_dtheta(e, e->th, sg, e->g2);
+            if (st)
+                return st;
+            for (int i = 0; i < nt; i++)
+                est[r][i] = (e->g1[i] - e->g2[i]) / (2.0 * h);
+        }
+        for (int i = 0; i < nt; i++)
+            H[i + j * nv] = (4.0 * est[1][i] - est[0][i]) / 3.0;
+    }
+    for (int j = 0; j < nt; j++)
+        for (int i = 0; i < j; i++)
+            H[i + j * nv] = H[j + i * nv] = 0.5 * (H[i + j * nv] + H[j + i * nv]);
+    /* d2D/dtheta dsigma = -2 d(r^2)/dtheta / sigma^3; d2D/dsigma^2 =
+     * 6 r^2 / sigma^4 - 2 c / sigma^2 (c = n - p for REML, n for ML) */
+    mlmx_status st = at_theta(e, f->theta);
+    if (!st)
+        st = mlmx_lmm_grad_parts(e->s, e->w, e->reml, e->d1, e->d2);
+    if (st)
+        return st;
+    const double c = (double)f->model->n - (e->reml ? f->model->p : 0);
+    for (int i = 0; i < nt; i++)
+        H[i + nt * nv] = H[nt + i * nv] = -2.0 * e->d2[i] / (sg * sg * sg);
+    H[nt + nt * nv] = 6.0 * e->w->r2 / (sg * sg * sg * sg) - 2.0 * c / (sg * sg);
+    return MLMX_OK;
+}
+
+/* dV/dtheta_j: Richardson-extrapolated central differences of sigma^2
+ * (R_X^T R_X)^{-1}; dV/dsigma = 2 V / sigma. C1, C2 scratch p * p. */
+static mlmx_status jacobian(ddf_eval *e, const ddf_state *S, double *C1, double *C2)
+{
+    const mlmx_fit *f = e->f;
+    const int nt = S->nt, pp = S->p * S->p;
+    const double s2 = f->sigma * f->sigma;
+    for (int j = 0; j < nt; j++) {
+        double *Jj = S->J + (size_t)j * pp;
+        for (int r = 0; r < 2; r++) {
+            const double h = step_of(f->theta[j]) / (r ? 2.0 : 1.0);
+            memcpy(e->th, f->theta, (size_t)nt * sizeof *e->th);
+            e->th[j] = f->theta[j] + h;
+            mlmx_status st = at_theta(e, e->th);
+            if (!st)
+                st = mlmx_lmm_rx_inverse(e->s, e->w, C1);
+            e->th[j] = f->theta[j] - h;
+            if (!st)
+                st = at_theta(e, e->th);
+            if (!st)
+                st = mlmx_lmm_rx_inverse(e->s, e->w, C2);
+            if (st)
+                return st;
+            for (int a = 0; a < pp; a++) {
+                const double d = s2 * (C1[a] - C2[a]) / (2.0 * h);
+                Jj[a] = r ? (4.0 * d - Jj[a]) / 3.0 : d;
+            }
+        }
+    }
+    for (int a = 0; a < pp; a++)
+        S->J[(size_t)nt * pp + a] = 2.0 * S->V[a] / f->sigma;
+    return MLMX_OK;
+}
+
+/* A = 2 H^{-1} (H overwritten). */
+static mlmx_status covariance_of_varpar(int nv, double *H, double *A)
+{
+    lapack_int *ipiv = malloc((size_t)nv * sizeof *ipiv);
+    if (!ipiv)
+        return MLMX_ERR_NOMEM;
+    for (int j = 0; j < nv; j++)
+        for (int i = 0; i < nv; i++)
+            A[i + j * nv] = i == j ? 2.0 : 0.0;
+    const lapack_int info = LAPACKE_dgesv(LAPACK_COL_MAJOR, nv, nv, H, nv, ipiv, A, nv);
+    free(ipiv);
+    return info == 0 ? MLMX_OK : MLMX_ERR_NUMERIC;
+}
+
+static void state_free(ddf_state *S)
+{
+    free(S->A);
+    free(S->J);
+    free(S->V);
+    free(S->g);
+}
+
+static void eval_free(ddf_eval *e)
+{
+    mlmx_lmm_work_free(e->w);
+    mlmx_lmm_stats_free(e->s);
+    free(e->th);
+}
+
+/* The refusals, with the reason recorded. */
+static mlmx_status check_fit(const mlmx_fit *f)
+{
+    if (f->family != MLMX_FAMILY_GAUSSIAN)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "Satterthwaite degrees of freedom are for linear mixed models "
+                              "(a GLMM has Wald z tests)");
+    const mlmx_model *m = f->model;
+    for (int k = 0; k < m->K; k++) {
+        const int q = m->re[k].q;
+        const double *th = f->theta + m->re[k].theta_offset;
+        for (int c = 0, t = 0; c < q; c++)
+            for (int a = c; a < q; a++, t++)
+                if (a == c && !(th[t] > 1e-8))
+                    return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                                          "Satterthwaite degrees of freedom: the fit is singular "
+                                          "(a variance of term '%s' is at 0)",
+                                          m->re[k].group);
+    }
+    return MLMX_OK;
+}
+
+static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
+{
+    memset(S, 0, sizeof *S);
+    mlmx_status st = check_fit(f);
+    if (st)
+        return st;
+    const mlmx_model *m = f->model;
+    const int nt = m->ntheta, nv = nt + 1, p = m->p;
+    S->nt = nt;
+    S->nv = nv;
+    S->p = p;
+    ddf_eval e = {f, NULL, NULL, f->method == MLMX_REML, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    st = mlmx_lmm_stats_build(m, &e.s, &err);
+    if (!st)
+        st = mlmx_lmm_work_alloc(e.s, &e.w, &err);
+    double *H = NULL, *C = NULL;
+    if (!st) {
+        e.th = malloc((size_t)7 * nt * sizeof *e.th);
+        H = malloc((size_t)nv * nv * sizeof *H);
+        C = malloc((size_t)2 * p * p * sizeof *C);
+        S->A = malloc((size_t)nv * nv * sizeof *S->A);
+        S->J = malloc((size_t)nv * p * p * sizeof *S->J);
+        S->V = malloc((size_t)p * p * sizeof *S->V);
+        S->g = malloc((size_t)nv * sizeof *S->g);
+        if (!e.th || !H || !C || !S->A || !S->J || !S->V || !S->g)
+            st = MLMX_ERR_NOMEM;
+    }
+    if (!st) {
+        e.g1 = e.th + nt;
+        e.g2 = e.g1 + nt;
+        e.d1 = e.g2 + nt;
+        e.d2 = e.d1 + nt;
+        e.e0 = e.d2 + nt;
+        e.e1 = e.e0 + nt;
+        memcpy(S->V, f->vcov, (size_t)p * p * sizeof *S->V);
+        st = hessian(&e, H);
+    }
+    if (!st)
+        st = covariance_of_varpar(nv, H, S->A);
+    if (!st)
+        st = jacobian(&e, S, C, C + (size_t)p * p);
+    free(H);
+    free(C);
+    eval_free(&e);
+    if (st) {
+        state_free(S);
+        return mlmx_api_failf(st, st == MLMX_ERR_NOMEM ? "out of memory"
+                                                        : "Satterthwaite degrees of freedom: %s",
+                              err.msg[0] ? err.msg : "the deviance's Hessian is singular");
+    }
+    return MLMX_OK;
+}
+
+/* df of the contrast L (p values) from the prepared state. */
+static double ddf_contrast(const ddf_state *S, const double *L, double *var)
+{
+    const int p = S->p, nv = S->nv;
+    double *g = S->g, v = 0.0;
+    for (int k = 0; k <= nv; k++) {
+        const double *M = k < nv ? S->J + (size_t)k * p * p : S->V;
+        double x = 0.0;
+        for (int b = 0; b < p; b++)
+            for (int a = 0; a < p; a++)
+                x += L[a] * M[a + b * p] * L[b];
+        if (k < nv)
+            g[k] = x;
+        else
+            v = x;
+    }
+    double q = 0.0;
+    for (int j = 0; j < nv; j++)
+        for (int i = 0; i < nv; i++)
+            q += g[i] * S->A[i + j * nv] * g[j];
+    *var = v;
+    return 2.0 * v * v / q;
+}
+
+mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df)
+{
+    mlmx_api_clear();
+    if (!f || !L || !df)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_satterthwaite: bad argument");
+    ddf_state S;
+    mlmx_status st = ddf_prepare(f, &S);
+    if (st)
+        return st;
+    double var;
+    *df = ddf_contrast(&S, L, &var);
+    state_free(&S);
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double *p)
+{
+    mlmx_api_clear();
+    if (!f || !df || !t || !p)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests: bad argument");
+    ddf_state S;
+    mlmx_status st = ddf_prepare(f, &S);
+    if (st)
+        return st;
+    const int np = S.p;
+    double *L = calloc((size_t)np + 1, sizeof *L);
+    if (!L) {
+        state_free(&S);
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    }
+    for (int j = 0; j < np; j++) {
+        double var;
+        L[j] = 1.0;
+        df[j] = ddf_contrast(&S, L, &var);
+        L[j] = 0.0;
+        t[j] = f->beta[j] / sqrt(var);
+        /* two-sided: P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) */
+        p[j] = mlmx_pw_pbeta(df[j] / (df[j] + t[j] * t[j]), 0.5 * df[j], 0.5);
+    }
+    free(L);
+    state_free(&S);
+    return MLMX_OK;
+}

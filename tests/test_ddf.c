@@ -1,0 +1,162 @@
+/* Satterthwaite's degrees of freedom and the t-tests of the fixed effects
+ * (mlmx_fit_coef_tests) against lmerTest 3.1-3's summary(fit, ddf =
+ * "Satterthwaite"), on fixtures written by
+ * data/reference/infer/ddf_reference.R: sleepstudy (REML, ML, and an
+ * unbalanced subset), classroom (crossed school and class intercepts), hsb
+ * (correlated slope, interactions), BodyWeight (a 3-level factor).
+ * mlmx is evaluated at lmerTest's theta (one evaluation there), so that
+ * the comparison is of the df computation, not of two optimizers' last
+ * digits. Tolerance: 1e-4 relative on df and p (issue 9); lmerTest's
+ * derivatives are numerical (numDeriv, Richardson), mlmx's Hessian is the
+ * central difference of the analytic gradient: measured differences are
+ * printed by the test on failure. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mlmx.h"
+#include "refutil.h"
+
+#define REFDIR MLMX_SOURCE_DIR "/data/reference/infer/"
+
+/* Drop Days >= 7 for the first six subjects and Days == 0 for the next
+ * three (sorted by id), as ddf_reference.R's sleep_unbal does. */
+static const char *unbalanced_csv(void)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "/tmp/mlmx_test_ddf_%d.csv", (int)getpid());
+    FILE *in = fopen(MLMX_SOURCE_DIR "/data/sleepstudy.csv", "r");
+    FILE *out = fopen(path, "w");
+    cr_assert(in && out);
+    char line[256];
+    int ids[64], nid = 0;
+    cr_assert(fgets(line, sizeof line, in));
+    fputs(line, out);
+    /* columns: Reaction,Days,Subject */
+    long pos = ftell(in);
+    while (fgets(line, sizeof line, in)) {
+        int id = atoi(strrchr(line, ',') + 1), seen = 0;
+        for (int i = 0; i < nid; i++)
+            seen |= ids[i] == id;
+        if (!seen && nid < 64)
+            ids[nid++] = id;
+    }
+    for (int i = 0; i < nid; i++)
+        for (int j = i + 1; j < nid; j++)
+            if (ids[j] < ids[i]) {
+                int t = ids[i];
+                ids[i] = ids[j];
+                ids[j] = t;
+            }
+    fseek(in, pos, SEEK_SET);
+    while (fgets(line, sizeof line, in)) {
+        char *c1 = strchr(line, ',');
+        int days = atoi(c1 + 1), id = atoi(strrchr(line, ',') + 1), rank = 0;
+        while (rank < nid && ids[rank] != id)
+            rank++;
+        if ((rank < 6 && days >= 7) || (rank >= 6 && rank < 9 && days == 0))
+            continue;
+        fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    return path;
+}
+
+static void check_case(const char *name)
+{
+    char path[1024];
+    ref_file r;
+    snprintf(path, sizeof path, REFDIR "ddf_%s.ref", name);
+    cr_assert_eq(ref_load(path, &r), 0, "cannot read %s", path);
+    const int unbal = ref_get(&r, "subset") != NULL;
+    if (unbal)
+        snprintf(path, sizeof path, "%s", unbalanced_csv());
+    else
+        snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(&r, "data")->rest);
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_data_read_csv(path, &d), MLMX_OK, "%s", mlmx_last_error());
+    if (unbal)
+        remove(path);
+    cr_assert_eq(mlmx_model_create(d, ref_get(&r, "formula")->rest, &m), MLMX_OK, "%s",
+                 mlmx_last_error());
+    cr_assert_eq((double)mlmx_model_nobs(m), ref_num(&r, "nobs", 0));
+    const ref_line *tl = ref_get(&r, "theta");
+    double theta[16];
+    cr_assert(tl && tl->ntok <= 16);
+    for (int j = 0; j < tl->ntok; j++)
+        theta[j] = strtod(tl->tok[j], NULL);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.method = strcmp(ref_get(&r, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
+    o.theta_start = theta;
+    o.max_evaluations = 1;
+    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    const int p = mlmx_model_nfixef(m);
+    double df[64], t[64], pv[64];
+    cr_assert(p <= 64);
+    cr_assert_eq(mlmx_fit_coef_tests(f, df, t, pv), MLMX_OK, "%s", mlmx_last_error());
+    int n = 0;
+    for (const ref_line *l; (l = ref_get_nth(&r, "coef", n)) != NULL; n++) {
+        cr_assert_eq(l->ntok, 6);
+        cr_assert(n < p);
+        const double se = strtod(l->tok[2], NULL), rdf = strtod(l->tok[3], NULL);
+        const double rt = strtod(l->tok[4], NULL), rp = strtod(l->tok[5], NULL);
+        cr_expect(close_rel(mlmx_fit_se(f)[n], se, 1e-7, 0), "%s %s: se %.10g vs %.10g", name,
+                  l->tok[0], mlmx_fit_se(f)[n], se);
+        cr_expect(close_rel(t[n], rt, 1e-7, 0), "%s %s: t %.10g vs %.10g", name, l->tok[0], t[n],
+                  rt);
+        cr_expect(close_rel(df[n], rdf, 1e-4, 0), "%s %s: df %.10g vs %.10g (rel %.2g)", name,
+                  l->tok[0], df[n], rdf, fabs(df[n] / rdf - 1));
+        cr_expect(close_rel(pv[n], rp, 1e-4, 1e-300), "%s %s: p %.10g vs %.10g (rel %.2g)", name,
+                  l->tok[0], pv[n], rp, fabs(pv[n] / rp - 1));
+    }
+    cr_expect_eq(n, p, "%s: %d coefficients in the fixture, %d in the model", name, n, p);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    ref_free(&r);
+}
+
+Test(ddf, sleepstudy) { check_case("sleepstudy"); }
+Test(ddf, sleepstudy_ml) { check_case("sleepstudy_ml"); }
+Test(ddf, sleepstudy_unbalanced) { check_case("sleepstudy_unbalanced"); }
+Test(ddf, classroom) { check_case("classroom"); }
+Test(ddf, hsb, .timeout = 60) { check_case("hsb"); }
+Test(ddf, bodyweight) { check_case("bodyweight"); }
+Test(ddf, penicillin) { check_case("penicillin"); }
+
+/* A GLMM and a singular fit are refused with the reason. */
+Test(ddf, refusals)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    double df[4], t[4], p[4];
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/dyestuff2.csv", &d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(d, "Yield ~ 1 + (1|Batch)", &m), MLMX_OK);
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK);
+    cr_assert(mlmx_fit_singular(f));
+    cr_expect_eq(mlmx_fit_coef_tests(f, df, t, p), MLMX_ERR_UNSUPPORTED);
+    cr_expect(strstr(mlmx_last_error(), "singular") != NULL, "%s", mlmx_last_error());
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/cbpp.csv", &d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(d, "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)", &m),
+                 MLMX_OK);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.family = MLMX_FAMILY_BINOMIAL;
+    cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    cr_expect_eq(mlmx_fit_coef_tests(f, df, t, p), MLMX_ERR_UNSUPPORTED);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
