@@ -6,10 +6,11 @@
  * is fitted once (nAGQ = 25) and its estimates are the replicates' truth.
  * MODEL picks another model fitted to a data file instead: "wine"
  * (ordinal rating ~ temp + contact + (1|judge), data/wine.csv) or
- * "salamanders" (NB2 count ~ spp * mined + (1|site), data/salamanders.csv)
- * or "hdp" (binomial remission ~ IL6 + CRP + LengthofStay +
- * (1 + LengthofStay | HID), data/hdp.csv: the engine's vector path,
- * "glmm-vec", Laplace only, so NAGQ 1).
+ * "salamanders" (NB2 count ~ spp * mined + (1|site), data/salamanders.csv),
+ * "cbpp" (binomial, data/cbpp.csv; "-probit" or "-cloglog" after "wine"
+ * or "cbpp" picks that link) or "hdp" (binomial remission ~ IL6 + CRP +
+ * LengthofStay + (1 + LengthofStay | HID), data/hdp.csv: the engine's
+ * vector path, "glmm-vec", Laplace only, so NAGQ 1).
  *   usage: bench_glmm_batch [REPS_CPU [REPS_GPU [NAGQ [MODEL]]]]
  *          (2000 20000 25 binary); run from the source directory for MODEL */
 #define _POSIX_C_SOURCE 200809L
@@ -194,11 +195,21 @@ static void summary(const char *what, const outs *o, size_t m)
 }
 
 /* The model MODEL names: its data, formula and family. */
-static mlmx_data *model_data(const char *model, const char **formula, mlmx_family *fam)
+static mlmx_data *model_data(const char *model, const char **formula, mlmx_family *fam,
+                             mlmx_link *link)
 {
     mlmx_data *d = NULL;
     const char *csv = NULL;
-    if (strcmp(model, "wine") == 0) {
+    const char *dash = strchr(model, '-');
+    const size_t len = dash ? (size_t)(dash - model) : strlen(model);
+    *link = !dash                              ? MLMX_LINK_DEFAULT
+            : strcmp(dash, "-probit") == 0     ? MLMX_LINK_PROBIT
+                                               : MLMX_LINK_CLOGLOG;
+    if (len == 4 && strncmp(model, "cbpp", 4) == 0) {
+        csv = "data/cbpp.csv";
+        *formula = "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)";
+        *fam = MLMX_FAMILY_BINOMIAL;
+    } else if (len == 4 && strncmp(model, "wine", 4) == 0) {
         csv = "data/wine.csv";
         *formula = "rating ~ temp + contact + (1 | judge)";
         *fam = MLMX_FAMILY_ORDINAL;
@@ -228,7 +239,7 @@ int main(int argc, char **argv)
     const char *formula;
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
-    mlmx_data *d = model_data(model, &formula, &o.family);
+    mlmx_data *d = model_data(model, &formula, &o.family, &o.link);
     mlmx_model *m = NULL;
     mlmx_fit *f = NULL;
     mlmx_problem *P = NULL;

@@ -12,7 +12,8 @@
  *     "gpu: skipped" otherwise.
  *   usage: bench_glmm_nest [REPS_CPU [REPS_GPU [NAGQ [CSV [FORMULA [FAMILY]]]]]]
  *          (defaults 20 1000 25 data/hdp.csv, the formula above, binomial;
- *          FAMILY poisson for a Poisson model). The engine is the one the
+ *          FAMILY poisson for a Poisson model; MLMX_BENCH_LINK=probit or
+ *          cloglog: that binomial link). The engine is the one the
  *          registry picks, so other GLMM engines (glmm-crossed) run too.
  * SEs are not computed (as mlmx boot without --se). */
 #define _POSIX_C_SOURCE 200809L
@@ -213,6 +214,10 @@ int main(int argc, char **argv)
     o.family = argc > 6 && strcmp(argv[6], "poisson") == 0 ? MLMX_FAMILY_POISSON
                                                             : MLMX_FAMILY_BINOMIAL;
     o.nagq = nagq;
+    /* MLMX_BENCH_LINK=probit or cloglog: the binomial link (Laplace) */
+    const char *lk = getenv("MLMX_BENCH_LINK");
+    if (lk)
+        o.link = strcmp(lk, "probit") == 0 ? MLMX_LINK_PROBIT : MLMX_LINK_CLOGLOG;
     if (mlmx_data_read_csv(csv, &d) || mlmx_model_create(d, formula, &m)) {
         fprintf(stderr, "bench_glmm_nest: %s\n", mlmx_last_error());
         return 1;

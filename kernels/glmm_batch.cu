@@ -1,8 +1,9 @@
 // GLMM replicate fits on the GPU (one scalar random-effect term, or one
-// vector term of q <= MLMX_GB_QMAX columns by Laplace; binomial logit, Poisson log, NB2 log or cumulative logit, Laplace or adaptive
-// quadrature): one replicate per warp, its clusters spread over the 32
-// lanes, the criterion and gradient
-// summed by warp shuffles, the BFGS state (kernels/qn.h) in shared memory
+// vector term of q <= MLMX_GB_QMAX columns by Laplace; binomial logit,
+// probit or cloglog, Poisson log, NB2 log or cumulative logit, probit or
+// cloglog, Laplace or adaptive quadrature): one replicate per warp, its
+// clusters spread over the 32 lanes, the criterion and gradient summed by
+// warp shuffles, the BFGS state (kernels/qn.h) in shared memory
 // stepped by lane 0. All the math is kernels/glmm_batch.h, the code the CPU
 // engine runs. Three layers: the kernel, a launcher on a stream, and the
 // validated extern "C" entry.
@@ -16,6 +17,7 @@ extern "C" {
 #include "glmm_batch_cuda.h"
 }
 #include "batch_alloc.cuh"
+#include "batch_upload.cuh"
 #include "glmm_batch.h"
 
 #define GB_WARPS 4 /* warps (replicates) per block */
@@ -187,12 +189,16 @@ static __device__ __forceinline__ void gb_warp_replicate(const mlmx_gb_shared &S
 // atomicAdd on *next, broadcast) until none is left, so a warp whose
 // replicate converged early takes the next one instead of holding its
 // block's resources idle while the block's slowest warp finishes.
-// One instantiation per family (FAM: MLMX_FAM_*) and kind of term (VEC:
-// 0 scalar, 1 vector): both are made compile-time constants in the
+// One instantiation per family (FAM: MLMX_FAM_*), kind of term (VEC: 0
+// scalar, 1 vector) and link (LINK: MLMX_LINK_*, or -1: the binomial's and
+// the ordinal's probit and cloglog, read from the structure and passed to
+// the math explicitly): the three are made compile-time constants in the
 // kernel's copy of the structure, so each instantiation keeps only its own
 // code (the binomial and Poisson kernels do not pay the ordinal and NB2
-// paths' registers, the scalar kernels not the vector cluster's).
-template <int FAM, int VEC>
+// paths' registers, the canonical links' not the probit/cloglog paths',
+// the scalar kernels not the vector cluster's). The vector term takes no
+// binomial probit or cloglog (the engine refuses them).
+template <int FAM, int VEC, int LINK>
 __global__ void __launch_bounds__(32 * GB_WARPS)
     mlmx_gb_kernel(mlmx_gb_shared Sp, uint64_t seed, const uint64_t *__restrict__ reps,
                    size_t count, double *ybuf, double *ubuf, int want_se, mlmx_gb_cuda_out o,
@@ -200,6 +206,8 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
 {
     mlmx_gb_shared S = Sp;
     S.fam = FAM;
+    if (LINK >= 0)
+        S.link = LINK;
     if (FAM == MLMX_FAM_BINOMIAL || FAM == MLMX_FAM_POISSON)
         S.ne = 0;
     if (!VEC) {
@@ -223,7 +231,7 @@ __global__ void __launch_bounds__(32 * GB_WARPS)
     }
 }
 
-template <int FAM, int VEC>
+template <int FAM, int VEC, int LINK>
 static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dy, double *du, int want_se,
                              const mlmx_gb_cuda_out *o, unsigned long long *next,
@@ -233,8 +241,9 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
     if (shmem > 48 * 1024) {
         /* many parameters (np up to MLMX_GB_NPMAX): opt in to more than the
          * default 48 KiB of dynamic shared memory */
-        cudaError_t e = cudaFuncSetAttribute(
-            mlmx_gb_kernel<FAM, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem);
+        cudaError_t e = cudaFuncSetAttribute(mlmx_gb_kernel<FAM, VEC, LINK>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)shmem);
         if (e != cudaSuccess)
             return e;
     }
@@ -244,7 +253,7 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel<FAM, VEC>,
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlmx_gb_kernel<FAM, VEC, LINK>,
                                                           32 * GB_WARPS, shmem);
     if (e == cudaSuccess)
         e = cudaMemsetAsync(next, 0, sizeof *next, stream);
@@ -254,7 +263,7 @@ static cudaError_t launch_fam(const mlmx_gb_shared *S, uint64_t seed, const uint
     const size_t resident = (size_t)(sms > 0 ? sms : 1) * (size_t)(per_sm > 0 ? per_sm : 1);
     if (blocks > resident)
         blocks = resident;
-    mlmx_gb_kernel<FAM, VEC><<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(
+    mlmx_gb_kernel<FAM, VEC, LINK><<<(unsigned)blocks, 32 * GB_WARPS, shmem, stream>>>(
         *S, seed, dreps, count, dy, du, want_se, *o, next);
     return cudaGetLastError();
 }
@@ -265,19 +274,26 @@ static cudaError_t launch_term(const mlmx_gb_shared *S, uint64_t seed, const uin
                                const mlmx_gb_cuda_out *o, unsigned long long *next,
                                cudaStream_t stream)
 {
+    const int canon = S->link == MLMX_LINK_LOGIT;
     switch (S->fam) {
     case MLMX_FAM_POISSON:
-        return launch_fam<MLMX_FAM_POISSON, VEC>(S, seed, dreps, count, dy, du, want_se, o,
-                                                 next, stream);
+        return launch_fam<MLMX_FAM_POISSON, VEC, MLMX_LINK_LOG>(S, seed, dreps, count, dy, du,
+                                                                want_se, o, next, stream);
     case MLMX_FAM_NEGBIN:
-        return launch_fam<MLMX_FAM_NEGBIN, VEC>(S, seed, dreps, count, dy, du, want_se, o, next,
-                                                stream);
+        return launch_fam<MLMX_FAM_NEGBIN, VEC, MLMX_LINK_LOG>(S, seed, dreps, count, dy, du,
+                                                               want_se, o, next, stream);
     case MLMX_FAM_ORDINAL:
-        return launch_fam<MLMX_FAM_ORDINAL, VEC>(S, seed, dreps, count, dy, du, want_se, o,
-                                                 next, stream);
+        return canon ? launch_fam<MLMX_FAM_ORDINAL, VEC, MLMX_LINK_LOGIT>(
+                           S, seed, dreps, count, dy, du, want_se, o, next, stream)
+                     : launch_fam<MLMX_FAM_ORDINAL, VEC, -1>(S, seed, dreps, count, dy, du,
+                                                             want_se, o, next, stream);
     default:
-        return launch_fam<MLMX_FAM_BINOMIAL, VEC>(S, seed, dreps, count, dy, du, want_se, o,
-                                                  next, stream);
+        /* a vector term: logit only (the engine's rule), so no vector
+         * instantiation for the other links */
+        return canon ? launch_fam<MLMX_FAM_BINOMIAL, VEC, MLMX_LINK_LOGIT>(
+                           S, seed, dreps, count, dy, du, want_se, o, next, stream)
+                     : launch_fam<MLMX_FAM_BINOMIAL, VEC, VEC ? MLMX_LINK_LOGIT : -1>(
+                           S, seed, dreps, count, dy, du, want_se, o, next, stream);
     }
 }
 
@@ -308,15 +324,7 @@ __global__ void mlmx_gb_sim_kernel(mlmx_gb_shared S, uint64_t seed,
     mlmx_gb_simulate(&S, seed, reps[r], &R);
 }
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            snprintf(msg, msglen, "%s failed: %s", #call, cudaGetErrorString(e_));     \
-            st = e_ == cudaErrorMemoryAllocation ? MLMX_ERR_NOMEM : MLMX_ERR_NUMERIC;   \
-            goto done;                                                                  \
-        }                                                                               \
-    } while (0)
+#define CK MLMX_CUDA_CK
 
 /* Device copies of the structure's arrays in one int and one double block
  * (mlmx_gb_struct_bytes's sizes, through the counted allocator); Sd gets
@@ -333,9 +341,7 @@ static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **
     if (e != cudaSuccess)
         return e;
     *Sd = *S;
-    int *ip = *di;
-    double *dp = *dd;
-    struct { const void *src; size_t bytes; int isint; const void **dst; } parts[] = {
+    const mlmx_cuda_part parts[] = {
         {S->cs, (L + 1) * sizeof(int), 1, (const void **)&Sd->cs},
         {S->clu, n * sizeof(int), 1, (const void **)&Sd->clu},
         {S->pos, n * sizeof(int), 1, (const void **)&Sd->pos},
@@ -352,20 +358,7 @@ static cudaError_t gb_upload(const mlmx_gb_shared *S, mlmx_gb_shared *Sd, int **
         {S->extra_sim, ne * sizeof(double), 0, (const void **)&Sd->extra_sim},
         {S->tsim, q * q * sizeof(double), 0, (const void **)&Sd->tsim},
     };
-    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
-        void *dst = parts[k].isint ? (void *)ip : (void *)dp;
-        if (parts[k].src && parts[k].bytes) {
-            e = cudaMemcpy(dst, parts[k].src, parts[k].bytes, cudaMemcpyHostToDevice);
-            if (e != cudaSuccess)
-                return e;
-        }
-        *parts[k].dst = parts[k].src ? dst : NULL;
-        if (parts[k].isint)
-            ip += parts[k].bytes / sizeof(int);
-        else
-            dp += parts[k].bytes / sizeof(double);
-    }
-    return cudaSuccess;
+    return mlmx_cuda_upload_parts(parts, sizeof parts / sizeof parts[0], *di, *dd);
 }
 
 /* Validated arguments of mlmx_cuda_gb_rows. */

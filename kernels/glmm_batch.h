@@ -2,8 +2,9 @@
  * random intercept (1|g), or any single column (0 + x|g)), or a vector of
  * q = 2..MLMX_GB_QMAX correlated effects in one grouping factor, lme4's
  * (1 + x|g) (kernels/glmm_batch_vec.h, Laplace only): binomial with
- * the logit link, Poisson with the log link, negative binomial NB2 with
- * the log link, or the cumulative logit (ordinal), by the Laplace
+ * the logit, probit or cloglog link (a vector term: logit only), Poisson
+ * with the log link, negative binomial NB2 with the log link, or the
+ * cumulative logit, probit or cloglog (ordinal), by the Laplace
  * approximation (nAGQ = 1) or adaptive Gauss-Hermite quadrature
  * (nAGQ > 1): written once as inline math for the CPU engine
  * (host/replicate/glmm_batch.c) and the CUDA kernel
@@ -18,12 +19,14 @@
  *   inverse-Hessian seed and the default tolerances (max_evals from the
  *   fit options);
  *   Laplace: D = sum_j [-2 sum_i ll_i(eta~_i) + u~_j^2 + log(1 + sum_i t_i^2 w_i)],
- *   t_i = theta z_i, u~_j the conditional mode, w_i the observed
- *   information there (glmm.c, mlmx_glmm_laplace), with its exact gradient
+ *   t_i = theta z_i, u~_j the conditional mode, w_i the information there
+ *   (glmm.c, mlmx_glmm_laplace: observed, but expected for the binomial
+ *   probit and cloglog, glmm_batch_fam.h), with its exact gradient
  *   (grad.c for the canonical links; the same derivation with the extra
- *   parameters' terms, glmm_batch_fam.h); a vector term: the same with
- *   u~_j a q-vector and log det(I + T' sum_i w_i z_i z_i' T) for the last
- *   term (kernels/glmm_batch_vec.h);
+ *   parameters' terms and, where w is the expected information, the
+ *   mode's motion by the observed one wo, glmm_batch_fam.h); a vector
+ *   term: the same with u~_j a q-vector and log det(I + T' sum_i w_i z_i
+ *   z_i' T) for the last term (kernels/glmm_batch_vec.h; w = wo there);
  *   quadrature: D = -2 sum_j [log s_j + LSE_a(log w_a + z_a^2/2 - v_a^2/2 +
  *   sum_i ll_i(v_a))], v_a = u~_j + s_j z_a, s_j = (1 + sum t^2 w)^-1/2,
  *   with the gradient of agq.c (finest_logint_g: the node averages plus
@@ -101,6 +104,8 @@ typedef struct mlmx_gb_shared {
     const double *hinv0;     /* np * np column-major inverse Hessian at x0, or NULL */
     const double *xmax;      /* p: largest |X| of each column (difference steps) */
     mlmx_qn_cfg cfg;
+    int link;                /* MLMX_LINK_*: logit, probit, cloglog (binomial, ordinal);
+                                log (Poisson, NB2) */
 } mlmx_gb_shared;
 
 /* One replicate's scratch: y (n responses, grouped order) at y[k * ys],
@@ -148,9 +153,7 @@ MLMX_HD double mlmx_gb_simulate(const mlmx_gb_shared *S, uint64_t seed, uint64_t
             R->u[(l * q + a) * R->us] = b[a];
     }
     mlmx_rng_init(&r, seed, rep, 1);
-    const int p = S->p, fam = S->fam;
-    const int link = fam == MLMX_FAM_BINOMIAL || fam == MLMX_FAM_ORDINAL ? MLMX_LINK_LOGIT
-                                                                         : MLMX_LINK_LOG;
+    const int p = S->p, fam = S->fam, link = S->link;
     const double size = fam == MLMX_FAM_NEGBIN ? S->extra_sim[0] : 0.0;
     double cst = 0.0;
     for (int i = 0; i < S->n; i++) {
@@ -196,8 +199,8 @@ MLMX_HD double mlmx_gb_newton_sums(const mlmx_gb_shared *S, const mlmx_gbf *F,
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double t = theta * S->z[k];
         double d1, w, e1, e2;
-        lin += mlmx_gbf_obs(S->fam, S->ncat, F, R->y[k * R->ys], S->nt[k],
-                            mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod, &e1, &e2);
+        lin += mlmx_gbf_obs_link(S->fam, S->link, S->ncat, F, R->y[k * R->ys], S->nt[k],
+                                 mlmx_gb_etaf(S, k, beta) + t * v, &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -246,13 +249,16 @@ MLMX_HD double mlmx_gb_mode(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
 /* ------------------------------------------------------------ centre sums */
 
 /* The sums at a cluster's mode v that the Laplace gradient and the
- * quadrature's centre/scale correction need (w3 = dw/deta):
- * m = 1 + sum t^2 w, a = sum t^3 w3, zd1 = sum z d1, z2w = sum z^2 w,
- * zt2w3 = sum z t^2 w3; per fixed effect xd1 = sum x d1, xtw = sum x t w,
- * xt2w3 = sum x t^2 w3; per extra parameter phi (glmm_batch_fam.h)
- * el = sum dll/dphi, ed = sum t dd1/dphi, ew = sum t^2 dw/dphi. */
+ * quadrature's centre/scale correction need (w3 = dw/deta, wo the
+ * observed information, glmm_batch_fam.h):
+ * m = 1 + sum t^2 w, mo = 1 + sum t^2 wo, a = sum t^3 w3, zd1 = sum z d1,
+ * z2w = sum z^2 w, z2o = sum z^2 wo, zt2w3 = sum z t^2 w3; per fixed
+ * effect xd1 = sum x d1, xtw = sum x t wo, xt2w3 = sum x t^2 w3; per extra
+ * parameter phi el = sum dll/dphi, ed = sum t dd1/dphi, ew = sum t^2
+ * dw/dphi. The mode moves by du = (...)/mo (its sums with wo), the
+ * curvature by a du and the rest (with w). */
 typedef struct mlmx_gb_csum {
-    double m, a, zd1, z2w, zt2w3;
+    double m, mo, a, zd1, z2w, z2o, zt2w3;
     double xd1[MLMX_GB_PMAX], xtw[MLMX_GB_PMAX], xt2w3[MLMX_GB_PMAX];
     double el[MLMX_GB_EMAX], ed[MLMX_GB_EMAX], ew[MLMX_GB_EMAX];
 } mlmx_gb_csum;
@@ -261,8 +267,8 @@ MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
                             int c, double theta, const double *beta, double v, mlmx_gb_csum *cs)
 {
     const int p = S->p;
-    cs->m = 1.0;
-    cs->a = cs->zd1 = cs->z2w = cs->zt2w3 = 0.0;
+    cs->m = cs->mo = 1.0;
+    cs->a = cs->zd1 = cs->z2w = cs->z2o = cs->zt2w3 = 0.0;
     for (int j = 0; j < p; j++)
         cs->xd1[j] = cs->xtw[j] = cs->xt2w3[j] = 0.0;
     for (int e = 0; e < S->ne; e++)
@@ -270,17 +276,20 @@ MLMX_HD void mlmx_gb_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
         mlmx_gbf_cd o;
-        mlmx_gbf_centre(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * v, &o);
-        const double d1 = o.d1, w = o.w, w3 = o.w3;
+        mlmx_gbf_centre_link(S->fam, S->link, S->ncat, F, y, S->nt[k],
+                             mlmx_gb_etaf(S, k, beta) + t * v, &o);
+        const double d1 = o.d1, w = o.w, w3 = o.w3, wo = o.wo;
         cs->m += t * t * w;
+        cs->mo += t * t * wo;
         cs->a += t * t * t * w3;
         cs->zd1 += z * d1;
         cs->z2w += z * z * w;
+        cs->z2o += z * z * wo;
         cs->zt2w3 += z * t * t * w3;
         const double *x = S->X + (size_t)k * (size_t)p;
         for (int j = 0; j < p; j++) {
             cs->xd1[j] += x[j] * d1;
-            cs->xtw[j] += x[j] * t * w;
+            cs->xtw[j] += x[j] * t * wo;
             cs->xt2w3[j] += x[j] * t * t * w3;
         }
         if (S->ne == 0)
@@ -309,16 +318,16 @@ MLMX_HD double mlmx_gb_laplace_cluster(const mlmx_gb_shared *S, const mlmx_gbf *
     const double h = mlmx_gb_mode(S, F, R, c, theta, beta, &v, &s2);
     mlmx_gb_csum cs;
     mlmx_gb_centre(S, F, R, c, theta, beta, v, &cs);
-    const double M = cs.m;
-    /* the mode's motion: M du = (zd1 - v theta z2w) dtheta - sum t w x dbeta
+    const double M = cs.m, Mo = cs.mo;
+    /* the mode's motion: Mo du = (zd1 - v theta z2o) dtheta - sum t wo x dbeta
      * + sum t dd1/dphi dphi */
-    const double du = (cs.zd1 - v * theta * cs.z2w) / M;
+    const double du = (cs.zd1 - v * theta * cs.z2o) / Mo;
     g[0] += -2.0 * v * cs.zd1 + (2.0 * theta * cs.z2w + v * cs.zt2w3 + cs.a * du) / M;
     for (int j = 0; j < S->p; j++)
-        g[1 + j] += -2.0 * cs.xd1[j] + (cs.xt2w3[j] - cs.a / M * cs.xtw[j]) / M;
+        g[1 + j] += -2.0 * cs.xd1[j] + (cs.xt2w3[j] - cs.a / Mo * cs.xtw[j]) / M;
     double *ge = g + 1 + S->p;
     for (int e = 0; e < S->ne; e++)
-        ge[e] += -2.0 * cs.el[e] + (cs.a * cs.ed[e] / M + cs.ew[e]) / M;
+        ge[e] += -2.0 * cs.el[e] + (cs.a * cs.ed[e] / Mo + cs.ew[e]) / M;
     return h + log(1.0 + s2);
 }
 
@@ -372,8 +381,8 @@ MLMX_HD double mlmx_gb_node(const mlmx_gb_shared *S, const mlmx_gbf *F, const ml
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double z = S->z[k], t = theta * z, y = R->y[k * R->ys];
         double d1, w, e1, e2;
-        lin += mlmx_gbf_obs(S->fam, S->ncat, F, y, S->nt[k], mlmx_gb_etaf(S, k, beta) + t * uv,
-                            &d1, &w, &prod, &e1, &e2);
+        lin += mlmx_gbf_obs_link(S->fam, S->link, S->ncat, F, y, S->nt[k],
+                                 mlmx_gb_etaf(S, k, beta) + t * uv, &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -427,9 +436,9 @@ MLMX_HD double mlmx_gb_agq_cluster(const mlmx_gb_shared *S, const mlmx_gbf *F,
     mlmx_gb_csum cs;
     mlmx_gb_centre(S, F, R, c, theta, beta, v, &cs);
     const double Dc = N.hp / N.sc, Ds = 1.0 / sd + N.zhp / N.sc;
-    const double q = -0.5 * sd * sd * sd, cf = (Dc + Ds * q * cs.a) / cs.m;
+    const double q = -0.5 * sd * sd * sd, cf = (Dc + Ds * q * cs.a) / cs.mo;
     /* sum_i z_i rho_i and sum_i x_i kappa_i of finest_logint_g */
-    const double zrho = cf * (cs.zd1 - v * theta * cs.z2w) +
+    const double zrho = cf * (cs.zd1 - v * theta * cs.z2o) +
                         Ds * q * (2.0 * theta * cs.z2w + v * cs.zt2w3);
     g[0] += -2.0 * (N.gth / N.sc + zrho);
     for (int j = 0; j < p; j++)
@@ -474,7 +483,7 @@ MLMX_HD double mlmx_gb_eval_part(const mlmx_gb_shared *S, const mlmx_gb_rep *R, 
     if (S->q > 1)
         mlmx_cm_theta_to_t(S->q, x, T);
     mlmx_gbf F;
-    mlmx_gbf_set(S->fam, S->ncat, beta + S->p, &F);
+    mlmx_gbf_set_link(S->fam, S->link, S->ncat, beta + S->p, &F);
     for (int j = 0; j < S->np; j++)
         g[j] = 0.0;
     double f = 0.0, nbc = 0.0, gls = 0.0;

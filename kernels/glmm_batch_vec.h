@@ -11,6 +11,11 @@
  *   D_j = h(u~) + log det M,  h(u) = -2 sum_i ll_i(eta_i) + |u|^2,
  *   M = I + T' G T,  G = sum_i w_i z_i z_i'  (w_i the observed information
  *   at the mode u~, which makes h stationary: u~ = T' sum_i z_i d1_i).
+ * The links: the canonical ones and the cumulative probit and cloglog,
+ * whose w is the observed information too (glmm_batch_fam.h); not the
+ * binomial probit and cloglog, whose criterion takes the expected one
+ * (the mode would move by another matrix than M; the engine refuses them
+ * with a vector term).
  * The mode: Newton steps M du = T' zd - u (zd = sum z_i d1_i) with step
  * halving on h, warm-started from the last evaluation's mode, as the
  * scalar cluster (mlmx_gb_mode) and glmm.c's PIRLS do.
@@ -64,8 +69,8 @@ MLMX_HD double mlmx_gbv_sums(const mlmx_gb_shared *S, const mlmx_gbf *F, const m
         const double *z = S->z + (size_t)k * (size_t)q;
         const double eta = mlmx_gb_etaf(S, k, beta) + mlmx_cm_dot(q, z, b);
         double d1, w, e1, e2;
-        lin += mlmx_gbf_obs(S->fam, S->ncat, F, R->y[k * R->ys], S->nt[k], eta, &d1, &w, &prod,
-                            &e1, &e2);
+        lin += mlmx_gbf_obs_link(S->fam, S->link, S->ncat, F, R->y[k * R->ys], S->nt[k], eta,
+                                 &d1, &w, &prod, &e1, &e2);
         if (prod > 1e280) {
             lin -= log(prod);
             prod = 1.0;
@@ -213,8 +218,8 @@ MLMX_HD void mlmx_gbv_centre(const mlmx_gb_shared *S, const mlmx_gbf *F, const m
     for (int k = S->cs[c]; k < S->cs[c + 1]; k++) {
         const double *z = S->z + (size_t)k * (size_t)q, y = R->y[k * R->ys];
         mlmx_gbf_cd o;
-        mlmx_gbf_centre(S->fam, S->ncat, F, y, S->nt[k],
-                        mlmx_gb_etaf(S, k, beta) + mlmx_cm_dot(q, z, b), &o);
+        mlmx_gbf_centre_link(S->fam, S->link, S->ncat, F, y, S->nt[k],
+                             mlmx_gb_etaf(S, k, beta) + mlmx_cm_dot(q, z, b), &o);
         /* h = |L^-1 T' z|^2 */
         double a[MLMX_GB_QMAX];
         for (int e = 0; e < q; e++) {

@@ -296,9 +296,16 @@ MLMX_HD double mlmx_gm_linkfun(int link, double mu)
  *   fi = n r1 r0                   (= n mu'^2 / (mu (1 - mu))),
  * and each link supplies r1, r0, s1, s0 in a form without cancellation.
  * The log link needs eta < 0 (mu < 1); at eta >= 0 ll is -inf or NaN. */
-MLMX_HD mlmx_gm_obs mlmx_gm_binomial(int link, double y, double n, double wt, double eta)
+/* The link's pieces of the binomial at eta (see above): lp = log mu,
+ * lq = log(1 - mu), r1, r0, s1, s0 (NaN for a link the binomial does not
+ * take). Also the glmm-1ri engine's probit and cloglog observations
+ * (kernels/glmm_batch_fam.h). */
+typedef struct mlmx_gm_bparts {
+    double lp, lq, r1, r0, s1, s0;
+} mlmx_gm_bparts;
+
+MLMX_HD mlmx_gm_bparts mlmx_gm_binomial_parts(int link, double eta)
 {
-    double ny = n - y;
     double lp, lq, r1, r0, s1, s0;
     switch (link) {
     case MLMX_LINK_LOGIT: {
@@ -353,6 +360,15 @@ MLMX_HD mlmx_gm_obs mlmx_gm_binomial(int link, double y, double n, double wt, do
         lp = lq = r1 = r0 = s1 = s0 = MLMX_GM_NAN;
         break;
     }
+    const mlmx_gm_bparts b = {lp, lq, r1, r0, s1, s0};
+    return b;
+}
+
+MLMX_HD mlmx_gm_obs mlmx_gm_binomial(int link, double y, double n, double wt, double eta)
+{
+    double ny = n - y;
+    const mlmx_gm_bparts b = mlmx_gm_binomial_parts(link, eta);
+    const double lp = b.lp, lq = b.lq, r1 = b.r1, r0 = b.r0, s1 = b.s1, s0 = b.s0;
     /* 0 * log 0 = 0: skip the term of an empty side. */
     double ll = lgamma(n + 1.0) - lgamma(y + 1.0) - lgamma(ny + 1.0);
     double d1 = 0.0, d2 = 0.0;

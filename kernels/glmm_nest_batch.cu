@@ -159,12 +159,18 @@ static __device__ void gn_put_row(const mlmx_gn_shared *S, const mlmx_qn_state *
     o->status[r] = (signed char)(ok ? 1 : 2);
 }
 
+// NC: 0 for the canonical links (the link then made a constant the
+// compiler folds, so the probit/cloglog code drops out), 1 for the
+// binomial probit and cloglog.
+template <int NC>
 __global__ void __launch_bounds__(GN_THREADS)
     mlmx_gn_kernel(mlmx_gn_shared S, uint64_t seed, const uint64_t *__restrict__ reps,
                    size_t count, double *scratch, size_t rep_doubles, int want_se,
                    mlmx_gn_cuda_out o)
 {
     extern __shared__ double gn_sh[];
+    if (!NC)
+        S.link = S.poisson ? MLMX_LINK_LOG : MLMX_LINK_LOGIT;
     const int tid = threadIdx.x, np = S.np;
     const size_t r = blockIdx.x;
     if (r >= count)
@@ -182,17 +188,33 @@ __global__ void __launch_bounds__(GN_THREADS)
     __syncthreads();
     const double cst = m.sc[1];
     /* q->phase is read by every thread, written by thread 0 between two
-     * barriers */
-    while (isfinite(cst) && mlmx_qn_want(q)) {
-        const double f = gn_block_eval(&S, &R, mlmx_qn_point(q), &m) - 2.0 * cst;
+     * barriers; one restart as the CPU engine (mlmx_gn_restart_due) */
+    int nev0 = 0;
+    for (int run = 0; run < 2; run++) {
+        while (isfinite(cst) && mlmx_qn_want(q)) {
+            const double f = gn_block_eval(&S, &R, mlmx_qn_point(q), &m) - 2.0 * cst;
+            if (tid == 0) {
+                double *qg = mlmx_qn_grad(q);
+                for (int j = 0; j < np; j++)
+                    qg[j] = m.g[j];
+                mlmx_qn_told(q, f);
+            }
+            __syncthreads();
+        }
+        if (run == 1 || !isfinite(cst) || !mlmx_gn_restart_due(q, S.lb))
+            break; /* every thread reads the same q */
+        __syncthreads();
         if (tid == 0) {
-            double *qg = mlmx_qn_grad(q);
-            for (int j = 0; j < np; j++)
-                qg[j] = m.g[j];
-            mlmx_qn_told(q, f);
+            nev0 = q->n_evals;
+            /* m.H: the upper bounds until the SEs */
+            mlmx_gn_restart_point(q, S.lb, m.xs, m.H);
+            mlmx_qn_begin(q, m.xs, S.lb, m.H, &S.cfg, NULL);
         }
         __syncthreads();
     }
+    if (tid == 0)
+        q->n_evals += nev0;
+    __syncthreads();
     const int ok = isfinite(cst) && !q->failed && isfinite(q->fx);
     const int sing = ok && mlmx_gn_singular(q->x);
     if (ok && want_se)
@@ -201,13 +223,30 @@ __global__ void __launch_bounds__(GN_THREADS)
         gn_put_row(&S, q, r, ok, sing, cst, want_se, m.se, &o);
 }
 
+/* Responses only, one replicate per thread: replicate r's draws into
+ * scratch + r * per, y first, in grouped order (the host puts them in model
+ * order). */
+__global__ void mlmx_gn_sim_kernel(mlmx_gn_shared S, uint64_t seed,
+                                   const uint64_t *__restrict__ reps, size_t count,
+                                   double *scratch, size_t per)
+{
+    const size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= count)
+        return;
+    mlmx_gn_sim_one(&S, seed, reps[r], scratch + r * per);
+}
+
 static cudaError_t launch_gn(const mlmx_gn_shared *S, uint64_t seed, const uint64_t *dreps,
                              size_t count, double *dscr, int want_se, const mlmx_gn_cuda_out *o,
                              cudaStream_t stream)
 {
     const size_t shmem = (size_t)gn_block_doubles(S->np) * sizeof(double);
-    mlmx_gn_kernel<<<(unsigned)count, GN_THREADS, shmem, stream>>>(
-        *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
+    if (mlmx_gn_noncanon(S))
+        mlmx_gn_kernel<1><<<(unsigned)count, GN_THREADS, shmem, stream>>>(
+            *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
+    else
+        mlmx_gn_kernel<0><<<(unsigned)count, GN_THREADS, shmem, stream>>>(
+            *S, seed, dreps, count, dscr, mlmx_gn_rep_doubles(S), want_se, *o);
     return cudaGetLastError();
 }
 
@@ -259,6 +298,21 @@ static int gn_args_ok(const mlmx_gn_shared *S, const uint64_t *reps, const mlmx_
            S->itc >= 0 && S->itc < 2 && S->itf != S->itc;
 }
 
+/* 1 when an entry ends before any device work, with its status in *st:
+ * no replicates (MLMX_OK) or no device (MLMX_ERR_UNSUPPORTED). */
+static int gn_nothing_to_run(size_t count, mlmx_status *st, char *msg, size_t msglen)
+{
+    *st = MLMX_OK;
+    if (count == 0)
+        return 1;
+    if (mlmx_cuda_device_count() == 0) {
+        snprintf(msg, msglen, "no CUDA device");
+        *st = MLMX_ERR_UNSUPPORTED;
+        return 1;
+    }
+    return 0;
+}
+
 extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
                                          const uint64_t *reps, size_t count,
                                          const mlmx_gn_cuda_out *o, char *msg, size_t msglen)
@@ -275,12 +329,8 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
         snprintf(msg, msglen, "mlmx_cuda_gn_rows: bad arguments");
         return MLMX_ERR_ARG;
     }
-    if (count == 0)
-        return MLMX_OK;
-    if (mlmx_cuda_device_count() == 0) {
-        snprintf(msg, msglen, "no CUDA device");
-        return MLMX_ERR_UNSUPPORTED;
-    }
+    if (gn_nothing_to_run(count, &st, msg, msglen))
+        return st;
     const size_t p = (size_t)S->p, per = mlmx_gn_rep_doubles(S);
     if (count > (size_t)INT32_MAX || count > SIZE_MAX / 2 / (mlmx_gn_rep_bytes(S) + 64)) {
         snprintf(msg, msglen, "mlmx_cuda_gn_rows: %zu replicates overflow the buffer size", count);
@@ -321,6 +371,54 @@ extern "C" mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed,
     CK(cudaMemcpy(o->conv, od.conv, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->sing, od.sing, count, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(o->status, od.status, count, cudaMemcpyDeviceToHost));
+done:
+    mlmx_cuda_batch_free(di, bi);
+    mlmx_cuda_batch_free(dd, bd);
+    mlmx_cuda_batch_free(dbuf, bb);
+    return st;
+}
+
+extern "C" mlmx_status mlmx_cuda_gn_simulate(const mlmx_gn_shared *S, uint64_t seed,
+                                             const uint64_t *reps, size_t count, double *y,
+                                             char *msg, size_t msglen)
+{
+    mlmx_cuda_bind();
+    mlmx_status st = MLMX_OK;
+    int *di = NULL;
+    double *dd = NULL;
+    char *dbuf = NULL; /* scratch rows, then the keys */
+    size_t bi = 0, bd = 0, bb = 0;
+    mlmx_gn_shared Sd;
+    if (!S || !reps || !y || S->n <= 0 || S->nfine <= 0 || S->ntop <= 0) {
+        snprintf(msg, msglen, "mlmx_cuda_gn_simulate: bad arguments");
+        return MLMX_ERR_ARG;
+    }
+    if (gn_nothing_to_run(count, &st, msg, msglen))
+        return st;
+    const size_t n = (size_t)S->n, per = mlmx_gn_sim_doubles(S);
+    if (count > SIZE_MAX / 2 / sizeof(double) / (per + 1)) {
+        snprintf(msg, msglen, "mlmx_cuda_gn_simulate: %zu replicates overflow the buffer size",
+                 count);
+        return MLMX_ERR_ARG;
+    }
+    bb = count * (per + 1) * sizeof(double);
+    double *dscr = NULL;
+    uint64_t *dreps = NULL;
+    CK(gn_upload(S, &Sd, &di, &dd, &bi, &bd));
+    CK(mlmx_cuda_batch_alloc((void **)&dbuf, bb));
+    dscr = (double *)dbuf;
+    dreps = (uint64_t *)(dscr + count * per);
+    CK(cudaMemcpy(dreps, reps, count * sizeof(uint64_t), cudaMemcpyHostToDevice));
+    {
+        const int threads = 128;
+        const size_t blocks = (count + threads - 1) / threads;
+        mlmx_gn_sim_kernel<<<(unsigned)blocks, threads>>>(Sd, seed, dreps, count, dscr, per);
+    }
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    /* row r's response is the first n of its per doubles */
+    CK(cudaMemcpy2D(y, n * sizeof(double), dscr, per * sizeof(double), n * sizeof(double), count,
+                    cudaMemcpyDeviceToHost));
 done:
     mlmx_cuda_batch_free(di, bi);
     mlmx_cuda_batch_free(dd, bd);

@@ -2,7 +2,10 @@
  * e.g. y ~ x + (1|hid/did) = (1|hid) + (1|hid:did): binomial with the
  * logit link or Poisson with the log link, by the Laplace approximation
  * (nAGQ = 1) or nested adaptive Gauss-Hermite quadrature (nAGQ = K > 1,
- * K x K nodes per top-level cluster). Written once as inline math for the
+ * K x K nodes per top-level cluster); the binomial probit and cloglog by
+ * the Laplace approximation only (their criterion uses the expected
+ * information, as the workspace's, and the mode moves with the observed
+ * one: mlmx_gn_laplace_top). Written once as inline math for the
  * CPU engine (host/replicate/glmm_nest_batch.c) and the CUDA kernel
  * (kernels/glmm_nest_batch.cu), GUIDE §8.
  *
@@ -77,7 +80,7 @@
 typedef struct mlmx_gn_shared {
     int n, p, np, nfine, ntop;
     int itf, itc;            /* x's entries of theta_f and theta_c (0 and 1, model order) */
-    int poisson;             /* 0: binomial logit; 1: Poisson log */
+    int poisson;             /* 0: binomial (link: see `link`); 1: Poisson log */
     int nagq;                /* 1: Laplace; > 1: quadrature points per level */
     const int *ts;           /* ntop + 1: hospital h holds doctors [ts[h], ts[h+1]) */
     const int *ds;           /* nfine + 1: doctor d holds grouped positions [ds[d], ds[d+1]) */
@@ -96,6 +99,8 @@ typedef struct mlmx_gn_shared {
     const double *hinv0;     /* np * np column-major inverse Hessian at x0, or NULL */
     const double *xmax;      /* p: largest |X| of each column (difference steps) */
     mlmx_qn_cfg cfg;
+    int link;                /* MLMX_LINK_*: binomial logit, probit, cloglog (probit and
+                                cloglog: nagq 1 only); Poisson log */
 } mlmx_gn_shared;
 
 /* One replicate's scratch, each array with stride s:
@@ -173,9 +178,8 @@ MLMX_HD double mlmx_gn_simulate(const mlmx_gn_shared *S, uint64_t seed, uint64_t
         zb += S->z1[k] * R->uc[S->dtop[d] * s];
         eta += zb;
         const double ntr = S->poisson ? 1.0 : S->nt[k];
-        const double y = mlmx_sim_response(S->poisson ? 2 : 1,
-                                           S->poisson ? MLMX_LINK_LOG : MLMX_LINK_LOGIT, eta, 1.0,
-                                           ntr, 0.0, 0, 0, &r);
+        const double y = mlmx_sim_response(S->poisson ? 2 : 1, S->link, eta, 1.0, ntr, 0.0, 0, 0,
+                                           &r);
         R->y[k * s] = y;
         cst += S->poisson ? -lgamma(y + 1.0)
                           : lgamma(ntr + 1.0) - lgamma(y + 1.0) - lgamma(ntr - y + 1.0);
@@ -185,6 +189,29 @@ MLMX_HD double mlmx_gn_simulate(const mlmx_gn_shared *S, uint64_t seed, uint64_t
     for (int l = 0; l < S->ntop; l++)
         R->uc[l * s] = 0.0;
     return isfinite(cst) ? cst : MLMX_GM_NAN;
+}
+
+/* Doubles of one replicate's simulation-only scratch (mlmx_gn_sim_one):
+ * y (n), the fine effects (nfine) and the top effects (ntop). */
+MLMX_HD size_t mlmx_gn_sim_doubles(const mlmx_gn_shared *S)
+{
+    return (size_t)S->n + (size_t)S->nfine + (size_t)S->ntop;
+}
+
+/* Replicate `rep`'s response alone (the device simulation's thread,
+ * kernels/glmm_nest_batch.cu, and its CPU check): mlmx_gn_simulate into
+ * base (mlmx_gn_sim_doubles(S) doubles, the response first, grouped
+ * order, stride 1). Returns what mlmx_gn_simulate returns. */
+MLMX_HD double mlmx_gn_sim_one(const mlmx_gn_shared *S, uint64_t seed, uint64_t rep,
+                               double *base)
+{
+    mlmx_gn_rep R;
+    R.y = base;
+    R.uf = base + S->n;
+    R.uc = R.uf + S->nfine;
+    R.ef = R.st = R.dd = R.dc = R.dg = R.tsd = R.res = 0;
+    R.s = 1;
+    return mlmx_gn_simulate(S, seed, rep, &R);
 }
 
 /* ------------------------------------------------------------ one observation */
@@ -222,15 +249,53 @@ MLMX_HD void mlmx_gn_dw(int poisson, double y, double nt, double eta, double *d1
     *w3 = *w * (1.0 - 2.0 * mu);
 }
 
+/* The binomial probit or cloglog (the other links are canonical). */
+MLMX_HD int mlmx_gn_noncanon(const mlmx_gn_shared *S)
+{
+    return S->link == MLMX_LINK_PROBIT || S->link == MLMX_LINK_CLOGLOG;
+}
+
+/* One observation's log-likelihood without its constant, d1 and the
+ * information w (mlmx_gb_obs; for the probit and cloglog the expected
+ * information, mlmx_gbf_bin_link, or with observed != 0 the observed
+ * one, which the mode's Newton steps use). */
+MLMX_HD double mlmx_gn_obs(const mlmx_gn_shared *S, double y, double nt, double eta, double *d1,
+                           double *w, double *prod, int observed)
+{
+    if (mlmx_gn_noncanon(S)) {
+        double wf, w3;
+        if (!observed)
+            return mlmx_gbf_bin_link(S->link, y, nt, eta, d1, w, 0, 0);
+        return mlmx_gbf_bin_link(S->link, y, nt, eta, d1, &wf, w, &w3);
+    }
+    return mlmx_gb_obs(S->poisson, y, nt, eta, d1, w, prod);
+}
+
+/* mlmx_gn_dw for any link, with the observed information *wo (= w for
+ * the canonical links). */
+MLMX_HD void mlmx_gn_dwo(const mlmx_gn_shared *S, double y, double nt, double eta, double *d1,
+                         double *w, double *w3, double *wo)
+{
+    if (mlmx_gn_noncanon(S)) {
+        mlmx_gbf_bin_link(S->link, y, nt, eta, d1, w, wo, w3);
+        return;
+    }
+    mlmx_gn_dw(S->poisson, y, nt, eta, d1, w, w3);
+    *wo = *w;
+}
+
 /* ------------------------------------------------------------ a hospital's joint mode */
 
 /* One pass over hospital h at the point a_d + t st_d, b + t db (t = 0: the
  * current modes R->uf, R->uc). Returns P_h = -2 sum ll + sum a^2 + b^2
  * (without constants); writes each doctor's D_d = 1 + sum tf^2 w, c_d =
  * sum tf tc w and residual g_d = sum tf d1 - a_d to R->dd, R->dc, R->dg,
- * and the hospital's A = 1 + sum tc^2 w and g_h = sum tc d1 - b. */
+ * and the hospital's A = 1 + sum tc^2 w and g_h = sum tc d1 - b; w the
+ * criterion's information, or the observed one (observed != 0, the
+ * Newton steps of the probit and cloglog). */
 MLMX_HD double mlmx_gn_top_sums(const mlmx_gn_shared *S, const mlmx_gn_rep *R, int h,
-                                const double *x, double t, double db, double *A, double *gh)
+                                const double *x, double t, double db, double *A, double *gh,
+                                int observed)
 {
     const ptrdiff_t s = R->s;
     const double thf = x[S->itf], thc = x[S->itc];
@@ -242,8 +307,8 @@ MLMX_HD double mlmx_gn_top_sums(const mlmx_gn_shared *S, const mlmx_gn_rep *R, i
         for (int k = S->ds[d]; k < S->ds[d + 1]; k++) {
             const double tf = thf * S->z0[k], tc = thc * S->z1[k];
             double d1, w;
-            lin += mlmx_gb_obs(S->poisson, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b,
-                               &d1, &w, &prod);
+            lin += mlmx_gn_obs(S, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b, &d1, &w,
+                               &prod, observed);
             if (prod > 1e280) {
                 lin -= log(prod);
                 prod = 1.0;
@@ -288,17 +353,20 @@ MLMX_HD double mlmx_gn_arrow_step(const mlmx_gn_shared *S, const mlmx_gn_rep *R,
     return db;
 }
 
-/* Hospital h's joint conditional mode (penalized IRLS, which is Newton for
- * the canonical links, with step halving on P_h), warm-started from and
- * written back to R->uf, R->uc; R->dd, R->dc, R->dg hold the sums at the
- * mode. Returns the Laplace deviance P_h + log det Omega_h (without
- * constants); *schur = S_h. */
+/* Hospital h's joint conditional mode (Newton steps with the observed
+ * information, penalized IRLS for the canonical links, with step halving
+ * on P_h; P_h is convex, so its one minimum is the workspace PIRLS's),
+ * warm-started from and written back to R->uf, R->uc; R->dd, R->dc, R->dg
+ * hold the sums (the criterion's information) at the mode. Returns the
+ * Laplace deviance P_h + log det Omega_h (without constants); *schur =
+ * S_h. */
 MLMX_HD double mlmx_gn_top_mode(const mlmx_gn_shared *S, const mlmx_gn_rep *R, int h,
                                 const double *x, double *schur)
 {
     const ptrdiff_t s = R->s;
+    const int obs = mlmx_gn_noncanon(S);
     double A, gh;
-    double P = mlmx_gn_top_sums(S, R, h, x, 0.0, 0.0, &A, &gh);
+    double P = mlmx_gn_top_sums(S, R, h, x, 0.0, 0.0, &A, &gh, obs);
     for (int it = 0; it < MLMX_GN_NEWTON_MAX; it++) {
         int big;
         const double db = mlmx_gn_arrow_step(S, R, h, A, gh, &big);
@@ -308,7 +376,7 @@ MLMX_HD double mlmx_gn_top_mode(const mlmx_gn_shared *S, const mlmx_gn_rep *R, i
         double t = 1.0;
         for (int hs = 0; hs < MLMX_GN_HALF_MAX && !ok; hs++, t *= 0.5) {
             double An, ghn;
-            const double Pn = mlmx_gn_top_sums(S, R, h, x, t, db, &An, &ghn);
+            const double Pn = mlmx_gn_top_sums(S, R, h, x, t, db, &An, &ghn, obs);
             if (Pn <= P + 1e-13 * fabs(P)) {
                 ok = 1;
                 for (int d = S->ts[h]; d < S->ts[h + 1]; d++)
@@ -320,10 +388,12 @@ MLMX_HD double mlmx_gn_top_mode(const mlmx_gn_shared *S, const mlmx_gn_rep *R, i
             }
         }
         if (!ok) { /* the sums of the rejected trials: back to the mode's */
-            P = mlmx_gn_top_sums(S, R, h, x, 0.0, 0.0, &A, &gh);
+            P = mlmx_gn_top_sums(S, R, h, x, 0.0, 0.0, &A, &gh, obs);
             break;
         }
     }
+    if (obs) /* the criterion's (expected) information at the mode */
+        P = mlmx_gn_top_sums(S, R, h, x, 0.0, 0.0, &A, &gh, 0);
     double ld = 0.0, sch = A;
     for (int d = S->ts[h]; d < S->ts[h + 1]; d++) {
         ld += log(R->dd[d * s]);
@@ -343,8 +413,11 @@ MLMX_HD double mlmx_gn_top_mode(const mlmx_gn_shared *S, const mlmx_gn_rep *R, i
  * t = sum_i w3_i lev_i r_i, s = Omega^-1 t, and dG the explicit derivative
  * of the mode equation G = Lambda' Z' d1 - u (the mode's motion is
  * du = Omega^-1 dG, so its effect through the weights is t' du = s' dG).
- * Two passes after the mode: the leverages and t, then s' dG. R->st holds
- * t_d, then s_d. */
+ * Omega and w3 use the criterion's information w; the mode's motion the
+ * observed one wo (Omega_o, dG's d d1/d eta = -wo), which differ for the
+ * probit and cloglog. Two passes after the mode: the leverages, t and
+ * Omega_o's arrow, then s' dG, s = Omega_o^-1 t. Between them R->st holds
+ * t_d / Do_d and R->dg c_o,d / Do_d (Omega_o's diagonal and coupling). */
 MLMX_HD double mlmx_gn_laplace_top(const mlmx_gn_shared *S, const mlmx_gn_rep *R, int h,
                                    const double *x, double *g)
 {
@@ -354,16 +427,19 @@ MLMX_HD double mlmx_gn_laplace_top(const mlmx_gn_shared *S, const mlmx_gn_rep *R
     double sch;
     const double L = mlmx_gn_top_mode(S, R, h, x, &sch);
     const double b = R->uc[h * s], ihh = 1.0 / sch;
-    double th = 0.0;
+    double th = 0.0, ao = 1.0, qo = 0.0; /* Omega_o's corner, sum c_o t / D_o */
     for (int d = S->ts[h]; d < S->ts[h + 1]; d++) {
         const double ad = R->uf[d * s], Dd = R->dd[d * s], cd = R->dc[d * s];
         const double idh = -cd / (Dd * sch), idd = 1.0 / Dd + cd * cd / (Dd * Dd * sch);
-        double td = 0.0;
+        double td = 0.0, Do = 1.0, co = 0.0;
         for (int k = S->ds[d]; k < S->ds[d + 1]; k++) {
             const double z0 = S->z0[k], z1 = S->z1[k], tf = thf * z0, tc = thc * z1;
-            double d1, w, w3;
-            mlmx_gn_dw(S->poisson, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b, &d1,
-                       &w, &w3);
+            double d1, w, w3, wo;
+            mlmx_gn_dwo(S, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b, &d1, &w, &w3,
+                        &wo);
+            Do += tf * tf * wo;
+            co += tf * tc * wo;
+            ao += tc * tc * wo;
             const double wl = w3 * (tf * tf * idd + 2.0 * tf * tc * idh + tc * tc * ihh);
             const double c = wl - 2.0 * d1;
             const double *xr = S->X + (size_t)k * (size_t)p;
@@ -374,26 +450,26 @@ MLMX_HD double mlmx_gn_laplace_top(const mlmx_gn_shared *S, const mlmx_gn_rep *R
             td += tf * wl;
             th += tc * wl;
         }
-        R->st[d * s] = td;
+        R->st[d * s] = td / Do;
+        R->dg[d * s] = co / Do;
+        qo += co * td / Do;
+        ao -= co * co / Do;
     }
-    double sh = th;
-    for (int d = S->ts[h]; d < S->ts[h + 1]; d++)
-        sh -= R->dc[d * s] * R->st[d * s] / R->dd[d * s];
-    sh /= sch;
+    const double sh = (th - qo) / ao; /* ao: Omega_o's Schur complement now */
     for (int d = S->ts[h]; d < S->ts[h + 1]; d++) {
-        const double sd = (R->st[d * s] - R->dc[d * s] * sh) / R->dd[d * s];
+        const double sd = R->st[d * s] - R->dg[d * s] * sh;
         const double ad = R->uf[d * s];
         for (int k = S->ds[d]; k < S->ds[d + 1]; k++) {
             const double z0 = S->z0[k], z1 = S->z1[k], tf = thf * z0, tc = thc * z1;
-            double d1, w, w3;
-            mlmx_gn_dw(S->poisson, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b, &d1,
-                       &w, &w3);
+            double d1, w, w3, wo;
+            mlmx_gn_dwo(S, R->y[k * s], S->nt[k], R->ef[k * s] + tf * ad + tc * b, &d1, &w, &w3,
+                        &wo);
             const double *xr = S->X + (size_t)k * (size_t)p;
-            const double c = -w * (tf * sd + tc * sh);
+            const double c = -wo * (tf * sd + tc * sh);
             for (int j = 0; j < p; j++)
                 g[2 + j] += c * xr[j];
-            g[itf] += sd * (z0 * d1 - thf * ad * z0 * z0 * w) - sh * thc * ad * z0 * z1 * w;
-            g[itc] += sh * (z1 * d1 - thc * b * z1 * z1 * w) - sd * thf * b * z0 * z1 * w;
+            g[itf] += sd * (z0 * d1 - thf * ad * z0 * z0 * wo) - sh * thc * ad * z0 * z1 * wo;
+            g[itc] += sh * (z1 * d1 - thc * b * z1 * z1 * wo) - sd * thf * b * z0 * z1 * wo;
         }
     }
     return L;
@@ -682,5 +758,41 @@ MLMX_HD int mlmx_gn_se_index(const mlmx_gn_shared *S, int singular, int *idx)
 
 /* Singular as refit.c: a theta below 1e-4 (both have lower bound 0). */
 MLMX_HD int mlmx_gn_singular(const double *x) { return x[0] < 1e-4 || x[1] < 1e-4; }
+
+/* Whether a finished BFGS run (kernels/qn.h) is to be restarted once from
+ * its end point without the inverse Hessian: it stopped as converged while
+ * the projected gradient (leaving out a parameter within 1e-6 of its lower
+ * bound lb whose gradient points outward) is still above 1e-5 max(|f|, 1).
+ * That happens when a variance heads for 0: each step is cut to 90% of its
+ * gap (qn.h), the BFGS matrix over-weights that flat direction, and the
+ * other parameters stop moving until the f and x tolerances end the run
+ * (seen with the probit on hdp: the fixed effects' gradient ~30 at a
+ * criterion 0.4 above the optimum). The restart holds such a variance on
+ * its bound (mlmx_gn_restart_point: the upper bound ub equal to it) and
+ * fits the other parameters. The CPU engine and the kernel both apply
+ * it. */
+MLMX_HD int mlmx_gn_restart_due(const mlmx_qn_state *q, const double *lb)
+{
+    if (!q->converged)
+        return 0;
+    double pg = 0.0;
+    for (int i = 0; i < q->n; i++)
+        if (!(q->x[i] <= lb[i] + 1e-6 && q->g[i] > 0.0))
+            pg = fmax(pg, fabs(q->g[i]) * fmax(fabs(q->x[i]), 1.0));
+    return pg > 1e-5 * fmax(fabs(q->fx), 1.0);
+}
+
+/* The restart's start xs and upper bounds ub (np values each): q's end
+ * point, a variance within 1e-6 of its lower bound put on it and held
+ * there (ub = lb), the other parameters free (ub = +inf). */
+MLMX_HD void mlmx_gn_restart_point(const mlmx_qn_state *q, const double *lb, double *xs,
+                                   double *ub)
+{
+    for (int i = 0; i < q->n; i++) {
+        const int hold = i < 2 && q->x[i] - lb[i] <= 1e-6;
+        xs[i] = hold ? lb[i] : q->x[i];
+        ub[i] = hold ? lb[i] : MLMX_GM_INF;
+    }
+}
 
 #endif

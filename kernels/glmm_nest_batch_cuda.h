@@ -32,11 +32,22 @@ typedef struct mlmx_gn_cuda_out {
 mlmx_status mlmx_cuda_gn_rows(const mlmx_gn_shared *S, uint64_t seed, const uint64_t *reps,
                               size_t count, const mlmx_gn_cuda_out *o, char *msg, size_t msglen);
 
-/* The kernel's per-thread local memory (ptxas: a 1072-byte stack at
- * MLMX_GN_PMAX 12, rounded up), which the driver reserves for every thread
- * the device can hold at once, counted for an H200 (132 SMs x 2048
- * threads, as lmm_nest_batch.cu does): about 300 MB. */
-#define MLMX_GN_LOCAL_BYTES ((size_t)1152)
+/* Simulated responses only: y (host, count*n) row i = replicate reps[i]'s
+ * draws in the structure's grouped order (y[i*n + k] for grouped position
+ * k; model observation j is at k = S->pos[j]), as mlmx_gn_sim_one draws
+ * them, one replicate per thread. Device buffers (the structure, and
+ * count * (mlmx_gn_sim_doubles + 1) doubles, through the counted
+ * allocator) are allocated for the call and freed. Errors as
+ * mlmx_cuda_gn_rows. */
+mlmx_status mlmx_cuda_gn_simulate(const mlmx_gn_shared *S, uint64_t seed, const uint64_t *reps,
+                                  size_t count, double *y, char *msg, size_t msglen);
+
+/* The kernel's per-thread local memory (ptxas, sm_90, MLMX_GN_PMAX 12: a
+ * 1,248-byte stack for the canonical links' instantiation, 1,392 bytes
+ * for the probit/cloglog one; rounded up), which the driver reserves for
+ * every thread the device can hold at once, counted for an H200 (132 SMs
+ * x 2048 threads, as lmm_nest_batch.cu does): about 400 MB. */
+#define MLMX_GN_LOCAL_BYTES ((size_t)1536)
 #define MLMX_GN_RESIDENT_THREADS ((size_t)132 * 2048)
 
 /* Device bytes mlmx_cuda_gn_rows needs: fixed (the structure, and the

@@ -1,5 +1,6 @@
 /* A GLMM read, fitted and made a replicate problem, for the GLMM engine
- * tests (test_glmm_batch.c, test_glmm_vec_batch.c, test_cuda_glmm_batch.c):
+ * tests (test_glmm_batch.c, test_glmm_vec_batch.c, test_glmm_nest_batch.c
+ * and their test_cuda_ twins):
  * glmmfit_open asserts each step, glmmfit_close frees in reverse order;
  * and the comparisons those tests and test_glmm_nest_batch.c share. */
 #ifndef MLMX_TESTS_GLMMFIT_H
@@ -21,11 +22,15 @@ typedef struct glmmfit {
 } glmmfit;
 
 /* Read csv, build formula, fit (family fam, nagq, link; the other options
- * the defaults) and make the problem; the fit's options are in *o. */
+ * the defaults) and make the problem; the fit's options are in *o (o may
+ * be NULL). */
 static inline void glmmfit_open_link(glmmfit *x, const char *csv, const char *formula,
                                      mlmx_family fam, int nagq, mlmx_link link,
                                      mlmx_fit_options *o)
 {
+    mlmx_fit_options own;
+    if (!o)
+        o = &own;
     memset(x, 0, sizeof *x);
     cr_assert_eq(mlmx_data_read_csv(csv, &x->d), MLMX_OK, "%s", mlmx_last_error());
     cr_assert_eq(mlmx_model_create(x->d, formula, &x->m), MLMX_OK, "%s", mlmx_last_error());
@@ -40,8 +45,7 @@ static inline void glmmfit_open_link(glmmfit *x, const char *csv, const char *fo
 static inline void glmmfit_open(glmmfit *x, const char *csv, const char *formula,
                                 mlmx_family fam, int nagq)
 {
-    mlmx_fit_options o;
-    glmmfit_open_link(x, csv, formula, fam, nagq, MLMX_LINK_DEFAULT, &o);
+    glmmfit_open_link(x, csv, formula, fam, nagq, MLMX_LINK_DEFAULT, NULL);
 }
 
 static inline void glmmfit_close(glmmfit *x)
@@ -59,17 +63,24 @@ static inline int close_to(double a, double b, double rel, double abs_tol)
     return fabs(a - b) <= rel * fabs(b) + abs_tol;
 }
 
-/* The workspace's GLMM code (host/glmm/glmm.c) for model m on response
- * y, for criterion checks at fixed points; free with mlmx_glmm_free. */
-static inline mlmx_glmm *glmm_on_response(const mlmx_model *m, mlmx_family fam, const double *y)
+/* The workspace's GLMM code (host/glmm/glmm.c) for model m with link on
+ * response y, for criterion checks at fixed points; free with
+ * mlmx_glmm_free. glmm_on_response: the family's default link. */
+static inline mlmx_glmm *glmm_on_response_link(const mlmx_model *m, mlmx_family fam,
+                                               mlmx_link link, const double *y)
 {
     mlmx_glmm *g = NULL;
     mlmx_error e;
     mlmx_err_clear(&e);
-    cr_assert_eq(mlmx_glmm_create(m, fam, MLMX_LINK_DEFAULT, mlmx_backend_cpu(), &g, &e),
-                 MLMX_OK, "%s", e.msg);
+    cr_assert_eq(mlmx_glmm_create(m, fam, link, mlmx_backend_cpu(), &g, &e), MLMX_OK, "%s",
+                 e.msg);
     cr_assert_eq(mlmx_glmm_set_response(g, y, &e), MLMX_OK, "%s", e.msg);
     return g;
+}
+
+static inline mlmx_glmm *glmm_on_response(const mlmx_model *m, mlmx_family fam, const double *y)
+{
+    return glmm_on_response_link(m, fam, MLMX_LINK_DEFAULT, y);
 }
 
 /* An engine's criterion de and gradient ge (np values) at a point against

@@ -8,8 +8,9 @@
  * where theta is determined), SEs to 1e-4 relative, the same status,
  * convergence and singular flags; the device's simulated responses
  * (gpu_sim) equal the CPU's. Skipped without CUDA or without a device.
- * Data: lme4's cbpp and grouseticks, ordinal's wine, glmmTMB's salamanders
- * (data/). */
+ * Data: lme4's cbpp and grouseticks (cbpp also with the probit and
+ * cloglog links), ordinal's wine (logit, probit, cloglog), glmmTMB's
+ * salamanders (data/). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -73,10 +74,11 @@ static void sim_parity(const mlmx_batch_engine *E, const mlmx_gb_shared *S)
     free(u);
 }
 
-static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+static void parity_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                        int nagq)
 {
     glmmfit x;
-    glmmfit_open(&x, csv, formula, fam, nagq);
+    glmmfit_open_link(&x, csv, formula, fam, nagq, link, NULL);
     const mlmx_problem *P = x.P;
     mlmx_batch_engine E;
     mlmx_error err;
@@ -140,6 +142,11 @@ static void need_device(void)
 #endif
 }
 
+static void parity(const char *csv, const char *formula, mlmx_family fam, int nagq)
+{
+    parity_link(csv, formula, fam, MLMX_LINK_DEFAULT, nagq);
+}
+
 #define CBPP MLMX_SOURCE_DIR "/data/cbpp.csv"
 #define CBPP_F "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
 #define GROUSE MLMX_SOURCE_DIR "/data/grouseticks.csv"
@@ -183,8 +190,18 @@ Test(cuda_glmm_batch, salamanders_nb2_gpu_equals_cpu, .timeout = 180)
     parity(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 5);
 }
 
-/* Vector terms (q = 2, Laplace): the kernels' second instantiation per
- * family. */
+/* The probit and cloglog kernels (the link read at run time). */
+Test(cuda_glmm_batch, probit_cloglog_gpu_equal_cpu, .timeout = 240)
+{
+    need_device();
+    parity_link(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, 1);
+    parity_link(CBPP, CBPP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_CLOGLOG, 9);
+    parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT, 1);
+    parity_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG, 7);
+}
+
+/* Vector terms (q = 2, Laplace): the kernels' vector instantiations (the
+ * ordinal's probit too). */
 Test(cuda_glmm_batch, vector_term_gpu_equals_cpu, .timeout = 600)
 {
     need_device();
@@ -195,4 +212,6 @@ Test(cuda_glmm_batch, vector_term_gpu_equals_cpu, .timeout = 600)
     parity(GROUSE, "TICKS ~ factor(YEAR) + cHEIGHT + (1 + cHEIGHT | BROOD)", MLMX_FAMILY_NEGBIN,
            1);
     parity(WINE, "rating ~ temp + contact + (1 + temp | judge)", MLMX_FAMILY_ORDINAL, 1);
+    parity_link(WINE, "rating ~ temp + contact + (1 + temp | judge)", MLMX_FAMILY_ORDINAL,
+                MLMX_LINK_PROBIT, 1);
 }

@@ -106,3 +106,10 @@ Test(cuda_simulate, binomial_draws_match_the_cpu)
     compare("cbpp.csv", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
             MLMX_FAMILY_BINOMIAL);
 }
+
+/* glmm-nest's simulation kernel (hdp's (1|HID/DID), the HID <= 3 rows). */
+Test(cuda_simulate, nested_binomial_draws_match_the_cpu)
+{
+    compare("hdp_hid123.csv", "remission ~ IL6 + CRP + LengthofStay + (1 | HID/DID)",
+            MLMX_FAMILY_BINOMIAL);
+}

@@ -60,12 +60,12 @@ typedef struct fixture {
  * every diagonal entry of T raised to at least `lift` (an interior truth,
  * as a power study's design: a fit with a correlation of +-1 has a
  * diagonal entry at its bound 0, where the criterion is flat in it). */
-static void setup_lift(fixture *x, const char *csv, const char *formula, mlmx_family fam,
-                       double lift)
+static void setup_lift_link(fixture *x, const char *csv, const char *formula, mlmx_family fam,
+                            mlmx_link link, double lift)
 {
     memset(x, 0, sizeof *x);
     mlmx_fit_options o;
-    glmmfit_open_link(&x->g, csv, formula, fam, 1, MLMX_LINK_DEFAULT, &o);
+    glmmfit_open_link(&x->g, csv, formula, fam, 1, link, &o);
     x->P = x->g.P;
     if (lift > 0.0) {
         double th[3], size = mlmx_fit_dispersion(x->g.f);
@@ -88,6 +88,12 @@ static void setup_lift(fixture *x, const char *csv, const char *formula, mlmx_fa
     x->S = mlmx_gb_engine_shared(&x->E);
     cr_assert_not_null(x->S);
     cr_assert(x->S->q >= 2 && x->S->nth == x->S->q * (x->S->q + 1) / 2);
+}
+
+static void setup_lift(fixture *x, const char *csv, const char *formula, mlmx_family fam,
+                       double lift)
+{
+    setup_lift_link(x, csv, formula, fam, MLMX_LINK_DEFAULT, lift);
 }
 
 static void setup(fixture *x, const char *csv, const char *formula, mlmx_family fam)
@@ -197,10 +203,11 @@ static double fd_at(const mlmx_gb_shared *S, const mlmx_gb_rep *R, double *xv, i
     return fp - fm;
 }
 
-static void gradient_check(const char *csv, const char *formula, mlmx_family fam, double lift)
+static void gradient_check_link(const char *csv, const char *formula, mlmx_family fam,
+                                mlmx_link link, double lift)
 {
     fixture x;
-    setup_lift(&x, csv, formula, fam, lift);
+    setup_lift_link(&x, csv, formula, fam, link, lift);
     const mlmx_gb_shared *S = x.S;
     mlmx_gb_rep R;
     double *mem = rep_alloc(S, &R);
@@ -216,6 +223,11 @@ static void gradient_check(const char *csv, const char *formula, mlmx_family fam
     }
     free(mem);
     teardown(&x);
+}
+
+static void gradient_check(const char *csv, const char *formula, mlmx_family fam, double lift)
+{
+    gradient_check_link(csv, formula, fam, MLMX_LINK_DEFAULT, lift);
 }
 
 Test(glmm_vec_batch, gradient_matches_differences, .timeout = 120)
@@ -287,11 +299,11 @@ static void compare_row(const fixture *x, const mlmx_workspace *W, const char *l
 }
 
 /* Engine rows for replicates 0..nrep-1 against workspace refits. */
-static void refit_check(const char *csv, const char *formula, mlmx_family fam, double lift,
-                        int nrep, const tols *t)
+static void refit_check_link(const char *csv, const char *formula, mlmx_family fam,
+                             mlmx_link link, double lift, int nrep, const tols *t)
 {
     fixture x;
-    setup_lift(&x, csv, formula, fam, lift);
+    setup_lift_link(&x, csv, formula, fam, link, lift);
     const mlmx_gb_shared *S = x.S;
     const size_t m = (size_t)nrep, p = (size_t)S->pout, nth = (size_t)S->nth;
     uint64_t reps[NREP];
@@ -346,6 +358,12 @@ static void refit_check(const char *csv, const char *formula, mlmx_family fam, d
     teardown(&x);
 }
 
+static void refit_check(const char *csv, const char *formula, mlmx_family fam, double lift,
+                        int nrep, const tols *t)
+{
+    refit_check_link(csv, formula, fam, MLMX_LINK_DEFAULT, lift, nrep, t);
+}
+
 Test(glmm_vec_batch, hdp_binomial_refits_equal_workspace, .timeout = 300)
 {
     refit_check(HDP, HDP_F, MLMX_FAMILY_BINOMIAL, 0.0, 8, &TOL_CANON);
@@ -367,6 +385,17 @@ Test(glmm_vec_batch, salamanders_nb2_refits_equal_workspace, .timeout = 600)
 Test(glmm_vec_batch, wine_ordinal_refits_equal_workspace, .timeout = 600)
 {
     refit_check(WINE, WINE_F, MLMX_FAMILY_ORDINAL, 0.0, NREP, &TOL_ORD);
+}
+
+/* The cumulative probit and cloglog take the vector path (their
+ * information is the observed one, as the logit's): the gradient against
+ * differences, refits against workspace refits. */
+Test(glmm_vec_batch, wine_probit_cloglog_equal_workspace, .timeout = 600)
+{
+    gradient_check_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT, 0.0);
+    gradient_check_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG, 0.0);
+    refit_check_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_PROBIT, 0.0, NREP, &TOL_ORD);
+    refit_check_link(WINE, WINE_F, MLMX_FAMILY_ORDINAL, MLMX_LINK_CLOGLOG, 0.0, NREP, &TOL_ORD);
 }
 
 /* ------------------------------------------------------------ the runner */
@@ -444,11 +473,11 @@ Test(glmm_vec_batch, one_and_two_threads_identical, .timeout = 300)
     teardown(&x);
 }
 
-static void refused(const char *csv, const char *formula, mlmx_family fam, int nagq,
-                    const char *why)
+static void refused_link(const char *csv, const char *formula, mlmx_family fam, mlmx_link link,
+                         int nagq, const char *why)
 {
     glmmfit x;
-    glmmfit_open(&x, csv, formula, fam, nagq);
+    glmmfit_open_link(&x, csv, formula, fam, nagq, link, NULL);
     mlmx_batch_engine E;
     mlmx_error err;
     mlmx_err_clear(&err);
@@ -457,8 +486,20 @@ static void refused(const char *csv, const char *formula, mlmx_family fam, int n
     glmmfit_close(&x);
 }
 
+static void refused(const char *csv, const char *formula, mlmx_family fam, int nagq,
+                    const char *why)
+{
+    refused_link(csv, formula, fam, MLMX_LINK_DEFAULT, nagq, why);
+}
+
 Test(glmm_vec_batch, uncovered_vector_models_are_refused_with_a_reason, .timeout = 300)
 {
+    /* the binomial probit and cloglog: the expected information in the
+     * criterion (workspaces refit them) */
+    refused_link(HDP, HDP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_PROBIT, 1,
+                 "binomial probit or cloglog model with a vector");
+    refused_link(HDP, HDP_F, MLMX_FAMILY_BINOMIAL, MLMX_LINK_CLOGLOG, 1,
+                 "binomial probit or cloglog model with a vector");
     refused(SALA, SALA_F, MLMX_FAMILY_POISSON, 3, "adaptive quadrature with a vector");
     /* the NB2 fit's correlation is -1: a start at the bound */
     refused(SALA, SALA_F, MLMX_FAMILY_NEGBIN, 1, "starts with a variance at its bound");

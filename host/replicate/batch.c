@@ -202,6 +202,29 @@ void mlmx_batch_xtx(const mlmx_model *md, double *XtX)
         }
 }
 
+mlmx_status mlmx_batch_sim_model_order(const char *engine, mlmx_batch_grouped_sim sim,
+                                       const void *S, size_t n, const int *pos, uint64_t seed,
+                                       const uint64_t *reps, size_t count, double *y,
+                                       mlmx_error *err)
+{
+    char msg[MLMX_ERRMSG_MAX];
+    msg[0] = 0;
+    double *row = malloc((n ? n : 1) * sizeof *row);
+    if (!row)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    mlmx_status st = sim(S, seed, reps, count, y, msg, sizeof msg);
+    for (size_t r = 0; !st && r < count; r++) {
+        double *yr = y + r * n;
+        memcpy(row, yr, n * sizeof *row);
+        for (size_t j = 0; j < n; j++)
+            yr[j] = row[pos[j]];
+    }
+    free(row);
+    if (st)
+        return mlmx_err_set(err, st, "%s on the device: %s", engine, msg);
+    return MLMX_OK;
+}
+
 void mlmx_batch_glmm_optim(const mlmx_problem *P, int np, double *x0, double *lb, double *h0,
                            const double **hinv0, mlmx_qn_cfg *cfg)
 {

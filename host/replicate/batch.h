@@ -11,17 +11,18 @@
  * a dense block (any size whose replicate scratch is at most 256 MiB:
  * kernels/lmm_dense_batch.h; past 64 columns the CPU runs use workspaces,
  * see cpu_slower),
- * GLMMs with one scalar random intercept (binomial logit, Poisson log,
- * NB2 log, cumulative logit; Laplace or adaptive quadrature), GLMMs with
- * one vector term of 2 or 3 correlated columns, (1 + x|g) (the same
- * families, Laplace; the glmm-1ri engine's vector path, reported as
- * "glmm-vec", kernels/glmm_batch_vec.h), GLMMs
- * with two nested scalar random intercepts, (1|top/fine) (binomial logit,
- * Poisson log; Laplace or nested adaptive quadrature), and GLMMs with 2-8
- * scalar terms, crossed or nested, whose non-first terms have at most 256
- * levels in all (binomial logit, Poisson log; Laplace;
- * kernels/glmm_crossed_batch.h). Every other model
- * is refitted through workspaces (problem.c), on the CPU.
+ * GLMMs with one scalar random intercept (binomial logit, probit,
+ * cloglog, Poisson log, NB2 log, cumulative logit, probit, cloglog;
+ * Laplace or adaptive quadrature), GLMMs with one vector term of 2 or 3
+ * correlated columns, (1 + x|g) (the same families and links but the
+ * binomial probit and cloglog, Laplace; the glmm-1ri engine's vector
+ * path, reported as "glmm-vec", kernels/glmm_batch_vec.h), GLMMs with two
+ * nested scalar random intercepts, (1|top/fine) (binomial logit, Poisson
+ * log: Laplace or nested adaptive quadrature; binomial probit, cloglog:
+ * Laplace), and GLMMs with 2-8 scalar terms, crossed or nested, whose
+ * non-first terms have at most 256 levels in all (binomial logit, Poisson
+ * log; Laplace; kernels/glmm_crossed_batch.h). Every other model is
+ * refitted through workspaces (problem.c), on the CPU.
  *
  * Replicate r's draws are keyed as mlmx_workspace_simulate keys them, so a
  * replicate gives the same response through an engine and a workspace. */
@@ -135,6 +136,17 @@ void mlmx_batch_pool_free(mlmx_batch_pool *pool);
 /* X^T X of the model's fixed effects (p*p, column-major, full), for the
  * LMM engines' shared structure. */
 void mlmx_batch_xtx(const mlmx_model *md, double *XtX);
+
+/* The GLMM engines' gpu_sim: sim (the engine's device entry, S its
+ * structure) draws rows (count of n) in the engine's grouped order into y;
+ * each row is then put back in model order (observation j at grouped
+ * position pos[j]) through one row of scratch. Errors name the engine. */
+typedef mlmx_status (*mlmx_batch_grouped_sim)(const void *S, uint64_t seed, const uint64_t *reps,
+                                              size_t count, double *y, char *msg, size_t msglen);
+mlmx_status mlmx_batch_sim_model_order(const char *engine, mlmx_batch_grouped_sim sim,
+                                       const void *S, size_t n, const int *pos, uint64_t seed,
+                                       const uint64_t *reps, size_t count, double *y,
+                                       mlmx_error *err);
 
 /* The GLMM engines' optimizer setup, the workspace refit's (refit.c): P's
  * start and lower bounds copied into x0 and lb (np each), its

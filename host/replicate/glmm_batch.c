@@ -1,7 +1,9 @@
 /* The batch engine "glmm-1ri" (replicate/batch.h): GLMMs with one scalar
  * random-effect term, or one vector term of q = 2..MLMX_GB_QMAX columns
- * (Laplace; the engine then names itself "glmm-vec"), binomial logit, Poisson log, negative binomial NB2
- * (log) or cumulative logit (ordinal), Laplace or adaptive quadrature,
+ * (Laplace; the engine then names itself "glmm-vec"), binomial (logit,
+ * probit, cloglog; a vector term logit only), Poisson log, negative
+ * binomial NB2 (log) or cumulative link (ordinal: logit, probit, cloglog),
+ * Laplace or adaptive quadrature,
  * simulated and refitted by the inline math of kernels/glmm_batch.h on CPU
  * threads or, in CUDA builds, on the device (kernels/glmm_batch.cu).
  *
@@ -24,10 +26,11 @@
 
 
 /* The kernels' per-thread local memory (ptxas, sm_90: the largest stack
- * frame of kernels/glmm_batch.cu's eight instantiations, family x scalar
- * or vector term, rounded up; docs/performance.md), which the driver
- * reserves for every thread the device can hold at once, counted for an
- * H200 (132 SMs x 2048 threads) as the other engines count theirs. */
+ * frame of kernels/glmm_batch.cu's eleven instantiations, family x scalar
+ * or vector term x canonical or run-time link, 2,624 bytes, rounded up;
+ * docs/performance.md), which the driver reserves for every thread the
+ * device can hold at once, counted for an H200 (132 SMs x 2048 threads)
+ * as the other engines count theirs. */
 #define GB_LOCAL_BYTES ((size_t)3072)
 #define GB_RESIDENT_THREADS ((size_t)132 * 2048)
 
@@ -68,15 +71,16 @@ static int dropped_column(const mlmx_problem *P)
 /* Why the family and link are not covered, or NULL. */
 static const char *uncovered_family(const mlmx_problem *P, char *buf, size_t len)
 {
-    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
-        return "a binomial model with a link other than logit";
+    const int bin_link = P->link == MLMX_LINK_LOGIT || P->link == MLMX_LINK_PROBIT ||
+                         P->link == MLMX_LINK_CLOGLOG;
+    if (P->family == MLMX_FAMILY_BINOMIAL && !bin_link)
+        return "a binomial model with a link other than logit, probit and cloglog";
     if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
         return "a Poisson model with a link other than log";
     if (P->family == MLMX_FAMILY_NEGBIN && P->link != MLMX_LINK_LOG)
         return "a negative binomial model with a link other than log";
-    if (P->family == MLMX_FAMILY_ORDINAL && P->link != MLMX_LINK_LOGIT)
-        return "an ordinal model with a link other than logit (probit and cloglog refit "
-               "through workspaces)";
+    if (P->family == MLMX_FAMILY_ORDINAL && !bin_link)
+        return "an ordinal model with a link other than logit, probit and cloglog";
     if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON &&
         P->family != MLMX_FAMILY_NEGBIN && P->family != MLMX_FAMILY_ORDINAL)
         return "a family other than binomial, Poisson, negative binomial and ordinal";
@@ -106,6 +110,11 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     }
     if (q > 1 && P->opt.nagq > 1)
         return "adaptive quadrature with a vector random-effect term (Laplace only)";
+    /* the binomial probit and cloglog criteria take the expected
+     * information, the mode moves with the observed one: the vector
+     * cluster (kernels/glmm_batch_vec.h) has one matrix for both */
+    if (q > 1 && P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
+        return "a binomial probit or cloglog model with a vector random-effect term (logit only)";
     if (md->offset)
         return "an offset in the model";
     if (md->weights)
@@ -120,10 +129,11 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
         return "too many observations (or no levels)";
     if (P->ntheta != q * (q + 1) / 2 || P->np != P->ntheta + pin + ne || !P->gx0 || !P->glb)
         return "the problem's optimizer parameters are not [theta; beta; extra]";
-    /* the ordinal and NB2 Laplace refits step BFGS on differences (then a
-     * BOBYQA polish) unless BOBYQA is asked for: the engine's analytic
-     * gradient finds the same optimum */
-    if (extra ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
+    /* the ordinal, NB2 and binomial probit/cloglog Laplace refits step
+     * BFGS on differences (then a BOBYQA polish) unless BOBYQA is asked
+     * for: the engine's analytic gradient finds the same optimum */
+    const int fd_refit = extra || (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT);
+    if (fd_refit ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
     /* a diagonal entry of T at its bound 0 is a stationary point of the
      * criterion (it depends on the entry's square), which BFGS cannot
@@ -175,6 +185,7 @@ static void shared_dims(const mlmx_problem *P, mlmx_gb_shared *S)
              : P->family == MLMX_FAMILY_NEGBIN  ? MLMX_FAM_NEGBIN
              : P->family == MLMX_FAMILY_ORDINAL ? MLMX_FAM_ORDINAL
                                                 : MLMX_FAM_BINOMIAL;
+    S->link = (int)P->link;
     S->ncat = S->fam == MLMX_FAM_ORDINAL ? P->nextra + 1 : 0;
     S->ne = S->fam == MLMX_FAM_ORDINAL || S->fam == MLMX_FAM_NEGBIN ? P->nextra : 0;
     S->q = md->re[0].q;
@@ -399,30 +410,19 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
     return MLMX_OK;
 }
 
-/* The device's draws come in grouped order; each row is put back in model
- * order through one row of scratch. */
+static mlmx_status sim_grouped(const void *S, uint64_t seed, const uint64_t *reps, size_t count,
+                               double *y, char *msg, size_t msglen)
+{
+    return mlmx_cuda_gb_simulate((const mlmx_gb_shared *)S, seed, reps, count, y, msg, msglen);
+}
+
+/* The device's draws come in grouped order (mlmx_batch_sim_model_order). */
 static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
                            double *y, mlmx_error *err)
 {
-    gb_impl *I = impl;
-    char msg[MLMX_ERRMSG_MAX];
-    msg[0] = 0;
-    const size_t n = (size_t)I->S.n;
-    double *row = malloc((n ? n : 1) * sizeof *row);
-    if (!row)
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    mlmx_status st = mlmx_cuda_gb_simulate(&I->S, seed, reps, count, y, msg, sizeof msg);
-    for (size_t r = 0; !st && r < count; r++) {
-        double *yr = y + r * n;
-        memcpy(row, yr, n * sizeof *row);
-        for (size_t j = 0; j < n; j++)
-            yr[j] = row[I->S.pos[j]];
-    }
-    free(row);
-    if (st)
-        return mlmx_err_set(err, st, "%s on the device: %s",
-                            I->S.q > 1 ? "glmm-vec" : "glmm-1ri", msg);
-    return MLMX_OK;
+    const gb_impl *I = impl;
+    return mlmx_batch_sim_model_order(I->S.q > 1 ? "glmm-vec" : "glmm-1ri", sim_grouped, &I->S,
+                                      (size_t)I->S.n, I->S.pos, seed, reps, count, y, err);
 }
 #endif
 

@@ -71,8 +71,13 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
     const mlmx_model *md = P->md;
     if (!P->glmm)
         return "a linear mixed model (the glmm-nest engine fits GLMMs)";
-    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT)
-        return "a binomial model with a link other than logit";
+    const int noncanon = P->family == MLMX_FAMILY_BINOMIAL &&
+                         (P->link == MLMX_LINK_PROBIT || P->link == MLMX_LINK_CLOGLOG);
+    if (P->family == MLMX_FAMILY_BINOMIAL && P->link != MLMX_LINK_LOGIT && !noncanon)
+        return "a binomial model with a link other than logit, probit and cloglog";
+    if (noncanon && P->opt.nagq > 1)
+        return "a binomial probit or cloglog model by quadrature (the engine fits these links "
+               "by the Laplace approximation)";
     if (P->family == MLMX_FAMILY_POISSON && P->link != MLMX_LINK_LOG)
         return "a Poisson model with a link other than log";
     if (P->family != MLMX_FAMILY_BINOMIAL && P->family != MLMX_FAMILY_POISSON)
@@ -104,7 +109,10 @@ static const char *uncovered(const mlmx_problem *P, char *buf, size_t len)
         return "two terms that are not nested level by level (or an empty level)";
     if (P->np != 2 + md->p || P->ntheta != 2 || !P->gx0 || !P->glb)
         return "the problem's optimizer parameters are not [theta; beta]";
-    if (!P->use_grad)
+    /* the probit and cloglog Laplace refits step BFGS on differences (then
+     * a BOBYQA polish) unless BOBYQA is asked for: the engine's analytic
+     * gradient finds the same optimum */
+    if (noncanon ? P->opt.optimizer == MLMX_OPTIM_BOBYQA : !P->use_grad)
         return "the problem refits by a derivative-free optimizer (BOBYQA)";
     if (P->opt.nagq > MLMX_GHQ_MAX) {
         snprintf(buf, len, "%d quadrature points (at most %d)", P->opt.nagq, MLMX_GHQ_MAX);
@@ -180,6 +188,7 @@ static mlmx_status build_shared(const mlmx_problem *P, gn_impl *I, mlmx_error *e
     S->itf = md->re[0].theta_offset;
     S->itc = md->re[1].theta_offset;
     S->poisson = P->family == MLMX_FAMILY_POISSON;
+    S->link = (int)P->link;
     S->nagq = K;
     S->ts = I->imem;
     S->ds = S->ts + nt + 1;
@@ -298,8 +307,18 @@ static void cpu_rows(const void *impl, const mlmx_batch_job *J, size_t i0, size_
         }
         mlmx_qn_bind(&q, np, store, I->pool.imem[which]);
         mlmx_qn_begin(&q, S->x0, S->lb, NULL, &S->cfg, S->hinv0);
-        while (mlmx_qn_want(&q))
-            mlmx_qn_told(&q, mlmx_gn_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+        int nev0 = 0;
+        for (int run = 0; run < 2; run++) {
+            while (mlmx_qn_want(&q))
+                mlmx_qn_told(&q,
+                             mlmx_gn_eval(S, &R, mlmx_qn_point(&q), mlmx_qn_grad(&q)) - 2.0 * cst);
+            if (run == 1 || !mlmx_gn_restart_due(&q, S->lb))
+                break;
+            nev0 = q.n_evals;
+            mlmx_gn_restart_point(&q, S->lb, xs, gp); /* gp: the bounds until cpu_se */
+            mlmx_qn_begin(&q, xs, S->lb, gp, &S->cfg, NULL);
+        }
+        q.n_evals += nev0;
         if (q.failed || !isfinite(q.fx)) {
             put_row(J, i, p, NULL, NULL, NAN, q.n_evals, 0, 0, 2);
             continue;
@@ -329,6 +348,21 @@ static mlmx_status gpu_rows(void *impl, const mlmx_batch_job *J, mlmx_error *err
             J->sigma[i] = NAN;
     return MLMX_OK;
 }
+
+static mlmx_status sim_grouped(const void *S, uint64_t seed, const uint64_t *reps, size_t count,
+                               double *y, char *msg, size_t msglen)
+{
+    return mlmx_cuda_gn_simulate((const mlmx_gn_shared *)S, seed, reps, count, y, msg, msglen);
+}
+
+/* The device's draws come in grouped order (mlmx_batch_sim_model_order). */
+static mlmx_status gpu_sim(void *impl, uint64_t seed, const uint64_t *reps, size_t count,
+                           double *y, mlmx_error *err)
+{
+    const gn_impl *I = impl;
+    return mlmx_batch_sim_model_order("glmm-nest", sim_grouped, &I->S, (size_t)I->S.n, I->S.pos,
+                                      seed, reps, count, y, err);
+}
 #endif
 
 mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlmx_error *err)
@@ -357,6 +391,7 @@ mlmx_status mlmx_gn_engine_init(const mlmx_problem *P, mlmx_batch_engine *E, mlm
     E->cpu_rows = cpu_rows;
 #ifdef MLMX_HAVE_CUDA
     E->gpu_rows = gpu_rows;
+    E->gpu_sim = gpu_sim;
 #else
     E->gpu_rows = NULL;
 #endif
