@@ -25,6 +25,7 @@ for ref in data/reference/lmm/*.ref data/reference/glmm/*.ref; do
   out=$(timeout 120 "$MLMX" boot --data "data/$d" --formula "$f" "${args[@]}" --nsim 2 2>&1)
   dev=$(printf '%s\n' "$out" | sed -n 's/^ *device: *//p' | head -1)
   [ -z "$dev" ] && dev="(no run: $(printf '%s\n' "$out" | grep -m1 -i error | cut -c1-80))"
-  printf '| %s | `%s` | %s%s%s | %s |\n' "$(basename "$ref" .ref)" "$f" "${fam:-gaussian}" \
+  # a | inside a table cell must be escaped, code span or not
+  printf '| %s | `%s` | %s%s%s | %s |\n' "$(basename "$ref" .ref)" "${f//|/\\|}" "${fam:-gaussian}" \
     "${link:+ $link}" "${nagq:+, nAGQ $nagq}" "$dev"
 done
