@@ -53,6 +53,99 @@ mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *wha
     return MLMX_OK;
 }
 
+/* The fixed effects (with z and p for a GLMM), an ordinal model's thresholds, NB2's size. */
+static void json_fixef(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    mlmx_sb_puts(b, ",\n  \"fixef\": [");
+    for (int j = 0, first = 1; j < m->p; j++) {
+        if (j == f->skip_col)
+            continue; /* ordinal: the thresholds replace the intercept */
+        mlmx_sb_puts(b, !first ? ",\n    {\"name\": " : "\n    {\"name\": ");
+        first = 0;
+        mlmx_json_str(b, m->fixef_names[j]);
+        mlmx_sb_puts(b, ", \"estimate\": ");
+        mlmx_json_num(b, f->beta[j]);
+        mlmx_sb_puts(b, ", \"se\": ");
+        mlmx_json_num(b, f->se[j]);
+        mlmx_sb_puts(b, glmm ? ", \"z\": " : ", \"t\": ");
+        mlmx_json_num(b, f->beta[j] / f->se[j]);
+        if (glmm) {
+            mlmx_sb_puts(b, ", \"p\": ");
+            mlmx_json_num(b, erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)));
+        }
+        mlmx_sb_puts(b, "}");
+    }
+    mlmx_sb_puts(b, m->p ? "\n  ]" : "]");
+    if (f->family == MLMX_FAMILY_ORDINAL) {
+        mlmx_sb_puts(b, ",\n  \"thresholds\": [");
+        for (int k = 0; k < f->nthr; k++) {
+            mlmx_sb_puts(b, k ? ",\n    {\"name\": " : "\n    {\"name\": ");
+            mlmx_json_str(b, f->thr_names[k]);
+            mlmx_sb_puts(b, ", \"estimate\": ");
+            mlmx_json_num(b, f->thr[k]);
+            mlmx_sb_puts(b, ", \"se\": ");
+            mlmx_json_num(b, f->thr_se[k]);
+            mlmx_sb_puts(b, "}");
+        }
+        mlmx_sb_puts(b, f->nthr ? "\n  ]" : "]");
+    }
+    if (f->family == MLMX_FAMILY_NEGBIN) {
+        mlmx_sb_puts(b, ",\n  \"dispersion\": {\"size\": ");
+        mlmx_json_num(b, f->nb_size);
+        mlmx_sb_puts(b, ", \"log_size\": ");
+        mlmx_json_num(b, log(f->nb_size));
+        mlmx_sb_puts(b, ", \"log_size_se\": ");
+        mlmx_json_num(b, f->nb_logsize_se);
+        mlmx_sb_puts(b, "}");
+    }
+}
+
+/* The variance components as lme4's VarCorr, the residual last (LMMs). */
+static void json_varcorr(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    mlmx_sb_puts(b, ",\n  \"varcorr\": [");
+    double cov[256];
+    int firstvc = 1;
+    for (int k = 0; k < m->K; k++) {
+        int q = m->re[k].q;
+        mlmx_fit_term_covariance(f, k, cov);
+        for (int a = 0; a < q; a++) {
+            mlmx_sb_puts(b, firstvc ? "\n    {\"group\": " : ",\n    {\"group\": ");
+            firstvc = 0;
+            mlmx_json_str(b, m->re[k].vcname);
+            mlmx_sb_puts(b, ", \"name\": ");
+            mlmx_json_str(b, m->re[k].colnames[a]);
+            mlmx_sb_puts(b, ", \"variance\": ");
+            mlmx_json_num(b, cov[a + a * q]);
+            mlmx_sb_puts(b, ", \"sd\": ");
+            mlmx_json_num(b, sqrt(cov[a + a * q]));
+            mlmx_sb_puts(b, ", \"correlations\": {");
+            for (int c = 0; c < a; c++) {
+                double den = sqrt(cov[a + a * q] * cov[c + c * q]);
+                mlmx_sb_puts(b, c ? ", " : "");
+                mlmx_json_str(b, m->re[k].colnames[c]);
+                mlmx_sb_puts(b, ": ");
+                mlmx_json_num(b, den > 0 ? cov[a + c * q] / den : NAN);
+            }
+            mlmx_sb_puts(b, "}}");
+        }
+    }
+    if (!glmm) {
+        mlmx_sb_puts(b, firstvc
+                             ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
+                             : ",\n    {\"group\": \"Residual\", \"name\": null, \"variance\": ");
+        mlmx_json_num(b, f->sigma * f->sigma);
+        mlmx_sb_puts(b, ", \"sd\": ");
+        mlmx_json_num(b, f->sigma);
+        mlmx_sb_puts(b, ", \"correlations\": {}}");
+    }
+    mlmx_sb_puts(b, "\n  ]");
+}
+
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
 {
     mlmx_api_clear();
@@ -116,48 +209,8 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         mlmx_sb_puts(&b, t ? ", " : "");
         mlmx_json_str(&b, m->theta_names[t]);
     }
-    mlmx_sb_puts(&b, "],\n  \"fixef\": [");
-    for (int j = 0, first = 1; j < m->p; j++) {
-        if (j == f->skip_col)
-            continue; /* ordinal: the thresholds replace the intercept */
-        mlmx_sb_puts(&b, !first ? ",\n    {\"name\": " : "\n    {\"name\": ");
-        first = 0;
-        mlmx_json_str(&b, m->fixef_names[j]);
-        mlmx_sb_puts(&b, ", \"estimate\": ");
-        mlmx_json_num(&b, f->beta[j]);
-        mlmx_sb_puts(&b, ", \"se\": ");
-        mlmx_json_num(&b, f->se[j]);
-        mlmx_sb_puts(&b, glmm ? ", \"z\": " : ", \"t\": ");
-        mlmx_json_num(&b, f->beta[j] / f->se[j]);
-        if (glmm) {
-            mlmx_sb_puts(&b, ", \"p\": ");
-            mlmx_json_num(&b, erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)));
-        }
-        mlmx_sb_puts(&b, "}");
-    }
-    mlmx_sb_puts(&b, m->p ? "\n  ]" : "]");
-    if (f->family == MLMX_FAMILY_ORDINAL) {
-        mlmx_sb_puts(&b, ",\n  \"thresholds\": [");
-        for (int k = 0; k < f->nthr; k++) {
-            mlmx_sb_puts(&b, k ? ",\n    {\"name\": " : "\n    {\"name\": ");
-            mlmx_json_str(&b, f->thr_names[k]);
-            mlmx_sb_puts(&b, ", \"estimate\": ");
-            mlmx_json_num(&b, f->thr[k]);
-            mlmx_sb_puts(&b, ", \"se\": ");
-            mlmx_json_num(&b, f->thr_se[k]);
-            mlmx_sb_puts(&b, "}");
-        }
-        mlmx_sb_puts(&b, f->nthr ? "\n  ]" : "]");
-    }
-    if (f->family == MLMX_FAMILY_NEGBIN) {
-        mlmx_sb_puts(&b, ",\n  \"dispersion\": {\"size\": ");
-        mlmx_json_num(&b, f->nb_size);
-        mlmx_sb_puts(&b, ", \"log_size\": ");
-        mlmx_json_num(&b, log(f->nb_size));
-        mlmx_sb_puts(&b, ", \"log_size_se\": ");
-        mlmx_json_num(&b, f->nb_logsize_se);
-        mlmx_sb_puts(&b, "}");
-    }
+    mlmx_sb_puts(&b, "]");
+    json_fixef(&b, f);
     mlmx_sb_puts(&b, ",\n  \"dropped_fixef\": [");
     for (int j = 0; j < m->n_dropped_fixef; j++) {
         mlmx_sb_puts(&b, j ? ", " : "");
@@ -172,43 +225,8 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
         }
         mlmx_sb_puts(&b, "]");
     }
-    mlmx_sb_puts(&b, "],\n  \"varcorr\": [");
-    double cov[256];
-    int firstvc = 1;
-    for (int k = 0; k < m->K; k++) {
-        int q = m->re[k].q;
-        mlmx_fit_term_covariance(f, k, cov);
-        for (int a = 0; a < q; a++) {
-            mlmx_sb_puts(&b, firstvc ? "\n    {\"group\": " : ",\n    {\"group\": ");
-            firstvc = 0;
-            mlmx_json_str(&b, m->re[k].vcname);
-            mlmx_sb_puts(&b, ", \"name\": ");
-            mlmx_json_str(&b, m->re[k].colnames[a]);
-            mlmx_sb_puts(&b, ", \"variance\": ");
-            mlmx_json_num(&b, cov[a + a * q]);
-            mlmx_sb_puts(&b, ", \"sd\": ");
-            mlmx_json_num(&b, sqrt(cov[a + a * q]));
-            mlmx_sb_puts(&b, ", \"correlations\": {");
-            for (int c = 0; c < a; c++) {
-                double den = sqrt(cov[a + a * q] * cov[c + c * q]);
-                mlmx_sb_puts(&b, c ? ", " : "");
-                mlmx_json_str(&b, m->re[k].colnames[c]);
-                mlmx_sb_puts(&b, ": ");
-                mlmx_json_num(&b, den > 0 ? cov[a + c * q] / den : NAN);
-            }
-            mlmx_sb_puts(&b, "}}");
-        }
-    }
-    if (!glmm) {
-        mlmx_sb_puts(&b, firstvc
-                             ? "\n    {\"group\": \"Residual\", \"name\": null, \"variance\": "
-                             : ",\n    {\"group\": \"Residual\", \"name\": null, \"variance\": ");
-        mlmx_json_num(&b, f->sigma * f->sigma);
-        mlmx_sb_puts(&b, ", \"sd\": ");
-        mlmx_json_num(&b, f->sigma);
-        mlmx_sb_puts(&b, ", \"correlations\": {}}");
-    }
-    mlmx_sb_puts(&b, "\n  ]");
+    mlmx_sb_puts(&b, "]");
+    json_varcorr(&b, f);
     mlmx_json_variance(&b, f);
     {
         double q[5];
