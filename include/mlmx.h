@@ -667,6 +667,10 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
 /* Write results as JSON (see docs/cli.md for the keys). The file is
  * written to a temporary name and renamed: no partial file on failure. */
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path);
+/* The same with the fixed-effect tests of an LMM by the method ddf (keys
+ * "coef_tests" and "anova", docs/cli.md); mlmx_fit_write_json uses
+ * Satterthwaite's. */
+mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, const char *path);
 /* Write conditional modes as CSV: group,level,term,mode,condsd. */
 mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
 /* Caterpillar plot of the conditional modes as SVG: one panel per term and

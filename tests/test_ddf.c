@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mlmx.h"
@@ -233,4 +234,95 @@ Test(ddf, refusals)
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
+}
+
+static char *slurp_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s)
+        s[n] = '\0';
+    fclose(fp);
+    return s;
+}
+
+/* mlmx fit --ddf kenward-roger --anova --json: the summary's columns, the
+ * Type III table and the JSON keys, against the fixture's numbers. */
+Test(ddf, cli_kenward_roger_anova)
+{
+    char dir[] = "/tmp/mlmx_ddf_cli_XXXXXX", cmd[2048], out[300], json[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    snprintf(json, sizeof json, "%s/fit.json", dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' fit --data '%s/data/bodyweight.csv' --formula 'weight ~ Time * factor(Diet) + "
+             "(Time|Rat)' --ddf kenward-roger --anova --json '%s' > '%s'",
+             MLMX_CLI_PATH, MLMX_SOURCE_DIR, json, out);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mlmx fit failed");
+    char *sum = slurp_file(out), *j = slurp_file(json);
+    cr_assert(sum && j);
+    const char *must[] = {"Linear mixed model fit by REML. t-tests use Kenward-Roger's method",
+                          "Estimate Std. Error     df t value Pr(>|t|)",
+                          "Type III Analysis of Variance Table with Kenward-Roger's method",
+                          "Time:factor(Diet)", "Signif. codes", NULL};
+    for (int i = 0; must[i]; i++)
+        cr_expect(strstr(sum, must[i]) != NULL, "output lacks '%s':\n%s", must[i], sum);
+    const char *keys[] = {"\"coef_tests\": {\"method\": \"kenward-roger\"",
+                          "\"anova\": {\"type\": 3, \"method\": \"kenward-roger\"",
+                          "{\"term\": \"factor(Diet)\"", NULL};
+    for (int i = 0; keys[i]; i++)
+        cr_expect(strstr(j, keys[i]) != NULL, "JSON lacks %s", keys[i]);
+    /* the F of factor(Diet) (the optimizer's own estimates: 1e-4) */
+    const char *fd = strstr(j, "{\"term\": \"factor(Diet)\"");
+    cr_assert_not_null(fd);
+    const char *fv = strstr(fd, "\"F\": ");
+    cr_assert_not_null(fv);
+    ref_file r;
+    cr_assert_eq(ref_load(REFDIR "ddf_bodyweight.ref", &r), 0);
+    const ref_line *l = ref_get_nth(&r, "anova3_kr", 1);
+    cr_assert(l && strcmp(l->tok[0], "factor(Diet)") == 0);
+    cr_expect(close_rel(strtod(fv + 5, NULL), strtod(l->tok[5], NULL), 1e-4, 0), "F %s vs %s",
+              fv + 5, l->tok[5]);
+    ref_free(&r);
+    free(sum);
+    free(j);
+    remove(out);
+    remove(json);
+    rmdir(dir);
+}
+
+/* --ddf's usage errors: an unknown method, Kenward-Roger on an ML fit,
+ * --ddf on a GLMM (exit 2, the reason on standard error). */
+Test(ddf, cli_usage_errors)
+{
+    const char *cases[][2] = {
+        {"--ddf foo", "satterthwaite, kenward-roger or none"},
+        {"--ml --ddf kenward-roger", "needs a REML fit"},
+        {"--family poisson --ddf satterthwaite", "for linear mixed models"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], err[64];
+        snprintf(err, sizeof err, "/tmp/mlmx_ddf_err_%d.txt", (int)getpid());
+        snprintf(cmd, sizeof cmd,
+                 "'%s' fit --data '%s/data/sleepstudy.csv' --formula 'Reaction ~ Days + "
+                 "(1|Subject)' %s > /dev/null 2> '%s'",
+                 MLMX_CLI_PATH, MLMX_SOURCE_DIR, cases[i][0], err);
+        int st = system(cmd);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit %d", cases[i][0],
+                  WEXITSTATUS(st));
+        char *e = slurp_file(err);
+        cr_expect(e && strstr(e, cases[i][1]), "%s: stderr '%s'", cases[i][0], e ? e : "");
+        free(e);
+        remove(err);
+    }
 }

@@ -183,9 +183,11 @@ double mlmx_wald_quadform(int n, double *V, const double *b)
 }
 
 /* A p-value as R's printCoefmat shows it, and its significance stars. */
-static const char *format_pvalue(double pv, char *buf, size_t cap)
+const char *mlmx_fmt_pvalue(double pv, char *buf, size_t cap)
 {
-    if (pv < 2e-16)
+    if (isnan(pv))
+        snprintf(buf, cap, "NA");
+    else if (pv < 2e-16)
         snprintf(buf, cap, "< 2e-16");
     else if (pv < 1e-4)
         snprintf(buf, cap, "%.2e", pv);
@@ -268,14 +270,14 @@ static void coef_table(mlmx_strbuf *b, const char *title, const coef_cols *c)
         mlmx_sb_pad(b, ct, wt, 1);
         if (c->pv) {
             char pc[32];
-            const char *stars = format_pvalue(c->pv[j], pc, sizeof pc);
+            const char *stars = mlmx_fmt_pvalue(c->pv[j], pc, sizeof pc);
             mlmx_sb_printf(b, " %8s %s", pc, stars);
         }
         mlmx_sb_puts(b, "\n");
     }
 }
 
-static const char *signif_legend =
+const char *const mlmx_signif_legend =
     "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n";
 
 /* Two-sided Wald z p-values of n estimates. */
@@ -549,13 +551,13 @@ static void sum_fixef(mlmx_strbuf *b, const mlmx_fit *f, const double *const *te
                 b->oom = 1;
             free(tp);
         }
-        mlmx_sb_puts(b, signif_legend);
+        mlmx_sb_puts(b, mlmx_signif_legend);
     } else {
         coef_cols c = {nm, e, se, tests ? tests[1] : NULL, tests ? tests[2] : NULL, nd,
                        "t value", "Pr(>|t|)"};
         coef_table(b, "Fixed effects", &c);
         if (tests)
-            mlmx_sb_puts(b, signif_legend);
+            mlmx_sb_puts(b, mlmx_signif_legend);
     }
     /* glmer's Hessian comes from a stale PIRLS factor (docs/glmm.md,
      * "How close to R"): say so where the numbers are compared */
