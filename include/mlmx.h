@@ -445,6 +445,32 @@ mlmx_status mlmx_fit_anova_type3(const mlmx_fit *f, mlmx_ddf_method ddf, mlmx_ft
  * Satterthwaite's method"); free with mlmx_string_free. */
 mlmx_status mlmx_fit_anova_text(const mlmx_fit *f, mlmx_ddf_method ddf, char **text);
 
+/* Standard errors and Wald intervals of an LMM's variance components, as
+ * Stata's mixed prints them (docs/inference.md): the delta method on the
+ * covariance of (theta, sigma), 2 H^{-1} with H the Hessian of the REML or
+ * ML deviance (lmerTest's vcov_varpar). One entry per theta entry, then
+ * the residual (mlmx_fit_nvarcomp entries, in theta's order): term (-1:
+ * the residual) and columns a >= b (a == b: a standard deviation /
+ * variance; a > b: a correlation / covariance); sd[] and var[] hold the
+ * estimate, SE, lower and upper bound at `level` on the two scales.
+ * Intervals: log scale for SDs and variances, Fisher's z for
+ * correlations, plain for covariances. Errors: MLMX_ERR_UNSUPPORTED for a
+ * GLMM or a singular fit. */
+typedef struct mlmx_vc_se {
+    int term, a, b;
+    double sd[4], var[4];
+} mlmx_vc_se;
+int mlmx_fit_nvarcomp(const mlmx_fit *f);
+mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out);
+/* The same as text under the summary (scale 0: SD and correlation, as
+ * Stata's default; 1: variance and covariance, Stata's "variance"). */
+mlmx_status mlmx_fit_varcomp_text(const mlmx_fit *f, int scale, char **text);
+/* The cumulative ICC of term k (mlmx_fit_icc_term) with its delta-method
+ * SE and a logit-scale interval at `level` (Stata's estat icc): out =
+ * {estimate, se, lower, upper}. LMMs; errors as mlmx_fit_varcomp_se, and
+ * for a term without a random intercept. */
+mlmx_status mlmx_fit_icc_se(const mlmx_fit *f, int k, double level, double out[4]);
+
 /* ------------------------------------------------------------------ */
 /* Prepared problems: one model, many responses (bootstrap, power).    */
 /* ------------------------------------------------------------------ */

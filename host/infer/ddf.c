@@ -167,12 +167,11 @@ static void eval_free(ddf_eval *e)
 }
 
 /* The refusals, with the reason recorded. */
-static mlmx_status check_fit(const mlmx_fit *f)
+static mlmx_status check_fit(const mlmx_fit *f, const char *what)
 {
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
-                              "Satterthwaite degrees of freedom are for linear mixed models "
-                              "(a GLMM has Wald z tests)");
+                              "%s: for linear mixed models only (a GLMM has Wald z tests)", what);
     const mlmx_model *m = f->model;
     for (int k = 0; k < m->K; k++) {
         const int q = m->re[k].q;
@@ -181,17 +180,17 @@ static mlmx_status check_fit(const mlmx_fit *f)
             for (int a = c; a < q; a++, t++)
                 if (a == c && !(th[t] > 1e-8))
                     return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
-                                          "Satterthwaite degrees of freedom: the fit is singular "
-                                          "(a variance of term '%s' is at 0)",
-                                          m->re[k].group);
+                                          "%s: the fit is singular (a variance of term '%s' is "
+                                          "at 0)",
+                                          what, m->re[k].group);
     }
     return MLMX_OK;
 }
 
-mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, ddf_state *S)
+mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)
 {
     memset(S, 0, sizeof *S);
-    mlmx_status st = check_fit(f);
+    mlmx_status st = check_fit(f, what);
     if (st)
         return st;
     const mlmx_model *m = f->model;
@@ -237,8 +236,8 @@ mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, ddf_state *S)
     if (st) {
         mlmx_ddf_free(S);
         return mlmx_api_failf(st, st == MLMX_ERR_NOMEM ? "out of memory"
-                                                        : "Satterthwaite degrees of freedom: %s",
-                              err.msg[0] ? err.msg : "the deviance's Hessian is singular");
+                                                        : "%s: %s",
+                              what, err.msg[0] ? err.msg : "the deviance's Hessian is singular");
     }
     return MLMX_OK;
 }
@@ -273,7 +272,7 @@ mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *d
     if (!f || !L || !df)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_satterthwaite: bad argument");
     ddf_state S;
-    mlmx_status st = mlmx_ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
     if (st)
         return st;
     double var;
@@ -288,7 +287,7 @@ mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double
     if (!f || !df || !t || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests: bad argument");
     ddf_state S;
-    mlmx_status st = mlmx_ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
     if (st)
         return st;
     const int np = S.p;

@@ -175,7 +175,7 @@ static mlmx_status tests_prepare(const mlmx_fit *f, mlmx_ddf_method ddf, tests *
                               "t and F tests with denominator df are for linear mixed models "
                               "(a GLMM has Wald z tests)");
     if (ddf == MLMX_DDF_SATTERTHWAITE)
-        return mlmx_ddf_prepare(f, &T->sat);
+        return mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &T->sat);
     if (ddf == MLMX_DDF_KENWARD_ROGER)
         return mlmx_kr_prepare(f, &T->kr);
     return MLMX_OK;

@@ -17,7 +17,8 @@ typedef struct mlmx_ddf_state {
 } mlmx_ddf_state;
 
 /* Errors (recorded): MLMX_ERR_UNSUPPORTED for a GLMM or a singular fit. */
-mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, mlmx_ddf_state *S);
+/* what: the quantity asked for, named in the errors. */
+mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, mlmx_ddf_state *S);
 void mlmx_ddf_free(mlmx_ddf_state *S);
 /* Satterthwaite's df of L^T beta (L: p values); *var = L^T V L. */
 double mlmx_ddf_contrast(const mlmx_ddf_state *S, const double *L, double *var);

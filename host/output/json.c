@@ -234,6 +234,8 @@ mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, cons
     json_varcorr(&b, f);
     mlmx_json_variance(&b, f);
     mlmx_json_tests(&b, f, ddf);
+    if (!glmm)
+        mlmx_json_varcomp(&b, f);
     {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);

@@ -29,4 +29,7 @@ void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f);
 /* The JSON keys "coef_tests" and "anova" for an LMM by the method ddf
  * (tests_out.c): null with a "reason" where they do not apply. */
 void mlmx_json_tests(mlmx_strbuf *b, const mlmx_fit *f, int ddf);
+/* The JSON key "re_se" (varcomp_out.c): the variance components' SEs and
+ * intervals, or {"reason": ...} where they are not available. */
+void mlmx_json_varcomp(mlmx_strbuf *b, const mlmx_fit *f);
 #endif
