@@ -148,6 +148,11 @@ static void json_varcorr(mlmx_strbuf *b, const mlmx_fit *f)
 
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
 {
+    return mlmx_fit_write_json_extra(f, NULL, path);
+}
+
+mlmx_status mlmx_fit_write_json_extra(const mlmx_fit *f, const char *extra, const char *path)
+{
     mlmx_api_clear();
     if (!f || !path)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_write_json: NULL argument");
@@ -263,6 +268,8 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_json_str(&b, f->device_note);
     mlmx_sb_puts(&b, ",\n  \"fit_seconds\": ");
     mlmx_json_num(&b, f->seconds);
+    if (extra)
+        mlmx_sb_puts(&b, extra);
     mlmx_sb_puts(&b, "\n}\n");
     return mlmx_sb_write_file(&b, path, "JSON results");
 }

@@ -22,4 +22,7 @@ void mlmx_json_num(mlmx_strbuf *b, double x);
 mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *what);
 /* The JSON keys "variance_decomposition" and "icc" (variance_out.c). */
 void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f);
+/* mlmx_fit_write_json with extra members (",\n  \"key\": ...", NULL:
+ * none) before the closing brace (infer/confint.c). */
+mlmx_status mlmx_fit_write_json_extra(const mlmx_fit *f, const char *extra, const char *path);
 #endif
