@@ -350,3 +350,56 @@ mlmx_status mlmx_fit_write_json_confint(const mlmx_fit *f, const mlmx_confint *c
     mlmx_sb_free(&b);
     return st;
 }
+
+typedef struct xz {
+    double x, z;
+} xz;
+
+static int cmp_xz(const void *a, const void *b)
+{
+    const double u = ((const xz *)a)->x, v = ((const xz *)b)->x;
+    return (u > v) - (u < v);
+}
+
+mlmx_status mlmx_confint_write_plot(const mlmx_confint *c, const char *path)
+{
+    mlmx_api_clear();
+    if (!c || !path)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_confint_write_plot: NULL argument");
+    if (c->method != MLMX_CONFINT_PROFILE)
+        return mlmx_api_failf(MLMX_ERR_ARG, "a profile plot needs profile intervals (these are %s)",
+                              method_name(c->method));
+    /* the points of each parameter sorted by x, duplicates dropped */
+    size_t tot = 0;
+    for (int j = 0; j < c->np; j++)
+        tot += (size_t)c->npts[j];
+    xz *buf = malloc((tot ? tot : 1) * sizeof *buf);
+    double *xs = malloc(2 * (tot ? tot : 1) * sizeof *xs);
+    const double **px = malloc((size_t)c->np * sizeof *px), **pz = malloc((size_t)c->np * sizeof *pz);
+    int *n = malloc((size_t)c->np * sizeof *n);
+    if (!buf || !xs || !px || !pz || !n) {
+        free(buf), free(xs), free(px), free(pz), free(n);
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    }
+    size_t off = 0;
+    for (int j = 0; j < c->np; j++) {
+        xz *b = buf + off;
+        for (int i = 0; i < c->npts[j]; i++)
+            b[i].x = c->px[j][i], b[i].z = c->pz[j][i];
+        qsort(b, (size_t)c->npts[j], sizeof *b, cmp_xz);
+        double *x = xs + 2 * off, *z = x + c->npts[j];
+        int k = 0;
+        for (int i = 0; i < c->npts[j]; i++)
+            if (k == 0 || b[i].x != x[k - 1])
+                x[k] = b[i].x, z[k++] = b[i].z;
+        px[j] = x, pz[j] = z, n[j] = k;
+        off += (size_t)c->npts[j];
+    }
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    mlmx_status st = mlmx_plot_profile(path, c->np, (const char *const *)c->names, n, px, pz, c->lo,
+                                       c->hi, mlmx_pw_qnorm(0.5 + 0.5 * c->level),
+                                       "Likelihood profiles", &e);
+    free(buf), free(xs), free(px), free(pz), free(n);
+    return st ? mlmx_api_fail(&e) : MLMX_OK;
+}

@@ -4,8 +4,11 @@
 ##
 ##   OPENBLAS_NUM_THREADS=1 Rscript data/reference/infer/profile_reference.R
 ##
-## Needs (Debian bookworm): r-cran-lme4. The fits use lme4's default
-## optimizer settings (the profile is lme4's, as a user gets it). Writes
+## Needs (Debian bookworm): r-cran-lme4. The LMMs are fitted with lme4's
+## defaults (the profile is lme4's, as a user gets it); cbpp with BOBYQA at
+## tight tolerances and a tight PIRLS (tolPwrss), as glmm_reference.R's
+## tight fits: glmer's default (BOBYQA then Nelder-Mead) stops where its
+## Hessian's SEs are 0.5% from the optimum's. Writes
 ## data/reference/infer/profile_<case>.ref:
 ##   case, data, formula, family, method, weights  the model
 ##   theta, beta, sigma                the fit (sigma: LMMs)
@@ -35,7 +38,9 @@ for (cs in cases) {
   fit <- if (cs$family == "gaussian") {
     lmer(as.formula(cs$formula), d, REML = cs$REML)
   } else {
-    glmer(as.formula(cs$formula), d, family = cs$family)
+    glmer(as.formula(cs$formula), d, family = cs$family,
+          control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12,
+                                 optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
   }
   t0 <- proc.time()[["elapsed"]]
   cp <- suppressWarnings(suppressMessages(confint(fit, method = "profile")))
