@@ -2,7 +2,7 @@
  * on fixtures written by data/reference/infer/profile_reference.R:
  * sleepstudy (REML and ML, a correlated slope), Penicillin (crossed
  * intercepts), Dyestuff2 (singular: the batch SD is 0) and cbpp (binomial,
- * Laplace).
+ * Laplace and 10-point adaptive quadrature).
  *
  * Tolerances (issue 9):
  *   profile  1e-3 relative on each bound (absolute 1e-3 for a bound at 0).
@@ -61,6 +61,7 @@ static void open_case(const char *name, int at_ref, tcase *t)
         theta[j] = strtod(tl->tok[j], NULL);
     if (t->glmm) {
         o.family = MLMX_FAMILY_BINOMIAL;
+        o.nagq = (int)ref_num(&t->r, "nagq", 0);
         cr_assert_eq(mlmx_fit_glmm(t->m, &o, &t->f), MLMX_OK, "%s", mlmx_last_error());
         return;
     }
@@ -145,11 +146,13 @@ Test(profile, sleepstudy_ml) { check_profile("sleepstudy_ml"); }
 Test(profile, penicillin) { check_profile("penicillin"); }
 Test(profile, dyestuff2_singular) { check_profile("dyestuff2"); }
 Test(profile, cbpp_binomial, .timeout = 60) { check_profile("cbpp"); }
+Test(profile, cbpp_agq10, .timeout = 60) { check_profile("cbpp_agq10"); }
 Test(wald, sleepstudy_reml) { check_wald("sleepstudy"); }
 Test(wald, sleepstudy_ml) { check_wald("sleepstudy_ml"); }
 Test(wald, penicillin) { check_wald("penicillin"); }
 Test(wald, dyestuff2) { check_wald("dyestuff2"); }
 Test(wald, cbpp_binomial) { check_wald("cbpp"); }
+Test(wald, cbpp_agq10) { check_wald("cbpp_agq10"); }
 
 /* A variance at 0: the lower bound is exactly 0, with a note saying so. */
 Test(profile, singular_boundary)

@@ -123,6 +123,8 @@ typedef struct prof {
     double *warm, *best; /* np - 1 (or nt): the start of the next optimisation, and the
                             optimum of the last one */
     double *lb, *ub;     /* the free parameters' bounds (np each) */
+    double warm_at;      /* the held parameter's value at the warm start */
+    const double *vcov;  /* GLMM: the fixed effects' covariance (p * p), for warm starts */
     int nfree;
     /* LMM */
     mlmx_lmm_stats *s;
@@ -130,6 +132,7 @@ typedef struct prof {
     double *C;           /* p * p */
     /* GLMM */
     mlmx_glmm *g;
+    double *u_good;      /* the modes of the last successful evaluation (g->nu) */
     mlmx_error err;
     int n_evals;
 } prof;
@@ -181,6 +184,13 @@ static double glmm_dev(int n, const double *x, void *ctx)
     double dev;
     mlmx_status st = P->nagq > 1 ? mlmx_glmm_agq(P->g, P->theta, beta, P->nagq, &dev, &P->err)
                                  : mlmx_glmm_laplace(P->g, P->theta, beta, &dev, &P->err);
+    /* a failed PIRLS leaves its modes anywhere: the next evaluation starts
+     * from the last good ones */
+    if (st) {
+        memcpy(P->g->u, P->u_good, P->g->nu * sizeof *P->u_good);
+        return HUGE_VAL;
+    }
+    memcpy(P->u_good, P->g->u, P->g->nu * sizeof *P->u_good);
     return st ? HUGE_VAL : dev;
 }
 
@@ -190,6 +200,17 @@ static mlmx_status dev_at(prof *P, double x, double *dev, mlmx_error *err)
 {
     P->fixval = x;
     const int lmm_beta = !P->glmm && P->fix >= P->nv;
+    if (P->glmm && P->fix >= P->nt) {
+        /* GLMM fixed effect: move the other coefficients to their conditional
+         * mean given this one under the fit's covariance (a warm start that
+         * keeps the linear predictor, and PIRLS, in range) */
+        const int p = P->m->p, j = P->fix - P->nt;
+        const double *V = P->vcov, d = x - P->warm_at;
+        for (int k = 0; k < p && V[j + j * p] > 0; k++)
+            if (k != j)
+                P->warm[P->nt + k - (k > j)] += V[k + j * p] / V[j + j * p] * d;
+        P->warm_at = x;
+    }
     mlmx_objective fn = P->glmm ? glmm_dev : lmm_beta ? lmm_dev_beta : lmm_dev_var;
     memcpy(P->best, P->warm, (size_t)P->nfree * sizeof *P->best);
     if (P->nfree == 0) {
@@ -199,6 +220,9 @@ static mlmx_status dev_at(prof *P, double x, double *dev, mlmx_error *err)
     mlmx_optim_opts oo;
     mlmx_optim_opts_default(&oo);
     oo.max_evals = 20000;
+    if (P->glmm) /* NLopt's first steps scale with |x|: a large coefficient's would
+                    throw PIRLS far off */
+        oo.init_step = 0.1;
     mlmx_optim_result r;
     mlmx_status st = mlmx_optim_bobyqa(P->nfree, P->best, P->lb, P->ub, fn, P, &oo, &r, err);
     if (st)
@@ -208,6 +232,7 @@ static mlmx_status dev_at(prof *P, double x, double *dev, mlmx_error *err)
         return mlmx_err_set(err, MLMX_ERR_NUMERIC, "the deviance cannot be evaluated at %g%s%s",
                             x, P->err.msg[0] ? ": " : "", P->err.msg);
     memcpy(P->warm, P->best, (size_t)P->nfree * sizeof *P->warm);
+    P->warm_at = x;
     return MLMX_OK;
 }
 
@@ -257,6 +282,7 @@ static mlmx_status find_root(prof *P, const side *S, double z, const double *w0,
 {
     const double dir = z > 0 ? 1.0 : -1.0, bound = z > 0 ? S->ub : S->lb;
     memcpy(P->warm, w0, (size_t)P->nfree * sizeof *P->warm);
+    P->warm_at = S->est;
     *at_bound = 0;
     double xa = S->est, za = 0.0;      /* inside: (zeta - z) dir < 0 */
     double xb = NAN, zb = NAN;         /* beyond */
@@ -299,8 +325,10 @@ static mlmx_status find_root(prof *P, const side *S, double z, const double *w0,
             if ((xn - x) * dir <= 0 || fabs(xn - x) > cap)
                 xn = x + dir * cap;
         } else {
-            if (fabs(xb - xa) <= 1e-12 * fmax(1.0, fabs(xa))) {
-                *out = 0.5 * (xa + xb);
+            /* a bracket of 1e-6 first steps (a millionth of a standard error for
+             * a fixed effect) is the end: GLMM deviances are noisy there */
+            if (fabs(xb - xa) <= 1e-6 * S->step) {
+                *out = xa + (z - za) * (xb - xa) / (zb - za);
                 return MLMX_OK;
             }
             xn = slope > 0 && isfinite(slope) ? x + (z - zx) / slope : NAN;
@@ -323,6 +351,7 @@ static mlmx_status find_root(prof *P, const side *S, double z, const double *w0,
 static void prof_free(prof *P)
 {
     free(P->full);
+    free(P->u_good);
     mlmx_lmm_work_free(P->w);
     mlmx_lmm_stats_free(P->s);
     mlmx_glmm_free(P->g);
@@ -390,6 +419,7 @@ static mlmx_status prof_setup(const mlmx_fit *f, mlmx_confint *c, prof *P, mlmx_
     P->m = m;
     P->glmm = f->family != MLMX_FAMILY_GAUSSIAN;
     P->nagq = f->nagq;
+    P->vcov = f->vcov;
     P->nt = m->ntheta;
     P->nv = c->nvar;
     P->np = c->np;
@@ -428,6 +458,8 @@ static mlmx_status prof_setup(const mlmx_fit *f, mlmx_confint *c, prof *P, mlmx_
                                 "GLMMs fitted by the Laplace approximation or quadrature (use "
                                 "--confint wald or boot)");
         st = mlmx_glmm_create(m, f->family, f->link, mlmx_backend_cpu(), &P->g, err);
+        if (!st && !(P->u_good = calloc(P->g->nu ? P->g->nu : 1, sizeof *P->u_good)))
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     } else if (!st) {
         st = mlmx_lmm_stats_build(m, &P->s, err);
         if (!st)

@@ -10,7 +10,7 @@
 ## tight fits: glmer's default (BOBYQA then Nelder-Mead) stops where its
 ## Hessian's SEs are 0.5% from the optimum's. Writes
 ## data/reference/infer/profile_<case>.ref:
-##   case, data, formula, family, method, weights  the model
+##   case, data, formula, family, method, nagq      the model
 ##   theta, beta, sigma                the fit (sigma: LMMs)
 ##   profile NAME lower upper          confint(fit, method = "profile"), level 0.95
 ##   wald NAME lower upper             confint(fit, method = "Wald") (NA: variance
@@ -31,6 +31,9 @@ cases <- list(
   list(name = "dyestuff2", data = "dyestuff2.csv", family = "gaussian", REML = TRUE,
        formula = "Yield ~ 1 + (1|Batch)"),
   list(name = "cbpp", data = "cbpp.csv", family = "binomial", REML = FALSE,
+       formula = "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)"),
+  ## adaptive quadrature, 10 points
+  list(name = "cbpp_agq10", data = "cbpp.csv", family = "binomial", REML = FALSE, nAGQ = 10,
        formula = "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)")
 )
 for (cs in cases) {
@@ -39,6 +42,7 @@ for (cs in cases) {
     lmer(as.formula(cs$formula), d, REML = cs$REML)
   } else {
     glmer(as.formula(cs$formula), d, family = cs$family,
+          nAGQ = if (is.null(cs$nAGQ)) 1L else cs$nAGQ,
           control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12,
                                  optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
   }
@@ -48,7 +52,8 @@ for (cs in cases) {
   cw <- confint(fit, method = "Wald")
   lines <- c(paste("case", cs$name), paste("data", cs$data), paste("formula", cs$formula),
              paste("family", cs$family),
-             paste("method", if (cs$family != "gaussian") "Laplace" else if (cs$REML) "REML" else "ML"),
+             paste("method", if (!is.null(cs$nAGQ)) "AGQ" else if (cs$family != "gaussian") "Laplace" else if (cs$REML) "REML" else "ML"),
+             paste("nagq", if (is.null(cs$nAGQ)) 1L else cs$nAGQ),
              paste("nobs", nrow(d)), paste("package lme4", packageVersion("lme4")),
              paste("theta", paste(g17(getME(fit, "theta")), collapse = " ")),
              paste("beta", paste(g17(fixef(fit)), collapse = " ")))
