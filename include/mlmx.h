@@ -560,6 +560,61 @@ mlmx_status mlmx_device_describe(char *buf, size_t len);
 mlmx_status mlmx_device_select(int index);
 
 /* ------------------------------------------------------------------ */
+/* Confidence intervals (lme4's confint()).                            */
+/* ------------------------------------------------------------------ */
+/* The parameters are lme4's, in its order: the random effects' standard
+ * deviations and correlations ".sig01", ".sig02", ... (per term, the lower
+ * triangle of the SD/correlation matrix column by column, as theta), the
+ * residual SD ".sigma" (linear models), then the fixed effects.
+ *   MLMX_CONFINT_PROFILE  profile likelihood, as confint(fit, method =
+ *       "profile"): each bound solves zeta(x) = -+qnorm((1 + level) / 2),
+ *       zeta the signed square root of the change in deviance with the
+ *       other parameters re-optimised. Linear models are profiled on the ML
+ *       deviance of the ML refit (as lme4, also for a REML fit: the
+ *       estimates are the ML ones), binomial and Poisson GLMMs on the
+ *       Laplace or quadrature deviance. A parameter whose profile does not
+ *       reach the level before its bound (an SD at 0, a correlation at
+ *       -+1) gets the bound, with a message (mlmx_confint_message).
+ *   MLMX_CONFINT_WALD  beta +- qnorm((1 + level) / 2) SE, as confint(fit,
+ *       method = "Wald"); NaN for the variance parameters (lme4's NA).
+ *   MLMX_CONFINT_BOOT  percentile intervals of a parametric bootstrap
+ *       (mlmx_boot_run with the boot options given; their level is
+ *       replaced by this one), as confint(fit, method = "boot") with
+ *       boot.type = "perc".
+ * Errors: MLMX_ERR_ARG (level outside (0, 1), unknown method),
+ * MLMX_ERR_UNSUPPORTED (profile of an ordinal, negative binomial or
+ * nAGQ = 0 fit), MLMX_ERR_NUMERIC (a profile that cannot be followed),
+ * the bootstrap's errors. Allocates; free with mlmx_confint_free. */
+typedef enum mlmx_confint_method {
+    MLMX_CONFINT_PROFILE = 0,
+    MLMX_CONFINT_WALD = 1,
+    MLMX_CONFINT_BOOT = 2
+} mlmx_confint_method;
+typedef struct mlmx_confint mlmx_confint;
+struct mlmx_boot_options;
+mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, double level,
+                             const struct mlmx_boot_options *boot, mlmx_confint **out);
+void mlmx_confint_free(mlmx_confint *c);
+int mlmx_confint_nparams(const mlmx_confint *c);
+const char *mlmx_confint_name(const mlmx_confint *c, int j); /* NULL if out of range */
+/* The estimate (profile: the ML fit's for a linear model) and the bounds
+ * of parameter j; NaN where there is none. MLMX_ERR_ARG out of range. */
+mlmx_status mlmx_confint_bounds(const mlmx_confint *c, int j, double *estimate, double *lower,
+                                double *upper);
+/* Notes on the intervals (the ML refit, bounds at the boundary). */
+int mlmx_confint_nmessages(const mlmx_confint *c);
+const char *mlmx_confint_message(const mlmx_confint *c, int i);
+double mlmx_confint_seconds(const mlmx_confint *c); /* wall time of the computation */
+/* The table as R prints confint() ("2.5 %" and "97.5 %" columns), then the
+ * notes. Free with mlmx_string_free. */
+mlmx_status mlmx_confint_text(const mlmx_confint *c, char **text);
+/* Profile plots (profile intervals only): zeta against each parameter,
+ * one panel per parameter, with the interval's ends and +-z marked (lme4's
+ * xyplot of a profile). SVG, PNG or PDF by the extension; atomic.
+ * MLMX_ERR_ARG for intervals of another method. */
+mlmx_status mlmx_confint_write_plot(const mlmx_confint *c, const char *path);
+
+/* ------------------------------------------------------------------ */
 /* Parametric bootstrap.                                               */
 /* ------------------------------------------------------------------ */
 typedef struct mlmx_boot_options {
@@ -694,9 +749,12 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
  * written to a temporary name and renamed: no partial file on failure. */
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path);
 /* The same with the fixed-effect tests of an LMM by the method ddf (keys
- * "coef_tests" and "anova", docs/cli.md); mlmx_fit_write_json uses
- * Satterthwaite's. */
-mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, const char *path);
+ * "coef_tests" and "anova"; mlmx_fit_write_json uses Satterthwaite's) and,
+ * when ci is not NULL, its intervals under "confint": {"method", "level",
+ * "parameters": [{"name", "estimate", "lower", "upper"}, ...], "messages",
+ * "seconds"} (docs/cli.md). Atomic. */
+mlmx_status mlmx_fit_write_json_ex(const mlmx_fit *f, mlmx_ddf_method ddf, const mlmx_confint *ci,
+                                   const char *path);
 /* Write conditional modes as CSV: group,level,term,mode,condsd. */
 mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
 /* Caterpillar plot of the conditional modes as SVG: one panel per term and

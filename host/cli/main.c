@@ -76,6 +76,14 @@ static const char *usage_fit =
     "                     ICC (docs/inference.md; always in the JSON)\n"
     "  --icc              print the ICC of each level (cumulative for nested\n"
     "                     levels, as Stata's estat icc) and the design effect\n"
+    "  --confint M        confidence intervals under the summary, as lme4's\n"
+    "                     confint(fit, method = M): profile (profile likelihood;\n"
+    "                     linear models on the ML refit), wald (fixed effects)\n"
+    "                     or boot (percentile, 500 parametric bootstrap\n"
+    "                     replicates, seed 1); in the JSON as \"confint\"\n"
+    "  --level X          confidence level of --confint (default 0.95)\n"
+    "  --profile-plot PATH  with --confint profile: zeta against each parameter\n"
+    "                     (SVG, PNG or PDF by the extension)\n"
     "  --quiet            print neither the summary nor progress (warnings then go\n"
     "                     to standard error)\n"
     "  -h, --help         show this help\n"
@@ -122,6 +130,48 @@ static int ddf_option(const char *val, const mlmx_fit_options *opt, int *ddf)
         fputs("mlmx fit: --ddf kenward-roger needs a REML fit (as lmerTest and pbkrtest); "
               "drop --ml\n",
               stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* --confint, --level and --profile-plot. */
+typedef struct ci_request {
+    int on;
+    mlmx_confint_method method;
+    double level;
+} ci_request;
+
+static int confint_options(const char *method, const char *level, const char *plot,
+                           ci_request *ci)
+{
+    ci->on = method != NULL;
+    ci->method = MLMX_CONFINT_PROFILE;
+    ci->level = 0.95;
+    if (method && strcmp(method, "profile") != 0) {
+        if (strcmp(method, "wald") == 0)
+            ci->method = MLMX_CONFINT_WALD;
+        else if (strcmp(method, "boot") == 0)
+            ci->method = MLMX_CONFINT_BOOT;
+        else {
+            fprintf(stderr, "mlmx fit: --confint must be profile, wald or boot (not '%s')\n",
+                    method);
+            return 2;
+        }
+    }
+    if (level) {
+        char *end = NULL;
+        ci->level = strtod(level, &end);
+        if (!method || end == level || *end || !(ci->level > 0.0 && ci->level < 1.0)) {
+            fprintf(stderr, method ? "mlmx fit: --level must be a number between 0 and 1 (not "
+                                     "'%s')\n"
+                                   : "mlmx fit: --level '%s' needs --confint\n",
+                    level);
+            return 2;
+        }
+    }
+    if (plot && (!method || ci->method != MLMX_CONFINT_PROFILE)) {
+        fputs("mlmx fit: --profile-plot needs --confint profile\n", stderr);
         return 2;
     }
     return 0;
@@ -178,12 +228,35 @@ static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_sca
     return 0;
 }
 
+/* The intervals, printed under the summary (their notes to standard error
+ * when --quiet hides it). */
+static int confint_run(const mlmx_fit *f, const ci_request *ci, int quiet, mlmx_confint **out)
+{
+    mlmx_boot_options bo;
+    mlmx_boot_options_default(&bo);
+    bo.nsim = 500; /* lme4's confint(method = "boot") default */
+    if (mlmx_fit_confint(f, ci->method, ci->level, &bo, out) != MLMX_OK)
+        return mlmx_cli_fail();
+    if (quiet) {
+        for (int i = 0; i < mlmx_confint_nmessages(*out); i++)
+            fprintf(stderr, "mlmx: note: %s\n", mlmx_confint_message(*out, i));
+        return 0;
+    }
+    char *text = NULL;
+    if (mlmx_confint_text(*out, &text) != MLMX_OK)
+        return mlmx_cli_fail();
+    fputs(text, stdout);
+    mlmx_string_free(text);
+    return 0;
+}
+
 static int cmd_fit(int argc, char **argv)
 {
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL, *ddf_name = NULL,
                *re_se = NULL;
+    const char *ci_method = NULL, *ci_level = NULL, *ci_plot = NULL;
     int quiet = 0, show = 0, anova = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -216,6 +289,12 @@ static int cmd_fit(int argc, char **argv)
             target = &plot;
         } else if (strcmp(a, "--device") == 0) {
             target = &device;
+        } else if (strcmp(a, "--confint") == 0) {
+            target = &ci_method;
+        } else if (strcmp(a, "--level") == 0) {
+            target = &ci_level;
+        } else if (strcmp(a, "--profile-plot") == 0) {
+            target = &ci_plot;
         } else {
             fprintf(stderr, "mlmx fit: unknown option '%s' (see mlmx fit --help)\n", a);
             return 2;
@@ -233,6 +312,9 @@ static int cmd_fit(int argc, char **argv)
     int vc_scale = -1;
     if (!urc && re_se)
         urc = re_se_option(re_se, &opt, &vc_scale);
+    ci_request ci;
+    if (!urc)
+        urc = confint_options(ci_method, ci_level, ci_plot, &ci);
     if (urc)
         return urc;
     if (mlmx_cli_model_build(&mo, quiet)) {
@@ -256,11 +338,19 @@ static int cmd_fit(int argc, char **argv)
         return 1;
     }
     int rc = quiet ? 0 : print_fit(f, ddf, show, anova, vc_scale);
+    mlmx_confint *cint = NULL;
+    if (!rc && ci.on)
+        rc = confint_run(f, &ci, quiet, &cint);
     /* all outputs or none: a later failure removes the files written before it */
-    const char *written[3];
+    const char *written[4];
     int nw = 0;
     if (!rc && json)
-        rc = mlmx_fit_write_json_ddf(f, (mlmx_ddf_method)ddf, json) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = json, 0);
+        rc = mlmx_fit_write_json_ex(f, (mlmx_ddf_method)ddf, cint, json) != MLMX_OK
+                 ? mlmx_cli_fail()
+                 : (written[nw++] = json, 0);
+    if (!rc && ci_plot)
+        rc = mlmx_confint_write_plot(cint, ci_plot) != MLMX_OK ? mlmx_cli_fail()
+                                                                : (written[nw++] = ci_plot, 0);
     if (!rc && ranef)
         rc = mlmx_fit_write_ranef(f, ranef) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = ranef, 0);
     if (!rc && plot)
@@ -275,6 +365,7 @@ static int cmd_fit(int argc, char **argv)
                 mlmx_fit_message(f));
     if (!rc && quiet && mlmx_fit_warning(f)[0])
         fprintf(stderr, "mlmx: warning: %s\n", mlmx_fit_warning(f));
+    mlmx_confint_free(cint);
     mlmx_cli_model_free(&mo, f);
     return rc;
 }

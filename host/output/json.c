@@ -148,10 +148,11 @@ static void json_varcorr(mlmx_strbuf *b, const mlmx_fit *f)
 
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
 {
-    return mlmx_fit_write_json_ddf(f, MLMX_DDF_SATTERTHWAITE, path);
+    return mlmx_fit_write_json_ex(f, MLMX_DDF_SATTERTHWAITE, NULL, path);
 }
 
-mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, const char *path)
+mlmx_status mlmx_fit_write_json_ex(const mlmx_fit *f, mlmx_ddf_method ddf, const mlmx_confint *ci,
+                                   const char *path)
 {
     mlmx_api_clear();
     if (!f || !path)
@@ -271,6 +272,8 @@ mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, cons
     mlmx_json_str(&b, f->device_note);
     mlmx_sb_puts(&b, ",\n  \"fit_seconds\": ");
     mlmx_json_num(&b, f->seconds);
+    if (ci)
+        mlmx_json_confint(&b, ci);
     mlmx_sb_puts(&b, "\n}\n");
     return mlmx_sb_write_file(&b, path, "JSON results");
 }

@@ -928,3 +928,123 @@ mlmx_status mlmx_plot_boot(const char *path, int nparam, const char *const *name
     free(c.counts);
     return st;
 }
+
+/* ------------------------------------------------------------------ */
+/* Likelihood profiles                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct profile_ctx {
+    int nparam, ncol, nrow;
+    const char *const *names;
+    const int *npts;
+    const double *const *x, *const *zeta;
+    const double *lo, *hi;
+    double z;
+    const char *title;
+} profile_ctx;
+
+static void draw_profile_panel(const profile_ctx *c, int j, double vx0, double vx1, double vy0,
+                               double vy1)
+{
+    char buf[1024];
+    const int n = c->npts[j];
+    const double *x = c->x[j], *zt = c->zeta[j];
+    double xa = HUGE_VAL, xb = -HUGE_VAL, za = -c->z, zb = c->z;
+    for (int i = 0; i < n; i++) {
+        xa = fmin(xa, x[i]), xb = fmax(xb, x[i]);
+        za = fmin(za, zt[i]), zb = fmax(zb, zt[i]);
+    }
+    if (!(xb > xa)) {
+        const double h = isfinite(xa) && xa != 0 ? 0.1 * fabs(xa) : 1.0;
+        xa = (isfinite(xa) ? xa : 0.0) - h;
+        xb = xa + 2.0 * h;
+    }
+    const double px = 0.04 * (xb - xa), pz = 0.06 * (zb - za);
+    plvpor(vx0, vx1, vy0, vy1);
+    plwind(xa - px, xb + px, za - pz, zb + pz);
+    plcol0(C_GRID);
+    plwidth(1.0);
+    plbox("g", 0.0, 0, "g", 0.0, 0);
+    plcol0(C_TARGET);
+    pllsty(2);
+    hline(xa - px, xb + px, c->z);
+    hline(xa - px, xb + px, -c->z);
+    pllsty(1);
+    if (isfinite(c->lo[j]) || isfinite(c->hi[j])) {
+        plcol0(C_CI);
+        plwidth(1.6);
+        pllsty(2);
+        if (isfinite(c->lo[j]))
+            vline(c->lo[j], za - pz, zb + pz);
+        if (isfinite(c->hi[j]))
+            vline(c->hi[j], za - pz, zb + pz);
+        pllsty(1);
+    }
+    double wx, wy;
+    world_per_mm(&wx, &wy);
+    plcol0(C_CURVE);
+    plwidth(2.0);
+    for (int i = 1; i < n; i++) {
+        PLFLT xs[2] = {x[i - 1], x[i]}, ys[2] = {zt[i - 1], zt[i]};
+        plline(2, xs, ys);
+    }
+    for (int i = 0; i < n; i++)
+        dot(x[i], zt[i], 0.6, wx, wy);
+    plcol0(C_FG);
+    plwidth(1.0);
+    text_size(0.80);
+    plbox("bcnst", 0.0, 0, "bcnstv", 0.0, 0);
+    if (j % c->ncol == 0)
+        plmtex("l", 4.0, 0.5, 0.5, "zeta");
+    text_size(1.1);
+    plmtex("t", 1.2, 0.5, 0.5, pl_text(buf, sizeof buf, c->names[j]));
+    text_size(1.0);
+}
+
+static void draw_profile(const plot_job *job)
+{
+    const profile_ctx *c = job->ctx;
+    char buf[1024];
+    const double W = job->width, H = job->height, top = 70.0;
+    pladv(0);
+    plvpor(0.0, 1.0, 0.0, 1.0);
+    plwind(0.0, W, 0.0, H);
+    plcol0(C_FG);
+    if (c->title && c->title[0]) {
+        pl_text(buf, sizeof buf, c->title);
+        text_size(fit_size(buf, 0.96 * page_width_mm(), 1.45));
+        plptex(0.5 * W, H - 26.0, 1.0, 0.0, 0.5, buf);
+    }
+    text_size(0.8);
+    plcol0(C_MUTED);
+    snprintf(buf, sizeof buf,
+             "zeta: the signed square root of the change in deviance; green: zeta = +-%.3g; "
+             "orange: the interval",
+             c->z);
+    plptex(0.5 * W, H - 51.0, 1.0, 0.0, 0.5, buf);
+    const double cw = W / c->ncol, ch = (H - top) / c->nrow;
+    for (int j = 0; j < c->nparam; j++) {
+        const int r = j / c->ncol, k = j % c->ncol;
+        const double x0 = k * cw + 70.0, x1 = (k + 1) * cw - 24.0;
+        const double y1 = H - top - r * ch - 40.0, y0 = H - top - (r + 1) * ch + 44.0;
+        draw_profile_panel(c, j, x0 / W, x1 / W, y0 / H, y1 / H);
+    }
+}
+
+mlmx_status mlmx_plot_profile(const char *path, int nparam, const char *const *names,
+                              const int *npts, const double *const *x, const double *const *zeta,
+                              const double *lo, const double *hi, double z, const char *title,
+                              mlmx_error *err)
+{
+    if (!path || !names || !npts || !x || !zeta || !lo || !hi)
+        return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_plot_profile: NULL argument");
+    if (nparam < 1 || nparam > 64)
+        return mlmx_err_set(err, MLMX_ERR_ARG,
+                            "profile plot '%s': %d parameters (1 to 64 can be drawn)", path, nparam);
+    profile_ctx c = {nparam, 0, 0, names, npts, x, zeta, lo, hi, z, title};
+    c.ncol = nparam < 3 ? nparam : 3;
+    c.nrow = (nparam + c.ncol - 1) / c.ncol;
+    const double w = 360.0 * c.ncol, h = 70.0 + 300.0 * c.nrow;
+    plot_job job = {w, h, draw_profile, &c};
+    return plot_file(path, "profile plot", title, &job, err);
+}

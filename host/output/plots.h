@@ -40,4 +40,13 @@ mlmx_status mlmx_plot_boot(const char *path, int nparam, const char *const *name
                            const double *values, const double *estimate, const double *lo,
                            const double *hi, const char *title, mlmx_error *err);
 
+/* Likelihood profiles: one panel per parameter, zeta against the
+ * parameter through npts[j] points (x[j], zeta[j]) sorted by x, the
+ * interval's ends lo[j], hi[j] as dashed vertical lines (NaN: none) and
+ * zeta = +-z as dotted horizontal ones. title may be NULL. */
+mlmx_status mlmx_plot_profile(const char *path, int nparam, const char *const *names,
+                              const int *npts, const double *const *x, const double *const *zeta,
+                              const double *lo, const double *hi, double z, const char *title,
+                              mlmx_error *err);
+
 #endif
