@@ -222,8 +222,28 @@ static int margin_present(const mlmx_termlist *tl, char **const *tnames, int t, 
     return 0;
 }
 
+/* The recipe at work while columns are built: variables are recorded into
+ * rec (fitting) or recoded by apply (new data); both NULL: neither. */
+typedef struct recipe_ctx {
+    mlmx_recipe *rec;
+    const mlmx_recipe *apply;
+} recipe_ctx;
+
+static mlmx_status recipe_hook(const recipe_ctx *cx, evar *v, const size_t *rows, size_t n,
+                               mlmx_error *err)
+{
+    if (!cx)
+        return MLMX_OK;
+    if (cx->rec)
+        return mlmx_recipe_record(cx->rec, v->name, v->is_factor, v->levels, v->nlevels, err);
+    if (cx->apply)
+        return mlmx_recipe_apply(cx->apply, v->name, v->is_factor, &v->levels, &v->nlevels,
+                                 v->codes, rows, n, err);
+    return MLMX_OK;
+}
+
 static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, const size_t *rows,
-                                 size_t n, colset *out, mlmx_error *err)
+                                 size_t n, const recipe_ctx *cx, colset *out, mlmx_error *err)
 {
     mlmx_status st = MLMX_OK;
     memset(out, 0, sizeof *out);
@@ -260,6 +280,8 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
             st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         for (int a = 0; a < nv && !st; a++) {
             st = evar_eval(term->vars[a], d, rows, n, &vars[a], err);
+            if (!st)
+                st = recipe_hook(cx, &vars[a], rows, n, err);
             if (st)
                 break;
             if (vars[a].is_factor) {
@@ -295,7 +317,9 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
                 for (size_t i = 0; i < n; i++) {
                     double v = 1.0;
                     for (int a = 0; a < nv; a++) {
-                        if (vars[a].is_factor)
+                        if (vars[a].is_factor && vars[a].codes[i] < 0)
+                            v = NAN; /* missing (new data only: model rows are complete) */
+                        else if (vars[a].is_factor)
                             v *= (vars[a].codes[i] == first[a] + idx[a]) ? 1.0 : 0.0;
                         else
                             v *= vars[a].num[i];
@@ -445,7 +469,38 @@ void mlmx_model_destroy(mlmx_model *m)
     free(m->theta_lower);
     free_strv(m->theta_names, m->ntheta);
     free_strv(m->messages, m->nmessages);
+    mlmx_recipe_clear(&m->recipe);
     free(m);
+}
+
+mlmx_status mlmx_model_columns_for(const mlmx_termlist *tl, const mlmx_data *d,
+                                   const mlmx_recipe *rc, char *const *names, int ncol,
+                                   double *out, mlmx_error *err)
+{
+    size_t n = d->nrow;
+    size_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (!rows)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+    recipe_ctx cx = {NULL, rc};
+    colset cs;
+    mlmx_status st = build_columns(tl, d, rows, n, &cx, &cs, err);
+    free(rows);
+    if (st)
+        return st;
+    for (int j = 0; j < ncol && !st; j++) {
+        int c = 0;
+        while (c < cs.ncol && strcmp(cs.names[c], names[j]) != 0)
+            c++;
+        if (c == cs.ncol)
+            st = mlmx_err_set(err, MLMX_ERR_MODEL,
+                              "the formula does not give the model column '%s'", names[j]);
+        else
+            memcpy(out + (size_t)j * n, cs.cols[c], n * sizeof *out);
+    }
+    colset_free(&cs);
+    return st;
 }
 
 /* Rows in which every model variable is present. */
@@ -611,7 +666,8 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
                             out->group, used, used == 1 ? "" : "s");
 
     colset cs;
-    st = build_columns(&rt->lhs, d, m->rows, n, &cs, err);
+    recipe_ctx cx = {&m->recipe, NULL};
+    st = build_columns(&rt->lhs, d, m->rows, n, &cx, &cs, err);
     if (st)
         return st;
     if (cs.ncol == 0) {
@@ -799,7 +855,8 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
     /* Fixed effects */
     {
         colset cs;
-        st = build_columns(&f->fixed, d, m->rows, m->n, &cs, err);
+        recipe_ctx cx = {&m->recipe, NULL};
+        st = build_columns(&f->fixed, d, m->rows, m->n, &cx, &cs, err);
         if (st)
             goto fail;
         st = drop_collinear(&cs, m->n, &m->dropped_fixef, &m->n_dropped_fixef, err);
@@ -858,6 +915,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
         m->re = tmp;
         for (int k = 0; k < f->nre; k++) {
             st = build_reterm(&f->re[k], d, m, &m->re[k], err);
+            m->re[k].formula_index = k;
             m->K = k + 1;
             if (st)
                 goto fail;
