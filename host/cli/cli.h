@@ -55,4 +55,5 @@ int mlmx_cli_fail(void);
 int mlmx_cmd_boot(int argc, char **argv);
 int mlmx_cmd_merge(int argc, char **argv);
 int mlmx_cmd_simulate(int argc, char **argv);
+int mlmx_cmd_predict(int argc, char **argv);
 #endif
