@@ -1,0 +1,241 @@
+/* Saved models and prediction (docs/inference.md, "Saved models and
+ * prediction"; docs/model-file.md): fit -> mlmx_fit_save -> read ->
+ * mlmx_predict against lme4's predict() (data/reference/infer/
+ * predict_reference.R), the fit's own fitted values reproduced, and bad
+ * input through the library and the command.
+ *
+ * Tolerances. Predictions, their SEs and the response scale: 1e-10
+ * relative (absolute below 1e-9 in scale). For that the estimates must be
+ * lme4's: an LMM is fitted at lme4's theta exactly (theta_start with one
+ * evaluation; beta, sigma and the modes are then profiled as lme4 profiles
+ * them); a GLMM's fit is first checked against lme4's beta to 1e-3 and then
+ * given lme4's beta, vcov and conditional modes (on cbpp mlmx's Laplace
+ * optimum and lme4's differ by up to 4e-4 relative in beta), so that the test checks
+ * the saved recipe, the file and the prediction, not the optimizer. Save ->
+ * read -> predict on the fitting data reproduces an LMM's fitted values
+ * bit for bit, a GLMM's means to 1e-14 relative (its fit sums the linear
+ * predictor in another order). */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lmm/fit.h"
+#include "mlmx.h"
+#include "output/modelfile.h"
+#include "refutil.h"
+
+#define REFDIR MLMX_SOURCE_DIR "/data/reference/infer/"
+#define TOL 1e-10
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mlmx-predict-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static double tokval(const char *t) { return strcmp(t, "NA") == 0 ? NAN : strtod(t, NULL); }
+
+/* A fit of the case's model: at lme4's estimates (see the top). */
+typedef struct fixture {
+    ref_file r;
+    mlmx_data *d;
+    mlmx_model *m;
+    mlmx_fit *f;
+    int gauss;
+    char datapath[512];
+} fixture;
+
+static void pin_glmm(fixture *x)
+{
+    mlmx_fit *f = x->f;
+    const mlmx_model *m = x->m;
+    int p = mlmx_model_nfixef(m);
+    const ref_line *b = ref_get(&x->r, "beta"), *v = ref_get(&x->r, "vcov");
+    cr_assert(b && b->ntok == p && v && v->ntok == p * p);
+    for (int j = 0; j < p; j++) {
+        double want = strtod(b->tok[j], NULL);
+        cr_expect(close_rel(f->beta[j], want, 1e-3, 1e-3), "beta[%d] = %.10g, lme4 %.10g", j,
+                  f->beta[j], want);
+        f->beta[j] = want;
+    }
+    for (int j = 0; j < p * p; j++)
+        f->vcov[j] = strtod(v->tok[j], NULL);
+    for (int k = 0; k < mlmx_model_nterms(m); k++) {
+        int q = mlmx_model_term_q(m, k), found = 0;
+        for (int l = 0; l < mlmx_model_term_nlevels(m, k); l++) {
+            const ref_line *rl;
+            for (int i = 0; (rl = ref_get_nth(&x->r, "ranef", i)) != NULL; i++) {
+                if (strcmp(rl->tok[0], mlmx_model_term_group(m, k)) == 0 &&
+                    strcmp(rl->tok[1], mlmx_model_term_level(m, k, l)) == 0) {
+                    cr_assert_eq(rl->ntok, 2 + q);
+                    for (int c = 0; c < q; c++)
+                        f->ranef[k][l * q + c] = strtod(rl->tok[2 + c], NULL);
+                    found++;
+                }
+            }
+        }
+        cr_assert_eq(found, mlmx_model_term_nlevels(m, k), "term %d: levels matched", k);
+    }
+}
+
+static void fixture_load(const char *name, fixture *x, int pin)
+{
+    char path[1024];
+    memset(x, 0, sizeof *x);
+    snprintf(path, sizeof path, REFDIR "predict_%s.ref", name);
+    cr_assert_eq(ref_load(path, &x->r), 0, "cannot read %s", path);
+    snprintf(x->datapath, sizeof x->datapath, "%s/data/%s", MLMX_SOURCE_DIR,
+             ref_get(&x->r, "data")->rest);
+    cr_assert_eq(mlmx_data_read_csv(x->datapath, &x->d), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_model_create(x->d, ref_get(&x->r, "formula")->rest, &x->m), MLMX_OK, "%s",
+                 mlmx_last_error());
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    x->gauss = strcmp(ref_get(&x->r, "family")->rest, "gaussian") == 0;
+    double theta[16];
+    const ref_line *tl = ref_get(&x->r, "theta");
+    cr_assert(tl && tl->ntok <= 16);
+    for (int j = 0; j < tl->ntok; j++)
+        theta[j] = strtod(tl->tok[j], NULL);
+    o.conditional_variances = 1;
+    if (x->gauss) {
+        o.theta_start = theta;
+        o.max_evaluations = 1;
+        cr_assert_eq(mlmx_fit_lmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
+    } else {
+        o.family = MLMX_FAMILY_BINOMIAL;
+        cr_assert_eq(mlmx_fit_glmm(x->m, &o, &x->f), MLMX_OK, "%s", mlmx_last_error());
+        if (pin)
+            pin_glmm(x);
+    }
+}
+
+static void fixture_free(fixture *x)
+{
+    mlmx_fit_free(x->f);
+    mlmx_model_free(x->m);
+    mlmx_data_free(x->d);
+    ref_free(&x->r);
+}
+
+/* Save x's fit and read it back. */
+static mlmx_model_file *save_read(const fixture *x, const char *fname)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, fname);
+    cr_assert_eq(mlmx_fit_save(x->f, path, x->datapath), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_model_file *mf = NULL;
+    cr_assert_eq(mlmx_model_file_read(path, &mf), MLMX_OK, "%s", mlmx_last_error());
+    return mf;
+}
+
+static void expect_vec(const char *what, const double *got, const ref_line *want, size_t n)
+{
+    cr_assert(want, "fixture lacks %s", what);
+    cr_assert_eq((size_t)want->ntok, n, "%s: %d values in the fixture, %zu rows", what,
+                 want->ntok, n);
+    double maxrel = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double w = tokval(want->tok[i]);
+        if (!isnan(w) && fabs(got[i] - w) / fmax(fabs(w), 1e-9) > maxrel)
+            maxrel = fabs(got[i] - w) / fmax(fabs(w), 1e-9);
+        if (isnan(w))
+            cr_expect(isnan(got[i]), "%s row %zu: %.17g, R gives NA", what, i + 1, got[i]);
+        else
+            cr_expect(close_rel(got[i], w, TOL, 1e-9), "%s row %zu: %.17g, R %.17g (diff %.3g)",
+                      what, i + 1, got[i], w, got[i] - w);
+    }
+    cr_log_info("%s: max relative difference from R %.3g", what, maxrel);
+}
+
+static void check_case(const char *name)
+{
+    fixture x;
+    fixture_load(name, &x, 1);
+    mlmx_model_file *mf = save_read(&x, "model.h5");
+    char path[1024];
+    snprintf(path, sizeof path, REFDIR "%s", ref_get(&x.r, "newdata")->rest);
+    mlmx_data *nd = NULL;
+    cr_assert_eq(mlmx_data_read_csv(path, &nd), MLMX_OK, "%s", mlmx_last_error());
+    size_t n = mlmx_data_nrow(nd), nnew = 99;
+    double *fit = malloc(n * sizeof *fit), *se = malloc(n * sizeof *se);
+    mlmx_predict_options o;
+    mlmx_predict_options_default(&o);
+    o.re = MLMX_PREDICT_RE_NONE;
+    cr_assert_eq(mlmx_predict(mf, nd, &o, fit, se, &nnew), MLMX_OK, "%s", mlmx_last_error());
+    expect_vec("re none", fit, ref_get(&x.r, "pred_none"), n);
+    expect_vec("se", se, ref_get(&x.r, "se_link"), n);
+    o.re = MLMX_PREDICT_RE_ALL;
+    cr_assert_eq(mlmx_predict(mf, nd, &o, fit, NULL, &nnew), MLMX_OK, "%s", mlmx_last_error());
+    expect_vec("re all", fit, ref_get(&x.r, "pred_all"), n);
+    cr_expect_eq(nnew, (size_t)ref_num(&x.r, "n_new", 0), "rows with a new level: %zu", nnew);
+    if (!x.gauss) {
+        o.type = MLMX_PREDICT_RESPONSE;
+        cr_assert_eq(mlmx_predict(mf, nd, &o, fit, NULL, NULL), MLMX_OK, "%s",
+                     mlmx_last_error());
+        expect_vec("response, re all", fit, ref_get(&x.r, "resp_all"), n);
+        o.re = MLMX_PREDICT_RE_NONE;
+        cr_assert_eq(mlmx_predict(mf, nd, &o, fit, NULL, NULL), MLMX_OK, "%s",
+                     mlmx_last_error());
+        expect_vec("response, re none", fit, ref_get(&x.r, "resp_none"), n);
+    }
+    free(fit);
+    free(se);
+    mlmx_data_free(nd);
+    mlmx_model_file_free(mf);
+    fixture_free(&x);
+}
+
+TestSuite(predict, .init = setup, .fini = teardown);
+
+Test(predict, sleepstudy_against_lme4) { check_case("sleepstudy"); }
+Test(predict, oats_factor_interaction_against_lme4) { check_case("oats"); }
+Test(predict, cbpp_binomial_against_lme4) { check_case("cbpp"); }
+
+/* Save -> read -> predict on the fitting data gives the fit's fitted values. */
+static void check_refit(const char *name, double tol)
+{
+    fixture x;
+    fixture_load(name, &x, 0);
+    mlmx_model_file *mf = save_read(&x, "model.h5");
+    cr_expect_str_eq(mlmx_model_file_formula(mf), ref_get(&x.r, "formula")->rest);
+    cr_expect_str_eq(mlmx_model_file_version(mf), mlmx_version());
+    cr_expect_eq(strlen(mlmx_model_file_data_sha256(mf)), 64u);
+    size_t n = mlmx_data_nrow(x.d);
+    cr_assert_eq(n, mlmx_model_nobs(x.m), "the data set has no dropped rows");
+    double *fit = malloc(n * sizeof *fit);
+    mlmx_predict_options o;
+    mlmx_predict_options_default(&o);
+    o.type = MLMX_PREDICT_RESPONSE;
+    size_t nnew = 99;
+    cr_assert_eq(mlmx_predict(mf, x.d, &o, fit, NULL, &nnew), MLMX_OK, "%s", mlmx_last_error());
+    cr_expect_eq(nnew, 0u);
+    const double *fv = mlmx_fit_fitted(x.f);
+    for (size_t i = 0; i < n; i++)
+        if (tol == 0)
+            cr_expect_eq(fit[i], fv[i], "row %zu: %.17g, fitted %.17g", i + 1, fit[i], fv[i]);
+        else
+            cr_expect(close_rel(fit[i], fv[i], tol, 1e-300), "row %zu: %.17g, fitted %.17g",
+                      i + 1, fit[i], fv[i]);
+    free(fit);
+    mlmx_model_file_free(mf);
+    fixture_free(&x);
+}
+
+Test(predict, sleepstudy_reproduces_fitted_exactly) { check_refit("sleepstudy", 0); }
+Test(predict, oats_reproduces_fitted_exactly) { check_refit("oats", 0); }
+Test(predict, cbpp_reproduces_fitted_means) { check_refit("cbpp", 1e-14); }
