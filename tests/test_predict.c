@@ -239,3 +239,138 @@ static void check_refit(const char *name, double tol)
 Test(predict, sleepstudy_reproduces_fitted_exactly) { check_refit("sleepstudy", 0); }
 Test(predict, oats_reproduces_fitted_exactly) { check_refit("oats", 0); }
 Test(predict, cbpp_reproduces_fitted_means) { check_refit("cbpp", 1e-14); }
+
+/* ---- bad input: the library -------------------------------------------- */
+
+static void write_text(const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", tmpdir, name);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* Predict from x's saved fit on a CSV text: the status, message in msg. */
+static mlmx_status predict_csv(const fixture *x, const char *csv, char *msg, size_t cap)
+{
+    char path[512];
+    write_text("new.csv", csv, path, sizeof path);
+    mlmx_model_file *mf = save_read(x, "model.h5");
+    mlmx_data *nd = NULL;
+    cr_assert_eq(mlmx_data_read_csv(path, &nd), MLMX_OK, "%s", mlmx_last_error());
+    double fit[16];
+    cr_assert_leq(mlmx_data_nrow(nd), 16u);
+    mlmx_predict_options o;
+    mlmx_predict_options_default(&o);
+    mlmx_status st = mlmx_predict(mf, nd, &o, fit, NULL, NULL);
+    snprintf(msg, cap, "%s", mlmx_last_error());
+    mlmx_data_free(nd);
+    mlmx_model_file_free(mf);
+    return st;
+}
+
+Test(predict, missing_column_is_named)
+{
+    fixture x;
+    fixture_load("sleepstudy", &x, 0);
+    char msg[1024];
+    cr_expect_eq(predict_csv(&x, "Subject\n308\n309\n", msg, sizeof msg), MLMX_ERR_DATA);
+    cr_expect(strstr(msg, "newdata") && strstr(msg, "'Days'"), "message: %s", msg);
+    fixture_free(&x);
+}
+
+Test(predict, factor_given_as_numbers_and_numbers_as_strings)
+{
+    fixture x;
+    fixture_load("oats", &x, 0);
+    char msg[1024];
+    cr_expect_eq(predict_csv(&x, "nitro,Variety,Block\n0,1,I\n0.2,2,II\n", msg, sizeof msg),
+                 MLMX_ERR_DATA);
+    cr_expect(strstr(msg, "'Variety'") && strstr(msg, "fitted with type \"factor\"") &&
+                  strstr(msg, "\"numeric\" was supplied"),
+              "message: %s", msg);
+    fixture_free(&x);
+    fixture_load("sleepstudy", &x, 0);
+    cr_expect_eq(predict_csv(&x, "Days,Subject\nthree,308\n", msg, sizeof msg), MLMX_ERR_DATA);
+    cr_expect(strstr(msg, "'Days'") && strstr(msg, "fitted with type \"numeric\""), "message: %s",
+              msg);
+    fixture_free(&x);
+}
+
+Test(predict, unseen_fixed_effect_level_names_factor_row_level)
+{
+    fixture x;
+    fixture_load("oats", &x, 0);
+    char msg[1024];
+    cr_expect_eq(predict_csv(&x, "nitro,Variety,Block\n0,Victory,I\n0.2,Purple,II\n", msg,
+                             sizeof msg),
+                 MLMX_ERR_DATA);
+    cr_expect(strstr(msg, "factor 'Variety'") && strstr(msg, "new level 'Purple'") &&
+                  strstr(msg, "row 2"),
+              "message: %s", msg);
+    fixture_free(&x);
+}
+
+Test(predict, other_format_version_is_refused)
+{
+    fixture x;
+    fixture_load("sleepstudy", &x, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/v2.h5", tmpdir);
+    cr_assert_eq(mlmx_model_file_write(x.f, path, NULL, MLMX_MODEL_FILE_FORMAT + 1), MLMX_OK,
+                 "%s", mlmx_last_error());
+    mlmx_model_file *mf = NULL;
+    cr_expect_eq(mlmx_model_file_read(path, &mf), MLMX_ERR_UNSUPPORTED);
+    cr_expect_null(mf);
+    cr_expect(strstr(mlmx_last_error(), "format version 2") &&
+                  strstr(mlmx_last_error(), "reads format version 1"),
+              "message: %s", mlmx_last_error());
+    fixture_free(&x);
+}
+
+/* Damage a saved file: truncate it to half, or overwrite len bytes at off. */
+static mlmx_status read_damaged(const fixture *x, long off, long len, int truncate_half)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/damaged.h5", tmpdir);
+    cr_assert_eq(mlmx_fit_save(x->f, path, NULL), MLMX_OK, "%s", mlmx_last_error());
+    FILE *fp = fopen(path, "r+b");
+    cr_assert_not_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    if (truncate_half) {
+        fclose(fp);
+        cr_assert_eq(truncate(path, size / 2), 0);
+    } else {
+        cr_assert_lt(off + len, size);
+        fseek(fp, off, SEEK_SET);
+        for (long i = 0; i < len; i++)
+            fputc(0xA5, fp);
+        fclose(fp);
+    }
+    mlmx_model_file *mf = NULL;
+    mlmx_status st = mlmx_model_file_read(path, &mf);
+    mlmx_model_file_free(mf);
+    return st;
+}
+
+Test(predict, damaged_files_are_refused)
+{
+    fixture x;
+    fixture_load("sleepstudy", &x, 0);
+    cr_expect_eq(read_damaged(&x, 0, 0, 1), MLMX_ERR_PARSE, "truncated: %s",
+                 mlmx_last_error());
+    cr_expect_eq(read_damaged(&x, 0, 8, 0), MLMX_ERR_PARSE, "signature: %s", mlmx_last_error());
+    cr_expect(strstr(mlmx_last_error(), "not an HDF5 file"), "%s", mlmx_last_error());
+    cr_expect_eq(read_damaged(&x, 8, 64, 0), MLMX_ERR_PARSE, "superblock: %s",
+                 mlmx_last_error());
+    /* not a model file; no file at all */
+    mlmx_model_file *mf = NULL;
+    cr_expect_eq(mlmx_model_file_read(x.datapath, &mf), MLMX_ERR_PARSE);
+    char path[512];
+    snprintf(path, sizeof path, "%s/none.h5", tmpdir);
+    cr_expect_eq(mlmx_model_file_read(path, &mf), MLMX_ERR_IO);
+    cr_expect_null(mf);
+    fixture_free(&x);
+}

@@ -28,12 +28,32 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t))
     *id = -1;
 }
 
-static hid_t vstr_type(void)
+/* A fixed-length string type of size bytes (with the terminating NUL).
+ * Strings are stored fixed-length or as NUL-separated bytes, never as
+ * variable-length strings: those live in HDF5's global heap, which has no
+ * checksum and which libhdf5 reads without bounds checks (a damaged file
+ * crashes it). */
+static hid_t str_type(size_t size)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0))
+    if (t >= 0 && (H5Tset_size(t, size ? size : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0))
         close_id(&t, H5Tclose);
     return t;
+}
+
+/* Dataset element types: numbers, ints, bytes. */
+enum { K_DBL = 0, K_INT = 1, K_U8 = 2 };
+static hid_t ftype_of(int kind)
+{
+    return kind == K_DBL ? H5T_IEEE_F64LE : kind == K_INT ? H5T_STD_I32LE : H5T_STD_U8LE;
+}
+static hid_t mtype_of(int kind)
+{
+    return kind == K_DBL ? H5T_NATIVE_DOUBLE : kind == K_INT ? H5T_NATIVE_INT : H5T_NATIVE_UCHAR;
+}
+static size_t size_of(int kind)
+{
+    return kind == K_DBL ? sizeof(double) : kind == K_INT ? sizeof(int) : 1;
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -48,11 +68,11 @@ static void w_attr_str(wr *w, hid_t obj, const char *name, const char *val)
 {
     if (!w->ok)
         return;
-    hid_t t = vstr_type(), sp = H5Screate(H5S_SCALAR), a = -1;
+    const char *v = nz(val);
+    hid_t t = str_type(strlen(v) + 1), sp = H5Screate(H5S_SCALAR), a = -1;
     if (t >= 0 && sp >= 0)
         a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    const char *v = nz(val);
-    if (a < 0 || H5Awrite(a, t, &v) < 0) {
+    if (a < 0 || H5Awrite(a, t, v) < 0) {
         w->ok = 0;
         w->what = name;
     }
@@ -81,7 +101,7 @@ static void w_attr_num(wr *w, hid_t obj, const char *name, int is_int, double v)
 
 /* A numeric dataset of rank 1 (d0) or 2 (d0 x d1), chunked whole with a
  * Fletcher-32 checksum when non-empty. */
-static void w_nums(wr *w, hid_t loc, const char *name, int is_int, hsize_t d0, hsize_t d1,
+static void w_nums(wr *w, hid_t loc, const char *name, int kind, hsize_t d0, hsize_t d1,
                    const void *buf)
 {
     if (!w->ok)
@@ -93,10 +113,9 @@ static void w_nums(wr *w, hid_t loc, const char *name, int is_int, hsize_t d0, h
                                            H5Pset_fletcher32(dcpl) < 0))
         close_id(&dcpl, H5Pclose);
     if (sp >= 0 && dcpl >= 0)
-        d = H5Dcreate2(loc, name, is_int ? H5T_STD_I32LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT, dcpl,
-                       H5P_DEFAULT);
-    if (d < 0 || (d0 > 0 && H5Dwrite(d, is_int ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE, H5S_ALL,
-                                     H5S_ALL, H5P_DEFAULT, buf) < 0)) {
+        d = H5Dcreate2(loc, name, ftype_of(kind), sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (d < 0 ||
+        (d0 > 0 && H5Dwrite(d, mtype_of(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
         w->ok = 0;
         w->what = name;
     }
@@ -105,20 +124,28 @@ static void w_nums(wr *w, hid_t loc, const char *name, int is_int, hsize_t d0, h
     close_id(&sp, H5Sclose);
 }
 
+/* n strings as one byte dataset, each with its terminating NUL (checksummed
+ * like the numbers). */
 static void w_strs(wr *w, hid_t loc, const char *name, char *const *v, hsize_t n)
 {
     if (!w->ok)
         return;
-    hid_t t = vstr_type(), sp = H5Screate_simple(1, &n, NULL), d = -1;
-    if (t >= 0 && sp >= 0)
-        d = H5Dcreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (d < 0 || (n > 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)) {
+    size_t len = 0;
+    for (hsize_t i = 0; i < n; i++)
+        len += strlen(v[i]) + 1;
+    char *buf = malloc(len ? len : 1);
+    if (!buf) {
         w->ok = 0;
-        w->what = name;
+        w->what = "out of memory";
+        return;
     }
-    close_id(&d, H5Dclose);
-    close_id(&sp, H5Sclose);
-    close_id(&t, H5Tclose);
+    for (hsize_t i = 0, at = 0; i < n; i++) {
+        size_t l = strlen(v[i]) + 1;
+        memcpy(buf + at, v[i], l);
+        at += l;
+    }
+    w_nums(w, loc, name, K_U8, (hsize_t)len, 0, buf);
+    free(buf);
 }
 
 static hid_t w_group(wr *w, hid_t loc, const char *name)
@@ -300,15 +327,19 @@ static char *r_attr_str(rd *r, hid_t obj, const char *name)
     if (r->err.code)
         return NULL;
     hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : -1;
-    hid_t ft = a >= 0 ? H5Aget_type(a) : -1, t = vstr_type();
-    char *v = NULL, *out = NULL;
-    if (a < 0 || ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) <= 0 ||
-        H5Aread(a, t, &v) < 0)
+    hid_t ft = a >= 0 ? H5Aget_type(a) : -1, t = -1;
+    size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
+    char *out = NULL;
+    if (a < 0 || ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) != 0 ||
+        size == 0 || size > (1u << 20) || (t = str_type(size)) < 0) {
         rd_fail(r, "missing or unreadable attribute", name);
-    else if (!(out = mlmx_strdup(nz(v))))
+    } else if (!(out = calloc(size + 1, 1))) {
         mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
-    if (v)
-        H5free_memory(v);
+    } else if (H5Aread(a, t, out) < 0) {
+        rd_fail(r, "cannot read attribute", name);
+        free(out);
+        out = NULL;
+    }
     close_id(&t, H5Tclose);
     close_id(&ft, H5Tclose);
     close_id(&a, H5Aclose);
@@ -327,23 +358,24 @@ static double r_attr_num(rd *r, hid_t obj, const char *name)
     return v;
 }
 
-/* A dataset of exactly n numbers (ints when is_int), malloc'd. */
-static void *r_nums(rd *r, hid_t loc, const char *name, int is_int, size_t n)
+/* A dataset of `kind` elements, malloc'd, with *n its size: exactly *n
+ * values when want is set (an error otherwise). */
+static void *r_data(rd *r, hid_t loc, const char *name, int kind, size_t *n, int want)
 {
     if (r->err.code)
         return NULL;
     hid_t d = H5Lexists(loc, name, H5P_DEFAULT) > 0 ? H5Dopen2(loc, name, H5P_DEFAULT) : -1;
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-    void *buf = malloc((n ? n : 1) * (is_int ? sizeof(int) : sizeof(double)));
-    if (d < 0 || sp < 0) {
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    void *buf = NULL;
+    if (d < 0 || sp < 0 || np < 0) {
         rd_fail(r, "missing dataset", name);
-    } else if ((size_t)H5Sget_simple_extent_npoints(sp) != n) {
+    } else if (want && (size_t)np != *n) {
         mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s' has %lld values, "
-                     "not %zu", r->path, name, (long long)H5Sget_simple_extent_npoints(sp), n);
-    } else if (!buf) {
+                     "not %zu", r->path, name, (long long)np, *n);
+    } else if (!(buf = malloc(((size_t)np ? (size_t)np : 1) * size_of(kind)))) {
         mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
-    } else if (n > 0 && H5Dread(d, is_int ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                               H5P_DEFAULT, buf) < 0) {
+    } else if (np > 0 && H5Dread(d, mtype_of(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         rd_fail(r, "cannot read dataset (damaged file?)", name);
     }
     close_id(&sp, H5Sclose);
@@ -352,44 +384,45 @@ static void *r_nums(rd *r, hid_t loc, const char *name, int is_int, size_t n)
         free(buf);
         return NULL;
     }
+    *n = (size_t)np;
     return buf;
 }
 
-/* A dataset of exactly n strings, as a malloc'd array of malloc'd strings. */
+static void *r_nums(rd *r, hid_t loc, const char *name, int kind, size_t n)
+{
+    return r_data(r, loc, name, kind, &n, 1);
+}
+
+/* The number of values of a dataset (0 after an error). */
+static size_t r_count(rd *r, hid_t loc, const char *name)
+{
+    size_t n = 0;
+    free(r_data(r, loc, name, K_DBL, &n, 0));
+    return n;
+}
+
+/* Exactly n NUL-terminated strings (w_strs), as a malloc'd array of
+ * malloc'd strings. */
 static char **r_strs(rd *r, hid_t loc, const char *name, size_t n)
 {
-    if (r->err.code)
-        return NULL;
-    hid_t d = H5Lexists(loc, name, H5P_DEFAULT) > 0 ? H5Dopen2(loc, name, H5P_DEFAULT) : -1;
-    hid_t sp = d >= 0 ? H5Dget_space(d) : -1, t = vstr_type();
-    char **vl = calloc(n ? n : 1, sizeof *vl), **out = calloc(n ? n : 1, sizeof *out);
-    int read = 0;
-    if (d < 0 || sp < 0) {
-        rd_fail(r, "missing dataset", name);
-    } else if ((size_t)H5Sget_simple_extent_npoints(sp) != n) {
-        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s' has %lld values, "
-                     "not %zu", r->path, name, (long long)H5Sget_simple_extent_npoints(sp), n);
-    } else if (!vl || !out) {
+    size_t len = 0;
+    char *buf = r_data(r, loc, name, K_U8, &len, 0);
+    char **out = buf ? calloc(n ? n : 1, sizeof *out) : NULL;
+    if (buf && !out)
         mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
-    } else if (n > 0 && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, vl) < 0) {
-        rd_fail(r, "cannot read dataset (damaged file?)", name);
-    } else {
-        read = n > 0;
-        for (size_t i = 0; i < n && !r->err.code; i++)
-            if (!(out[i] = mlmx_strdup(nz(vl[i]))))
-                mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
+    size_t k = 0, at = 0;
+    while (out && !r->err.code && at < len) {
+        const char *e = memchr(buf + at, '\0', len - at);
+        if (!e || k == n)
+            break;
+        if (!(out[k++] = mlmx_strdup(buf + at)))
+            mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
+        at = (size_t)(e - buf) + 1;
     }
-    if (read) {
-#if H5_VERSION_GE(1, 12, 0)
-        H5Treclaim(t, sp, H5P_DEFAULT, vl);
-#else
-        H5Dvlen_reclaim(t, sp, H5P_DEFAULT, vl);
-#endif
-    }
-    free(vl);
-    close_id(&t, H5Tclose);
-    close_id(&sp, H5Sclose);
-    close_id(&d, H5Dclose);
+    if (out && !r->err.code && (k != n || at != len))
+        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s' does not hold %zu "
+                     "strings", r->path, name, n);
+    free(buf);
     if (r->err.code && out) {
         mlmx_levels_free(out, (int)n);
         out = NULL;
@@ -410,12 +443,7 @@ static hid_t r_group(rd *r, hid_t loc, const char *name)
 static void r_recipe(rd *r, hid_t file, mlmx_recipe *rc)
 {
     hid_t g = r_group(r, file, "recipe");
-    hid_t d = g >= 0 && H5Lexists(g, "names", H5P_DEFAULT) > 0 ? H5Dopen2(g, "names", H5P_DEFAULT)
-                                                               : -1;
-    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-    int nv = sp >= 0 ? (int)H5Sget_simple_extent_npoints(sp) : 0;
-    close_id(&sp, H5Sclose);
-    close_id(&d, H5Dclose);
+    int nv = (int)r_count(r, g, "is_factor");
     char **names = r_strs(r, g, "names", (size_t)nv);
     int *isf = r_nums(r, g, "is_factor", 1, (size_t)nv);
     int *nl = r_nums(r, g, "nlevels", 1, (size_t)nv);
@@ -511,38 +539,24 @@ static void r_body(rd *r, hid_t file, mlmx_model_file *m)
     m->sigma = r_attr_num(r, file, "sigma");
     m->nb_size = r_attr_num(r, file, "nb_size");
     m->criterion = r_attr_num(r, file, "criterion");
+    size_t n = 0;
     hid_t g = r_group(r, file, "fixef");
-    hid_t d = g >= 0 && H5Lexists(g, "beta", H5P_DEFAULT) > 0 ? H5Dopen2(g, "beta", H5P_DEFAULT)
-                                                              : -1;
-    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-    if (!r->err.code && sp < 0)
-        rd_fail(r, "missing dataset", "fixef/beta");
-    m->p = sp >= 0 ? (int)H5Sget_simple_extent_npoints(sp) : 0;
-    close_id(&sp, H5Sclose);
-    close_id(&d, H5Dclose);
-    m->fixef_names = r_strs(r, g, "names", (size_t)m->p);
-    m->beta = r_nums(r, g, "beta", 0, (size_t)m->p);
-    m->vcov = r_nums(r, g, "vcov", 0, (size_t)m->p * (size_t)m->p);
+    m->beta = r_data(r, g, "beta", K_DBL, &n, 0);
+    m->p = (int)n;
+    m->fixef_names = r_strs(r, g, "names", n);
+    m->vcov = r_nums(r, g, "vcov", K_DBL, n * n);
     close_id(&g, H5Gclose);
     g = r_group(r, file, "theta");
-    d = g >= 0 && H5Lexists(g, "values", H5P_DEFAULT) > 0 ? H5Dopen2(g, "values", H5P_DEFAULT)
-                                                          : -1;
-    sp = d >= 0 ? H5Dget_space(d) : -1;
-    m->ntheta = sp >= 0 ? (int)H5Sget_simple_extent_npoints(sp) : 0;
-    close_id(&sp, H5Sclose);
-    close_id(&d, H5Dclose);
-    m->theta_names = r_strs(r, g, "names", (size_t)m->ntheta);
-    m->theta = r_nums(r, g, "values", 0, (size_t)m->ntheta);
+    n = 0;
+    m->theta = r_data(r, g, "values", K_DBL, &n, 0);
+    m->ntheta = (int)n;
+    m->theta_names = r_strs(r, g, "names", n);
     close_id(&g, H5Gclose);
     g = r_group(r, file, "thresholds");
-    d = g >= 0 && H5Lexists(g, "values", H5P_DEFAULT) > 0 ? H5Dopen2(g, "values", H5P_DEFAULT)
-                                                          : -1;
-    sp = d >= 0 ? H5Dget_space(d) : -1;
-    m->nthr = sp >= 0 ? (int)H5Sget_simple_extent_npoints(sp) : 0;
-    close_id(&sp, H5Sclose);
-    close_id(&d, H5Dclose);
-    m->thr_names = r_strs(r, g, "names", (size_t)m->nthr);
-    m->thr = r_nums(r, g, "values", 0, (size_t)m->nthr);
+    n = 0;
+    m->thr = r_data(r, g, "values", K_DBL, &n, 0);
+    m->nthr = (int)n;
+    m->thr_names = r_strs(r, g, "names", n);
     close_id(&g, H5Gclose);
     r_recipe(r, file, &m->recipe);
     r_terms(r, file, m);
