@@ -374,3 +374,129 @@ Test(predict, damaged_files_are_refused)
     cr_expect_null(mf);
     fixture_free(&x);
 }
+
+/* ---- the command --------------------------------------------------------- */
+
+typedef struct result {
+    int status; /* exit status, or -1 when killed by a signal */
+    char err[4096];
+    char out[16384];
+} result;
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    memset(buf, 0, cap);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        size_t n = fread(buf, 1, cap - 1, fp);
+        buf[n] = '\0';
+        fclose(fp);
+    }
+}
+
+static void run(const char *args, result *r)
+{
+    char cmd[4096], errp[300], outp[300];
+    snprintf(errp, sizeof errp, "%s/stderr", tmpdir);
+    snprintf(outp, sizeof outp, "%s/stdout", tmpdir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && timeout 60 '%s' %s >'%s' 2>'%s'", MLMX_SOURCE_DIR,
+             MLMX_CLI_PATH, args, outp, errp);
+    int st = system(cmd);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    slurp(errp, r->err, sizeof r->err);
+    slurp(outp, r->out, sizeof r->out);
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+#define SLEEP_FIT                                                                               \
+    "fit --data data/sleepstudy.csv --formula 'Reaction ~ Days + (Days | Subject)' --quiet "
+
+Test(predict, cli_save_and_predict)
+{
+    char args[2048], out[512];
+    result r;
+    snprintf(args, sizeof args, SLEEP_FIT "--save '%s/m.h5'", tmpdir);
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "fit --save: %s", r.err);
+    snprintf(out, sizeof out, "%s/pred.csv", tmpdir);
+    snprintf(args, sizeof args,
+             "predict --model '%s/m.h5' --newdata "
+             "data/reference/infer/predict_sleepstudy_newdata.csv --se --out '%s'",
+             tmpdir, out);
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "predict: %s", r.err);
+    cr_expect(strstr(r.err, "2 of 6 rows have a grouping level the model did not see"),
+              "note: %s", r.err);
+    char text[4096];
+    slurp(out, text, sizeof text);
+    cr_expect_eq(strncmp(text, "fit,se.fit\n", 11), 0, "output: %s", text);
+    int lines = 0;
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    cr_expect_eq(lines, 7, "a header and 6 rows: %s", text);
+    cr_expect(strstr(text, "\nNA,NA\n"), "the row with a missing Days is NA: %s", text);
+    /* standard output, fixed effects only, response scale of an LMM = link */
+    snprintf(args, sizeof args,
+             "predict --model '%s/m.h5' --newdata "
+             "data/reference/infer/predict_sleepstudy_newdata.csv --re none --type response",
+             tmpdir);
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "predict: %s", r.err);
+    cr_expect_eq(strncmp(r.out, "fit\n", 4), 0, "stdout: %s", r.out);
+    cr_expect_eq(r.err[0], '\0', "no note with --re none: %s", r.err);
+}
+
+Test(predict, cli_bad_input)
+{
+    char args[2048], out[512], path[512];
+    result r;
+    snprintf(args, sizeof args, SLEEP_FIT "--save '%s/m.h5'", tmpdir);
+    run(args, &r);
+    cr_assert_eq(r.status, 0, "fit --save: %s", r.err);
+    snprintf(out, sizeof out, "%s/pred.csv", tmpdir);
+    /* a missing column */
+    write_text("nodays.csv", "Subject\n308\n", path, sizeof path);
+    snprintf(args, sizeof args, "predict --model '%s/m.h5' --newdata '%s' --out '%s'", tmpdir,
+             path, out);
+    run(args, &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "mlmx predict: error: newdata: unknown column 'Days'"), "%s", r.err);
+    cr_expect_not(exists(out), "no output file on failure");
+    /* a factor level type mismatch: Days given as words */
+    write_text("words.csv", "Days,Subject\nthree,308\n", path, sizeof path);
+    snprintf(args, sizeof args, "predict --model '%s/m.h5' --newdata '%s' --out '%s'", tmpdir,
+             path, out);
+    run(args, &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "variable 'Days' was fitted with type \"numeric\""), "%s", r.err);
+    cr_expect_not(exists(out));
+    /* a damaged model file: truncated */
+    char model[512];
+    snprintf(model, sizeof model, "%s/m.h5", tmpdir);
+    cr_assert_eq(truncate(model, 1000), 0);
+    snprintf(args, sizeof args,
+             "predict --model '%s' --newdata data/sleepstudy.csv --out '%s'", model, out);
+    run(args, &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "mlmx predict: error:") && strstr(r.err, "m.h5"), "%s", r.err);
+    cr_expect_not(exists(out));
+    /* not a model file */
+    snprintf(args, sizeof args, "predict --model data/sleepstudy.csv --newdata "
+                                "data/sleepstudy.csv");
+    run(args, &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "not an HDF5 file"), "%s", r.err);
+    /* usage errors */
+    run("predict --model x.h5", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--model and --newdata are required"), "%s", r.err);
+    run("predict --model x.h5 --newdata y.csv --re some", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--re 'some' must be all or none"), "%s", r.err);
+    /* fit --save into a directory that does not exist: no file, exit 1 */
+    snprintf(args, sizeof args, SLEEP_FIT "--save '%s/no/such/dir/m.h5'", tmpdir);
+    run(args, &r);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "cannot create"), "%s", r.err);
+}
