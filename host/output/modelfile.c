@@ -8,6 +8,7 @@
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -309,15 +310,18 @@ mlmx_status mlmx_model_file_write(const mlmx_fit *f, const char *path, const cha
 /* Reading state: the first failure's status and message stay. */
 typedef struct rd {
     const char *path;
+    char where[64]; /* the group being read ("" for the root), for messages */
     mlmx_error err;
 } rd;
+
+static void rd_at(rd *r, const char *group) { snprintf(r->where, sizeof r->where, "%s", group); }
 
 static int rd_fail(rd *r, const char *what, const char *name)
 {
     if (!r->err.code) {
         mlmx_h5_detail dt;
-        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': %s '%s' (%s)", r->path, what,
-                     name, mlmx_h5_reason(&dt));
+        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': %s '%s/%s' (%s)", r->path,
+                     what, r->where, name, mlmx_h5_reason(&dt));
     }
     return 0;
 }
@@ -369,10 +373,10 @@ static void *r_data(rd *r, hid_t loc, const char *name, int kind, size_t *n, int
     hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
     void *buf = NULL;
     if (d < 0 || sp < 0 || np < 0) {
-        rd_fail(r, "missing dataset", name);
+        rd_fail(r, "missing or unreadable dataset", name);
     } else if (want && (size_t)np != *n) {
-        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s' has %lld values, "
-                     "not %zu", r->path, name, (long long)np, *n);
+        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s/%s' has %lld "
+                     "values, not %zu", r->path, r->where, name, (long long)np, *n);
     } else if (!(buf = malloc(((size_t)np ? (size_t)np : 1) * size_of(kind)))) {
         mlmx_err_set(&r->err, MLMX_ERR_NOMEM, "out of memory");
     } else if (np > 0 && H5Dread(d, mtype_of(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
@@ -420,8 +424,8 @@ static char **r_strs(rd *r, hid_t loc, const char *name, size_t n)
         at = (size_t)(e - buf) + 1;
     }
     if (out && !r->err.code && (k != n || at != len))
-        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s' does not hold %zu "
-                     "strings", r->path, name, n);
+        mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': dataset '%s/%s' does not hold "
+                     "%zu strings", r->path, r->where, name, n);
     free(buf);
     if (r->err.code && out) {
         mlmx_levels_free(out, (int)n);
@@ -436,13 +440,14 @@ static hid_t r_group(rd *r, hid_t loc, const char *name)
         return -1;
     hid_t g = H5Lexists(loc, name, H5P_DEFAULT) > 0 ? H5Gopen2(loc, name, H5P_DEFAULT) : -1;
     if (g < 0)
-        rd_fail(r, "missing group", name);
+        rd_fail(r, "missing or unreadable group", name);
     return g;
 }
 
 static void r_recipe(rd *r, hid_t file, mlmx_recipe *rc)
 {
     hid_t g = r_group(r, file, "recipe");
+    rd_at(r, "/recipe");
     int nv = (int)r_count(r, g, "is_factor");
     char **names = r_strs(r, g, "names", (size_t)nv);
     int *isf = r_nums(r, g, "is_factor", 1, (size_t)nv);
@@ -465,6 +470,7 @@ static void r_recipe(rd *r, hid_t file, mlmx_recipe *rc)
 static void r_terms(rd *r, hid_t file, mlmx_model_file *m)
 {
     hid_t g = r_group(r, file, "ranef");
+    rd_at(r, "/ranef");
     double K = g >= 0 ? r_attr_num(r, g, "K") : 0;
     if (!r->err.code && !(K >= 0 && K <= 1000))
         mlmx_err_set(&r->err, MLMX_ERR_PARSE, "model file '%s': bad term count", r->path);
@@ -476,6 +482,7 @@ static void r_terms(rd *r, hid_t file, mlmx_model_file *m)
         char name[32];
         snprintf(name, sizeof name, "term%d", k);
         hid_t tg = r_group(r, g, name);
+        snprintf(r->where, sizeof r->where, "/ranef/term%d", k);
         t->group = r_attr_str(r, tg, "group");
         t->name = r_attr_str(r, tg, "name");
         t->formula_index = (int)r_attr_num(r, tg, "formula_index");
@@ -541,24 +548,31 @@ static void r_body(rd *r, hid_t file, mlmx_model_file *m)
     m->criterion = r_attr_num(r, file, "criterion");
     size_t n = 0;
     hid_t g = r_group(r, file, "fixef");
+    rd_at(r, "/fixef");
     m->beta = r_data(r, g, "beta", K_DBL, &n, 0);
     m->p = (int)n;
     m->fixef_names = r_strs(r, g, "names", n);
     m->vcov = r_nums(r, g, "vcov", K_DBL, n * n);
     close_id(&g, H5Gclose);
+    rd_at(r, "");
     g = r_group(r, file, "theta");
+    rd_at(r, "/theta");
     n = 0;
     m->theta = r_data(r, g, "values", K_DBL, &n, 0);
     m->ntheta = (int)n;
     m->theta_names = r_strs(r, g, "names", n);
     close_id(&g, H5Gclose);
+    rd_at(r, "");
     g = r_group(r, file, "thresholds");
+    rd_at(r, "/thresholds");
     n = 0;
     m->thr = r_data(r, g, "values", K_DBL, &n, 0);
     m->nthr = (int)n;
     m->thr_names = r_strs(r, g, "names", n);
     close_id(&g, H5Gclose);
+    rd_at(r, "");
     r_recipe(r, file, &m->recipe);
+    rd_at(r, "");
     r_terms(r, file, m);
 }
 
@@ -596,20 +610,26 @@ mlmx_status mlmx_model_file_read(const char *path, mlmx_model_file **out)
     mlmx_model_file *m = calloc(1, sizeof *m);
     if (!m)
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
-    rd r = {path, {MLMX_OK, ""}};
+    rd r = {path, "", {MLMX_OK, ""}};
     mlmx_h5_saved q;
     mlmx_h5_enter(&q);
-    hid_t file = -1;
+    hid_t file = -1, fapl = H5Pcreate(H5P_FILE_ACCESS);
+    mlmx_h5_detail dt;
+    /* strong close: a read that failed half-way leaves no object open */
+    if (fapl >= 0)
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
     if (H5Fis_hdf5(path) <= 0)
         mlmx_err_set(&r.err, MLMX_ERR_PARSE, "'%s' is not an HDF5 file (or is damaged)", path);
-    else if ((file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        rd_fail(&r, "cannot open (damaged file?)", path);
+    else if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT)) < 0)
+        mlmx_err_set(&r.err, MLMX_ERR_PARSE, "model file '%s': cannot open (damaged file?): %s",
+                     path, mlmx_h5_reason(&dt));
     else {
         r_header(&r, file, m);
         if (!r.err.code)
             r_body(&r, file, m);
     }
     close_id(&file, H5Fclose);
+    close_id(&fapl, H5Pclose);
     mlmx_h5_leave(&q);
     if (r.err.code) {
         mlmx_model_file_free(m);
