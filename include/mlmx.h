@@ -780,6 +780,22 @@ void mlmx_predict_options_default(mlmx_predict_options *o);
 mlmx_status mlmx_predict(const mlmx_model_file *m, const mlmx_data *newdata,
                          const mlmx_predict_options *o, double *fit, double *se, size_t *n_new);
 
+/* Starting from a saved model (mlmx boot, simulate --model; simr's "start
+ * from a fitted model"). mlmx_model_file_check_data: MLMX_OK when the file
+ * at data_path has the SHA-256 recorded in m; MLMX_ERR_DATA when it differs
+ * or none was recorded, MLMX_ERR_IO when it cannot be read. */
+mlmx_status mlmx_model_file_check_data(const mlmx_model_file *m, const char *data_path);
+/* A fit of model (built from the saved formula on the saved data) at the
+ * saved estimates: a linear mixed model is evaluated once at the saved
+ * theta with the saved method, so beta, sigma and the modes are the saved
+ * ones; o (NULL: defaults) gives the rest (device, conditional variances).
+ * Errors: MLMX_ERR_DATA when the model is not the saved one (observations,
+ * fixed-effect columns) or its beta differs from the saved beta by more
+ * than 1e-8 relative (other data); MLMX_ERR_UNSUPPORTED for a GLMM (not
+ * done yet). Allocates; free with mlmx_fit_free. */
+mlmx_status mlmx_model_file_fit(const mlmx_model *model, const mlmx_model_file *m,
+                                const mlmx_fit_options *o, mlmx_fit **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #include "api_internal.h"
 #include "glmm_math.h"
 #include "model/eval.h"
+#include "model/model.h"
 #include "output/modelfile.h"
 
 void mlmx_predict_options_default(mlmx_predict_options *o)
@@ -188,6 +189,59 @@ mlmx_status mlmx_predict(const mlmx_model_file *m, const mlmx_data *d,
         if (err.code == MLMX_ERR_DATA)
             return mlmx_api_failf(err.code, "newdata: %s", err.msg);
         return mlmx_api_fail(&err);
+    }
+    return MLMX_OK;
+}
+
+/* ---- a fit at a saved model's estimates --------------------------------- */
+
+mlmx_status mlmx_model_file_fit(const mlmx_model *m, const mlmx_model_file *mf,
+                                const mlmx_fit_options *o, mlmx_fit **out)
+{
+    mlmx_api_clear();
+    if (!m || !mf || !out)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_model_file_fit: a model and a model file "
+                                            "are needed");
+    *out = NULL;
+    if (mf->family != MLMX_FAMILY_GAUSSIAN)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "starting from a saved %s model is not done yet (linear mixed "
+                              "models only): give --formula and --family instead of --model",
+                              mlmx_family_name(mf->family));
+    int same = strcmp(m->formula, mf->formula) == 0 && m->p == mf->p &&
+               m->ntheta == mf->ntheta && m->K == mf->K && (double)m->n == mf->nobs;
+    for (int j = 0; same && j < m->p; j++)
+        same = strcmp(m->fixef_names[j], mf->fixef_names[j]) == 0;
+    if (!same)
+        return mlmx_api_failf(MLMX_ERR_DATA,
+                              "the model built from the data (%zu observations, %d fixed "
+                              "effects) is not the saved one (%.0f observations, %d fixed "
+                              "effects)",
+                              m->n, m->p, mf->nobs, mf->p);
+    mlmx_fit_options fo;
+    if (o)
+        fo = *o;
+    else
+        mlmx_fit_options_default(&fo);
+    fo.family = MLMX_FAMILY_GAUSSIAN;
+    fo.method = mf->method;
+    fo.theta_start = mf->theta;
+    fo.max_evaluations = 1; /* beta, sigma and the modes profiled at the saved theta */
+    mlmx_status st = mlmx_fit_lmm(m, &fo, out);
+    if (st)
+        return st;
+    const double *beta = mlmx_fit_beta(*out);
+    for (int j = 0; j < m->p; j++) {
+        double se = sqrt(fabs(mf->vcov[(size_t)j * (size_t)m->p + (size_t)j]));
+        if (!(fabs(beta[j] - mf->beta[j]) <= 1e-8 * fmax(fabs(mf->beta[j]), se))) {
+            st = mlmx_api_failf(MLMX_ERR_DATA,
+                                "the data give %s = %.10g at the saved theta, the saved model "
+                                "%.10g: not the data it was fitted to",
+                                m->fixef_names[j], beta[j], mf->beta[j]);
+            mlmx_fit_free(*out);
+            *out = NULL;
+            return st;
+        }
     }
     return MLMX_OK;
 }

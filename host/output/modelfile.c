@@ -684,3 +684,25 @@ mlmx_family mlmx_model_file_family(const mlmx_model_file *m)
 {
     return m ? m->family : MLMX_FAMILY_GAUSSIAN;
 }
+
+mlmx_status mlmx_model_file_check_data(const mlmx_model_file *m, const char *data_path)
+{
+    mlmx_api_clear();
+    if (!m || !data_path)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_model_file_check_data: a model file and a "
+                                            "data path are needed");
+    if (!m->data_sha256[0])
+        return mlmx_api_failf(MLMX_ERR_DATA, "the model file records no data file to check "
+                                             "'%s' against", data_path);
+    char *sha = mlmx_file_sha256(data_path);
+    if (!sha)
+        return mlmx_api_failf(MLMX_ERR_IO, "cannot read data file '%s'", data_path);
+    int same = strcmp(sha, m->data_sha256) == 0;
+    free(sha);
+    if (!same)
+        return mlmx_api_failf(MLMX_ERR_DATA,
+                              "data file '%s' is not the one the model was fitted to (its "
+                              "SHA-256 differs from that of '%s' recorded in the model file)",
+                              data_path, m->data_file);
+    return MLMX_OK;
+}
