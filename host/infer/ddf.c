@@ -24,18 +24,12 @@
 
 #include "api_internal.h"
 #include "backend/backend.h"
+#include "infer/infer.h"
 #include "lmm/fit.h"
 #include "lmm/lmm.h"
 #include "power/power.h"
 
-/* The pieces at the estimates, computed once per fit (mlmx_ddf_prepare). */
-typedef struct ddf_state {
-    int nt, nv, p;   /* theta entries, varpar entries (nt + 1), fixed effects */
-    double *A;       /* nv * nv: 2 H^{-1} */
-    double *J;       /* nv blocks of p * p: dV/dvarpar_k */
-    double *V;       /* p * p: vcov(beta) */
-    double *g;       /* nv: scratch for one contrast's gradient */
-} ddf_state;
+typedef mlmx_ddf_state ddf_state;
 
 typedef struct ddf_eval {
     const mlmx_fit *f;
@@ -157,7 +151,7 @@ static mlmx_status covariance_of_varpar(int nv, double *H, double *A)
     return info == 0 ? MLMX_OK : MLMX_ERR_NUMERIC;
 }
 
-static void state_free(ddf_state *S)
+void mlmx_ddf_free(ddf_state *S)
 {
     free(S->A);
     free(S->J);
@@ -194,7 +188,7 @@ static mlmx_status check_fit(const mlmx_fit *f)
     return MLMX_OK;
 }
 
-static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
+mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, ddf_state *S)
 {
     memset(S, 0, sizeof *S);
     mlmx_status st = check_fit(f);
@@ -241,7 +235,7 @@ static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
     free(C);
     eval_free(&e);
     if (st) {
-        state_free(S);
+        mlmx_ddf_free(S);
         return mlmx_api_failf(st, st == MLMX_ERR_NOMEM ? "out of memory"
                                                         : "Satterthwaite degrees of freedom: %s",
                               err.msg[0] ? err.msg : "the deviance's Hessian is singular");
@@ -250,7 +244,7 @@ static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
 }
 
 /* df of the contrast L (p values) from the prepared state. */
-static double ddf_contrast(const ddf_state *S, const double *L, double *var)
+double mlmx_ddf_contrast(const ddf_state *S, const double *L, double *var)
 {
     const int p = S->p, nv = S->nv;
     double *g = S->g, v = 0.0;
@@ -279,12 +273,12 @@ mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *d
     if (!f || !L || !df)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_satterthwaite: bad argument");
     ddf_state S;
-    mlmx_status st = ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, &S);
     if (st)
         return st;
     double var;
-    *df = ddf_contrast(&S, L, &var);
-    state_free(&S);
+    *df = mlmx_ddf_contrast(&S, L, &var);
+    mlmx_ddf_free(&S);
     return MLMX_OK;
 }
 
@@ -294,25 +288,25 @@ mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double
     if (!f || !df || !t || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests: bad argument");
     ddf_state S;
-    mlmx_status st = ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, &S);
     if (st)
         return st;
     const int np = S.p;
     double *L = calloc((size_t)np + 1, sizeof *L);
     if (!L) {
-        state_free(&S);
+        mlmx_ddf_free(&S);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     }
     for (int j = 0; j < np; j++) {
         double var;
         L[j] = 1.0;
-        df[j] = ddf_contrast(&S, L, &var);
+        df[j] = mlmx_ddf_contrast(&S, L, &var);
         L[j] = 0.0;
         t[j] = f->beta[j] / sqrt(var);
         /* two-sided: P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) */
         p[j] = mlmx_pw_pbeta(df[j] / (df[j] + t[j] * t[j]), 0.5 * df[j], 0.5);
     }
     free(L);
-    state_free(&S);
+    mlmx_ddf_free(&S);
     return MLMX_OK;
 }
