@@ -855,6 +855,88 @@ mlmx_status mlmx_power_write_plot(const mlmx_power_result *r, const char *path);
  * leaves nothing behind. MLMX_ERR_IO or MLMX_ERR_ARG naming the path. */
 mlmx_status mlmx_power_check_output(const char *path, int plot);
 
+/* ------------------------------------------------------------------ */
+/* Saved models and prediction (docs/model-file.md, docs/inference.md). */
+/* ------------------------------------------------------------------ */
+/* A model file holds everything needed to use a fit without its data: the
+ * formula, the recipe (each variable's type and factor levels in coding
+ * order, from which model-matrix rows of new data are rebuilt with the same
+ * contrasts), the fixed effects with their vcov, theta, sigma, the
+ * conditional modes with their SDs and levels, the family, link, method and
+ * nagq, ordinal thresholds and the NB size, the data file's name and
+ * SHA-256, a format version and the writer's mlmx version. */
+typedef struct mlmx_model_file mlmx_model_file;
+
+/* Write f to path as HDF5 (format version 1, docs/model-file.md). data_path
+ * (may be NULL) is recorded with its SHA-256. Written to a temporary name
+ * and renamed: no partial file on failure. The conditional SDs are stored
+ * only when the fit computed them (mlmx_fit_options.conditional_variances).
+ * Errors: MLMX_ERR_IO (the data file cannot be hashed, the file cannot be
+ * written), MLMX_ERR_ARG. */
+mlmx_status mlmx_fit_save(const mlmx_fit *f, const char *path, const char *data_path);
+/* Read a model file. Errors: MLMX_ERR_IO (cannot be read); MLMX_ERR_PARSE
+ * (not an HDF5 file, damaged: a checksum or read fails, not an mlmx model
+ * file, a missing dataset or attribute, named); MLMX_ERR_UNSUPPORTED (a
+ * format version this build does not read, naming both versions). A file of
+ * the same format version written by another mlmx version is read; its
+ * writer's version is mlmx_model_file_version. Allocates. */
+mlmx_status mlmx_model_file_read(const char *path, mlmx_model_file **out);
+void mlmx_model_file_free(mlmx_model_file *m);
+const char *mlmx_model_file_formula(const mlmx_model_file *m);
+const char *mlmx_model_file_version(const mlmx_model_file *m);      /* the writer's */
+const char *mlmx_model_file_data(const mlmx_model_file *m);         /* "" if not recorded */
+const char *mlmx_model_file_data_sha256(const mlmx_model_file *m);  /* "" if not recorded */
+mlmx_family mlmx_model_file_family(const mlmx_model_file *m);
+
+typedef enum mlmx_predict_re {
+    MLMX_PREDICT_RE_NONE = 0, /* fixed effects only: lme4's re.form = NA */
+    MLMX_PREDICT_RE_ALL = 1   /* with the conditional modes (re.form = NULL); a level
+                                 the model did not see gets b = 0 (allow.new.levels) */
+} mlmx_predict_re;
+typedef enum mlmx_predict_type {
+    MLMX_PREDICT_LINK = 0,    /* the linear predictor (offset included) */
+    MLMX_PREDICT_RESPONSE = 1 /* the mean: the inverse link of the linear predictor
+                                 (a binomial model's probability) */
+} mlmx_predict_type;
+typedef struct mlmx_predict_options {
+    mlmx_predict_re re;       /* default MLMX_PREDICT_RE_ALL, as lme4 */
+    mlmx_predict_type type;   /* default MLMX_PREDICT_LINK, as lme4 */
+} mlmx_predict_options;
+void mlmx_predict_options_default(mlmx_predict_options *o);
+
+/* Predict for every row of newdata, as lme4's predict(fit, newdata,
+ * re.form, allow.new.levels = TRUE, type): fit receives nrow values. se
+ * (NULL: not computed) receives the standard error of the fixed-effect
+ * part, sqrt(x^T vcov x) on the link scale, times |d mu / d eta| for type
+ * response (the delta method). n_new (may be NULL) receives the number of
+ * rows with a grouping level the model did not see (predicted at b = 0 for
+ * that term). A missing value in a variable a row needs gives NaN (R's NA,
+ * na.action = na.pass). newdata need not hold the response. Errors
+ * (MLMX_ERR_DATA, message starting "newdata:"): a column of the formula
+ * absent (named); a variable whose type differs from the fit's (a factor
+ * supplied as numbers or the reverse, as R's "variable 'x' was fitted with
+ * type ..."); a fixed-effect factor level the model did not see (the
+ * factor, data row and level, as R's "factor f has new level"). Ordinal
+ * models: type link only, without se (MLMX_ERR_UNSUPPORTED). */
+mlmx_status mlmx_predict(const mlmx_model_file *m, const mlmx_data *newdata,
+                         const mlmx_predict_options *o, double *fit, double *se, size_t *n_new);
+
+/* Starting from a saved model (mlmx boot, simulate --model; simr's "start
+ * from a fitted model"). mlmx_model_file_check_data: MLMX_OK when the file
+ * at data_path has the SHA-256 recorded in m; MLMX_ERR_DATA when it differs
+ * or none was recorded, MLMX_ERR_IO when it cannot be read. */
+mlmx_status mlmx_model_file_check_data(const mlmx_model_file *m, const char *data_path);
+/* A fit of model (built from the saved formula on the saved data) at the
+ * saved estimates: a linear mixed model is evaluated once at the saved
+ * theta with the saved method, so beta, sigma and the modes are the saved
+ * ones; o (NULL: defaults) gives the rest (device, conditional variances).
+ * Errors: MLMX_ERR_DATA when the model is not the saved one (observations,
+ * fixed-effect columns) or its beta differs from the saved beta by more
+ * than 1e-8 relative (other data); MLMX_ERR_UNSUPPORTED for a GLMM (not
+ * done yet). Allocates; free with mlmx_fit_free. */
+mlmx_status mlmx_model_file_fit(const mlmx_model *model, const mlmx_model_file *m,
+                                const mlmx_fit_options *o, mlmx_fit **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,9 @@ static const char *usage_boot =
     "\n"
     "  fit options        --family, --link, --nagq, --weights, --reml/--ml, --group,\n"
     "                     --optimizer: as mlmx fit\n"
+    "  --model FILE.h5    start from a model saved by mlmx fit --save (a linear\n"
+    "                     mixed model): its formula and estimates, on its data file\n"
+    "                     (or --data, whose SHA-256 must be the recorded one)\n"
     "  --nsim N           replicates of the whole run (required)\n"
     "  --threads T        worker threads (default 1); results do not depend on T\n"
     "  --device D         cpu (default), gpu or auto: where the refits run; auto\n"
@@ -329,6 +332,7 @@ int mlmx_cmd_boot(int argc, char **argv)
     mlmx_fit *f = NULL;
     fo.conditional_variances = 0;
     rc = mlmx_cli_model_build(&mo, quiet);
+    bo.data_file = mo.data; /* --model: the model file's data file */
     if (!rc)
         rc = mlmx_cli_model_fit(&mo, &fo, &f);
     if (rc) {

@@ -26,9 +26,12 @@ void mlmx_cli_progress_end(mlmx_cli_progress *p);
 /* The options that name a model and how to fit it (as mlmx fit takes them). */
 typedef struct mlmx_cli_model {
     const char *data, *formula, *group, *family, *link, *nagq, *weights, *optimizer;
+    const char *model_file; /* --model FILE.h5: formula, family and estimates saved by
+                               mlmx fit --save; the data its recorded file unless --data */
     int reml, ml;
     mlmx_data *d;
     mlmx_model *m;
+    mlmx_model_file *mf;
 } mlmx_cli_model;
 
 void mlmx_cli_model_init(mlmx_cli_model *mo);
@@ -42,9 +45,13 @@ int mlmx_cli_int_option(const char *cmd, const char *opt, const char *val, long 
                         const char *what, int *out);
 /* The fit options from the model options, checked: 0 or 2 (printed). */
 int mlmx_cli_model_options(const mlmx_cli_model *mo, const char *cmd, mlmx_fit_options *o);
-/* Read the data and build the model (notes on stderr unless quiet): 0 or 1. */
+/* Read the data and build the model (notes on stderr unless quiet): 0 or 1.
+ * With --model: read the model file, take its data file unless --data was
+ * given, check the data's SHA-256 against the recorded one, and build the
+ * saved formula (mo->data and mo->formula then point at them). */
 int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet);
-/* Fit the built model: 0 or 1 (error printed). */
+/* Fit the built model: 0 or 1 (error printed); with --model, the fit at the
+ * saved estimates (mlmx_model_file_fit). */
 int mlmx_cli_model_fit(mlmx_cli_model *mo, const mlmx_fit_options *o, mlmx_fit **out);
 void mlmx_cli_model_free(mlmx_cli_model *mo, mlmx_fit *f);
 /* --device's value (cpu, gpu, auto): 0, or 2 (printed, naming cmd). */
@@ -55,4 +62,5 @@ int mlmx_cli_fail(void);
 int mlmx_cmd_boot(int argc, char **argv);
 int mlmx_cmd_merge(int argc, char **argv);
 int mlmx_cmd_simulate(int argc, char **argv);
+int mlmx_cmd_predict(int argc, char **argv);
 #endif

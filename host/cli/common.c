@@ -62,11 +62,13 @@ int mlmx_cli_model_option(mlmx_cli_model *mo, const char *cmd, int argc, char **
         return 1;
     }
     static const char *const names[] = {"--data",  "--formula", "--group",   "--family",
-                                        "--link",  "--nagq",    "--weights", "--optimizer"};
+                                        "--link",  "--nagq",    "--weights", "--optimizer",
+                                        "--model"};
     const char **slots[] = {&mo->data, &mo->formula, &mo->group,   &mo->family,
-                            &mo->link, &mo->nagq,    &mo->weights, &mo->optimizer};
+                            &mo->link, &mo->nagq,    &mo->weights, &mo->optimizer,
+                            &mo->model_file};
     const char **t = NULL;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < 9; k++)
         if (strcmp(a, names[k]) == 0)
             t = slots[k];
     if (!t)
@@ -136,6 +138,15 @@ int mlmx_cli_model_options(const mlmx_cli_model *mo, const char *cmd, mlmx_fit_o
     static const char *const opts[] = {"auto", "bobyqa", "bfgs"};
     int k;
     mlmx_fit_options_default(o);
+    if (mo->model_file && (mo->formula || mo->family || mo->link || mo->nagq || mo->weights ||
+                           mo->reml || mo->ml)) {
+        fprintf(stderr, "mlmx %s: --model gives the formula, family and method; drop "
+                        "--formula, --family, --link, --nagq, --weights, --reml and --ml\n",
+                cmd);
+        return 2;
+    }
+    if (mo->model_file)
+        return 0;
     if (mo->optimizer) {
         if ((k = pick(cmd, "optimizer", mo->optimizer, opts, 3, "auto, bobyqa or bfgs")) < 0)
             return 2;
@@ -189,8 +200,30 @@ int mlmx_cli_fail(void)
     return 1;
 }
 
+/* --model: the saved model, its data file (unless --data) checked by its
+ * SHA-256, and its formula. 0 or 1. */
+static int model_from_file(mlmx_cli_model *mo)
+{
+    if (mlmx_model_file_read(mo->model_file, &mo->mf) != MLMX_OK)
+        return mlmx_cli_fail();
+    if (!mo->data) {
+        mo->data = mlmx_model_file_data(mo->mf);
+        if (!mo->data[0]) {
+            fprintf(stderr, "mlmx: error: model file '%s' records no data file: give --data\n",
+                    mo->model_file);
+            return 1;
+        }
+    }
+    if (mlmx_model_file_check_data(mo->mf, mo->data) != MLMX_OK)
+        return mlmx_cli_fail();
+    mo->formula = mlmx_model_file_formula(mo->mf);
+    return 0;
+}
+
 int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet)
 {
+    if (mo->model_file && model_from_file(mo))
+        return 1;
     mlmx_status st = has_suffix(mo->data, ".h5") || has_suffix(mo->data, ".hdf5")
                          ? mlmx_data_read_hdf5(mo->data, mo->group, &mo->d)
                          : mlmx_data_read_csv(mo->data, &mo->d);
@@ -216,8 +249,9 @@ int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet)
 
 int mlmx_cli_model_fit(mlmx_cli_model *mo, const mlmx_fit_options *o, mlmx_fit **out)
 {
-    mlmx_status st = o->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(mo->m, o, out)
-                                                       : mlmx_fit_glmm(mo->m, o, out);
+    mlmx_status st = mo->mf                               ? mlmx_model_file_fit(mo->m, mo->mf, o, out)
+                     : o->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(mo->m, o, out)
+                                                         : mlmx_fit_glmm(mo->m, o, out);
     return st ? mlmx_cli_fail() : 0;
 }
 
@@ -226,8 +260,10 @@ void mlmx_cli_model_free(mlmx_cli_model *mo, mlmx_fit *f)
     mlmx_fit_free(f);
     mlmx_model_free(mo->m);
     mlmx_data_free(mo->d);
+    mlmx_model_file_free(mo->mf);
     mo->m = NULL;
     mo->d = NULL;
+    mo->mf = NULL;
 }
 
 int mlmx_cli_device_option(const char *cmd, const char *val, mlmx_device *out)

@@ -22,6 +22,7 @@ static const char *usage_main =
     "  merge      join the shard files of one bootstrap run (mlmx merge --help)\n"
     "  power      power analysis by simulation from a scenario file (mlmx power --help)\n"
     "  simulate   draw responses from a fitted model (mlmx simulate --help)\n"
+    "  predict    predict from a saved model (fit --save) for new data (mlmx predict --help)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (mlmx fit --help for the fit options)\n"
@@ -45,6 +46,8 @@ static const char *usage_fit =
     "  --json PATH        write the results as JSON\n"
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
+    "  --save FILE.h5     save the model (formula, coding, estimates, modes) for\n"
+    "                     mlmx predict (docs/model-file.md)\n"
     "  --optimizer NAME   auto (default), bobyqa (lme4's) or bfgs (analytic gradient)\n"
     "  --family NAME      gaussian (default), binomial, poisson, negbin (NB2) or\n"
     "                     ordinal (cumulative link)\n"
@@ -255,7 +258,7 @@ static int cmd_fit(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL, *ddf_name = NULL,
-               *re_se = NULL;
+               *re_se = NULL, *save = NULL;
     const char *ci_method = NULL, *ci_level = NULL, *ci_plot = NULL;
     int quiet = 0, show = 0, anova = 0;
     for (int i = 0; i < argc; i++) {
@@ -287,6 +290,8 @@ static int cmd_fit(int argc, char **argv)
             target = &ranef;
         } else if (strcmp(a, "--ranef-plot") == 0) {
             target = &plot;
+        } else if (strcmp(a, "--save") == 0) {
+            target = &save;
         } else if (strcmp(a, "--device") == 0) {
             target = &device;
         } else if (strcmp(a, "--confint") == 0) {
@@ -324,7 +329,7 @@ static int cmd_fit(int argc, char **argv)
     mlmx_fit *f = NULL;
     /* conditional SDs cost an inverse of the random-effect system: only
      * when an output shows them */
-    opt.conditional_variances = ranef != NULL || plot != NULL;
+    opt.conditional_variances = ranef != NULL || plot != NULL || save != NULL;
     progress_state prog = {mlmx_cli_now(), 0.0, 0};
     if (!quiet && isatty(STDERR_FILENO)) {
         opt.progress = show_progress;
@@ -342,7 +347,7 @@ static int cmd_fit(int argc, char **argv)
     if (!rc && ci.on)
         rc = confint_run(f, &ci, quiet, &cint);
     /* all outputs or none: a later failure removes the files written before it */
-    const char *written[4];
+    const char *written[8];
     int nw = 0;
     if (!rc && json)
         rc = mlmx_fit_write_json_ex(f, (mlmx_ddf_method)ddf, cint, json) != MLMX_OK
@@ -355,6 +360,8 @@ static int cmd_fit(int argc, char **argv)
         rc = mlmx_fit_write_ranef(f, ranef) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = ranef, 0);
     if (!rc && plot)
         rc = mlmx_fit_write_ranef_plot(f, plot) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = plot, 0);
+    if (!rc && save)
+        rc = mlmx_fit_save(f, save, mo.data) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = save, 0);
     if (rc)
         for (int i = 0; i < nw; i++)
             remove(written[i]);
@@ -399,6 +406,8 @@ int main(int argc, char **argv)
         return mlmx_cmd_power(argc - 2, argv + 2);
     if (strcmp(cmd, "simulate") == 0)
         return mlmx_cmd_simulate(argc - 2, argv + 2);
+    if (strcmp(cmd, "predict") == 0)
+        return mlmx_cmd_predict(argc - 2, argv + 2);
     fprintf(stderr, "mlmx: unknown command '%s' (see mlmx --help)\n", cmd);
     return 2;
 }

@@ -20,6 +20,9 @@ static const char *usage_simulate =
     "\n"
     "  fit options        --family, --link, --nagq, --weights, --reml/--ml, --group,\n"
     "                     --optimizer: as mlmx fit\n"
+    "  --model FILE.h5    start from a model saved by mlmx fit --save (a linear\n"
+    "                     mixed model): its formula and estimates, on its data file\n"
+    "                     (or --data, whose SHA-256 must be the recorded one)\n"
     "  --nsim N           responses to draw (required)\n"
     "  --out FILE         .csv: one row per observation, columns obs, sim_1..sim_N\n"
     "                     (at most 10^8 values, written whole at the end); .h5: a\n"
@@ -151,7 +154,9 @@ int mlmx_cmd_simulate(int argc, char **argv)
         return rc;
     fo.conditional_variances = 0;
     mlmx_fit *f = NULL;
-    if (mlmx_cli_model_build(&mo, a.quiet) || mlmx_cli_model_fit(&mo, &fo, &f)) {
+    int brc = mlmx_cli_model_build(&mo, a.quiet);
+    so.data_file = mo.data; /* --model: the model file's data file */
+    if (brc || mlmx_cli_model_fit(&mo, &fo, &f)) {
         mlmx_cli_model_free(&mo, f);
         return 1;
     }

@@ -234,6 +234,26 @@ static int margin_present(const mlmx_termlist *tl, char **const *tnames, int t, 
     return 0;
 }
 
+/* The recipe at work while columns are built: variables are recorded into
+ * rec (fitting) or recoded by apply (new data); both NULL: neither. */
+typedef struct recipe_ctx {
+    mlmx_recipe *rec;
+    const mlmx_recipe *apply;
+} recipe_ctx;
+
+static mlmx_status recipe_hook(const recipe_ctx *cx, evar *v, const size_t *rows, size_t n,
+                               mlmx_error *err)
+{
+    if (!cx)
+        return MLMX_OK;
+    if (cx->rec)
+        return mlmx_recipe_record(cx->rec, v->name, v->is_factor, v->levels, v->nlevels, err);
+    if (cx->apply)
+        return mlmx_recipe_apply(cx->apply, v->name, v->is_factor, &v->levels, &v->nlevels,
+                                 v->codes, rows, n, err);
+    return MLMX_OK;
+}
+
 /* The fixed part's term t, for the tests of terms (mlmx_fixterm). */
 static mlmx_status fixterm_record(mlmx_fixterm *ft, char **tnames, const evar *vars,
                                   const int *first, int nv)
@@ -278,7 +298,8 @@ static int *cell_of(int t, const evar *vars, const int *first, const int *idx, i
  * tl->nterms zeroed entries, filled with each term's structure, and each
  * column's cell recorded in out->cells. */
 static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, const size_t *rows,
-                                 size_t n, colset *out, mlmx_fixterm *meta, mlmx_error *err)
+                                 size_t n, const recipe_ctx *cx, colset *out, mlmx_fixterm *meta,
+                                 mlmx_error *err)
 {
     mlmx_status st = MLMX_OK;
     memset(out, 0, sizeof *out);
@@ -317,6 +338,8 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
             st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         for (int a = 0; a < nv && !st; a++) {
             st = evar_eval(term->vars[a], d, rows, n, &vars[a], err);
+            if (!st)
+                st = recipe_hook(cx, &vars[a], rows, n, err);
             if (st)
                 break;
             if (vars[a].is_factor) {
@@ -354,7 +377,9 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
                 for (size_t i = 0; i < n; i++) {
                     double v = 1.0;
                     for (int a = 0; a < nv; a++) {
-                        if (vars[a].is_factor)
+                        if (vars[a].is_factor && vars[a].codes[i] < 0)
+                            v = NAN; /* missing (new data only: model rows are complete) */
+                        else if (vars[a].is_factor)
                             v *= (vars[a].codes[i] == first[a] + idx[a]) ? 1.0 : 0.0;
                         else
                             v *= vars[a].num[i];
@@ -518,7 +543,38 @@ void mlmx_model_destroy(mlmx_model *m)
     free(m->theta_lower);
     free_strv(m->theta_names, m->ntheta);
     free_strv(m->messages, m->nmessages);
+    mlmx_recipe_clear(&m->recipe);
     free(m);
+}
+
+mlmx_status mlmx_model_columns_for(const mlmx_termlist *tl, const mlmx_data *d,
+                                   const mlmx_recipe *rc, char *const *names, int ncol,
+                                   double *out, mlmx_error *err)
+{
+    size_t n = d->nrow;
+    size_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (!rows)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+    recipe_ctx cx = {NULL, rc};
+    colset cs;
+    mlmx_status st = build_columns(tl, d, rows, n, &cx, &cs, NULL, err);
+    free(rows);
+    if (st)
+        return st;
+    for (int j = 0; j < ncol && !st; j++) {
+        int c = 0;
+        while (c < cs.ncol && strcmp(cs.names[c], names[j]) != 0)
+            c++;
+        if (c == cs.ncol)
+            st = mlmx_err_set(err, MLMX_ERR_MODEL,
+                              "the formula does not give the model column '%s'", names[j]);
+        else
+            memcpy(out + (size_t)j * n, cs.cols[c], n * sizeof *out);
+    }
+    colset_free(&cs);
+    return st;
 }
 
 /* Rows in which every model variable is present. */
@@ -684,7 +740,8 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
                             out->group, used, used == 1 ? "" : "s");
 
     colset cs;
-    st = build_columns(&rt->lhs, d, m->rows, n, &cs, NULL, err);
+    recipe_ctx cx = {&m->recipe, NULL};
+    st = build_columns(&rt->lhs, d, m->rows, n, &cx, &cs, NULL, err);
     if (st)
         return st;
     if (cs.ncol == 0) {
@@ -872,13 +929,14 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
     /* Fixed effects */
     {
         colset cs;
+        recipe_ctx cx = {&m->recipe, NULL};
         m->fixterms = calloc((size_t)(f->fixed.nterms ? f->fixed.nterms : 1), sizeof *m->fixterms);
         if (!m->fixterms) {
             st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
             goto fail;
         }
         m->nfixterms = f->fixed.nterms;
-        st = build_columns(&f->fixed, d, m->rows, m->n, &cs, m->fixterms, err);
+        st = build_columns(&f->fixed, d, m->rows, m->n, &cx, &cs, m->fixterms, err);
         if (st)
             goto fail;
         st = drop_collinear(&cs, m->n, &m->dropped_fixef, &m->n_dropped_fixef, err);
@@ -938,6 +996,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
         m->re = tmp;
         for (int k = 0; k < f->nre; k++) {
             st = build_reterm(&f->re[k], d, m, &m->re[k], err);
+            m->re[k].formula_index = k;
             m->K = k + 1;
             if (st)
                 goto fail;

@@ -21,7 +21,24 @@ typedef struct mlmx_reterm_info {
     char **colnames;   /* "(Intercept)", "Days" */
     double *z;         /* n*q, row-major: the term's model-matrix row per observation */
     int theta_offset;  /* where the term's q(q+1)/2 theta entries start */
+    int formula_index; /* the term's place among the formula's bars (before ordering) */
 } mlmx_reterm_info;
+
+/* The recipe: how each variable of the fixed part and of the random-effect
+ * terms' left sides was coded when the model was built, so that model-matrix
+ * rows can be rebuilt for new data (prediction). One entry per distinct
+ * deparsed variable, in the order first met. */
+typedef struct mlmx_recipe_var {
+    char *name;        /* deparsed variable: "Days", "factor(x)", "I(week > 2)" */
+    int is_factor;     /* 1: coded by its levels (contrasts or indicators); 0: numeric */
+    int nlevels;
+    char **levels;     /* level labels in coding order (factors) */
+} mlmx_recipe_var;
+
+typedef struct mlmx_recipe {
+    int nvars;
+    mlmx_recipe_var *vars;
+} mlmx_recipe;
 
 /* One term of the fixed part as R's terms() sees it, for the tests of
  * terms (Type III F tests: host/infer/anova3.c). */
@@ -67,6 +84,7 @@ typedef struct mlmx_model {
     char **theta_names;  /* lme4 style "Subject.(Intercept)", "Subject.Days.(Intercept)" */
     char **messages;   /* informational notes (rows dropped, columns dropped) */
     int nmessages;
+    mlmx_recipe recipe;/* how X's and the terms' variables were coded */
 } mlmx_model;
 
 /* Build a model from a formula and data. The response is numeric, a
@@ -77,5 +95,29 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                              mlmx_model **out,
                              mlmx_error *err);
 void mlmx_model_destroy(mlmx_model *m);
+
+/* Recipes (host/model/recipe.c). */
+void mlmx_recipe_clear(mlmx_recipe *rc);
+/* Add variable `name` (copied with its levels) unless it is there already. */
+mlmx_status mlmx_recipe_record(mlmx_recipe *rc, const char *name, int is_factor,
+                               char *const *levels, int nlevels, mlmx_error *err);
+/* Recode an evaluated variable of new data by the recipe: its type must be
+ * the recorded one (MLMX_ERR_DATA naming the variable otherwise), and each
+ * factor code is mapped to the recorded level of the same label; a label the
+ * recipe lacks is MLMX_ERR_DATA naming the variable, the data row (rows[i] +
+ * 1) and the level. *levels is replaced by a copy of the recorded levels. */
+mlmx_status mlmx_recipe_apply(const mlmx_recipe *rc, const char *name, int is_factor,
+                              char ***levels, int *nlevels, int *codes, const size_t *rows,
+                              size_t n, mlmx_error *err);
+
+/* The model-matrix columns `names` (ncol of them, as the model named them) of
+ * the term list tl for every row of new data d, coded by the recipe rc:
+ * out receives nrow * ncol values, column-major. A missing value in a
+ * variable gives NaN in the columns it enters. Errors: the variables' (an
+ * unknown column, a type or level the recipe lacks); MLMX_ERR_MODEL when a
+ * named column is not built (a model file that does not match its formula). */
+mlmx_status mlmx_model_columns_for(const mlmx_termlist *tl, const mlmx_data *d,
+                                   const mlmx_recipe *rc, char *const *names, int ncol,
+                                   double *out, mlmx_error *err);
 
 #endif
