@@ -390,8 +390,9 @@ mlmx_status mlmx_fit_variance_summary(const mlmx_fit *f, int what, char **out);
  * (docs/inference.md): df = 2 (L^T V L)^2 / (g^T A g), with V = vcov(beta)
  * as a function of the variance parameters (theta, sigma), g its gradient
  * along L and A = 2 H^{-1} (H the Hessian of the REML or ML deviance in
- * (theta, sigma)) at the estimates. Errors: MLMX_ERR_UNSUPPORTED for a
- * GLMM or a singular fit (a variance at 0), with the reason. */
+ * (theta, sigma)) at the estimates; at a singular fit (a variance at 0)
+ * H by second differences through the boundary, as lmerTest. Errors:
+ * MLMX_ERR_UNSUPPORTED for a GLMM, with the reason. */
 mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df);
 /* For each fixed effect j (p values each): Satterthwaite's df, t =
  * beta_j / se_j and the two-sided p-value of t on df, as lmerTest's
@@ -411,8 +412,8 @@ int mlmx_ddf_method_parse(const char *name);
 /* Per fixed effect (p values each) as lmerTest's summary(fit, ddf = ...):
  * se (Kenward-Roger: from the adjusted covariance), df, t = beta / se and
  * the two-sided p of t on df. MLMX_DDF_NONE: the unadjusted se and t, df
- * and p NaN. Errors: MLMX_ERR_UNSUPPORTED for a GLMM, a singular fit
- * (Satterthwaite), an ML fit (Kenward-Roger), with the reason. */
+ * and p NaN. Errors: MLMX_ERR_UNSUPPORTED for a GLMM, an ML fit
+ * (Kenward-Roger), with the reason. */
 mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, double *se,
                                     double *df, double *t, double *p);
 /* Kenward & Roger's adjusted covariance of beta (p * p, column-major), as
@@ -741,9 +742,9 @@ const char *mlmx_simulate_device_note(const mlmx_simulate *s);
 mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text);
 /* The summary with lmerTest's df and p-value columns for an LMM (ddf:
  * Satterthwaite or Kenward-Roger; NONE is mlmx_fit_summary's lme4
- * layout). Where the method does not apply (a singular fit for
- * Satterthwaite, an ML fit for Kenward-Roger) the table is lme4's with a
- * note saying why. GLMMs: their Wald z table whatever ddf. */
+ * layout). Where the method does not apply (an ML fit for Kenward-Roger)
+ * the table is lme4's with a note saying why. GLMMs: their Wald z table
+ * whatever ddf. */
 mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **text);
 /* Write results as JSON (see docs/cli.md for the keys). The file is
  * written to a temporary name and renamed: no partial file on failure. */

@@ -15,8 +15,11 @@
  * lmm/grad.c), and its Jacobian in theta is taken by central differences
  * with one Richardson step; the sigma rows of H are analytic; dV/dtheta
  * by Richardson-extrapolated central differences of (R_X^T R_X)^{-1}.
- * A fit with a variance at 0 is refused (the gradient needs an invertible
- * template; lmerTest differentiates through the boundary there). */
+ * At a fit with a variance at 0 the gradient needs an invertible template:
+ * there H comes from second differences of D (hessian_boundary), through
+ * the boundary as lmerTest's numDeriv. */
+#define _POSIX_C_SOURCE 200809L /* M_PI */
+#define _DEFAULT_SOURCE
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -103,6 +106,91 @@ static mlmx_status hessian(ddf_eval *e, double *H)
     return MLMX_OK;
 }
 
+/* The unprofiled deviance D(theta, sigma) (the header's definition) and
+ * r^2 at theta. */
+static mlmx_status deviance_at(ddf_eval *e, const double *theta, double sigma, double *D,
+                               double *r2)
+{
+    mlmx_status st = at_theta(e, theta);
+    const mlmx_model *m = e->f->model;
+    const double c = (double)m->n - (e->reml ? m->p : 0), s2 = sigma * sigma;
+    *r2 = e->w->r2;
+    *D = e->w->logdet_z + (e->reml ? e->w->logdet_x : 0.0) + e->w->r2 / s2 +
+         c * log(2.0 * M_PI * s2);
+    return st;
+}
+
+/* D and r^2 at theta moved by hj along j and hk along k (k < 0: none). */
+static mlmx_status moved(ddf_eval *e, int j, double hj, int k, double hk, double *D, double *r2)
+{
+    const mlmx_fit *f = e->f;
+    memcpy(e->th, f->theta, (size_t)f->model->ntheta * sizeof *e->th);
+    e->th[j] += hj;
+    if (k >= 0)
+        e->th[k] += hk;
+    return deviance_at(e, e->th, f->sigma, D, r2);
+}
+
+/* H's theta block and sigma column at a boundary fit (a variance at 0,
+ * where the analytic gradient needs an invertible template): second
+ * central differences of D, and of r^2 for the sigma column, each with
+ * one Richardson step; steps 1e-2 max(|theta|, 0.1) (D's rounding over
+ * h^2 stays below 1e-6). lmerTest differentiates through the boundary the
+ * same way (numDeriv on both sides of theta = 0). */
+static mlmx_status hessian_boundary(ddf_eval *e, double *H)
+{
+    const mlmx_fit *f = e->f;
+    const int nt = f->model->ntheta, nv = nt + 1;
+    const double sg = f->sigma;
+    double D0 = 0, r0 = 0, a = 0, b = 0, c = 0, d = 0, ra = 0, rb = 0, rc = 0, rd = 0;
+    mlmx_status st = deviance_at(e, f->theta, sg, &D0, &r0);
+    for (int j = 0; !st && j < nt; j++)
+        for (int k = 0; !st && k <= j; k++) {
+            double est[2], dr[2];
+            for (int r = 0; r < 2 && !st; r++) {
+                const double hj = 1e-2 * fmax(fabs(f->theta[j]), 0.1) / (r ? 2.0 : 1.0);
+                const double hk = 1e-2 * fmax(fabs(f->theta[k]), 0.1) / (r ? 2.0 : 1.0);
+                if (j == k) {
+                    st = moved(e, j, hj, -1, 0.0, &a, &ra);
+                    if (!st)
+                        st = moved(e, j, -hj, -1, 0.0, &b, &rb);
+                    est[r] = (a - 2.0 * D0 + b) / (hj * hj);
+                    dr[r] = (ra - rb) / (2.0 * hj);
+                } else {
+                    st = moved(e, j, hj, k, hk, &a, &ra);
+                    if (!st)
+                        st = moved(e, j, hj, k, -hk, &b, &rb);
+                    if (!st)
+                        st = moved(e, j, -hj, k, hk, &c, &rc);
+                    if (!st)
+                        st = moved(e, j, -hj, k, -hk, &d, &rd);
+                    est[r] = (a - b - c + d) / (4.0 * hj * hk);
+                }
+            }
+            H[j + k * nv] = H[k + j * nv] = (4.0 * est[1] - est[0]) / 3.0;
+            if (j == k) /* d2D/dtheta dsigma = -2 d(r^2)/dtheta / sigma^3 */
+                H[j + nt * nv] = H[nt + j * nv] = -2.0 * ((4.0 * dr[1] - dr[0]) / 3.0) / (sg * sg * sg);
+        }
+    const double cc = (double)f->model->n - (e->reml ? f->model->p : 0);
+    H[nt + nt * nv] = 6.0 * r0 / (sg * sg * sg * sg) - 2.0 * cc / (sg * sg);
+    return st;
+}
+
+/* A fit with a variance at 0. */
+static int at_boundary(const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    for (int k = 0; k < m->K; k++) {
+        const int q = m->re[k].q;
+        const double *th = f->theta + m->re[k].theta_offset;
+        for (int c = 0, t = 0; c < q; c++)
+            for (int a = c; a < q; a++, t++)
+                if (a == c && !(th[t] > 1e-8))
+                    return 1;
+    }
+    return 0;
+}
+
 /* dV/dtheta_j: Richardson-extrapolated central differences of sigma^2
  * (R_X^T R_X)^{-1}; dV/dsigma = 2 V / sigma. C1, C2 scratch p * p. */
 static mlmx_status jacobian(ddf_eval *e, const ddf_state *S, double *C1, double *C2)
@@ -172,18 +260,6 @@ static mlmx_status check_fit(const mlmx_fit *f, const char *what)
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "%s: for linear mixed models only (a GLMM has Wald z tests)", what);
-    const mlmx_model *m = f->model;
-    for (int k = 0; k < m->K; k++) {
-        const int q = m->re[k].q;
-        const double *th = f->theta + m->re[k].theta_offset;
-        for (int c = 0, t = 0; c < q; c++)
-            for (int a = c; a < q; a++, t++)
-                if (a == c && !(th[t] > 1e-8))
-                    return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
-                                          "%s: the fit is singular (a variance of term '%s' is "
-                                          "at 0)",
-                                          what, m->re[k].group);
-    }
     return MLMX_OK;
 }
 
@@ -224,7 +300,7 @@ mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)
         e.e0 = e.d2 + nt;
         e.e1 = e.e0 + nt;
         memcpy(S->V, f->vcov, (size_t)p * p * sizeof *S->V);
-        st = hessian(&e, H);
+        st = at_boundary(f) ? hessian_boundary(&e, H) : hessian(&e, H);
     }
     if (!st)
         st = covariance_of_varpar(nv, H, S->A);

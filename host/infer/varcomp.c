@@ -105,6 +105,17 @@ int mlmx_fit_nvarcomp(const mlmx_fit *f)
     return f ? f->model->ntheta + 1 : 0;
 }
 
+/* A variance at 0 has no log-scale interval (nor a delta-method SE of its
+ * SD: |theta| is not differentiable there). */
+static mlmx_status not_singular(const mlmx_fit *f, const char *what)
+{
+    return f->singular ? mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                                        "%s: the fit is singular (a variance component is at "
+                                        "0), where the log-scale intervals are not defined",
+                                        what)
+                       : MLMX_OK;
+}
+
 static mlmx_status level_arg(double level, double *z)
 {
     if (!(level > 0.0 && level < 1.0))
@@ -121,6 +132,8 @@ mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_varcomp_se: bad argument");
     mlmx_status st = level_arg(level, &z);
     mlmx_ddf_state S;
+    if (!st)
+        st = not_singular(f, "standard errors of the variance components");
     if (!st)
         st = mlmx_ddf_prepare(f, "standard errors of the variance components", &S);
     if (st)
@@ -165,7 +178,9 @@ mlmx_status mlmx_fit_icc_se(const mlmx_fit *f, int k, double level, double out[4
                             f->model->re[k].group);
     mlmx_ddf_state S;
     if (!st)
-        st = mlmx_ddf_prepare(f, "standard errors of the variance components", &S);
+        st = not_singular(f, "the standard error of the ICC");
+    if (!st)
+        st = mlmx_ddf_prepare(f, "the standard error of the ICC", &S);
     if (st)
         return st;
     double *th = malloc((size_t)(2 * S.nv) * sizeof *th);

@@ -44,7 +44,13 @@ cases <- list(
   list(name = "sleepstudy_unbalanced", data = "sleepstudy.csv", REML = TRUE, kr = TRUE,
        subset = sleep_unbal, formula = "Reaction ~ Days + (Days|Subject)"),
   list(name = "sleepstudy_ml", data = "sleepstudy.csv", REML = FALSE, kr = FALSE,
-       formula = "Reaction ~ Days + (Days|Subject)")
+       formula = "Reaction ~ Days + (Days|Subject)"),
+  ## singular fits: lmerTest differentiates through the boundary
+  list(name = "dyestuff2_singular", data = "dyestuff2.csv", REML = TRUE, kr = TRUE,
+       formula = "Yield ~ 1 + (1|Batch)"),
+  list(name = "sleepstudy_g2_singular", data = "sleepstudy.csv", REML = TRUE, kr = TRUE,
+       derive = function(d) { d$g2 <- d$Subject %% 3; d },
+       formula = "Reaction ~ Days + (1|Subject) + (1|g2)")
 )
 coef_lines <- function(key, tab) {
   vapply(seq_len(nrow(tab)), function(i)
@@ -60,6 +66,7 @@ anova_lines <- function(key, tab) {
 for (cs in cases) {
   d <- read.csv(file.path("data", cs$data), stringsAsFactors = TRUE)
   if (!is.null(cs$subset)) d <- cs$subset(d)
+  if (!is.null(cs$derive)) d <- cs$derive(d)
   fit <- lmerTest::lmer(as.formula(cs$formula), d, REML = cs$REML, control = tight)
   lines <- c(paste("case", cs$name), paste("data", cs$data), paste("formula", cs$formula),
              paste("method", if (cs$REML) "REML" else "ML"), paste("nobs", nrow(d)),
@@ -68,6 +75,8 @@ for (cs in cases) {
              paste("theta", paste(g17(getME(fit, "theta")), collapse = " ")),
              paste("beta", paste(g17(fixef(fit)), collapse = " ")),
              paste("sigma", g17(sigma(fit))))
+  if (!is.null(cs$derive))
+    lines <- c(lines, "derive g2 = Subject mod 3 (a grouping factor with 3 levels)")
   if (!is.null(cs$subset)) {
     s <- sort(unique(d$Subject))
     lines <- c(lines, "subset drop Days >= 7 for the first 6 subjects (sorted) and Days == 0 for the next 3")
