@@ -155,17 +155,17 @@ static mlmx_status check_same_data(const mlmx_fit *const *fits, int n)
                                   "dataset (model 1: %zu observations, model %d: %zu; missing "
                                   "values in different rows?)",
                                   m0->n, i + 1, m->n);
+        if (memcmp(m->rows, m0->rows, m->n * sizeof *m->rows) != 0)
+            return mlmx_api_failf(MLMX_ERR_DATA,
+                                  "anova: model %d uses other rows of the data than model 1 "
+                                  "(missing values in different rows?)",
+                                  i + 1);
         if (!same_values(m->y, m0->y, m->n) || !same_values(m->ntrials, m0->ntrials, m->n) ||
             strcmp(m->response_name, m0->response_name) != 0)
             return mlmx_api_failf(MLMX_ERR_DATA,
                                   "anova: model %d's response '%s' differs from model 1's '%s': "
                                   "models must be fitted to the same response",
                                   i + 1, m->response_name, m0->response_name);
-        if (memcmp(m->rows, m0->rows, m->n * sizeof *m->rows) != 0)
-            return mlmx_api_failf(MLMX_ERR_DATA,
-                                  "anova: model %d uses other rows of the data than model 1 "
-                                  "(missing values in different rows?)",
-                                  i + 1);
     }
     return MLMX_OK;
 }
