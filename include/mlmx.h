@@ -607,16 +607,18 @@ const char *mlmx_simulate_device_note(const mlmx_simulate *s);
 /* ------------------------------------------------------------------ */
 /* Model comparison: likelihood-ratio tests (docs/inference.md).       */
 /* ------------------------------------------------------------------ */
-/* A comparison table: lme4's anova(m1, m2, ...) (mlmx_anova_create) or
- * lmerTest's ranova(fit) (mlmx_ranova_create). Row i holds one model;
- * Chisq, Df and Pr(>Chisq) compare it with the row before (anova) or with
- * the full model in row 0 (ranova). */
+/* A comparison table: lme4's anova(m1, m2, ...) (mlmx_anova_create),
+ * lmerTest's ranova(fit) (mlmx_ranova_create) or lme4's drop1(fit, test =
+ * "Chisq") (mlmx_drop1_create). Row i holds one model; Chisq, Df and
+ * Pr(>Chisq) compare it with the row before (anova) or with the full model
+ * in row 0 (ranova, drop1). */
 typedef struct mlmx_anova mlmx_anova;
 typedef struct mlmx_anova_row {
-    int model;            /* anova: index of the fit in the array given; ranova:
+    int model;            /* anova: index of the fit in the array given; ranova, drop1:
                              -1 for the full model, else the reduced model's number */
     const char *name;     /* anova: "m1", "m2", ... (1 + model); ranova: "<none>",
-                             "Days in (Days | Subject)", "(1 | Subject)" as lmerTest */
+                             "Days in (Days | Subject)", "(1 | Subject)" as lmerTest;
+                             drop1: "<none>", the dropped term's label */
     const char *formula;  /* the model's formula */
     int npar;             /* parameters, as logLik's df: p + ntheta + 1 for an LMM
                              (p + 1 for a linear model) */
@@ -660,6 +662,19 @@ mlmx_status mlmx_anova_create(const mlmx_fit *const *fits, int n, mlmx_anova **o
  * be the data set the fit's model was built from. Allocates. */
 mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
                                mlmx_anova **out);
+/* lme4's drop1(fit, test = "Chisq"): each fixed-effect term that
+ * marginality allows (R's drop.scope: not contained in an interaction) is
+ * dropped in turn, the model refitted with the fit's family, link,
+ * quadrature and the options o (NULL: defaults), and tested against the
+ * full model by the likelihood ratio. Rows: "<none>", then the term labels
+ * as R writes them ("factor(period)", "x:z"); a row's df is the number of
+ * coefficients dropped (drop1's npar column). For GLMMs and LMMs fitted by
+ * ML. Errors: MLMX_ERR_ARG for a REML fit (lme4's drop1 would mix REML
+ * estimates with ML likelihoods), MLMX_ERR_UNSUPPORTED for prior weights,
+ * MLMX_ERR_DATA when a reduced model uses other rows, the refits' errors.
+ * d must be the data set the fit's model was built from. Allocates. */
+mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
+                              mlmx_anova **out);
 void mlmx_anova_free(mlmx_anova *a);
 int mlmx_anova_nrows(const mlmx_anova *a);
 const mlmx_anova_row *mlmx_anova_row_at(const mlmx_anova *a, int i); /* NULL out of range */
@@ -668,11 +683,12 @@ int mlmx_anova_nwarnings(const mlmx_anova *a);
 const char *mlmx_anova_warning(const mlmx_anova *a, int i); /* NULL out of range */
 /* The table as R prints it: anova ("Data: <data_name>" when data_name is
  * not NULL, "Models:", each model's formula, the table with signif stars,
- * the chi-bar-square p-values and the boundary caveat, the warnings), or
- * ranova (lmerTest's heading, "Model:", the table). malloc'd; release with
+ * the chi-bar-square p-values and the boundary caveat, the warnings),
+ * ranova (lmerTest's heading, "Model:", the table) or drop1 ("Single term
+ * deletions", "Model:", npar AIC LRT Pr(Chi)). malloc'd; release with
  * mlmx_string_free. */
 mlmx_status mlmx_anova_summary(const mlmx_anova *a, const char *data_name, char **text);
-/* The table as JSON ({"kind", "rows": [{"name", "formula", "npar", "AIC",
+/* The table as JSON ({"kind" (anova, ranova, drop1), "method", "rows": [{"name", "formula", "npar", "AIC",
  * "BIC", "logLik", "deviance", "Chisq", "Df", "p", "p_chibar"}],
  * "refitted", "warnings"}), written atomically. */
 mlmx_status mlmx_anova_write_json(const mlmx_anova *a, const char *path);

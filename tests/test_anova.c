@@ -158,11 +158,11 @@ static void check_anova(const char *name)
 Test(anova, sleepstudy) { check_anova("sleepstudy"); }
 Test(anova, classroom) { check_anova("classroom"); }
 
-/* The fixture's row: numbers first, then the name (it has spaces). */
-static const char *row_name(const ref_line *l, char *buf, size_t len)
+/* The fixture's row: nnum numbers first, then the name (it has spaces). */
+static const char *row_name(const ref_line *l, int nnum, char *buf, size_t len)
 {
     const char *s = l->rest;
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < nnum; k++)
         s = strchr(s, ' ') + 1;
     snprintf(buf, len, "%s", s);
     return buf;
@@ -186,7 +186,7 @@ static void check_ranova(const char *name)
         const mlmx_anova_row *w = mlmx_anova_row_at(a, n);
         char rn[256];
         cr_assert(w, "%s: row %d missing", name, n);
-        cr_expect_str_eq(w->name, row_name(l, rn, sizeof rn));
+        cr_expect_str_eq(w->name, row_name(l, 6, rn, sizeof rn));
         cr_expect_eq(w->npar, atoi(l->tok[0]), "%s %s: npar %d", name, w->name, w->npar);
         expect_abs(w->loglik, tokd(l, 1), 1e-6, "logLik", w->name);
         expect_abs(w->aic, tokd(l, 2), 1e-6, "AIC", w->name);
@@ -356,6 +356,13 @@ Test(anova_cli, usage_errors, .init = setup, .fini = teardown)
     run("anova --data x.csv --formula 'y ~ (1|g)' --formula 'y ~ x + (1|g)' --bogus", &r);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "unknown option '--bogus'"), "%s", r.err);
+    run("anova --drop1 --data x.csv --formula 'y ~ x + (1|g)' --formula 'y ~ (1|g)'", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--drop1 takes one --formula"), "%s", r.err);
+    run("anova --drop1 --reml --data " MLMX_SOURCE_DIR "/data/sleepstudy.csv "
+        "--formula 'Reaction ~ Days + (1|Subject)'", &r);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--drop1 compares ML fits"), "%s", r.err);
 }
 
 Test(anova, library_argument_errors)
@@ -421,3 +428,63 @@ Test(anova_cli, same_count_other_rows_is_an_error, .init = setup, .fini = teardo
     cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
     cr_expect(strstr(r.err, "model 2 uses other rows of the data than model 1"), "%s", r.err);
 }
+
+/* lme4's drop1(fit, test = "Chisq") on cbpp (binomial, Laplace; lme4 at
+ * tolPwrss = 1e-12) and sleepstudy (LMM by ML), mlmx fitting the full and
+ * reduced models itself: 1e-6 absolute on AIC and LRT, 1e-5 relative on p. */
+static void check_drop1(const char *name)
+{
+    char path[1024];
+    ref_file r;
+    snprintf(path, sizeof path, REFDIR "drop1_%s.ref", name);
+    cr_assert_eq(ref_load(path, &r), 0, "cannot read %s", path);
+    mlmx_data *d = read_data(&r);
+    mlmx_model *m = NULL;
+    cr_assert_eq(mlmx_model_create(d, ref_get(&r, "formula")->rest, &m), MLMX_OK);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.method = MLMX_ML;
+    mlmx_fit *f = NULL;
+    if (strcmp(ref_get(&r, "family")->rest, "binomial") == 0) {
+        o.family = MLMX_FAMILY_BINOMIAL;
+        cr_assert_eq(mlmx_fit_glmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    } else {
+        cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    }
+    expect_abs(mlmx_fit_loglik(f), ref_num(&r, "loglik", 0), 1e-6, "full logLik", name);
+    mlmx_anova *a = NULL;
+    cr_assert_eq(mlmx_drop1_create(d, f, &o, &a), MLMX_OK, "%s", mlmx_last_error());
+    int n = 0;
+    for (const ref_line *l; (l = ref_get_nth(&r, "row", n)) != NULL; n++) {
+        const mlmx_anova_row *w = mlmx_anova_row_at(a, n);
+        cr_assert(w, "%s: row %d missing", name, n);
+        char rn[256];
+        cr_expect_str_eq(w->name, row_name(l, 4, rn, sizeof rn));
+        if (n > 0)
+            cr_expect_eq(w->df, atoi(l->tok[0]));
+        expect_abs(w->aic, tokd(l, 1), 1e-6, "AIC", w->name);
+        expect_abs(w->chisq, tokd(l, 2), 1e-6, "LRT", w->name);
+        expect_p(w->p, tokd(l, 3), 1e-5, w->name);
+    }
+    cr_expect_eq(mlmx_anova_nrows(a), n);
+    char *text = NULL;
+    cr_assert_eq(mlmx_anova_summary(a, NULL, &text), MLMX_OK);
+    cr_expect(strstr(text, "Single term deletions") && strstr(text, "Pr(Chi)"), "%s", text);
+    mlmx_string_free(text);
+    mlmx_anova_free(a);
+    /* a REML fit is refused: drop1 compares ML fits */
+    mlmx_fit *g = NULL;
+    if (mlmx_fit_family(f) == MLMX_FAMILY_GAUSSIAN) {
+        cr_assert_eq(mlmx_fit_lmm(m, NULL, &g), MLMX_OK);
+        cr_expect_eq(mlmx_drop1_create(d, g, NULL, &a), MLMX_ERR_ARG);
+        cr_expect(strstr(mlmx_last_error(), "need an ML fit"), "%s", mlmx_last_error());
+        mlmx_fit_free(g);
+    }
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    ref_free(&r);
+}
+
+Test(drop1, cbpp_binomial) { check_drop1("cbpp"); }
+Test(drop1, sleepstudy_ml) { check_drop1("sleepstudy_ml"); }

@@ -11,6 +11,7 @@
 
 static const char *usage_anova =
     "usage: mlmx anova --data FILE --formula 'A' --formula 'B' [--formula 'C' ...] [options]\n"
+    "       mlmx anova --drop1 --data FILE --formula 'A' [options]\n"
     "\n"
     "Fit each model to the same data and compare them by likelihood-ratio tests, as\n"
     "lme4's anova(m1, m2, ...) prints them: npar, AIC, BIC, logLik, deviance, and\n"
@@ -28,6 +29,10 @@ static const char *usage_anova =
     "  --link NAME, --nagq K, --weights COLUMN, --optimizer NAME   as mlmx fit\n"
     "  --json PATH        write the table as JSON\n"
     "  -h, --help         show this help\n"
+    "\n"
+    "  --drop1            one --formula: drop each fixed-effect term in turn and test\n"
+    "                     it by the likelihood ratio, as lme4's drop1(fit, test =\n"
+    "                     \"Chisq\") (an LMM is fitted by ML)\n"
     "\n"
     "Models must use the same rows of the data and the same response (an error\n"
     "otherwise); models that are not nested give a warning, as R.\n"
@@ -63,12 +68,17 @@ static int report(const mlmx_anova *a, const char *cmd, const char *data, const 
     return 0;
 }
 
-/* Parse the options: the formulas into forms (anova) or the model's. */
+/* Parse the options: the formulas into forms (anova) or the model's;
+ * --drop1 (anova only) into *drop1. */
 static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, const char **forms,
-                 int *nf, const char **json, const char *usage)
+                 int *nf, const char **json, int *drop1, const char *usage)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (drop1 && strcmp(a, "--drop1") == 0) {
+            *drop1 = 1;
+            continue;
+        }
         if (forms && strcmp(a, "--formula") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "mlmx %s: option '--formula' needs a value\n", cmd);
@@ -97,7 +107,13 @@ static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, con
             return 2;
         }
     }
-    if (forms) {
+    if (forms && *drop1) {
+        if (*nf != 1) {
+            fprintf(stderr, "mlmx %s: --drop1 takes one --formula\n", cmd);
+            return 2;
+        }
+        mo->formula = forms[0];
+    } else if (forms) {
         if (*nf < 2) {
             fprintf(stderr, "mlmx %s: give at least two models (--formula 'A' --formula 'B')\n",
                     cmd);
@@ -108,18 +124,47 @@ static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, con
     return 0;
 }
 
+/* mlmx anova --drop1: the single fit and its term deletions. */
+static int cmd_drop1(mlmx_cli_model *mo, mlmx_fit_options *opt, const char *json)
+{
+    if (opt->family == MLMX_FAMILY_GAUSSIAN) {
+        if (mo->reml) {
+            fprintf(stderr, "mlmx anova: --drop1 compares ML fits: --reml cannot be used\n");
+            return 2;
+        }
+        if (!mo->ml)
+            fputs("mlmx anova: note: --drop1 fits the linear mixed model by ML\n", stderr);
+        opt->method = MLMX_ML;
+    }
+    opt->conditional_variances = 0;
+    mlmx_fit *f = NULL;
+    mlmx_anova *a = NULL;
+    int rc = 0;
+    if (mlmx_cli_model_build(mo, 0) || mlmx_cli_model_fit(mo, opt, &f))
+        rc = 1;
+    if (!rc && mlmx_drop1_create(mo->d, f, opt, &a) != MLMX_OK)
+        rc = mlmx_cli_fail();
+    if (!rc)
+        rc = report(a, "anova", NULL, json);
+    mlmx_anova_free(a);
+    mlmx_cli_model_free(mo, f);
+    return rc;
+}
+
 int mlmx_cmd_anova(int argc, char **argv)
 {
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *forms[MAX_MODELS], *json = NULL;
-    int nf = 0;
-    int rc = parse("anova", argc, argv, &mo, forms, &nf, &json, usage_anova);
+    int nf = 0, drop1 = 0;
+    int rc = parse("anova", argc, argv, &mo, forms, &nf, &json, &drop1, usage_anova);
     if (rc)
         return rc < 0 ? 0 : rc;
     mlmx_fit_options opt;
     if ((rc = mlmx_cli_model_options(&mo, "anova", &opt)) != 0)
         return rc;
+    if (drop1)
+        return cmd_drop1(&mo, &opt, json);
     opt.conditional_variances = 0;
     mlmx_model *models[MAX_MODELS] = {0};
     mlmx_fit *fits[MAX_MODELS] = {0};
@@ -163,7 +208,7 @@ int mlmx_cmd_ranova(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *json = NULL;
-    int rc = parse("ranova", argc, argv, &mo, NULL, NULL, &json, usage_ranova);
+    int rc = parse("ranova", argc, argv, &mo, NULL, NULL, &json, NULL, usage_ranova);
     if (rc)
         return rc < 0 ? 0 : rc;
     mlmx_fit_options opt;

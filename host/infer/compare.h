@@ -1,14 +1,15 @@
 /* Model comparison (include/mlmx.h, "Model comparison"): the table that
- * mlmx_anova_create (compare.c) and mlmx_ranova_create (ranova.c) fill
+ * mlmx_anova_create (compare.c), mlmx_ranova_create and mlmx_drop1_create
+ * (ranova.c) fill
  * and compare_out.c prints and writes. Internal. */
 #ifndef MLMX_INFER_COMPARE_H
 #define MLMX_INFER_COMPARE_H
 #include "mlmx.h"
 
-enum { MLMX_CMP_ANOVA = 0, MLMX_CMP_RANOVA = 1 };
+enum { MLMX_CMP_ANOVA = 0, MLMX_CMP_RANOVA = 1, MLMX_CMP_DROP1 = 2 };
 
 struct mlmx_anova {
-    int kind;             /* MLMX_CMP_ANOVA or MLMX_CMP_RANOVA */
+    int kind;             /* MLMX_CMP_ANOVA, MLMX_CMP_RANOVA or MLMX_CMP_DROP1 */
     int nrows;
     mlmx_anova_row *rows; /* their name and formula point into names / formulas */
     char **names, **formulas;
@@ -19,8 +20,8 @@ struct mlmx_anova {
     int boundary;         /* some test is of random effects: the boundary caveat */
     char **warnings;
     int nwarnings;
-    char *formula;        /* ranova: the full model's formula */
-    mlmx_method method;   /* ranova: the method of every row */
+    char *formula;        /* ranova, drop1: the full model's formula */
+    mlmx_method method;   /* the method of every row */
 };
 
 /* A zeroed table with room for n rows, fits and models; NULL on OOM. */

@@ -88,34 +88,61 @@ static void print_table(mlmx_strbuf *b, const mlmx_anova *a, const char *const *
     mlmx_sb_puts(b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
 }
 
-/* Fill the cells: anova npar AIC BIC logLik deviance Chisq Df Pr; ranova
- * npar logLik AIC LRT Df Pr. */
-static mlmx_status fill_cells(const mlmx_anova *a, char (*cell)[CELL])
+/* The columns of each kind of table. */
+enum { C_NPAR, C_DFNPAR, C_AIC, C_BIC, C_LOGLIK, C_DEV, C_CHISQ, C_DF, C_P, C_END };
+static const int cols_anova[] = {C_NPAR, C_AIC, C_BIC, C_LOGLIK, C_DEV, C_CHISQ, C_DF, C_P, C_END};
+static const int cols_ranova[] = {C_NPAR, C_LOGLIK, C_AIC, C_CHISQ, C_DF, C_P, C_END};
+static const int cols_drop1[] = {C_DFNPAR, C_AIC, C_CHISQ, C_P, C_END};
+static const char *const col_head[] = {"npar",  "npar",     "AIC",   "BIC", "logLik",
+                                       "deviance", "Chisq", "Df",  "Pr(>Chisq)"};
+
+static const int *table_cols(const mlmx_anova *a)
 {
-    const int n = a->nrows, ranova = a->kind == MLMX_CMP_RANOVA;
+    return a->kind == MLMX_CMP_RANOVA ? cols_ranova
+           : a->kind == MLMX_CMP_DROP1 ? cols_drop1
+                                       : cols_anova;
+}
+
+static double col_value(const mlmx_anova_row *r, int c)
+{
+    switch (c) {
+    case C_AIC: return r->aic;
+    case C_BIC: return r->bic;
+    case C_LOGLIK: return r->loglik;
+    case C_DEV: return r->deviance;
+    default: return r->chisq;
+    }
+}
+
+/* Fill the cells of the table's columns: numbers with 5 significant
+ * digits, integers, p-values; the tests empty in row 0. */
+static mlmx_status fill_cells(const mlmx_anova *a, char (*cell)[CELL], const char **head)
+{
+    const int n = a->nrows, *cols = table_cols(a);
     double *v = malloc((size_t)n * sizeof *v);
     if (!v)
         return MLMX_ERR_NOMEM;
-    const int nnum = ranova ? 3 : 5;
-    for (int k = 0; k < nnum + 1; k++) {
+    for (int j = 0; cols[j] != C_END; j++) {
+        const int c = cols[j];
+        head[j] = col_head[c];
+        if (c == C_CHISQ)
+            head[j] = a->kind == MLMX_CMP_ANOVA ? "Chisq" : "LRT";
+        if (c == C_P && a->kind == MLMX_CMP_DROP1)
+            head[j] = "Pr(Chi)";
         for (int i = 0; i < n; i++) {
             const mlmx_anova_row *r = &a->rows[i];
-            const double an[6] = {r->aic, r->bic, r->loglik, r->deviance, r->chisq, 0};
-            const double rn[4] = {r->loglik, r->aic, r->chisq, 0};
-            v[i] = ranova ? rn[k] : an[k];
+            char *out = cell[(size_t)i * MAXCOL + j];
+            out[0] = '\0';
+            if (c == C_NPAR)
+                snprintf(out, CELL, "%d", r->npar);
+            else if ((c == C_DF || c == C_DFNPAR) && i > 0)
+                snprintf(out, CELL, "%d", r->df);
+            else if (c == C_P)
+                fmt_pvalue(r->p, out);
+            v[i] = col_value(r, c);
         }
-        if (k < nnum)
-            fmt_column(v, n, 5, cell + 1 + k, MAXCOL);
-    }
-    for (int i = 0; i < n; i++) {
-        const mlmx_anova_row *r = &a->rows[i];
-        char(*c)[CELL] = cell + (size_t)i * MAXCOL;
-        snprintf(c[0], CELL, "%d", r->npar);
-        if (i > 0)
-            snprintf(c[nnum + 1], CELL, "%d", r->df);
-        else
-            c[nnum + 1][0] = '\0';
-        fmt_pvalue(r->p, c[nnum + 2]);
+        if (c >= C_AIC && c <= C_CHISQ)
+            fmt_column(v, n, 5, cell + j, MAXCOL);
     }
     free(v);
     return MLMX_OK;
@@ -134,7 +161,7 @@ static void boundary_notes(mlmx_strbuf *b, const mlmx_anova *a)
             char c[CELL];
             fmt_pvalue(a->rows[i].p_chibar, c);
             mlmx_sb_printf(b, "  %s vs %s: Pr(>chibar2): %s %s\n", a->rows[i].name,
-                           a->rows[a->kind == MLMX_CMP_RANOVA ? 0 : i - 1].name, c,
+                           a->rows[a->kind != MLMX_CMP_ANOVA ? 0 : i - 1].name, c,
                            stars(a->rows[i].p_chibar));
         }
     if (a->boundary)
@@ -149,29 +176,30 @@ mlmx_status mlmx_anova_summary(const mlmx_anova *a, const char *data_name, char 
     if (!a || !text)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_anova_summary: bad argument");
     *text = NULL;
+    const char *head[MAXCOL];
+    int nc = 0;
+    while (table_cols(a)[nc] != C_END)
+        nc++;
     char(*cell)[CELL] = calloc((size_t)a->nrows * MAXCOL, sizeof *cell);
-    if (!cell || fill_cells(a, cell)) {
+    if (!cell || fill_cells(a, cell, head)) {
         free(cell);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     }
     mlmx_strbuf b = {0};
-    if (a->kind == MLMX_CMP_RANOVA) {
-        static const char *const head[] = {"npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"};
+    if (a->kind == MLMX_CMP_RANOVA)
         mlmx_sb_printf(&b, "ANOVA-like table for random-effects: Single term deletions\n\n"
                            "Model:\n%s\n", a->formula);
-        print_table(&b, a, head, 6, cell);
-        boundary_notes(&b, a);
-    } else {
-        static const char *const head[] = {"npar",  "AIC", "BIC", "logLik",    "deviance",
-                                           "Chisq", "Df",  "Pr(>Chisq)"};
+    else if (a->kind == MLMX_CMP_DROP1)
+        mlmx_sb_printf(&b, "Single term deletions\n\nModel:\n%s\n", a->formula);
+    if (a->kind == MLMX_CMP_ANOVA) {
         if (data_name)
             mlmx_sb_printf(&b, "Data: %s\n", data_name);
         mlmx_sb_puts(&b, "Models:\n");
         for (int i = 0; i < a->nrows; i++)
             mlmx_sb_printf(&b, "%s: %s\n", a->rows[i].name, a->rows[i].formula);
-        print_table(&b, a, head, 8, cell);
-        boundary_notes(&b, a);
     }
+    print_table(&b, a, head, nc, cell);
+    boundary_notes(&b, a);
     for (int i = 0; i < a->nwarnings; i++)
         mlmx_sb_printf(&b, "warning: %s\n", a->warnings[i]);
     free(cell);
@@ -189,8 +217,8 @@ mlmx_status mlmx_anova_write_json(const mlmx_anova *a, const char *path)
     if (!a || !path)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_anova_write_json: bad argument");
     mlmx_strbuf b = {0};
-    mlmx_sb_printf(&b, "{\n  \"kind\": \"%s\",\n",
-                   a->kind == MLMX_CMP_RANOVA ? "ranova" : "anova");
+    static const char *const kinds[] = {"anova", "ranova", "drop1"};
+    mlmx_sb_printf(&b, "{\n  \"kind\": \"%s\",\n", kinds[a->kind]);
     mlmx_sb_printf(&b, "  \"method\": \"%s\",\n  \"refitted\": %d,\n  \"rows\": [",
                    a->method == MLMX_REML ? "REML" : "ML", a->refitted);
     for (int i = 0; i < a->nrows; i++) {

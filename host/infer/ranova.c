@@ -1,8 +1,9 @@
-/* lmerTest's ranova(): each random-effect term reduced in turn and the
- * reduced model tested against the full one (include/mlmx.h,
- * mlmx_ranova_create). The reduced models are written as formulas from the
- * parsed full formula (terms after lme4's expansion of '/' and '||', as
- * lmerTest's findbars sees them) and built on the same data. */
+/* Single-term deletions: lmerTest's ranova() (each random-effect term
+ * reduced in turn, mlmx_ranova_create) and lme4's drop1(test = "Chisq")
+ * (each fixed-effect term dropped, mlmx_drop1_create), each reduced model
+ * tested against the full one. The reduced models are written as formulas
+ * from the parsed full formula (random terms after lme4's expansion of '/'
+ * and '||', as findbars sees them) and built on the same data. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,10 +106,11 @@ static char *bar_text(const mlmx_formula *F, int r, int k, int drop)
     return b.s;
 }
 
-/* The reduced formula: the full one with random term k reduced (bar_text)
- * or removed (drop < 0). A reduced term equal to another is written once,
- * as R's update.formula merges them ((x || g) without x is (1 | g)). */
-static char *reduced_formula(const mlmx_formula *F, int k, int drop, int *nbars)
+/* The reduced formula: the full one without fixed term fixdrop (-1: none),
+ * with random term k (-1: none) reduced (bar_text) or removed (drop < 0).
+ * A reduced term equal to another is written once, as R's update.formula
+ * merges them ((x || g) without x is (1 | g)). */
+static char *reduced_formula(const mlmx_formula *F, int fixdrop, int k, int drop, int *nbars)
 {
     mlmx_strbuf b = {0};
     char *resp = F->response ? mlmx_expr_deparse(F->response) : NULL;
@@ -116,7 +118,7 @@ static char *reduced_formula(const mlmx_formula *F, int k, int drop, int *nbars)
     mlmx_sb_printf(&b, "%s ~ ", resp ? resp : "");
     b.oom |= !bars;
     free(resp);
-    put_terms(&b, &F->fixed, -1);
+    put_terms(&b, &F->fixed, fixdrop);
     if (F->offset) {
         char *o = mlmx_expr_deparse(F->offset);
         mlmx_sb_printf(&b, " + offset(%s)", o ? o : "");
@@ -179,7 +181,8 @@ static void set_row(mlmx_anova *a, int r, int model, double ll, int npar, size_t
 }
 
 /* Build and fit (or, with no random term left, the linear model) the
- * reduced model of row r. */
+ * reduced model of row r, with the full fit's method, family, link and
+ * quadrature. */
 static mlmx_status reduced_row(mlmx_anova *a, int r, int nbars, const mlmx_data *d,
                                const mlmx_fit *f, const mlmx_fit_options *o)
 {
@@ -189,8 +192,7 @@ static mlmx_status reduced_row(mlmx_anova *a, int r, int nbars, const mlmx_data 
     if (nbars == 0) {
         mlmx_status st = mlmx_cmp_lm_loglik(m, f->method == MLMX_REML, &ll);
         if (st)
-            return mlmx_api_failf(st, "ranova: the linear model %s cannot be fitted",
-                                  a->formulas[r]);
+            return mlmx_api_failf(st, "the linear model %s cannot be fitted", a->formulas[r]);
         npar = m->p + 1;
     } else {
         mlmx_model *rm = NULL;
@@ -201,15 +203,21 @@ static mlmx_status reduced_row(mlmx_anova *a, int r, int nbars, const mlmx_data 
         a->models[a->nmodels++] = rm;
         if (rm->n != m->n)
             return mlmx_api_failf(MLMX_ERR_DATA,
-                                  "ranova: number of rows in use has changed (%zu in the model, "
+                                  "%s: number of rows in use has changed (%zu in the model, "
                                   "%zu in %s): remove missing values?",
-                                  m->n, rm->n, a->formulas[r]);
+                                  a->kind == MLMX_CMP_RANOVA ? "ranova" : "drop1", m->n,
+                                  rm->n, a->formulas[r]);
         mlmx_fit_options ro = *o;
         ro.method = f->method;
+        ro.family = f->family;
+        ro.link = f->link;
+        ro.nagq = f->nagq;
         ro.theta_start = NULL;
         ro.progress = NULL;
         ro.conditional_variances = 0;
-        if ((st = mlmx_fit_lmm(rm, &ro, &rf)) != MLMX_OK)
+        st = f->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(rm, &ro, &rf)
+                                                : mlmx_fit_glmm(rm, &ro, &rf);
+        if (st)
             return st;
         a->fits[a->nfits++] = rf;
         ll = rf->loglik;
@@ -232,7 +240,7 @@ static mlmx_status reductions(mlmx_anova *a, const mlmx_formula *F, const mlmx_d
             const int r = a->nrows;
             int nbars = 0;
             a->names[r] = row_name(&F->re[k], t);
-            a->formulas[r] = reduced_formula(F, k, t, &nbars);
+            a->formulas[r] = reduced_formula(F, -1, k, t, &nbars);
             a->nrows++;
             if (!a->names[r] || !a->formulas[r])
                 return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
@@ -289,6 +297,66 @@ mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx
         return st;
     }
     a->boundary = 1;
+    *out = a;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
+                              mlmx_anova **out)
+{
+    mlmx_api_clear();
+    if (!d || !f || !out)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_drop1_create: bad argument");
+    *out = NULL;
+    if (f->family == MLMX_FAMILY_GAUSSIAN && f->method == MLMX_REML)
+        return mlmx_api_failf(MLMX_ERR_ARG, "drop1: likelihood-ratio tests of fixed effects "
+                                            "need an ML fit (fit with method ML)");
+    if (f->model->weights)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "drop1: a model with prior weights is not supported");
+    mlmx_fit_options def;
+    if (!o) {
+        mlmx_fit_options_default(&def);
+        o = &def;
+    }
+    mlmx_formula *F = NULL;
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    mlmx_status st = mlmx_formula_parse(f->model->formula, &F, &err);
+    if (st)
+        return mlmx_api_fail(&err);
+    mlmx_anova *a = mlmx_cmp_alloc(MLMX_CMP_DROP1, 1 + F->fixed.nterms);
+    if (a) {
+        a->method = f->method;
+        a->formula = mlmx_strdup(f->model->formula);
+        a->names[0] = mlmx_strdup("<none>");
+        a->formulas[0] = mlmx_strdup(f->model->formula);
+        a->nrows = 1;
+    }
+    if (!a || !a->formula || !a->names[0] || !a->formulas[0])
+        st = mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    if (!st)
+        set_row(a, 0, -1, f->loglik, f->df, f->model->n);
+    for (int t = 0; !st && t < F->fixed.nterms; t++) {
+        if (!droppable(&F->fixed, t))
+            continue;
+        const int r = a->nrows;
+        int nbars = 0;
+        mlmx_strbuf b = {0};
+        put_term(&b, &F->fixed.terms[t]);
+        a->names[r] = b.oom ? NULL : b.s;
+        if (b.oom)
+            mlmx_sb_free(&b);
+        a->formulas[r] = reduced_formula(F, t, -1, -1, &nbars);
+        a->nrows++;
+        st = !a->names[r] || !a->formulas[r] ? mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory")
+                                             : reduced_row(a, r, nbars, d, f, o);
+    }
+    mlmx_formula_free(F);
+    if (st) {
+        mlmx_anova_free(a);
+        return st;
+    }
     *out = a;
     return MLMX_OK;
 }

@@ -27,6 +27,12 @@
 ##   reduced<i> F / rtheta<i> ...           each reduced model's formula and
 ##                                          theta (none for a linear model)
 ##   lm_loglik L                            logLik(lm(fixed part), REML = method)
+## and drop1_<case>.ref (lme4's drop1(fit, test = "Chisq"), ML/Laplace fits
+## with tight tolerances; glmer with tolPwrss = 1e-12, see docs/glmm.md "How
+## close to R": lme4's default Laplace deviance comes from a stale factor):
+##   formula F, family NAME, loglik L      the full model
+##   row npar AIC LRT Pr NAME               npar is drop1's (the Df dropped),
+##                                          NA in the "<none>" row
 invisible(Sys.setlocale("LC_COLLATE", "C"))
 suppressPackageStartupMessages({library(lme4); library(lmerTest)})
 out_dir <- file.path("data", "reference", "infer")
@@ -81,6 +87,22 @@ ranova_case <- function(name, file, form, REML) {
   print(r)
 }
 
+drop1_case <- function(name, file, form, family = NULL) {
+  d <- read.csv(file.path("data", file), stringsAsFactors = TRUE)
+  fit <- if (is.null(family)) lme4::lmer(as.formula(form), d, REML = FALSE, control = tight) else
+    lme4::glmer(as.formula(form), d, family = family,
+                control = glmerControl(optimizer = "nloptwrap", optCtrl = tight$optCtrl,
+                                       tolPwrss = 1e-12))
+  a <- drop1(fit, test = "Chisq")
+  lines <- c(paste("case", name), paste("data", file), pkg, paste("formula", form),
+             paste("family", if (is.null(family)) "gaussian" else family),
+             paste("loglik", g17(as.numeric(logLik(fit)))))
+  for (i in seq_len(nrow(a)))
+    lines <- c(lines, paste("row", paste(g17(unlist(a[i, ])), collapse = " "), rownames(a)[i]))
+  writeLines(lines, file.path(out_dir, paste0("drop1_", name, ".ref")))
+  print(a, digits = 10)
+}
+
 anova_case("sleepstudy", "sleepstudy.csv",
            list("Reaction ~ Days + (Days|Subject)", "Reaction ~ Days + (1|Subject)"))
 anova_case("classroom", "classroom.csv",
@@ -91,3 +113,6 @@ ranova_case("sleepstudy", "sleepstudy.csv", "Reaction ~ Days + (Days|Subject)", 
 ranova_case("sleepstudy_ml", "sleepstudy.csv", "Reaction ~ Days + (Days|Subject)", FALSE)
 ranova_case("sleepstudy_ri", "sleepstudy.csv", "Reaction ~ Days + (1|Subject)", TRUE)
 ranova_case("classroom", "classroom.csv", "mathgain ~ mathkind + ses + (1|schoolid/classid)", TRUE)
+drop1_case("cbpp", "cbpp.csv",
+           "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)", "binomial")
+drop1_case("sleepstudy_ml", "sleepstudy.csv", "Reaction ~ Days + (1|Subject)")
