@@ -310,6 +310,7 @@ Test(anova_cli, different_response_is_an_error, .init = setup, .fini = teardown)
     run(args, &r);
     cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
     cr_expect(strstr(r.err, "response 'exp(y)' differs from model 1's 'y'"), "%s", r.err);
+    cr_expect_null(strstr(r.err, "refitting"), "no refit message on failure: %s", r.err);
     cr_expect_eq(r.out[0], '\0', "no table on failure: %s", r.out);
 }
 

@@ -187,10 +187,10 @@ int mlmx_cmd_anova(int argc, char **argv)
                         mlmx_fit_message(fits[i]));
         }
     }
-    if (!rc && opt.family == MLMX_FAMILY_GAUSSIAN && opt.method == MLMX_REML)
-        fputs("refitting model(s) with ML (instead of REML)\n", stderr);
     if (!rc && mlmx_anova_create((const mlmx_fit *const *)fits, nf, &a) != MLMX_OK)
         rc = mlmx_cli_fail();
+    if (!rc && mlmx_anova_refitted(a) > 0)
+        fputs("refitting model(s) with ML (instead of REML)\n", stderr);
     if (!rc)
         rc = report(a, "anova", mo.data, json);
     mlmx_anova_free(a);
