@@ -630,7 +630,8 @@ typedef struct mlmx_anova_row {
                              and nothing else (one scalar random-effect term), the null
                              puts that variance on its boundary: the p-value of the
                              chi-bar-square mixture 0.5 chi2_0 + 0.5 chi2_1, p / 2
-                             (Self & Liang 1987; Stata's chibar2(01)); NaN otherwise */
+                             (1 when Chisq = 0; Self & Liang 1987; Stata's
+                             chibar2(01)); NaN otherwise */
 } mlmx_anova_row;
 
 /* lme4's anova() for n >= 2 fits of one response on the same rows: REML
@@ -698,7 +699,7 @@ mlmx_status mlmx_anova_write_json(const mlmx_anova *a, const char *path);
  * logLik0) (clamped at 0), logLik0 the linear model's by the fit's method
  * (ML, or REML as R's logLik(lm, REML = TRUE)) for an LMM, the GLM's for a
  * GLMM; df = ntheta; p = the chi-bar-square p-value P(chi2_1 >= chi2) / 2
- * when df = 1, else the conservative P(chi2_df >= chi2) (Stata's note).
+ * (1 at chi2 = 0) when df = 1, else the conservative P(chi2_df >= chi2) (Stata's note).
  * Errors: MLMX_ERR_ARG (NULL), MLMX_ERR_NUMERIC (no residual df). */
 mlmx_status mlmx_fit_lrt_linear(const mlmx_fit *f, double *chi2, int *df, double *p);
 /* Its line as Stata prints it ("LR test vs. linear model: chibar2(01) =

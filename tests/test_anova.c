@@ -489,3 +489,25 @@ static void check_drop1(const char *name)
 
 Test(drop1, cbpp_binomial) { check_drop1("cbpp"); }
 Test(drop1, sleepstudy_ml) { check_drop1("sleepstudy_ml"); }
+
+/* A singular fit (Dyestuff2: the batch variance is 0) equals the linear
+ * model: chibar2(01) = 0 and Prob >= chibar2 = 1, as Stata prints it. */
+Test(lrt_linear, singular_fit_has_p_one)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/dyestuff2.csv", &d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(d, "Yield ~ 1 + (1|Batch)", &m), MLMX_OK);
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK);
+    cr_assert(mlmx_fit_singular(f));
+    double chi2, p;
+    int df;
+    cr_assert_eq(mlmx_fit_lrt_linear(f, &chi2, &df, &p), MLMX_OK);
+    cr_expect_eq(df, 1);
+    cr_expect(chi2 < 1e-8, "chi2 %.3g", chi2);
+    cr_expect_eq(p, 1.0, "p %.17g", p);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}

@@ -86,6 +86,8 @@ void mlmx_cmp_lrt(mlmx_anova_row *r, const mlmx_anova_row *r0)
     r->p_chibar = NAN;
 }
 
+double mlmx_cmp_chibar01(double x) { return x >= 1e-8 ? 0.5 * mlmx_chi2_sf(x, 1) : 1.0; }
+
 mlmx_status mlmx_cmp_lm_loglik(const mlmx_model *m, int reml, double *ll)
 {
     const size_t n = m->n;
@@ -308,7 +310,7 @@ static mlmx_status fill_rows(mlmx_anova *a, const mlmx_fit **ml, int n)
                                   "(%.2f < %.2f): not nested, or a fit did not converge",
                                a->names[r], a->names[r - 1], f->loglik, f0->loglik);
         else if (w->df == 1 && one_variance_more(f0->model, f->model))
-            w->p_chibar = 0.5 * w->p;
+            w->p_chibar = mlmx_cmp_chibar01(w->chisq);
     }
     free(ord);
     return st;
@@ -387,7 +389,7 @@ mlmx_status mlmx_fit_lrt_linear(const mlmx_fit *f, double *chi2, int *df, double
     const double d = 2.0 * (f->loglik - ll0);
     *chi2 = d > 0 ? d : 0.0;
     *df = f->model->ntheta;
-    *p = *df == 1 ? 0.5 * mlmx_chi2_sf(*chi2, 1) : mlmx_chi2_sf(*chi2, *df);
+    *p = *df == 1 ? mlmx_cmp_chibar01(*chi2) : mlmx_chi2_sf(*chi2, *df);
     return MLMX_OK;
 }
 

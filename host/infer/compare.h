@@ -40,4 +40,8 @@ mlmx_status mlmx_cmp_lm_loglik(const mlmx_model *m, int reml, double *ll);
  * minus r0's, doubled and clamped at 0 as lme4 does; Df the difference in
  * npar, the sign taken so that Df >= 0; Pr NaN when Df is 0). */
 void mlmx_cmp_lrt(mlmx_anova_row *r, const mlmx_anova_row *r0);
+/* P(chibar2(01) >= x) for the mixture 0.5 chi2_0 + 0.5 chi2_1: half the
+ * chi2_1 tail for x > 0, and 1 at x = 0 (the point mass at 0 counts; a
+ * statistic below 1e-8, two fits equal to rounding, is taken as 0). */
+double mlmx_cmp_chibar01(double x);
 #endif

@@ -247,7 +247,7 @@ static mlmx_status reductions(mlmx_anova *a, const mlmx_formula *F, const mlmx_d
             st = reduced_row(a, r, nbars, d, f, o);
             /* one scalar variance removed, the rest unchanged: chi-bar-square */
             if (!st && t < 0 && F->re[k].lhs.intercept && a->rows[r].df == 1)
-                a->rows[r].p_chibar = 0.5 * a->rows[r].p;
+                a->rows[r].p_chibar = mlmx_cmp_chibar01(a->rows[r].chisq);
         }
     }
     return st;
