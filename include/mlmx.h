@@ -398,6 +398,79 @@ mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *d
  * summary() prints them. Errors as mlmx_fit_satterthwaite. */
 mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double *p);
 
+/* Tests of fixed effects by method (docs/inference.md): the denominator
+ * degrees of freedom of lmerTest's summary() and anova(). */
+typedef enum mlmx_ddf_method {
+    MLMX_DDF_SATTERTHWAITE = 0, /* lmerTest's default */
+    MLMX_DDF_KENWARD_ROGER = 1, /* pbkrtest's: REML fits only */
+    MLMX_DDF_NONE = 2           /* no df: lme4's t values without p-values */
+} mlmx_ddf_method;
+/* "satterthwaite", "kenward-roger", "none" (-1 for another name). */
+int mlmx_ddf_method_parse(const char *name);
+
+/* Per fixed effect (p values each) as lmerTest's summary(fit, ddf = ...):
+ * se (Kenward-Roger: from the adjusted covariance), df, t = beta / se and
+ * the two-sided p of t on df. MLMX_DDF_NONE: the unadjusted se and t, df
+ * and p NaN. Errors: MLMX_ERR_UNSUPPORTED for a GLMM, a singular fit
+ * (Satterthwaite), an ML fit (Kenward-Roger), with the reason. */
+mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, double *se,
+                                    double *df, double *t, double *p);
+/* Kenward & Roger's adjusted covariance of beta (p * p, column-major), as
+ * pbkrtest::vcovAdj; computed in the space of the random effects
+ * (MLMX_ERR_UNSUPPORTED above 3,000 of them). Errors as above. */
+mlmx_status mlmx_fit_vcov_kr(const mlmx_fit *f, double *vcov);
+
+/* An F test of L beta = 0 as lmerTest's contestMD / anova() prints it:
+ * sum_sq = mean_sq * num_df, mean_sq = F sigma^2 (Kenward-Roger: before
+ * its scaling of F), num_df, den_df, f and p = P(F(num_df, den_df) > f).
+ * Satterthwaite: L's rows are rotated to the eigenvectors of L V L^T and
+ * the df of the rotated t tests pooled (lmerTest); Kenward-Roger: the
+ * adjusted covariance, df and F scaling of pbkrtest's KRmodcomp. */
+typedef struct mlmx_ftest {
+    double sum_sq, mean_sq, num_df, den_df, f, p;
+} mlmx_ftest;
+/* L: nrow rows of p values (row-major). MLMX_DDF_NONE: den_df and p NaN. */
+mlmx_status mlmx_fit_ftest(const mlmx_fit *f, mlmx_ddf_method ddf, const double *L, int nrow,
+                           mlmx_ftest *out);
+/* The fixed part's terms (not the intercept) in R's order and labels. */
+int mlmx_fit_nterms(const mlmx_fit *f);
+const char *mlmx_fit_term_label(const mlmx_fit *f, int t);
+/* Type III F tests of every term (out: mlmx_fit_nterms rows), as
+ * lmerTest's anova(fit, type = 3): the hypotheses of SAS's Type III with
+ * lmerTest's containment rule (Type I for a model with one term).
+ * MLMX_ERR_UNSUPPORTED also for a formula whose terms' margins are not
+ * all in the model, or with columns dropped as collinear. */
+mlmx_status mlmx_fit_anova_type3(const mlmx_fit *f, mlmx_ddf_method ddf, mlmx_ftest *out);
+/* The Type III table as text ("Type III Analysis of Variance Table with
+ * Satterthwaite's method"); free with mlmx_string_free. */
+mlmx_status mlmx_fit_anova_text(const mlmx_fit *f, mlmx_ddf_method ddf, char **text);
+
+/* Standard errors and Wald intervals of an LMM's variance components, as
+ * Stata's mixed prints them (docs/inference.md): the delta method on the
+ * covariance of (theta, sigma), 2 H^{-1} with H the Hessian of the REML or
+ * ML deviance (lmerTest's vcov_varpar). One entry per theta entry, then
+ * the residual (mlmx_fit_nvarcomp entries, in theta's order): term (-1:
+ * the residual) and columns a >= b (a == b: a standard deviation /
+ * variance; a > b: a correlation / covariance); sd[] and var[] hold the
+ * estimate, SE, lower and upper bound at `level` on the two scales.
+ * Intervals: log scale for SDs and variances, Fisher's z for
+ * correlations, plain for covariances. Errors: MLMX_ERR_UNSUPPORTED for a
+ * GLMM or a singular fit. */
+typedef struct mlmx_vc_se {
+    int term, a, b;
+    double sd[4], var[4];
+} mlmx_vc_se;
+int mlmx_fit_nvarcomp(const mlmx_fit *f);
+mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out);
+/* The same as text under the summary (scale 0: SD and correlation, as
+ * Stata's default; 1: variance and covariance, Stata's "variance"). */
+mlmx_status mlmx_fit_varcomp_text(const mlmx_fit *f, int scale, char **text);
+/* The cumulative ICC of term k (mlmx_fit_icc_term) with its delta-method
+ * SE and a logit-scale interval at `level` (Stata's estat icc): out =
+ * {estimate, se, lower, upper}. LMMs; errors as mlmx_fit_varcomp_se, and
+ * for a term without a random intercept. */
+mlmx_status mlmx_fit_icc_se(const mlmx_fit *f, int k, double level, double out[4]);
+
 /* ------------------------------------------------------------------ */
 /* Prepared problems: one model, many responses (bootstrap, power).    */
 /* ------------------------------------------------------------------ */
@@ -714,9 +787,19 @@ mlmx_status mlmx_fit_lrt_linear_text(const mlmx_fit *f, char **text);
 /* The summary as lme4's summary(lmer) prints it, plus Stata's group-size
  * table. *text is malloc'd; release with mlmx_string_free. */
 mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text);
+/* The summary with lmerTest's df and p-value columns for an LMM (ddf:
+ * Satterthwaite or Kenward-Roger; NONE is mlmx_fit_summary's lme4
+ * layout). Where the method does not apply (a singular fit for
+ * Satterthwaite, an ML fit for Kenward-Roger) the table is lme4's with a
+ * note saying why. GLMMs: their Wald z table whatever ddf. */
+mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **text);
 /* Write results as JSON (see docs/cli.md for the keys). The file is
  * written to a temporary name and renamed: no partial file on failure. */
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path);
+/* The same with the fixed-effect tests of an LMM by the method ddf (keys
+ * "coef_tests" and "anova", docs/cli.md); mlmx_fit_write_json uses
+ * Satterthwaite's. */
+mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, const char *path);
 /* Write conditional modes as CSV: group,level,term,mode,condsd. */
 mlmx_status mlmx_fit_write_ranef(const mlmx_fit *f, const char *path);
 /* Caterpillar plot of the conditional modes as SVG: one panel per term and

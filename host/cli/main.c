@@ -64,6 +64,15 @@ static const char *usage_fit =
     "                     GPU for an LMM with a crossed dense block of 300+\n"
     "                     columns (docs/gpu.md); the choice is in the summary and\n"
     "                     the JSON\n"
+    "  --ddf METHOD       LMM t and F tests: satterthwaite (default; lmerTest's\n"
+    "                     summary), kenward-roger (pbkrtest's; REML fits) or none\n"
+    "                     (lme4's summary: no df or p-values)\n"
+    "  --anova            print the Type III F tests of the fixed-effect terms\n"
+    "                     under the summary (lmerTest's anova(fit)), by --ddf\n"
+    "  --re-se SCALE      LMM: standard errors and 95% Wald intervals of the\n"
+    "                     variance components under the summary, as Stata's mixed\n"
+    "                     (SCALE sd: SDs and correlations; var: variances and\n"
+    "                     covariances); always in the JSON (re_se)\n"
     "  --r2               print the variance decomposition under the summary:\n"
     "                     Nakagawa-Schielzeth marginal and conditional R2 and the\n"
     "                     ICC (docs/inference.md; always in the JSON)\n"
@@ -98,12 +107,91 @@ static void show_progress(void *ctx, int n, double best)
     fflush(stderr);
 }
 
+/* --ddf's value, checked against the fit it will be used on: 0 or 2. */
+static int ddf_option(const char *val, const mlmx_fit_options *opt, int *ddf)
+{
+    *ddf = mlmx_ddf_method_parse(val);
+    if (*ddf < 0) {
+        fprintf(stderr, "mlmx fit: --ddf takes satterthwaite, kenward-roger or none, not '%s'\n",
+                val);
+        return 2;
+    }
+    if (opt->family != MLMX_FAMILY_GAUSSIAN) {
+        fputs("mlmx fit: --ddf is for linear mixed models (a GLMM has Wald z tests)\n", stderr);
+        return 2;
+    }
+    if (*ddf == MLMX_DDF_KENWARD_ROGER && opt->method != MLMX_REML) {
+        fputs("mlmx fit: --ddf kenward-roger needs a REML fit (as lmerTest and pbkrtest); "
+              "drop --ml\n",
+              stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* --re-se's value: 0 (sd) or 1 (var) in *scale; 0, or 2 on a usage error. */
+static int re_se_option(const char *val, const mlmx_fit_options *opt, int *scale)
+{
+    *scale = strcmp(val, "sd") == 0 ? 0 : strcmp(val, "var") == 0 ? 1 : -1;
+    if (*scale < 0) {
+        fprintf(stderr, "mlmx fit: --re-se takes sd or var, not '%s'\n", val);
+        return 2;
+    }
+    if (opt->family != MLMX_FAMILY_GAUSSIAN) {
+        fputs("mlmx fit: --re-se is for linear mixed models\n", stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* The summary (with lmerTest's columns by ddf) and the tables asked for. */
+static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_scale)
+{
+    char *text = NULL;
+    if (mlmx_fit_summary_ddf(f, (mlmx_ddf_method)ddf, &text) != MLMX_OK)
+        return mlmx_cli_fail();
+    fputs(text, stdout);
+    mlmx_string_free(text);
+    /* Stata's footer for LMMs (a GLMM's summary has its own) */
+    if (mlmx_fit_family(f) == MLMX_FAMILY_GAUSSIAN && mlmx_fit_lrt_linear_text(f, &text) == MLMX_OK) {
+        fputs(text, stdout);
+        mlmx_string_free(text);
+    }
+    if (anova && mlmx_fit_family(f) != MLMX_FAMILY_GAUSSIAN) {
+        fputs("\nType III F tests are for linear mixed models: a GLMM has the Wald z tests "
+              "above\n",
+              stdout);
+    } else if (anova) {
+        if (mlmx_fit_anova_text(f, (mlmx_ddf_method)ddf, &text) != MLMX_OK)
+            return mlmx_cli_fail();
+        fputs(text, stdout);
+        mlmx_string_free(text);
+    }
+    if (vc_scale >= 0) {
+        /* a singular fit has none: say why and go on */
+        if (mlmx_fit_varcomp_text(f, vc_scale, &text) == MLMX_OK) {
+            fputs(text, stdout);
+            mlmx_string_free(text);
+        } else {
+            printf("\nRandom-effects parameters: %s\n", mlmx_last_error());
+        }
+    }
+    if (show) {
+        if (mlmx_fit_variance_summary(f, show, &text) != MLMX_OK)
+            return mlmx_cli_fail();
+        fputs(text, stdout);
+        mlmx_string_free(text);
+    }
+    return 0;
+}
+
 static int cmd_fit(int argc, char **argv)
 {
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
-    const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL;
-    int quiet = 0, show = 0;
+    const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL, *ddf_name = NULL,
+               *re_se = NULL;
+    int quiet = 0, show = 0, anova = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
@@ -121,6 +209,12 @@ static int cmd_fit(int argc, char **argv)
             show |= MLMX_SHOW_R2;
         } else if (strcmp(a, "--icc") == 0) {
             show |= MLMX_SHOW_R2 | MLMX_SHOW_ICC;
+        } else if (strcmp(a, "--anova") == 0) {
+            anova = 1;
+        } else if (strcmp(a, "--re-se") == 0) {
+            target = &re_se;
+        } else if (strcmp(a, "--ddf") == 0) {
+            target = &ddf_name;
         } else if (strcmp(a, "--json") == 0) {
             target = &json;
         } else if (strcmp(a, "--ranef") == 0) {
@@ -140,6 +234,12 @@ static int cmd_fit(int argc, char **argv)
     int urc = mlmx_cli_model_options(&mo, "fit", &opt);
     if (!urc && device)
         urc = mlmx_cli_device_option("fit", device, &opt.device);
+    int ddf = MLMX_DDF_SATTERTHWAITE;
+    if (!urc && ddf_name)
+        urc = ddf_option(ddf_name, &opt, &ddf);
+    int vc_scale = -1;
+    if (!urc && re_se)
+        urc = re_se_option(re_se, &opt, &vc_scale);
     if (urc)
         return urc;
     if (mlmx_cli_model_build(&mo, quiet)) {
@@ -162,35 +262,12 @@ static int cmd_fit(int argc, char **argv)
         mlmx_cli_model_free(&mo, NULL);
         return 1;
     }
-    int rc = 0;
-    if (!quiet) {
-        char *text = NULL;
-        if (mlmx_fit_summary(f, &text) == MLMX_OK) {
-            fputs(text, stdout);
-            mlmx_string_free(text);
-        } else {
-            rc = mlmx_cli_fail();
-        }
-        /* Stata's footer for LMMs (a GLMM's summary has its own) */
-        if (!rc && mlmx_fit_family(f) == MLMX_FAMILY_GAUSSIAN &&
-            mlmx_fit_lrt_linear_text(f, &text) == MLMX_OK) {
-            fputs(text, stdout);
-            mlmx_string_free(text);
-        }
-        if (!rc && show) {
-            if (mlmx_fit_variance_summary(f, show, &text) == MLMX_OK) {
-                fputs(text, stdout);
-                mlmx_string_free(text);
-            } else {
-                rc = mlmx_cli_fail();
-            }
-        }
-    }
+    int rc = quiet ? 0 : print_fit(f, ddf, show, anova, vc_scale);
     /* all outputs or none: a later failure removes the files written before it */
     const char *written[3];
     int nw = 0;
     if (!rc && json)
-        rc = mlmx_fit_write_json(f, json) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = json, 0);
+        rc = mlmx_fit_write_json_ddf(f, (mlmx_ddf_method)ddf, json) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = json, 0);
     if (!rc && ranef)
         rc = mlmx_fit_write_ranef(f, ranef) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = ranef, 0);
     if (!rc && plot)

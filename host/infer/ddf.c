@@ -24,18 +24,12 @@
 
 #include "api_internal.h"
 #include "backend/backend.h"
+#include "infer/infer.h"
 #include "lmm/fit.h"
 #include "lmm/lmm.h"
 #include "power/power.h"
 
-/* The pieces at the estimates, computed once per fit (mlmx_ddf_prepare). */
-typedef struct ddf_state {
-    int nt, nv, p;   /* theta entries, varpar entries (nt + 1), fixed effects */
-    double *A;       /* nv * nv: 2 H^{-1} */
-    double *J;       /* nv blocks of p * p: dV/dvarpar_k */
-    double *V;       /* p * p: vcov(beta) */
-    double *g;       /* nv: scratch for one contrast's gradient */
-} ddf_state;
+typedef mlmx_ddf_state ddf_state;
 
 typedef struct ddf_eval {
     const mlmx_fit *f;
@@ -157,7 +151,7 @@ static mlmx_status covariance_of_varpar(int nv, double *H, double *A)
     return info == 0 ? MLMX_OK : MLMX_ERR_NUMERIC;
 }
 
-static void state_free(ddf_state *S)
+void mlmx_ddf_free(ddf_state *S)
 {
     free(S->A);
     free(S->J);
@@ -173,12 +167,11 @@ static void eval_free(ddf_eval *e)
 }
 
 /* The refusals, with the reason recorded. */
-static mlmx_status check_fit(const mlmx_fit *f)
+static mlmx_status check_fit(const mlmx_fit *f, const char *what)
 {
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
-                              "Satterthwaite degrees of freedom are for linear mixed models "
-                              "(a GLMM has Wald z tests)");
+                              "%s: for linear mixed models only (a GLMM has Wald z tests)", what);
     const mlmx_model *m = f->model;
     for (int k = 0; k < m->K; k++) {
         const int q = m->re[k].q;
@@ -187,17 +180,17 @@ static mlmx_status check_fit(const mlmx_fit *f)
             for (int a = c; a < q; a++, t++)
                 if (a == c && !(th[t] > 1e-8))
                     return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
-                                          "Satterthwaite degrees of freedom: the fit is singular "
-                                          "(a variance of term '%s' is at 0)",
-                                          m->re[k].group);
+                                          "%s: the fit is singular (a variance of term '%s' is "
+                                          "at 0)",
+                                          what, m->re[k].group);
     }
     return MLMX_OK;
 }
 
-static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
+mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)
 {
     memset(S, 0, sizeof *S);
-    mlmx_status st = check_fit(f);
+    mlmx_status st = check_fit(f, what);
     if (st)
         return st;
     const mlmx_model *m = f->model;
@@ -241,16 +234,16 @@ static mlmx_status ddf_prepare(const mlmx_fit *f, ddf_state *S)
     free(C);
     eval_free(&e);
     if (st) {
-        state_free(S);
+        mlmx_ddf_free(S);
         return mlmx_api_failf(st, st == MLMX_ERR_NOMEM ? "out of memory"
-                                                        : "Satterthwaite degrees of freedom: %s",
-                              err.msg[0] ? err.msg : "the deviance's Hessian is singular");
+                                                        : "%s: %s",
+                              what, err.msg[0] ? err.msg : "the deviance's Hessian is singular");
     }
     return MLMX_OK;
 }
 
 /* df of the contrast L (p values) from the prepared state. */
-static double ddf_contrast(const ddf_state *S, const double *L, double *var)
+double mlmx_ddf_contrast(const ddf_state *S, const double *L, double *var)
 {
     const int p = S->p, nv = S->nv;
     double *g = S->g, v = 0.0;
@@ -279,12 +272,12 @@ mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *d
     if (!f || !L || !df)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_satterthwaite: bad argument");
     ddf_state S;
-    mlmx_status st = ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
     if (st)
         return st;
     double var;
-    *df = ddf_contrast(&S, L, &var);
-    state_free(&S);
+    *df = mlmx_ddf_contrast(&S, L, &var);
+    mlmx_ddf_free(&S);
     return MLMX_OK;
 }
 
@@ -294,25 +287,25 @@ mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double
     if (!f || !df || !t || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests: bad argument");
     ddf_state S;
-    mlmx_status st = ddf_prepare(f, &S);
+    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
     if (st)
         return st;
     const int np = S.p;
     double *L = calloc((size_t)np + 1, sizeof *L);
     if (!L) {
-        state_free(&S);
+        mlmx_ddf_free(&S);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     }
     for (int j = 0; j < np; j++) {
         double var;
         L[j] = 1.0;
-        df[j] = ddf_contrast(&S, L, &var);
+        df[j] = mlmx_ddf_contrast(&S, L, &var);
         L[j] = 0.0;
         t[j] = f->beta[j] / sqrt(var);
         /* two-sided: P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) */
         p[j] = mlmx_pw_pbeta(df[j] / (df[j] + t[j] * t[j]), 0.5 * df[j], 0.5);
     }
     free(L);
-    state_free(&S);
+    mlmx_ddf_free(&S);
     return MLMX_OK;
 }

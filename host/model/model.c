@@ -149,6 +149,7 @@ typedef struct colset {
     int ncol, cap;
     double **cols; /* each n values */
     char **names;
+    int **cells;   /* fixed part: each column's term and levels (fixef_cell) */
 } colset;
 
 static void colset_free(colset *c)
@@ -159,6 +160,9 @@ static void colset_free(colset *c)
     }
     free(c->cols);
     free(c->names);
+    for (int j = 0; c->cells && j < c->ncol; j++)
+        free(c->cells[j]);
+    free(c->cells);
     memset(c, 0, sizeof *c);
 }
 
@@ -185,10 +189,18 @@ static mlmx_status colset_push(colset *c, double *col, char *name, mlmx_error *e
             return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         c->names = nn;
+        int **ncl = realloc(c->cells, (size_t)nc * sizeof *ncl);
+        if (!ncl) {
+            free(col);
+            free(name);
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        }
+        c->cells = ncl;
         c->cap = nc;
     }
     c->cols[c->ncol] = col;
     c->names[c->ncol] = name;
+    c->cells[c->ncol] = NULL;
     c->ncol++;
     return MLMX_OK;
 }
@@ -222,8 +234,51 @@ static int margin_present(const mlmx_termlist *tl, char **const *tnames, int t, 
     return 0;
 }
 
+/* The fixed part's term t, for the tests of terms (mlmx_fixterm). */
+static mlmx_status fixterm_record(mlmx_fixterm *ft, char **tnames, const evar *vars,
+                                  const int *first, int nv)
+{
+    ft->nvars = nv;
+    ft->vars = calloc((size_t)nv, sizeof *ft->vars);
+    ft->nlevels = calloc((size_t)nv, sizeof *ft->nlevels);
+    ft->coded_from = calloc((size_t)nv, sizeof *ft->coded_from);
+    size_t len = 1;
+    for (int a = 0; a < nv; a++)
+        len += strlen(tnames[a]) + 1;
+    ft->label = malloc(len);
+    if (!ft->vars || !ft->nlevels || !ft->coded_from || !ft->label)
+        return MLMX_ERR_NOMEM;
+    ft->label[0] = '\0';
+    for (int a = 0; a < nv; a++) {
+        if (a)
+            strcat(ft->label, ":");
+        strcat(ft->label, tnames[a]);
+        ft->vars[a] = mlmx_strdup(tnames[a]);
+        if (!ft->vars[a])
+            return MLMX_ERR_NOMEM;
+        ft->nlevels[a] = vars[a].is_factor ? vars[a].nlevels : 0;
+        ft->coded_from[a] = first[a];
+    }
+    return MLMX_OK;
+}
+
+/* Column j's term and levels (mlmx_model.fixef_cell). */
+static int *cell_of(int t, const evar *vars, const int *first, const int *idx, int nv)
+{
+    int *c = malloc((size_t)(nv + 1) * sizeof *c);
+    if (!c)
+        return NULL;
+    c[0] = t;
+    for (int a = 0; a < nv; a++)
+        c[1 + a] = vars[a].is_factor ? first[a] + idx[a] : -1;
+    return c;
+}
+
+/* The columns of a term list. meta (the fixed part only; NULL otherwise):
+ * tl->nterms zeroed entries, filled with each term's structure, and each
+ * column's cell recorded in out->cells. */
 static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, const size_t *rows,
-                                 size_t n, colset *out, mlmx_error *err)
+                                 size_t n, colset *out, mlmx_fixterm *meta, mlmx_error *err)
 {
     mlmx_status st = MLMX_OK;
     memset(out, 0, sizeof *out);
@@ -248,6 +303,8 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
             for (size_t i = 0; i < n; i++)
                 one[i] = 1.0;
         st = colset_push(out, one, mlmx_strdup("(Intercept)"), err);
+        if (!st && meta && !(out->cells[0] = cell_of(-1, NULL, NULL, NULL, 0)))
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     }
     for (int t = 0; t < tl->nterms && !st; t++) {
         const mlmx_term *term = &tl->terms[t];
@@ -271,6 +328,8 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
                 count[a] = 1;
             }
         }
+        if (!st && meta && fixterm_record(&meta[t], tnames[t], vars, first, nv))
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         /* Enumerate column tuples, the first variable varying fastest (R's order). */
         int empty = 0;
         for (int a = 0; a < nv && !st; a++)
@@ -304,6 +363,8 @@ static mlmx_status build_columns(const mlmx_termlist *tl, const mlmx_data *d, co
                 }
             }
             st = colset_push(out, col, name, err);
+            if (!st && meta && !(out->cells[out->ncol - 1] = cell_of(t, vars, first, idx, nv)))
+                st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
             int a = 0;
             while (a < nv) {
                 if (++idx[a] < count[a])
@@ -397,9 +458,11 @@ static mlmx_status drop_collinear(colset *c, size_t n, char ***dropped, int *ndr
             if (keep[j]) {
                 c->cols[w] = c->cols[j];
                 c->names[w] = c->names[j];
+                c->cells[w] = c->cells[j];
                 w++;
             } else {
                 free(c->cols[j]);
+                free(c->cells[j]);
                 dn[nd++] = c->names[j];
             }
         }
@@ -429,6 +492,16 @@ void mlmx_model_destroy(mlmx_model *m)
     free(m->weights);
     free(m->X);
     free_strv(m->fixef_names, m->p);
+    for (int j = 0; m->fixef_cell && j < m->p; j++)
+        free(m->fixef_cell[j]);
+    free(m->fixef_cell);
+    for (int t = 0; m->fixterms && t < m->nfixterms; t++) {
+        free(m->fixterms[t].label);
+        free_strv(m->fixterms[t].vars, m->fixterms[t].nvars);
+        free(m->fixterms[t].nlevels);
+        free(m->fixterms[t].coded_from);
+    }
+    free(m->fixterms);
     free_strv(m->dropped_fixef, m->n_dropped_fixef);
     free(m->response_name);
     for (int k = 0; k < m->K; k++) {
@@ -611,7 +684,7 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
                             out->group, used, used == 1 ? "" : "s");
 
     colset cs;
-    st = build_columns(&rt->lhs, d, m->rows, n, &cs, err);
+    st = build_columns(&rt->lhs, d, m->rows, n, &cs, NULL, err);
     if (st)
         return st;
     if (cs.ncol == 0) {
@@ -799,7 +872,13 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
     /* Fixed effects */
     {
         colset cs;
-        st = build_columns(&f->fixed, d, m->rows, m->n, &cs, err);
+        m->fixterms = calloc((size_t)(f->fixed.nterms ? f->fixed.nterms : 1), sizeof *m->fixterms);
+        if (!m->fixterms) {
+            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        m->nfixterms = f->fixed.nterms;
+        st = build_columns(&f->fixed, d, m->rows, m->n, &cs, m->fixterms, err);
         if (st)
             goto fail;
         st = drop_collinear(&cs, m->n, &m->dropped_fixef, &m->n_dropped_fixef, err);
@@ -809,6 +888,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
         }
         m->p = cs.ncol;
         m->fixef_names = cs.names;
+        m->fixef_cell = cs.cells;
         m->X = malloc((m->n ? m->n : 1) * (size_t)(m->p ? m->p : 1) * sizeof *m->X);
         if (!m->X) {
             cs.names = NULL;

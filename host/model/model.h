@@ -23,6 +23,17 @@ typedef struct mlmx_reterm_info {
     int theta_offset;  /* where the term's q(q+1)/2 theta entries start */
 } mlmx_reterm_info;
 
+/* One term of the fixed part as R's terms() sees it, for the tests of
+ * terms (Type III F tests: host/infer/anova3.c). */
+typedef struct mlmx_fixterm {
+    char *label;       /* R's term label: "Time:factor(Diet)" */
+    int nvars;
+    char **vars;       /* its variables, deparsed */
+    int *nlevels;      /* levels of each factor variable; 0 for a numeric one */
+    int *coded_from;   /* per factor: 1 when coded by contrasts (level 0 the
+                          reference, no column), 0 when by indicators */
+} mlmx_fixterm;
+
 enum { MLMX_RESP_NUMERIC = 0, MLMX_RESP_FACTOR = 1, MLMX_RESP_CBIND = 2 };
 
 typedef struct mlmx_model {
@@ -42,6 +53,10 @@ typedef struct mlmx_model {
     int p;             /* fixed-effect columns kept */
     double *X;         /* n*p column-major */
     char **fixef_names;
+    int nfixterms;     /* terms of the fixed part (not the intercept), R's order */
+    mlmx_fixterm *fixterms;
+    int **fixef_cell;  /* p: [0] the column's term (-1: the intercept), [1 + a]
+                          the level of the term's variable a (-1: numeric) */
     char **dropped_fixef; /* names of rank-deficient columns dropped */
     int n_dropped_fixef;
     char *response_name;

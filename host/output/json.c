@@ -148,6 +148,11 @@ static void json_varcorr(mlmx_strbuf *b, const mlmx_fit *f)
 
 mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
 {
+    return mlmx_fit_write_json_ddf(f, MLMX_DDF_SATTERTHWAITE, path);
+}
+
+mlmx_status mlmx_fit_write_json_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, const char *path)
+{
     mlmx_api_clear();
     if (!f || !path)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_write_json: NULL argument");
@@ -228,6 +233,9 @@ mlmx_status mlmx_fit_write_json(const mlmx_fit *f, const char *path)
     mlmx_sb_puts(&b, "]");
     json_varcorr(&b, f);
     mlmx_json_variance(&b, f);
+    mlmx_json_tests(&b, f, ddf);
+    if (!glmm)
+        mlmx_json_varcomp(&b, f);
     {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);

@@ -10,6 +10,10 @@ void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5]);
 /* Upper tail of chi-square(k) at x; b^T V^{-1} b (V overwritten by its factor). */
 double mlmx_chi2_sf(double x, int k);
 double mlmx_wald_quadform(int n, double *V, const double *b);
+/* A p-value as R's printCoefmat shows it ("NA" for NaN); returns its
+ * significance stars. And R's legend of the stars. */
+const char *mlmx_fmt_pvalue(double pv, char *buf, size_t cap);
+extern const char *const mlmx_signif_legend;
 /* 1 if term k is the first term with its grouping factor label. */
 int mlmx_group_first(const mlmx_model *m, int k);
 /* JSON pieces: a quoted, escaped string; a number in its shortest exact
@@ -22,4 +26,10 @@ void mlmx_json_num(mlmx_strbuf *b, double x);
 mlmx_status mlmx_sb_write_file(mlmx_strbuf *b, const char *path, const char *what);
 /* The JSON keys "variance_decomposition" and "icc" (variance_out.c). */
 void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f);
+/* The JSON keys "coef_tests" and "anova" for an LMM by the method ddf
+ * (tests_out.c): null with a "reason" where they do not apply. */
+void mlmx_json_tests(mlmx_strbuf *b, const mlmx_fit *f, int ddf);
+/* The JSON key "re_se" (varcomp_out.c): the variance components' SEs and
+ * intervals, or {"reason": ...} where they are not available. */
+void mlmx_json_varcomp(mlmx_strbuf *b, const mlmx_fit *f);
 #endif

@@ -183,9 +183,11 @@ double mlmx_wald_quadform(int n, double *V, const double *b)
 }
 
 /* A p-value as R's printCoefmat shows it, and its significance stars. */
-static const char *format_pvalue(double pv, char *buf, size_t cap)
+const char *mlmx_fmt_pvalue(double pv, char *buf, size_t cap)
 {
-    if (pv < 2e-16)
+    if (isnan(pv))
+        snprintf(buf, cap, "NA");
+    else if (pv < 2e-16)
         snprintf(buf, cap, "< 2e-16");
     else if (pv < 1e-4)
         snprintf(buf, cap, "%.2e", pv);
@@ -194,11 +196,21 @@ static const char *format_pvalue(double pv, char *buf, size_t cap)
     return pv < 0.001 ? "***" : pv < 0.01 ? "**" : pv < 0.05 ? "*" : pv < 0.1 ? "." : "";
 }
 
-/* A coefficient table as lme4 and clmm print it: Estimate, Std. Error,
- * z value and Pr(>|z|) with significance stars. */
-static void coef_table(mlmx_strbuf *b, const char *title, char *const *names, const double *est,
-                       const double *se, int n)
+/* The columns of a coefficient table: Estimate, Std. Error, df (when
+ * df), the statistic (stat: "z value" or "t value") and its p-value (when
+ * pv) with significance stars, as lme4, lmerTest and clmm print them. */
+typedef struct coef_cols {
+    char *const *names;
+    const double *est, *se, *df, *pv;
+    int n;
+    const char *stat, *plabel;
+} coef_cols;
+
+static int cell_width(int w, const char *s) { return (int)strlen(s) > w ? (int)strlen(s) : w; }
+
+static void coef_table(mlmx_strbuf *b, const char *title, const coef_cols *c)
 {
+    const int n = c->n;
     if (n <= 0)
         return;
     double *es = calloc(2 * (size_t)n, sizeof *es);
@@ -207,21 +219,23 @@ static void coef_table(mlmx_strbuf *b, const char *title, char *const *names, co
         return;
     }
     for (int j = 0; j < n; j++) {
-        es[j] = est[j];
-        es[n + j] = se[j];
+        es[j] = c->est[j];
+        es[n + j] = c->se[j];
     }
-    int dec = mlmx_fmt_decimals(es, 2 * n, 4);
+    const int dec = mlmx_fmt_decimals(es, 2 * n, 4);
     free(es);
-    int wn = 0, we = 8, ws = 10, wt = 7;
-    char ce[48], cs[48], ct[48];
+    int wn = 0, we = 8, ws = 10, wd = 2, wt = (int)strlen(c->stat);
+    char ce[48], cs[48], cd[48], ct[48];
     for (int j = 0; j < n; j++) {
-        snprintf(ce, 48, "%.*f", dec, est[j]);
-        snprintf(cs, 48, "%.*f", dec, se[j]);
-        snprintf(ct, 48, "%.3f", est[j] / se[j]);
-        wn = (int)strlen(names[j]) > wn ? (int)strlen(names[j]) : wn;
-        we = (int)strlen(ce) > we ? (int)strlen(ce) : we;
-        ws = (int)strlen(cs) > ws ? (int)strlen(cs) : ws;
-        wt = (int)strlen(ct) > wt ? (int)strlen(ct) : wt;
+        snprintf(ce, 48, "%.*f", dec, c->est[j]);
+        snprintf(cs, 48, "%.*f", dec, c->se[j]);
+        snprintf(cd, 48, "%.3f", c->df ? c->df[j] : 0.0);
+        snprintf(ct, 48, "%.3f", c->est[j] / c->se[j]);
+        wn = cell_width(wn, c->names[j]);
+        we = cell_width(we, ce);
+        ws = cell_width(ws, cs);
+        wd = cell_width(wd, cd);
+        wt = cell_width(wt, ct);
     }
     mlmx_sb_printf(b, "%s:\n", title);
     mlmx_sb_pad(b, "", wn, 0);
@@ -229,58 +243,79 @@ static void coef_table(mlmx_strbuf *b, const char *title, char *const *names, co
     mlmx_sb_pad(b, "Estimate", we, 1);
     mlmx_sb_puts(b, " ");
     mlmx_sb_pad(b, "Std. Error", ws, 1);
+    if (c->df) {
+        mlmx_sb_puts(b, " ");
+        mlmx_sb_pad(b, "df", wd, 1);
+    }
     mlmx_sb_puts(b, " ");
-    mlmx_sb_pad(b, "z value", wt, 1);
-    mlmx_sb_puts(b, " Pr(>|z|)\n");
+    mlmx_sb_pad(b, c->stat, wt, 1);
+    if (c->pv)
+        mlmx_sb_printf(b, " %s", c->plabel);
+    mlmx_sb_puts(b, "\n");
     for (int j = 0; j < n; j++) {
-        snprintf(ce, 48, "%.*f", dec, est[j]);
-        snprintf(cs, 48, "%.*f", dec, se[j]);
-        snprintf(ct, 48, "%.3f", est[j] / se[j]);
-        mlmx_sb_pad(b, names[j], wn, 0);
+        snprintf(ce, 48, "%.*f", dec, c->est[j]);
+        snprintf(cs, 48, "%.*f", dec, c->se[j]);
+        snprintf(ct, 48, "%.3f", c->est[j] / c->se[j]);
+        mlmx_sb_pad(b, c->names[j], wn, 0);
         mlmx_sb_puts(b, " ");
         mlmx_sb_pad(b, ce, we, 1);
         mlmx_sb_puts(b, " ");
         mlmx_sb_pad(b, cs, ws, 1);
+        if (c->df) {
+            snprintf(cd, 48, "%.3f", c->df[j]);
+            mlmx_sb_puts(b, " ");
+            mlmx_sb_pad(b, cd, wd, 1);
+        }
         mlmx_sb_puts(b, " ");
         mlmx_sb_pad(b, ct, wt, 1);
-        char pc[32];
-        const char *stars = format_pvalue(erfc(fabs(est[j] / se[j]) / sqrt(2.0)), pc, sizeof pc);
-        mlmx_sb_printf(b, " %8s %s\n", pc, stars);
+        if (c->pv) {
+            char pc[32];
+            const char *stars = mlmx_fmt_pvalue(c->pv[j], pc, sizeof pc);
+            mlmx_sb_printf(b, " %8s %s", pc, stars);
+        }
+        mlmx_sb_puts(b, "\n");
     }
 }
 
-mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
+const char *const mlmx_signif_legend =
+    "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n";
+
+/* Two-sided Wald z p-values of n estimates. */
+static double *z_pvalues(const double *est, const double *se, int n)
 {
-    mlmx_api_clear();
-    if (!f || !text)
-        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_summary: NULL argument");
-    *text = NULL;
+    double *pv = malloc((size_t)(n ? n : 1) * sizeof *pv);
+    for (int j = 0; pv && j < n; j++)
+        pv[j] = erfc(fabs(est[j] / se[j]) / sqrt(2.0));
+    return pv;
+}
+
+/* The title, formula, data, and the fit criteria. */
+static void sum_header(mlmx_strbuf *b, const mlmx_fit *f, const char *ddf_title)
+{
     const mlmx_model *m = f->model;
-    const int p = m->p, K = m->K;
-    mlmx_strbuf b = {0};
     const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
-    int reml = f->method == MLMX_REML && !glmm;
+    const int reml = f->method == MLMX_REML && !glmm;
     if (glmm) {
         if (f->nagq > 1)
-            mlmx_sb_printf(&b,
+            mlmx_sb_printf(b,
                            "Generalized linear mixed model fit by maximum likelihood (Adaptive "
                            "Gauss-Hermite Quadrature, nAGQ = %d)\n",
                            f->nagq);
         else
-            mlmx_sb_printf(&b,
+            mlmx_sb_printf(b,
                            "Generalized linear mixed model fit by maximum likelihood (Laplace "
                            "Approximation%s)\n",
                            f->nagq == 0 ? ", nAGQ = 0" : "");
-        mlmx_sb_printf(&b, " Family: %s  ( %s )\n", mlmx_family_name(f->family),
+        mlmx_sb_printf(b, " Family: %s  ( %s )\n", mlmx_family_name(f->family),
                        mlmx_link_name(f->link));
     } else {
-        mlmx_sb_printf(&b, "Linear mixed model fit by %s\n",
-                       reml ? "REML" : "maximum likelihood");
+        mlmx_sb_printf(b, "Linear mixed model fit by %s%s\n",
+                       reml ? "REML" : "maximum likelihood", ddf_title);
     }
-    mlmx_sb_printf(&b, "Formula: %s\n", m->formula);
+    mlmx_sb_printf(b, "Formula: %s\n", m->formula);
     if (m->source && m->source[0])
-        mlmx_sb_printf(&b, "   Data: %s\n", m->source);
-    mlmx_sb_puts(&b, "\n");
+        mlmx_sb_printf(b, "   Data: %s\n", m->source);
+    mlmx_sb_puts(b, "\n");
     {
         double v[5] = {f->aic, f->bic, f->loglik, reml ? NAN : f->criterion,
                        (double)m->n - (double)f->df};
@@ -290,19 +325,24 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             snprintf(cells[i], 48, "%.1f", v[i]);
         snprintf(cells[4], 48, "%zu", m->n - (size_t)f->df);
         if (reml)
-            mlmx_sb_printf(&b, "REML criterion at convergence: %.4f\n", f->criterion);
+            mlmx_sb_printf(b, "REML criterion at convergence: %.4f\n", f->criterion);
         int nc = reml ? 3 : 5;
         for (int i = 0; i < nc; i++) {
             int w = (int)strlen(cells[i]) > 8 ? (int)strlen(cells[i]) : 8;
-            mlmx_sb_pad(&b, h[i], w + 1, 1);
+            mlmx_sb_pad(b, h[i], w + 1, 1);
         }
-        mlmx_sb_puts(&b, "\n");
+        mlmx_sb_puts(b, "\n");
         for (int i = 0; i < nc; i++) {
             int w = (int)strlen(cells[i]) > 8 ? (int)strlen(cells[i]) : 8;
-            mlmx_sb_pad(&b, cells[i], w + 1, 1);
+            mlmx_sb_pad(b, cells[i], w + 1, 1);
         }
-        mlmx_sb_puts(&b, reml ? "   (restricted likelihood)\n\n" : "\n\n");
+        mlmx_sb_puts(b, reml ? "   (restricted likelihood)\n\n" : "\n\n");
     }
+}
+
+/* Scaled residuals, as lme4 (none for ordinal fits). */
+static void sum_residuals(mlmx_strbuf *b, const mlmx_fit *f)
+{
     if (f->family != MLMX_FAMILY_ORDINAL) {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);
@@ -324,17 +364,21 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         for (int i = 0; i < 5; i++)
             if ((int)strlen(cells[i]) > w)
                 w = (int)strlen(cells[i]);
-        mlmx_sb_puts(&b, "Scaled residuals:\n");
+        mlmx_sb_puts(b, "Scaled residuals:\n");
         for (int i = 0; i < 5; i++)
-            mlmx_sb_pad(&b, h[i], w + 1, 1);
-        mlmx_sb_puts(&b, "\n");
+            mlmx_sb_pad(b, h[i], w + 1, 1);
+        mlmx_sb_puts(b, "\n");
         for (int i = 0; i < 5; i++)
-            mlmx_sb_pad(&b, cells[i], w + 1, 1);
-        mlmx_sb_puts(&b, "\n\n");
+            mlmx_sb_pad(b, cells[i], w + 1, 1);
+        mlmx_sb_puts(b, "\n\n");
     }
+}
 
-    /* Random effects table */
-    {
+/* The variance components, as lme4's VarCorr. */
+static void sum_ranef(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int K = m->K, glmm = f->family != MLMX_FAMILY_GAUSSIAN;
         int nrow = 1;
         int maxq = 1;
         for (int k = 0; k < K; k++) {
@@ -352,8 +396,8 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             free(cov);
             free(vc);
             free(sc);
-            mlmx_sb_free(&b);
-            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+            b->oom = 1;
+            return;
         }
         int row = 0;
         for (int k = 0; k < K; k++) {
@@ -383,62 +427,68 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             if ((int)strlen(sc[r]) > ws)
                 ws = (int)strlen(sc[r]);
         }
-        mlmx_sb_puts(&b, "Random effects:\n ");
-        mlmx_sb_pad(&b, "Groups", wg + 1, 0);
-        mlmx_sb_pad(&b, "Name", wn + 1, 0);
-        mlmx_sb_pad(&b, "Variance", wv, 1);
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, "Std.Dev.", ws, 1);
+        mlmx_sb_puts(b, "Random effects:\n ");
+        mlmx_sb_pad(b, "Groups", wg + 1, 0);
+        mlmx_sb_pad(b, "Name", wn + 1, 0);
+        mlmx_sb_pad(b, "Variance", wv, 1);
+        mlmx_sb_puts(b, " ");
+        mlmx_sb_pad(b, "Std.Dev.", ws, 1);
         if (maxq > 1)
-            mlmx_sb_puts(&b, " Corr");
-        mlmx_sb_puts(&b, "\n");
+            mlmx_sb_puts(b, " Corr");
+        mlmx_sb_puts(b, "\n");
         row = 0;
         for (int k = 0; k < K; k++) {
             int q = m->re[k].q;
             mlmx_fit_term_covariance(f, k, cov);
             for (int a = 0; a < q; a++, row++) {
-                mlmx_sb_puts(&b, " ");
-                mlmx_sb_pad(&b, a == 0 ? m->re[k].vcname : "", wg + 1, 0);
-                mlmx_sb_pad(&b, m->re[k].colnames[a], wn + 1, 0);
-                mlmx_sb_pad(&b, vc[row], wv, 1);
-                mlmx_sb_puts(&b, " ");
-                mlmx_sb_pad(&b, sc[row], ws, 1);
+                mlmx_sb_puts(b, " ");
+                mlmx_sb_pad(b, a == 0 ? m->re[k].vcname : "", wg + 1, 0);
+                mlmx_sb_pad(b, m->re[k].colnames[a], wn + 1, 0);
+                mlmx_sb_pad(b, vc[row], wv, 1);
+                mlmx_sb_puts(b, " ");
+                mlmx_sb_pad(b, sc[row], ws, 1);
                 for (int c = 0; c < a; c++) {
                     double den = sqrt(cov[a + a * q] * cov[c + c * q]);
                     double r = den > 0 ? cov[a + c * q] / den : NAN;
                     if (isnan(r))
-                        mlmx_sb_puts(&b, "   NaN");
+                        mlmx_sb_puts(b, "   NaN");
                     else
-                        mlmx_sb_printf(&b, " %5.2f", r);
+                        mlmx_sb_printf(b, " %5.2f", r);
                 }
-                mlmx_sb_puts(&b, "\n");
+                mlmx_sb_puts(b, "\n");
             }
         }
         if (!glmm) {
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, "Residual", wg + 1, 0);
-            mlmx_sb_pad(&b, "", wn + 1, 0);
-            mlmx_sb_pad(&b, vc[row], wv, 1);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, sc[row], ws, 1);
-            mlmx_sb_puts(&b, "\n");
+            mlmx_sb_puts(b, " ");
+            mlmx_sb_pad(b, "Residual", wg + 1, 0);
+            mlmx_sb_pad(b, "", wn + 1, 0);
+            mlmx_sb_pad(b, vc[row], wv, 1);
+            mlmx_sb_puts(b, " ");
+            mlmx_sb_pad(b, sc[row], ws, 1);
+            mlmx_sb_puts(b, "\n");
         }
         free(var);
         free(sd);
         free(cov);
         free(vc);
         free(sc);
-    }
-    mlmx_sb_printf(&b, "Number of obs: %zu, groups:  ", m->n);
+}
+
+/* Observations and groups, and Stata's table of group sizes. */
+static void sum_groups(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int K = m->K;
+    mlmx_sb_printf(b, "Number of obs: %zu, groups:  ", m->n);
     {
         int first = 1;
         for (int k = 0; k < K; k++) {
             if (!mlmx_group_first(m, k))
                 continue;
-            mlmx_sb_printf(&b, "%s%s, %d", first ? "" : "; ", m->re[k].group, m->re[k].nlevels);
+            mlmx_sb_printf(b, "%s%s, %d", first ? "" : "; ", m->re[k].group, m->re[k].nlevels);
             first = 0;
         }
-        mlmx_sb_puts(&b, "\n\n");
+        mlmx_sb_puts(b, "\n\n");
     }
 
     /* Group sizes, as Stata prints them */
@@ -447,157 +497,119 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
         for (int k = 0; k < K; k++)
             if ((int)strlen(m->re[k].group) > wg)
                 wg = (int)strlen(m->re[k].group);
-        mlmx_sb_puts(&b, "Group sizes (observations per group):\n ");
-        mlmx_sb_pad(&b, "Group", wg + 1, 0);
-        mlmx_sb_puts(&b, "  Groups     Min  Average     Max\n");
+        mlmx_sb_puts(b, "Group sizes (observations per group):\n ");
+        mlmx_sb_pad(b, "Group", wg + 1, 0);
+        mlmx_sb_puts(b, "  Groups     Min  Average     Max\n");
         for (int k = 0; k < K; k++) {
             if (!mlmx_group_first(m, k))
                 continue;
             int mn, mx;
             double avg;
             group_sizes(&m->re[k], &mn, &avg, &mx);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, m->re[k].group, wg + 1, 0);
-            mlmx_sb_printf(&b, "%8d%8d%9.1f%8d\n", m->re[k].nlevels, mn, avg, mx);
+            mlmx_sb_puts(b, " ");
+            mlmx_sb_pad(b, m->re[k].group, wg + 1, 0);
+            mlmx_sb_printf(b, "%8d%8d%9.1f%8d\n", m->re[k].nlevels, mn, avg, mx);
         }
-        mlmx_sb_puts(&b, "\n");
+        mlmx_sb_puts(b, "\n");
     }
+}
 
-    /* Fixed effects: ordinal fits leave out the intercept (the thresholds
-     * take its place) and add the thresholds' table */
-    if (glmm && (f->skip_col >= 0 || f->nthr > 0)) {
-        char **nm = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *nm);
-        double *e = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *e);
-        double *se = malloc(((size_t)p + (size_t)f->nthr + 1) * sizeof *se);
-        if (!nm || !e || !se) {
-            free(nm);
-            free(e);
-            free(se);
-            mlmx_sb_free(&b);
-            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+/* Fixed effects: ordinal fits leave out the intercept (the thresholds
+ * take its place) and add the thresholds' table. tests: lmerTest's
+ * columns (se, df, p per coefficient), or NULL. */
+static void sum_fixef(mlmx_strbuf *b, const mlmx_fit *f, const double *const *tests)
+{
+    const mlmx_model *m = f->model;
+    const int p = m->p, glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    char **nm = malloc(((size_t)p + 1) * sizeof *nm);
+    double *e = malloc(((size_t)p + 1) * sizeof *e), *se = malloc(((size_t)p + 1) * sizeof *se);
+    double *pv = NULL;
+    int nd = 0;
+    for (int j = 0; nm && e && se && j < p; j++)
+        if (j != f->skip_col) {
+            nm[nd] = m->fixef_names[j];
+            e[nd] = f->beta[j];
+            se[nd++] = tests ? tests[0][j] : f->se[j];
         }
-        int nd = 0;
-        for (int j = 0; j < p; j++)
-            if (j != f->skip_col) {
-                nm[nd] = m->fixef_names[j];
-                e[nd] = f->beta[j];
-                se[nd++] = f->se[j];
-            }
-        if (nd > 0)
-            coef_table(&b, "Fixed effects", nm, e, se, nd);
+    if (nm && e && se && glmm)
+        pv = z_pvalues(e, se, nd);
+    if (!nm || !e || !se || (glmm && !pv)) {
+        b->oom = 1;
+    } else if (nd == 0 && f->nthr == 0) {
+        /* no fixed effects: no table */
+    } else if (glmm) {
+        coef_cols c = {nm, e, se, NULL, pv, nd, "z value", "Pr(>|z|)"};
+        coef_table(b, "Fixed effects", &c);
         if (f->nthr > 0) {
-            mlmx_sb_puts(&b, "\n");
-            coef_table(&b, "Threshold coefficients (logit P(Y <= k) = c_k - eta)", f->thr_names,
-                       f->thr, f->thr_se, f->nthr);
+            double *tp = z_pvalues(f->thr, f->thr_se, f->nthr);
+            coef_cols t = {f->thr_names, f->thr, f->thr_se, NULL, tp, f->nthr, "z value",
+                           "Pr(>|z|)"};
+            mlmx_sb_puts(b, "\n");
+            if (tp)
+                coef_table(b, "Threshold coefficients (logit P(Y <= k) = c_k - eta)", &t);
+            else
+                b->oom = 1;
+            free(tp);
         }
-        mlmx_sb_puts(&b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
-        free(nm);
-        free(e);
-        free(se);
-    } else if (p > 0) {
-        double *es = malloc(2 * (size_t)p * sizeof *es);
-        char(*ce)[48] = calloc((size_t)p, sizeof *ce);
-        char(*cs)[48] = calloc((size_t)p, sizeof *cs);
-        char(*ct)[48] = calloc((size_t)p, sizeof *ct);
-        if (!es || !ce || !cs || !ct) {
-            free(es);
-            free(ce);
-            free(cs);
-            free(ct);
-            mlmx_sb_free(&b);
-            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
-        }
-        for (int j = 0; j < p; j++) {
-            es[j] = f->beta[j];
-            es[p + j] = f->se[j];
-        }
-        int dec = mlmx_fmt_decimals(es, 2 * p, 4);
-        const char *tlab = glmm ? "z value" : "t value";
-        int wn = 0, we = (int)strlen("Estimate"), ws = (int)strlen("Std. Error"),
-            wt = (int)strlen(tlab);
-        for (int j = 0; j < p; j++) {
-            snprintf(ce[j], 48, "%.*f", dec, f->beta[j]);
-            snprintf(cs[j], 48, "%.*f", dec, f->se[j]);
-            snprintf(ct[j], 48, "%.3f", f->beta[j] / f->se[j]);
-            if ((int)strlen(m->fixef_names[j]) > wn)
-                wn = (int)strlen(m->fixef_names[j]);
-            if ((int)strlen(ce[j]) > we)
-                we = (int)strlen(ce[j]);
-            if ((int)strlen(cs[j]) > ws)
-                ws = (int)strlen(cs[j]);
-            if ((int)strlen(ct[j]) > wt)
-                wt = (int)strlen(ct[j]);
-        }
-        mlmx_sb_puts(&b, "Fixed effects:\n");
-        mlmx_sb_pad(&b, "", wn, 0);
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, "Estimate", we, 1);
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, "Std. Error", ws, 1);
-        mlmx_sb_puts(&b, " ");
-        mlmx_sb_pad(&b, tlab, wt, 1);
-        if (glmm)
-            mlmx_sb_puts(&b, " Pr(>|z|)");
-        mlmx_sb_puts(&b, "\n");
-        for (int j = 0; j < p; j++) {
-            mlmx_sb_pad(&b, m->fixef_names[j], wn, 0);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, ce[j], we, 1);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, cs[j], ws, 1);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, ct[j], wt, 1);
-            if (glmm) {
-                char pc[32];
-                const char *stars =
-                    format_pvalue(erfc(fabs(f->beta[j] / f->se[j]) / sqrt(2.0)), pc, sizeof pc);
-                mlmx_sb_printf(&b, " %8s %s", pc, stars);
-            }
-            mlmx_sb_puts(&b, "\n");
-        }
-        if (glmm)
-            mlmx_sb_puts(&b, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n");
-        /* glmer's Hessian comes from a stale PIRLS factor (docs/glmm.md,
-         * "How close to R"): say so where the numbers are compared */
-        if ((f->family == MLMX_FAMILY_BINOMIAL || f->family == MLMX_FAMILY_POISSON) &&
-            f->nagq >= 1)
-            mlmx_sb_printf(&b,
-                           "Std. Errors from the exact %s Hessian; glmer's default (tolPwrss = "
-                           "1e-7) can differ in the 3rd digit\n",
-                           f->nagq > 1 ? "quadrature" : "Laplace");
-        free(es);
-        free(ce);
-        free(cs);
-        free(ct);
+        mlmx_sb_puts(b, mlmx_signif_legend);
+    } else {
+        coef_cols c = {nm, e, se, tests ? tests[1] : NULL, tests ? tests[2] : NULL, nd,
+                       "t value", "Pr(>|t|)"};
+        coef_table(b, "Fixed effects", &c);
+        if (tests)
+            mlmx_sb_puts(b, mlmx_signif_legend);
     }
-    if (f->family == MLMX_FAMILY_NEGBIN)
-        mlmx_sb_printf(&b, "\nDispersion parameter for nbinom2 family (size): %.4g (SE of "
-                           "log(size) %.4g)\n",
-                       f->nb_size, f->nb_logsize_se);
+    /* glmer's Hessian comes from a stale PIRLS factor (docs/glmm.md,
+     * "How close to R"): say so where the numbers are compared */
+    if (f->skip_col < 0 && f->nthr == 0 &&
+        (f->family == MLMX_FAMILY_BINOMIAL || f->family == MLMX_FAMILY_POISSON) && f->nagq >= 1)
+        mlmx_sb_printf(b,
+                       "Std. Errors from the exact %s Hessian; glmer's default (tolPwrss = "
+                       "1e-7) can differ in the 3rd digit\n",
+                       f->nagq > 1 ? "quadrature" : "Laplace");
+    free(nm);
+    free(e);
+    free(se);
+    free(pv);
+}
+
+/* The correlation of the fixed effects, as lme4. */
+static void sum_correlation(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int p = m->p;
     if (p > 1 && f->skip_col < 0) {
-        mlmx_sb_puts(&b, "\nCorrelation of Fixed Effects:\n");
+        mlmx_sb_puts(b, "\nCorrelation of Fixed Effects:\n");
         int wn = 0;
         for (int j = 1; j < p; j++)
             if ((int)strlen(m->fixef_names[j]) > wn)
                 wn = (int)strlen(m->fixef_names[j]);
         char ab[256];
-        mlmx_sb_pad(&b, "", wn, 0);
+        mlmx_sb_pad(b, "", wn, 0);
         for (int c = 0; c < p - 1; c++) {
             abbreviate(m->fixef_names[c], ab, sizeof ab, 6);
-            mlmx_sb_puts(&b, " ");
-            mlmx_sb_pad(&b, ab, 6, 0);
+            mlmx_sb_puts(b, " ");
+            mlmx_sb_pad(b, ab, 6, 0);
         }
-        mlmx_sb_puts(&b, "\n");
+        mlmx_sb_puts(b, "\n");
         for (int a = 1; a < p; a++) {
-            mlmx_sb_pad(&b, m->fixef_names[a], wn, 0);
+            mlmx_sb_pad(b, m->fixef_names[a], wn, 0);
             for (int c = 0; c < a; c++) {
                 double r = f->vcov[a + c * p] / (f->se[a] * f->se[c]);
-                mlmx_sb_printf(&b, " %6.3f", r);
+                mlmx_sb_printf(b, " %6.3f", r);
             }
-            mlmx_sb_puts(&b, "\n");
+            mlmx_sb_puts(b, "\n");
         }
     }
-    if (glmm) {
+}
+
+/* GLMMs, as Stata prints them: the joint Wald test of the fixed effects
+ * other than the intercept, and the likelihood-ratio test against the
+ * model without random effects. */
+static void sum_glmm_tests(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
+    const int p = m->p;
         /* Stata's extras: the joint Wald test of the fixed effects other than
          * the intercept, and the likelihood-ratio test against the model
          * without random effects */
@@ -614,7 +626,7 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
                 }
                 double w2 = mlmx_wald_quadform(pw, V, bv);
                 if (isfinite(w2))
-                    mlmx_sb_printf(&b, "\nWald chi2(%d) = %.2f, Prob > chi2 = %.4f (fixed effects "
+                    mlmx_sb_printf(b, "\nWald chi2(%d) = %.2f, Prob > chi2 = %.4f (fixed effects "
                                        "other than the intercept)\n",
                                    pw, w2, mlmx_chi2_sf(w2, pw));
             }
@@ -626,31 +638,95 @@ mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
             lr = 0;
         int nv = m->ntheta;
         if (nv == 1)
-            mlmx_sb_printf(&b, "LR test vs. %s model without random effects: chibar2(01) = "
+            mlmx_sb_printf(b, "LR test vs. %s model without random effects: chibar2(01) = "
                                "%.2f, Prob >= chibar2 = %.4f\n",
                            mlmx_family_name(f->family), lr, 0.5 * mlmx_chi2_sf(lr, 1));
         else
-            mlmx_sb_printf(&b, "LR test vs. %s model without random effects: chi2(%d) = %.2f, "
+            mlmx_sb_printf(b, "LR test vs. %s model without random effects: chi2(%d) = %.2f, "
                                "Prob > chi2 = %.4f (conservative: variances are bounded at 0)\n",
                            mlmx_family_name(f->family), nv, lr, mlmx_chi2_sf(lr, nv));
-    }
+}
+
+/* Notes and warnings under the tables. */
+static void sum_notes(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    const mlmx_model *m = f->model;
     for (int i = 0; i < m->nmessages; i++)
-        mlmx_sb_printf(&b, "note: %s\n", m->messages[i]);
+        mlmx_sb_printf(b, "note: %s\n", m->messages[i]);
     if (f->singular)
-        mlmx_sb_puts(&b, "boundary (singular) fit: a variance component is estimated as zero\n");
+        mlmx_sb_puts(b, "boundary (singular) fit: a variance component is estimated as zero\n");
     if (!f->converged)
-        mlmx_sb_printf(&b, "warning: the optimizer did not converge: %s\n", f->message);
+        mlmx_sb_printf(b, "warning: the optimizer did not converge: %s\n", f->message);
     if (f->warning[0])
-        mlmx_sb_printf(&b, "warning: %s\n", f->warning);
+        mlmx_sb_printf(b, "warning: %s\n", f->warning);
     /* lme4's layout stays untouched on the CPU: the device only when asked */
     if (strcmp(f->device, "cpu") != 0 && f->device[0])
-        mlmx_sb_printf(&b, "device: %s\n", f->device);
+        mlmx_sb_printf(b, "device: %s\n", f->device);
     if (f->device_note[0])
-        mlmx_sb_printf(&b, "note: %s\n", f->device_note);
+        mlmx_sb_printf(b, "note: %s\n", f->device_note);
+}
+
+static const char *ddf_name(mlmx_ddf_method ddf)
+{
+    return ddf == MLMX_DDF_KENWARD_ROGER ? "Kenward-Roger" : "Satterthwaite";
+}
+
+mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **text)
+{
+    mlmx_api_clear();
+    if (!f || !text)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_summary: NULL argument");
+    *text = NULL;
+    const int p = f->model->p, glmm = f->family != MLMX_FAMILY_GAUSSIAN;
+    double *cols[4] = {NULL, NULL, NULL, NULL}; /* se, df, p, t */
+    char note[600] = "", title[80] = "";
+    if (!glmm && (ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER)) {
+        for (int i = 0; i < 4; i++)
+            cols[i] = malloc(((size_t)p + 1) * sizeof *cols[i]);
+        if (!cols[0] || !cols[1] || !cols[2] || !cols[3]) {
+            for (int i = 0; i < 4; i++)
+                free(cols[i]);
+            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+        }
+        if (mlmx_fit_coef_tests_ddf(f, ddf, cols[0], cols[1], cols[3], cols[2]) == MLMX_OK) {
+            snprintf(title, sizeof title, ". t-tests use %s's method", ddf_name(ddf));
+        } else {
+            snprintf(note, sizeof note, "%s's df and p-values not computed: %s\n",
+                     ddf_name(ddf), mlmx_last_error());
+            for (int i = 0; i < 4; i++) {
+                free(cols[i]);
+                cols[i] = NULL;
+            }
+            mlmx_api_clear();
+        }
+    }
+    mlmx_strbuf b = {0};
+    sum_header(&b, f, title);
+    sum_residuals(&b, f);
+    sum_ranef(&b, f);
+    sum_groups(&b, f);
+    sum_fixef(&b, f, cols[0] ? (const double *const *)cols : NULL);
+    if (note[0])
+        mlmx_sb_puts(&b, note);
+    if (f->family == MLMX_FAMILY_NEGBIN)
+        mlmx_sb_printf(&b, "\nDispersion parameter for nbinom2 family (size): %.4g (SE of "
+                           "log(size) %.4g)\n",
+                       f->nb_size, f->nb_logsize_se);
+    sum_correlation(&b, f);
+    if (glmm)
+        sum_glmm_tests(&b, f);
+    sum_notes(&b, f);
+    for (int i = 0; i < 4; i++)
+        free(cols[i]);
     if (b.oom) {
         mlmx_sb_free(&b);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     }
     *text = b.s;
     return MLMX_OK;
+}
+
+mlmx_status mlmx_fit_summary(const mlmx_fit *f, char **text)
+{
+    return mlmx_fit_summary_ddf(f, MLMX_DDF_NONE, text);
 }

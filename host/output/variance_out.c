@@ -47,7 +47,8 @@ static mlmx_status text_icc(mlmx_strbuf *b, const mlmx_fit *f)
     w = w > 40 ? 40 : w;
     mlmx_sb_puts(b, "\nIntra-class correlation by level (cumulative: same level and those above):\n ");
     mlmx_sb_pad(b, "Level", w, 0);
-    mlmx_sb_puts(b, "      ICC  cumulative  mean size  design effect\n");
+    mlmx_sb_puts(b, "      ICC  cumulative  mean size  design effect   Std. err. [95% conf. "
+                    "interval]\n");
     mlmx_status st = MLMX_OK;
     for (int i = 0; i < n && !st; i++) {
         mlmx_icc ic;
@@ -56,8 +57,15 @@ static mlmx_status text_icc(mlmx_strbuf *b, const mlmx_fit *f)
             break;
         mlmx_sb_putn(b, " ", 1);
         mlmx_sb_pad(b, m->re[idx[i]].group, w, 0);
-        mlmx_sb_printf(b, " %8.4f  %10.4f  %9.2f  %13.3f\n", ic.icc, ic.icc_cumulative,
+        mlmx_sb_printf(b, " %8.4f  %10.4f  %9.2f  %13.3f", ic.icc, ic.icc_cumulative,
                        ic.mean_size, ic.design_effect);
+        /* the cumulative ICC's SE and interval (LMMs, not singular) */
+        double ci[4];
+        if (mlmx_fit_icc_se(f, idx[i], 0.95, ci) == MLMX_OK)
+            mlmx_sb_printf(b, "  %10.4f  %7.4f  %7.4f\n", ci[1], ci[2], ci[3]);
+        else
+            mlmx_sb_puts(b, "          NA       NA       NA\n");
+        mlmx_api_clear();
     }
     if (n == 0)
         mlmx_sb_puts(b, " (no random intercepts)\n");
@@ -123,6 +131,15 @@ void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f)
         mlmx_json_num(b, ic.mean_size);
         mlmx_sb_puts(b, ", \"design_effect\": ");
         mlmx_json_num(b, ic.design_effect);
+        double ci[4] = {NAN, NAN, NAN, NAN};
+        if (mlmx_fit_icc_se(f, idx[i], 0.95, ci) != MLMX_OK)
+            ci[1] = ci[2] = ci[3] = NAN;
+        mlmx_sb_puts(b, ", \"icc_cumulative_se\": ");
+        mlmx_json_num(b, ci[1]);
+        mlmx_sb_puts(b, ", \"icc_cumulative_lower\": ");
+        mlmx_json_num(b, ci[2]);
+        mlmx_sb_puts(b, ", \"icc_cumulative_upper\": ");
+        mlmx_json_num(b, ci[3]);
         mlmx_sb_puts(b, "}");
     }
     mlmx_sb_puts(b, n ? "\n  ]" : "]");
