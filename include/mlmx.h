@@ -734,6 +734,109 @@ const char *mlmx_simulate_device(const mlmx_simulate *s);
 const char *mlmx_simulate_device_note(const mlmx_simulate *s);
 
 /* ------------------------------------------------------------------ */
+/* Model comparison: likelihood-ratio tests (docs/inference.md).       */
+/* ------------------------------------------------------------------ */
+/* A comparison table: lme4's anova(m1, m2, ...) (mlmx_anova_create),
+ * lmerTest's ranova(fit) (mlmx_ranova_create) or lme4's drop1(fit, test =
+ * "Chisq") (mlmx_drop1_create). Row i holds one model; Chisq, Df and
+ * Pr(>Chisq) compare it with the row before (anova) or with the full model
+ * in row 0 (ranova, drop1). */
+typedef struct mlmx_anova mlmx_anova;
+typedef struct mlmx_anova_row {
+    int model;            /* anova: index of the fit in the array given; ranova, drop1:
+                             -1 for the full model, else the reduced model's number */
+    const char *name;     /* anova: "m1", "m2", ... (1 + model); ranova: "<none>",
+                             "Days in (Days | Subject)", "(1 | Subject)" as lmerTest;
+                             drop1: "<none>", the dropped term's label */
+    const char *formula;  /* the model's formula */
+    int npar;             /* parameters, as logLik's df: p + ntheta + 1 for an LMM
+                             (p + 1 for a linear model) */
+    double aic, bic, loglik, deviance; /* deviance = -2 logLik */
+    double chisq;         /* 2 |logLik difference|, clamped at 0 as lme4 (NaN in row 0) */
+    int df;               /* difference in npar (0 in row 0) */
+    double p;             /* Pr(>Chisq) on df (NaN in row 0 and when df = 0) */
+    double p_chibar;      /* where the larger model adds exactly one variance component
+                             and nothing else (one scalar random-effect term), the null
+                             puts that variance on its boundary: the p-value of the
+                             chi-bar-square mixture 0.5 chi2_0 + 0.5 chi2_1, p / 2
+                             (1 when Chisq = 0; Self & Liang 1987; Stata's
+                             chibar2(01)); NaN otherwise */
+} mlmx_anova_row;
+
+/* lme4's anova() for n >= 2 fits of one response on the same rows: REML
+ * fits of LMMs are refitted by ML from their theta (lme4's refit = TRUE;
+ * mlmx_anova_refitted counts them, for lme4's message "refitting model(s)
+ * with ML (instead of REML)"); rows are ordered by npar (ties keep the
+ * given order); each row is tested against the row before. Pairs that are
+ * not nested give a warning (mlmx_anova_warning), not an error, as R: the
+ * rule is that the smaller model's fixed-effect names and random-effect
+ * terms (grouping factor and columns) must be among the larger model's,
+ * and the larger model's log-likelihood must not be lower (1e-6
+ * relative); equal npar warn that there is no test. Errors: MLMX_ERR_ARG
+ * (fewer than two fits, a NULL fit, different families), MLMX_ERR_DATA
+ * (a different number of observations, other rows of the data, a
+ * different response), and a failed ML refit's error. The fits (and their
+ * models) must outlive the table. Allocates; free with mlmx_anova_free. */
+mlmx_status mlmx_anova_create(const mlmx_fit *const *fits, int n, mlmx_anova **out);
+/* lmerTest's ranova(fit) for a linear mixed model fitted to d: each
+ * random-effect term (after lme4's expansion of '/' and '||') is reduced
+ * in turn, as lmerTest's rule: a term with slopes loses one slope term at
+ * a time (respecting marginality; (x | g) and (0 + x | g) become (1 | g)),
+ * a random-intercept term (1 | g) is removed. Each reduced model is
+ * refitted by the fit's method (REML stays REML) with the options o (NULL:
+ * defaults; its method is ignored); a model with no random term left is
+ * the linear model, whose (restricted) log-likelihood is computed in
+ * closed form (QR, as R's logLik(lm, REML = )). Errors: MLMX_ERR_UNSUPPORTED
+ * for a GLMM, MLMX_ERR_DATA when a reduced model uses other rows ("number
+ * of rows in use has changed", as lmerTest), and the refits' errors. d must
+ * be the data set the fit's model was built from. Allocates. */
+mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
+                               mlmx_anova **out);
+/* lme4's drop1(fit, test = "Chisq"): each fixed-effect term that
+ * marginality allows (R's drop.scope: not contained in an interaction) is
+ * dropped in turn, the model refitted with the fit's family, link,
+ * quadrature and the options o (NULL: defaults), and tested against the
+ * full model by the likelihood ratio. Rows: "<none>", then the term labels
+ * as R writes them ("factor(period)", "x:z"); a row's df is the number of
+ * coefficients dropped (drop1's npar column). For GLMMs and LMMs fitted by
+ * ML. Errors: MLMX_ERR_ARG for a REML fit (lme4's drop1 would mix REML
+ * estimates with ML likelihoods), MLMX_ERR_UNSUPPORTED for prior weights,
+ * MLMX_ERR_DATA when a reduced model uses other rows, the refits' errors.
+ * d must be the data set the fit's model was built from. Allocates. */
+mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
+                              mlmx_anova **out);
+void mlmx_anova_free(mlmx_anova *a);
+int mlmx_anova_nrows(const mlmx_anova *a);
+const mlmx_anova_row *mlmx_anova_row_at(const mlmx_anova *a, int i); /* NULL out of range */
+int mlmx_anova_refitted(const mlmx_anova *a); /* REML fits refitted by ML */
+int mlmx_anova_nwarnings(const mlmx_anova *a);
+const char *mlmx_anova_warning(const mlmx_anova *a, int i); /* NULL out of range */
+/* The table as R prints it: anova ("Data: <data_name>" when data_name is
+ * not NULL, "Models:", each model's formula, the table with signif stars,
+ * the chi-bar-square p-values and the boundary caveat, the warnings),
+ * ranova (lmerTest's heading, "Model:", the table) or drop1 ("Single term
+ * deletions", "Model:", npar AIC LRT Pr(Chi)). malloc'd; release with
+ * mlmx_string_free. */
+mlmx_status mlmx_anova_summary(const mlmx_anova *a, const char *data_name, char **text);
+/* The table as JSON ({"kind" (anova, ranova, drop1), "method", "rows": [{"name", "formula", "npar", "AIC",
+ * "BIC", "logLik", "deviance", "Chisq", "Df", "p", "p_chibar"}],
+ * "refitted", "warnings"}), written atomically. */
+mlmx_status mlmx_anova_write_json(const mlmx_anova *a, const char *path);
+
+/* The likelihood-ratio test of a fit against the same model without random
+ * effects, as Stata's mixed prints it under the table: chi2 = 2 (logLik -
+ * logLik0) (clamped at 0), logLik0 the linear model's by the fit's method
+ * (ML, or REML as R's logLik(lm, REML = TRUE)) for an LMM, the GLM's for a
+ * GLMM; df = ntheta; p = the chi-bar-square p-value P(chi2_1 >= chi2) / 2
+ * (1 at chi2 = 0) when df = 1, else the conservative P(chi2_df >= chi2) (Stata's note).
+ * Errors: MLMX_ERR_ARG (NULL), MLMX_ERR_NUMERIC (no residual df). */
+mlmx_status mlmx_fit_lrt_linear(const mlmx_fit *f, double *chi2, int *df, double *p);
+/* Its line as Stata prints it ("LR test vs. linear model: chibar2(01) =
+ * 107.20, Prob >= chibar2 = 0.0000", or chi2(df) with the conservative
+ * note). malloc'd; release with mlmx_string_free. */
+mlmx_status mlmx_fit_lrt_linear_text(const mlmx_fit *f, char **text);
+
+/* ------------------------------------------------------------------ */
 /* Output.                                                             */
 /* ------------------------------------------------------------------ */
 

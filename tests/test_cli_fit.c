@@ -87,7 +87,10 @@ Test(cli_fit, sleepstudy_summary_json_ranef)
                           "\"reml_criterion\"", "\"aic\"", "\"bic\"", "\"n_obs\": 180",
                           "\"ngroups\": {\"Subject\": 18}", "\"sigma\"", "\"theta\"",
                           "\"fixef\"", "\"varcorr\"", "\"converged\": true",
-                          "\"singular\": false", "\"n_evaluations\"", NULL};
+                          "\"singular\": false", "\"n_evaluations\"",
+                          "\"coef_tests\": {\"method\": \"satterthwaite\"",
+                          "\"anova\": {\"type\": 3", "\"re_se\": [",
+                          "\"lrt_no_random_effects\": {\"chi2\": ", NULL};
     for (int i = 0; keys[i]; i++)
         cr_expect(strstr(j, keys[i]) != NULL, "JSON lacks %s", keys[i]);
     cr_expect(close_rel(json_num(j, "reml_criterion"), ref_num(&ref, "criterion", 0), 1e-6,

@@ -63,4 +63,6 @@ int mlmx_cmd_boot(int argc, char **argv);
 int mlmx_cmd_merge(int argc, char **argv);
 int mlmx_cmd_simulate(int argc, char **argv);
 int mlmx_cmd_predict(int argc, char **argv);
+int mlmx_cmd_anova(int argc, char **argv);  /* anova_cmd.c */
+int mlmx_cmd_ranova(int argc, char **argv);
 #endif

@@ -18,6 +18,8 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  fit        fit a linear or generalized linear mixed model and print its summary\n"
+    "  anova      compare nested models by likelihood-ratio tests (mlmx anova --help)\n"
+    "  ranova     test each random-effect term by dropping it (mlmx ranova --help)\n"
     "  boot       parametric bootstrap: simulate, refit, intervals (mlmx boot --help)\n"
     "  merge      join the shard files of one bootstrap run (mlmx merge --help)\n"
     "  power      power analysis by simulation from a scenario file (mlmx power --help)\n"
@@ -203,6 +205,11 @@ static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_sca
         return mlmx_cli_fail();
     fputs(text, stdout);
     mlmx_string_free(text);
+    /* Stata's footer for LMMs (a GLMM's summary has its own) */
+    if (mlmx_fit_family(f) == MLMX_FAMILY_GAUSSIAN && mlmx_fit_lrt_linear_text(f, &text) == MLMX_OK) {
+        fputs(text, stdout);
+        mlmx_string_free(text);
+    }
     if (anova && mlmx_fit_family(f) != MLMX_FAMILY_GAUSSIAN) {
         fputs("\nType III F tests are for linear mixed models: a GLMM has the Wald z tests "
               "above\n",
@@ -398,6 +405,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "fit") == 0)
         return cmd_fit(argc - 2, argv + 2);
+    if (strcmp(cmd, "anova") == 0)
+        return mlmx_cmd_anova(argc - 2, argv + 2);
+    if (strcmp(cmd, "ranova") == 0)
+        return mlmx_cmd_ranova(argc - 2, argv + 2);
     if (strcmp(cmd, "boot") == 0)
         return mlmx_cmd_boot(argc - 2, argv + 2);
     if (strcmp(cmd, "merge") == 0)

@@ -238,6 +238,23 @@ mlmx_status mlmx_fit_write_json_ex(const mlmx_fit *f, mlmx_ddf_method ddf, const
     if (!glmm)
         mlmx_json_varcomp(&b, f);
     {
+        /* the LR test against the model without random effects (Stata's) */
+        double chi2, pv;
+        int df;
+        mlmx_sb_puts(&b, ",\n  \"lrt_no_random_effects\": ");
+        if (mlmx_fit_lrt_linear(f, &chi2, &df, &pv) == MLMX_OK) {
+            mlmx_sb_puts(&b, "{\"chi2\": ");
+            mlmx_json_num(&b, chi2);
+            mlmx_sb_printf(&b, ", \"df\": %d, \"mixture\": %s, \"p\": ", df,
+                           df == 1 ? "true" : "false");
+            mlmx_json_num(&b, pv);
+            mlmx_sb_puts(&b, "}");
+        } else {
+            mlmx_sb_puts(&b, "null");
+            mlmx_api_clear();
+        }
+    }
+    {
         double q[5];
         mlmx_scaled_resid_quantiles(f, q);
         mlmx_sb_puts(&b, ",\n  \"scaled_residual_quantiles\": [");

@@ -633,18 +633,20 @@ static void sum_glmm_tests(mlmx_strbuf *b, const mlmx_fit *f)
             free(V);
             free(bv);
         }
-        double lr = 2.0 * (f->loglik - f->loglik_glm);
-        if (lr < 0)
-            lr = 0;
-        int nv = m->ntheta;
+        double lr, pv;
+        int nv;
+        if (mlmx_fit_lrt_linear(f, &lr, &nv, &pv) != MLMX_OK) {
+            mlmx_api_clear();
+            return;
+        }
         if (nv == 1)
             mlmx_sb_printf(b, "LR test vs. %s model without random effects: chibar2(01) = "
                                "%.2f, Prob >= chibar2 = %.4f\n",
-                           mlmx_family_name(f->family), lr, 0.5 * mlmx_chi2_sf(lr, 1));
+                           mlmx_family_name(f->family), lr, pv);
         else
             mlmx_sb_printf(b, "LR test vs. %s model without random effects: chi2(%d) = %.2f, "
                                "Prob > chi2 = %.4f (conservative: variances are bounded at 0)\n",
-                           mlmx_family_name(f->family), nv, lr, mlmx_chi2_sf(lr, nv));
+                           mlmx_family_name(f->family), nv, lr, pv);
 }
 
 /* Notes and warnings under the tables. */
