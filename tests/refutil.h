@@ -92,4 +92,34 @@ static inline int close_rel(double a, double b, double rel, double scale)
     return fabs(a - b) <= rel * s;
 }
 
+/* A whole file as a malloc'd string (NULL if it cannot be read). */
+static inline char *ref_slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) {
+        size_t got = fread(s, 1, (size_t)n, fp);
+        s[got] = '\0';
+    }
+    fclose(fp);
+    return s;
+}
+
+/* At most cap - 1 bytes of a file into buf ("" if it cannot be read). */
+static inline void ref_slurp_buf(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return;
+    size_t n = fread(buf, 1, cap - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+}
+
 #endif

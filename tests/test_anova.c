@@ -242,16 +242,6 @@ static void teardown(void)
     cr_assert_eq(system(cmd), 0);
 }
 
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    memset(buf, 0, cap);
-    FILE *fp = fopen(path, "r");
-    if (fp) {
-        size_t n = fread(buf, 1, cap - 1, fp);
-        buf[n] = '\0';
-        fclose(fp);
-    }
-}
 
 static void run(const char *args, result *r)
 {
@@ -261,8 +251,8 @@ static void run(const char *args, result *r)
     snprintf(cmd, sizeof cmd, "timeout 60 '%s' %s >'%s' 2>'%s'", MLMX_CLI_PATH, args, outp, errp);
     int st = system(cmd);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(outp, r->out, sizeof r->out);
-    slurp(errp, r->err, sizeof r->err);
+    ref_slurp_buf(outp, r->out, sizeof r->out);
+    ref_slurp_buf(errp, r->err, sizeof r->err);
 }
 
 /* 40 rows in 8 groups; x2 is missing in row 7, so a model with x2 uses 39. */

@@ -27,20 +27,6 @@ static void teardown(void)
     cr_assert_eq(system(cmd), 0);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, fp);
-    s[got] = '\0';
-    fclose(fp);
-    return s;
-}
 
 /* The number that follows "key": in a JSON text. */
 static double json_num(const char *json, const char *key)
@@ -70,7 +56,7 @@ Test(cli_fit, sleepstudy_summary_json_ranef)
     ref_file ref;
     cr_assert_eq(ref_load(MLMX_SOURCE_DIR "/data/reference/lmm/sleepstudy_reml.ref", &ref), 0);
 
-    char *sum = slurp(out);
+    char *sum = ref_slurp(out);
     cr_assert_not_null(sum);
     const char *must[] = {"Linear mixed model fit by REML", "REML criterion at convergence: 1743.6",
                           "Scaled residuals:", "Random effects:", "Subject", "Residual",
@@ -81,7 +67,7 @@ Test(cli_fit, sleepstudy_summary_json_ranef)
         cr_expect(strstr(sum, must[i]) != NULL, "summary lacks '%s':\n%s", must[i], sum);
     free(sum);
 
-    char *j = slurp(json);
+    char *j = ref_slurp(json);
     cr_assert_not_null(j);
     const char *keys[] = {"\"method\": \"REML\"", "\"loglik\"", "\"deviance\"",
                           "\"reml_criterion\"", "\"aic\"", "\"bic\"", "\"n_obs\": 180",
@@ -100,7 +86,7 @@ Test(cli_fit, sleepstudy_summary_json_ranef)
     cr_expect_gt(json_num(j, "n_evaluations"), 0);
     free(j);
 
-    char *rc = slurp(ranef);
+    char *rc = ref_slurp(ranef);
     cr_assert_not_null(rc);
     cr_expect(strncmp(rc, "group,level,term,mode,condsd\n", 29) == 0);
     int lines = 0;
@@ -123,10 +109,10 @@ Test(cli_fit, ml_and_quiet)
              MLMX_CLI_PATH, MLMX_SOURCE_DIR, json, out);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *sum = slurp(out);
+    char *sum = ref_slurp(out);
     cr_expect_str_eq(sum, "", "--quiet printed: %s", sum);
     free(sum);
-    char *j = slurp(json);
+    char *j = ref_slurp(json);
     cr_assert_not_null(j);
     cr_expect(strstr(j, "\"method\": \"ML\"") != NULL);
     ref_file ref;
@@ -152,7 +138,7 @@ Test(cli_fit, optimizer_choice)
                  MLMX_CLI_PATH, names[i], MLMX_SOURCE_DIR, json);
         int st = system(cmd);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-        char *j = slurp(json);
+        char *j = ref_slurp(json);
         cr_expect(strstr(j, want[i]) != NULL, "%s: %s", names[i], j);
         cr_expect(close_rel(json_num(j, "reml_criterion"), ref_num(&ref, "criterion", 0), 1e-6,
                             1e-300));
@@ -175,7 +161,7 @@ Test(cli_fit, device_choice)
     snprintf(cmd, sizeof cmd, "'%s' %s --json '%s' > '%s'", MLMX_CLI_PATH, base, json, out);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *j = slurp(json), *sum = slurp(out);
+    char *j = ref_slurp(json), *sum = ref_slurp(out);
     cr_expect(strstr(j, "\"device\": \"cpu\",\n  \"device_note\": \"\"") != NULL, "%s", j);
     cr_expect(strstr(sum, "device:") == NULL && strstr(sum, "note: device") == NULL, "%s", sum);
     free(j);
@@ -185,8 +171,8 @@ Test(cli_fit, device_choice)
              json, out);
     st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    j = slurp(json);
-    sum = slurp(out);
+    j = ref_slurp(json);
+    sum = ref_slurp(out);
     cr_expect(strstr(j, "\"device\": \"cpu\"") != NULL, "%s", j);
     cr_expect(strstr(j, "\"device_note\": \"device auto: running on the CPU: ") != NULL, "%s", j);
     cr_expect(strstr(sum, "note: device auto: running on the CPU: ") != NULL, "%s", sum);
@@ -197,7 +183,7 @@ Test(cli_fit, device_choice)
              json, err);
     st = system(cmd);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    char *e = slurp(err);
+    char *e = ref_slurp(err);
     cr_expect(strstr(e, "--device 'tpu' must be cpu, gpu or auto") != NULL, "%s", e);
     free(e);
     cr_expect_eq(access(json, F_OK), -1, "a usage error left a JSON file");
@@ -208,10 +194,10 @@ Test(cli_fit, device_choice)
              base, json, out, err);
     st = system(cmd);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    e = slurp(err);
+    e = ref_slurp(err);
     cr_expect(strstr(e, "--device gpu: ") != NULL, "%s", e);
     free(e);
-    sum = slurp(out);
+    sum = ref_slurp(out);
     cr_expect_str_eq(sum, "", "a refused fit printed: %s", sum);
     free(sum);
     cr_expect_eq(access(json, F_OK), -1, "a refused fit left a JSON file");
@@ -226,7 +212,7 @@ Test(cli_fit, singular_fit_is_reported)
              MLMX_CLI_PATH, MLMX_SOURCE_DIR, out);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *sum = slurp(out);
+    char *sum = ref_slurp(out);
     cr_expect(strstr(sum, "singular") != NULL, "no singular-fit note:\n%s", sum);
     free(sum);
 }
@@ -241,7 +227,7 @@ Test(cli_fit, caterpillar_plot_svg)
              MLMX_CLI_PATH, MLMX_SOURCE_DIR, svg);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *s = slurp(svg);
+    char *s = ref_slurp(svg);
     cr_assert_not_null(s);
     cr_expect(strncmp(s, "<svg ", 5) == 0);
     cr_expect(strstr(s, "</svg>\n") != NULL);
@@ -273,7 +259,7 @@ static char *run_glmm(const char *data, const char *formula, const char *opts, c
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mlmx fit failed: %s", cmd);
     cr_expect_eq(access(plot, R_OK), 0, "no plot written");
-    return slurp(out);
+    return ref_slurp(out);
 }
 
 Test(cli_fit, glmm_binomial_agq)
@@ -290,7 +276,7 @@ Test(cli_fit, glmm_binomial_agq)
         cr_expect(strstr(sum, must[i]) != NULL, "summary lacks '%s':\n%s", must[i], sum);
     cr_expect(strstr(sum, "Residual") == NULL, "a GLMM has no residual variance row");
     free(sum);
-    char *j = slurp(json);
+    char *j = ref_slurp(json);
     cr_assert_not_null(j);
     const char *keys[] = {"\"method\": \"AGQ\"", "\"family\": \"binomial\"", "\"link\": \"logit\"",
                           "\"nagq\": 25", "\"ngroups\": {\"herd\": 15}", "\"fixef\"", "\"z\"",
@@ -304,7 +290,7 @@ Test(cli_fit, glmm_binomial_agq)
               json_num(j, "loglik"));
     ref_free(&ref);
     free(j);
-    char *rc = slurp(ranef);
+    char *rc = ref_slurp(ranef);
     cr_assert_not_null(rc);
     cr_expect(strncmp(rc, "group,level,term,mode,condsd\n", 29) == 0);
     cr_expect(strstr(rc, "herd,1,(Intercept),") != NULL, "%s", rc);
@@ -320,7 +306,7 @@ Test(cli_fit, glmm_ordinal_thresholds_and_negbin_dispersion)
     cr_expect(strstr(sum, "Threshold coefficients") != NULL, "%s", sum);
     cr_expect(strstr(sum, "1|2") != NULL && strstr(sum, "4|5") != NULL, "%s", sum);
     free(sum);
-    char *j = slurp(json);
+    char *j = ref_slurp(json);
     cr_assert_not_null(j);
     cr_expect(strstr(j, "\"family\": \"ordinal\"") != NULL);
     cr_expect(strstr(j, "\"thresholds\": [") != NULL, "JSON lacks thresholds");
@@ -337,7 +323,7 @@ Test(cli_fit, glmm_ordinal_thresholds_and_negbin_dispersion)
     cr_assert_not_null(sum);
     cr_expect(strstr(sum, "Dispersion parameter for nbinom2 family") != NULL, "%s", sum);
     free(sum);
-    j = slurp(json);
+    j = ref_slurp(json);
     cr_assert_not_null(j);
     cr_expect(strstr(j, "\"family\": \"negbin\"") != NULL);
     cr_expect(strstr(j, "\"dispersion\": {\"size\": ") != NULL, "JSON lacks dispersion");

@@ -254,24 +254,6 @@ Test(ddf, refusals)
     mlmx_data_free(d);
 }
 
-static char *slurp_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    fclose(fp);
-    return s;
-}
 
 /* mlmx fit --ddf kenward-roger --anova --json: the summary's columns, the
  * Type III table and the JSON keys, against the fixture's numbers. */
@@ -287,7 +269,7 @@ Test(ddf, cli_kenward_roger_anova)
              MLMX_CLI_PATH, MLMX_SOURCE_DIR, json, out);
     int st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mlmx fit failed");
-    char *sum = slurp_file(out), *j = slurp_file(json);
+    char *sum = ref_slurp(out), *j = ref_slurp(json);
     cr_assert(sum && j);
     const char *must[] = {"Linear mixed model fit by REML. t-tests use Kenward-Roger's method",
                           "Estimate Std. Error     df t value Pr(>|t|)",
@@ -338,7 +320,7 @@ Test(ddf, cli_usage_errors)
         int st = system(cmd);
         cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit %d", cases[i][0],
                   WEXITSTATUS(st));
-        char *e = slurp_file(err);
+        char *e = ref_slurp(err);
         cr_expect(e && strstr(e, cases[i][1]), "%s: stderr '%s'", cases[i][0], e ? e : "");
         free(e);
         remove(err);

@@ -14,6 +14,7 @@
 
 #include "mlmx.h"
 #include "power/power.h"
+#include "refutil.h"
 
 #define SCEN MLMX_SOURCE_DIR "/data/scenarios/"
 #define REF_CSV MLMX_SOURCE_DIR "/data/reference/power/power_reference.csv"
@@ -78,20 +79,6 @@ static void teardown(void)
     cr_assert_eq(system(cmd), 0);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, fp);
-    s[got] = '\0';
-    fclose(fp);
-    return s;
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -106,7 +93,7 @@ static void write_text(const char *path, const char *text)
 static void edited(const char *src, const char *from, const char *to, const char *name,
                    char *path, size_t cap)
 {
-    char *s = slurp(src);
+    char *s = ref_slurp(src);
     cr_assert_not_null(s, "%s", src);
     char *at = strstr(s, from);
     cr_assert_not_null(at, "'%s' is not in %s", from, src);
@@ -134,7 +121,7 @@ static void run_cli(const char *args, result *r)
              outp, errp);
     int st = system(cmd);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *e = slurp(errp), *o = slurp(outp);
+    char *e = ref_slurp(errp), *o = ref_slurp(outp);
     snprintf(r->err, sizeof r->err, "%s", e ? e : "");
     snprintf(r->out, sizeof r->out, "%s", o ? o : "");
     free(e);
@@ -257,8 +244,8 @@ Test(power_cli, threads_give_identical_results)
             result r;
             run_cli(args, &r);
             cr_assert_eq(r.status, 0, "%s", r.err);
-            out[t] = slurp(jp);
-            csv[t] = slurp(cp);
+            out[t] = ref_slurp(jp);
+            csv[t] = ref_slurp(cp);
             cr_assert_not_null(out[t]);
             cr_assert_not_null(csv[t]);
         }
@@ -291,7 +278,7 @@ Test(power_cli, curve_outputs)
     cr_expect_eq(r.err[0], '\0', "stderr: %s", r.err);
     cr_expect(strstr(r.out, "Wald z of 'x'") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "\n   100  ") != NULL, "no row for 100 clusters: %s", r.out);
-    char *j = slurp(jp);
+    char *j = ref_slurp(jp);
     cr_assert_not_null(j);
     const char *keys[] = {"\"power\": ",    "\"ci_lower\": ",   "\"ci_upper\": ",
                           "\"nsim\": 100",  "\"n_failed\": ",   "\"n_singular\": ",
@@ -304,7 +291,7 @@ Test(power_cli, curve_outputs)
         npow++;
     cr_expect_eq(npow, 11, "power given %d times (base + 10 points)", npow);
     free(j);
-    char *c = slurp(cp);
+    char *c = ref_slurp(cp);
     cr_assert_not_null(c);
     cr_expect_eq(strncmp(c, "units,nobs,nsim,n_ok,n_rejected,power,ci_lower,ci_upper,n_failed,"
                             "n_singular,",
@@ -313,7 +300,7 @@ Test(power_cli, curve_outputs)
     cr_expect_eq(count_lines(c), 11, "%s", c);
     cr_expect(strstr(c, "\n10,200,100,") != NULL, "%s", c);
     free(c);
-    char *svg = slurp(pp);
+    char *svg = ref_slurp(pp);
     cr_assert_not_null(svg);
     cr_expect(strstr(svg, "<svg") != NULL);
     free(svg);
@@ -336,7 +323,7 @@ Test(power_cli, device_choice)
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "device: cpu: batch engine glmm-1ri, 2 threads\n") != NULL, "%s",
               r.out);
-    char *j = slurp(jp);
+    char *j = ref_slurp(jp);
     cr_assert_not_null(j);
     cr_expect(strstr(j, "\"device\": \"cpu: batch engine glmm-1ri, 2 threads\"") != NULL, "%s", j);
     cr_expect(strstr(j, "\"device_note\": \"\"") != NULL, "%s", j);
@@ -380,7 +367,7 @@ Test(power_cli, lrt)
     run_cli(args, &r);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_eq(r.out[0], '\0', "--quiet printed: %s", r.out);
-    char *j = slurp(jp);
+    char *j = ref_slurp(jp);
     cr_assert_not_null(j);
     cr_expect(strstr(j, "\"df\": 1") != NULL, "%s", j);
     cr_expect(strstr(j, "\"method\": \"ML\"") != NULL, "%s", j);

@@ -383,16 +383,6 @@ typedef struct result {
     char out[16384];
 } result;
 
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    memset(buf, 0, cap);
-    FILE *fp = fopen(path, "r");
-    if (fp) {
-        size_t n = fread(buf, 1, cap - 1, fp);
-        buf[n] = '\0';
-        fclose(fp);
-    }
-}
 
 static void run(const char *args, result *r)
 {
@@ -403,8 +393,8 @@ static void run(const char *args, result *r)
              MLMX_CLI_PATH, args, outp, errp);
     int st = system(cmd);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(errp, r->err, sizeof r->err);
-    slurp(outp, r->out, sizeof r->out);
+    ref_slurp_buf(errp, r->err, sizeof r->err);
+    ref_slurp_buf(outp, r->out, sizeof r->out);
 }
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
@@ -429,7 +419,7 @@ Test(predict, cli_save_and_predict)
     cr_expect(strstr(r.err, "2 of 6 rows have a grouping level the model did not see"),
               "note: %s", r.err);
     char text[4096];
-    slurp(out, text, sizeof text);
+    ref_slurp_buf(out, text, sizeof text);
     cr_expect_eq(strncmp(text, "fit,se.fit\n", 11), 0, "output: %s", text);
     int lines = 0;
     for (const char *c = text; *c; c++)
@@ -524,8 +514,8 @@ Test(predict, cli_simulate_and_boot_from_saved_model)
     run(args, &r);
     cr_assert_eq(r.status, 0, "simulate: %s", r.err);
     static char ta[65536], tb[65536];
-    slurp(a, ta, sizeof ta);
-    slurp(b, tb, sizeof tb);
+    ref_slurp_buf(a, ta, sizeof ta);
+    ref_slurp_buf(b, tb, sizeof tb);
     cr_expect(ta[0] && strcmp(ta, tb) == 0, "simulate --model differs from simulate after a fit");
     snprintf(args, sizeof args, "boot --model '%s/m.h5' --nsim 5", tmpdir);
     run(args, &r);

@@ -280,16 +280,6 @@ typedef struct result {
     char out[32768], err[4096];
 } result;
 
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    buf[0] = '\0';
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return;
-    size_t n = fread(buf, 1, cap - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-}
 
 static void run(const char *args, result *r)
 {
@@ -300,8 +290,8 @@ static void run(const char *args, result *r)
              errp);
     const int st = system(cmd);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(outp, r->out, sizeof r->out);
-    slurp(errp, r->err, sizeof r->err);
+    ref_slurp_buf(outp, r->out, sizeof r->out);
+    ref_slurp_buf(errp, r->err, sizeof r->err);
     remove(outp);
     remove(errp);
 }
@@ -323,11 +313,11 @@ Test(cli, confint_profile_singular)
     cr_expect(strstr(r.out, "\n.sig01      0.000000 "), "%s", r.out);
     cr_expect(strstr(r.out, "note: .sig01 is at its bound 0 (singular fit)"), "%s", r.out);
     char buf[8192];
-    slurp(json, buf, sizeof buf);
+    ref_slurp_buf(json, buf, sizeof buf);
     cr_expect(strstr(buf, "\"confint\": {\"method\": \"profile\", \"level\": 0.95"), "%s", buf);
     cr_expect(strstr(buf, "{\"name\": \".sig01\", \"estimate\": 0, \"lower\": 0, \"upper\": "), "%s",
               buf);
-    slurp(svg, buf, sizeof buf);
+    ref_slurp_buf(svg, buf, sizeof buf);
     cr_expect(strstr(buf, "<svg"), "no SVG written");
     remove(json);
     remove(svg);

@@ -166,10 +166,20 @@ typedef struct tests {
     mlmx_kr_state kr;
 } tests;
 
+static mlmx_status ddf_arg(mlmx_ddf_method ddf)
+{
+    return ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER || ddf == MLMX_DDF_NONE
+               ? MLMX_OK
+               : mlmx_api_failf(MLMX_ERR_ARG, "unknown denominator df method %d", (int)ddf);
+}
+
 static mlmx_status tests_prepare(const mlmx_fit *f, mlmx_ddf_method ddf, tests *T)
 {
     memset(T, 0, sizeof *T);
     T->ddf = ddf;
+    mlmx_status st = ddf_arg(ddf);
+    if (st)
+        return st;
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "t and F tests with denominator df are for linear mixed models "
@@ -201,13 +211,6 @@ static mlmx_status tests_f(const mlmx_fit *f, const tests *T, const double *L, i
     return ftest_wald(f, T->ddf == MLMX_DDF_KENWARD_ROGER ? &T->kr : NULL, L, nrow, out);
 }
 
-static mlmx_status ddf_arg(mlmx_ddf_method ddf)
-{
-    return ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER || ddf == MLMX_DDF_NONE
-               ? MLMX_OK
-               : mlmx_api_failf(MLMX_ERR_ARG, "unknown denominator df method %d", (int)ddf);
-}
-
 mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, double *se,
                                     double *df, double *t, double *p)
 {
@@ -215,9 +218,7 @@ mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, doub
     if (!f || !se || !df || !t || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests_ddf: bad argument");
     tests T;
-    mlmx_status st = ddf_arg(ddf);
-    if (!st)
-        st = tests_prepare(f, ddf, &T);
+    mlmx_status st = tests_prepare(f, ddf, &T);
     if (st)
         return st;
     const int np = f->model->p;
@@ -267,9 +268,7 @@ mlmx_status mlmx_fit_ftest(const mlmx_fit *f, mlmx_ddf_method ddf, const double 
     if (!f || !L || nrow < 1 || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_ftest: bad argument");
     tests T;
-    mlmx_status st = ddf_arg(ddf);
-    if (!st)
-        st = tests_prepare(f, ddf, &T);
+    mlmx_status st = tests_prepare(f, ddf, &T);
     if (st)
         return st;
     st = tests_f(f, &T, L, nrow, out);

@@ -124,6 +124,23 @@ static mlmx_status level_arg(double level, double *z)
     return MLMX_OK;
 }
 
+/* The covariance of (theta, sigma) and 2 nv doubles of scratch in *th;
+ * refusals (a singular fit, a GLMM) recorded naming what. */
+static mlmx_status prepare(const mlmx_fit *f, const char *what, mlmx_ddf_state *S, double **th)
+{
+    mlmx_status st = not_singular(f, what);
+    if (!st)
+        st = mlmx_ddf_prepare(f, what, S);
+    if (st)
+        return st;
+    *th = malloc((size_t)(2 * S->nv) * sizeof **th);
+    if (!*th) {
+        mlmx_ddf_free(S);
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    }
+    return MLMX_OK;
+}
+
 mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out)
 {
     mlmx_api_clear();
@@ -132,17 +149,11 @@ mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_varcomp_se: bad argument");
     mlmx_status st = level_arg(level, &z);
     mlmx_ddf_state S;
+    double *th = NULL;
     if (!st)
-        st = not_singular(f, "standard errors of the variance components");
-    if (!st)
-        st = mlmx_ddf_prepare(f, "standard errors of the variance components", &S);
+        st = prepare(f, "standard errors of the variance components", &S, &th);
     if (st)
         return st;
-    double *th = malloc((size_t)(2 * S.nv) * sizeof *th);
-    if (!th) {
-        mlmx_ddf_free(&S);
-        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
-    }
     const mlmx_model *m = f->model;
     int n = 0;
     for (int k = 0; k <= m->K; k++) {
@@ -177,17 +188,11 @@ mlmx_status mlmx_fit_icc_se(const mlmx_fit *f, int k, double level, double out[4
         st = mlmx_api_failf(MLMX_ERR_UNSUPPORTED, "term '%s' has no random intercept",
                             f->model->re[k].group);
     mlmx_ddf_state S;
+    double *th = NULL;
     if (!st)
-        st = not_singular(f, "the standard error of the ICC");
-    if (!st)
-        st = mlmx_ddf_prepare(f, "the standard error of the ICC", &S);
+        st = prepare(f, "the standard error of the ICC", &S, &th);
     if (st)
         return st;
-    double *th = malloc((size_t)(2 * S.nv) * sizeof *th);
-    if (!th) {
-        mlmx_ddf_free(&S);
-        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
-    }
     const quantity Q = {2, k, 0, 0};
     delta(f, &S, &Q, z, th, th + S.nv, out);
     free(th);
