@@ -370,43 +370,20 @@ static mlmx_status build_response(const mlmx_formula *f, const mlmx_data *d, mlm
     return MLMX_OK;
 }
 
-mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char *weights,
-                             mlmx_model **out, mlmx_error *err)
+/* The prior weights at the model rows (none when weights is NULL). */
+static mlmx_status read_weights(const mlmx_data *d, const char *weights, mlmx_model *m,
+                                mlmx_error *err)
 {
-    *out = NULL;
-    mlmx_formula *f = NULL;
-    mlmx_status st = mlmx_formula_parse(formula, &f, err);
-    if (st)
-        return st;
-    mlmx_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        mlmx_formula_free(f);
-        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    }
-    m->formula = mlmx_strdup(formula);
-    m->source = mlmx_strdup(d->source ? d->source : "");
-    if (!m->formula || !m->source) {
-        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (!f->response) {
-        st = mlmx_err_set(err, MLMX_ERR_FORMULA, "formula: the model needs a response (y ~ ...)");
-        goto fail;
-    }
-    st = complete_rows(f, d, weights, m, err);
-    if (st)
-        goto fail;
+    mlmx_status st = MLMX_OK;
     if (weights) {
         int j = mlmx_frame_find(d, weights);
         const mlmx_column *c = &d->cols[j];
         if (c->type != MLMX_COL_NUMERIC) {
-            st = mlmx_err_set(err, MLMX_ERR_DATA, "weights column '%s' is not numeric", weights);
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_DATA, "weights column '%s' is not numeric", weights);
         }
         m->weights = malloc((m->n ? m->n : 1) * sizeof *m->weights);
         if (!m->weights) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         for (size_t i = 0; i < m->n; i++) {
             double w = c->num[m->rows[i]];
@@ -415,39 +392,35 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                                   "weights column '%s': data row %zu has %g; prior weights must "
                                   "be finite and non-negative",
                                   weights, m->rows[i] + 1, w);
-                goto fail;
+                return st;
             }
             m->weights[i] = w;
         }
     }
+    return st;
+}
 
-    /* Response */
-    m->response_name = mlmx_expr_deparse(f->response);
-    if (!m->response_name) {
-        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    st = build_response(f, d, m, err);
-    if (st)
-        goto fail;
-
-    /* Fixed effects */
+/* X, its column names and cells, the fixed terms, and the collinear
+ * columns dropped (with a note). */
+static mlmx_status build_fixed(const mlmx_formula *f, const mlmx_data *d, mlmx_model *m,
+                               mlmx_error *err)
+{
+    mlmx_status st = MLMX_OK;
     {
         colset cs;
         recipe_ctx cx = {&m->recipe, NULL};
         m->fixterms = calloc((size_t)(f->fixed.nterms ? f->fixed.nterms : 1), sizeof *m->fixterms);
         if (!m->fixterms) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         m->nfixterms = f->fixed.nterms;
         st = mlmx_build_columns(&f->fixed, d, m->rows, m->n, &cx, &cs, m->fixterms, err);
         if (st)
-            goto fail;
+            return st;
         st = mlmx_drop_collinear(&cs, m->n, &m->dropped_fixef, &m->n_dropped_fixef, err);
         if (st) {
             mlmx_colset_free(&cs);
-            goto fail;
+            return st;
         }
         m->p = cs.ncol;
         m->fixef_names = cs.names;
@@ -458,8 +431,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
             for (int c = 0; c < cs.ncol; c++)
                 free(cs.cols[c]);
             free(cs.cols);
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         for (int c = 0; c < cs.ncol; c++) {
             memcpy(m->X + (size_t)c * m->n, cs.cols[c], m->n * sizeof(double));
@@ -487,16 +459,22 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                              err);
             free(lst);
             if (st)
-                goto fail;
+                return st;
         }
     }
+    return st;
+}
 
-    /* Random effects, in formula order first */
+/* The random-effect terms, in formula order first, then ordered and
+ * named as lme4 orders and names them. */
+static mlmx_status build_random(const mlmx_formula *f, const mlmx_data *d, mlmx_model *m,
+                                mlmx_error *err)
+{
+    mlmx_status st = MLMX_OK;
     if (f->nre > 0) {
         mlmx_reterm_info *tmp = calloc((size_t)f->nre, sizeof *tmp);
         if (!tmp) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         m->re = tmp;
         for (int k = 0; k < f->nre; k++) {
@@ -504,7 +482,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
             m->re[k].formula_index = k;
             m->K = k + 1;
             if (st)
-                goto fail;
+                return st;
         }
         /* lme4 (mkReTrms): when some term has more levels than the one
          * before it, order terms by decreasing levels as rev(order(nl)) does,
@@ -519,8 +497,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
             if (!ord || !sorted) {
                 free(ord);
                 free(sorted);
-                st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-                goto fail;
+                return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
             }
             for (int k = 0; k < m->K; k++)
                 ord[k] = k;
@@ -548,12 +525,17 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
             dup += strcmp(m->re[j].group, m->re[k].group) == 0;
         m->re[k].vcname = dup ? mlmx_asprintf("%s.%d", m->re[k].group, dup) : mlmx_strdup(m->re[k].group);
         if (!m->re[k].vcname) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
     }
+    return st;
+}
 
-    /* theta layout: each term's lower-triangular template, column-major */
+/* theta's layout: each term's lower-triangular template, column-major,
+ * with its bounds and lme4's names. */
+static mlmx_status theta_layout(mlmx_model *m, mlmx_error *err)
+{
+    mlmx_status st = MLMX_OK;
     m->ntheta = 0;
     for (int k = 0; k < m->K; k++) {
         m->re[k].theta_offset = m->ntheta;
@@ -563,8 +545,7 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
         m->theta_lower = malloc((size_t)m->ntheta * sizeof *m->theta_lower);
         m->theta_names = calloc((size_t)m->ntheta, sizeof *m->theta_names);
         if (!m->theta_lower || !m->theta_names) {
-            st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-            goto fail;
+            return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
         }
         for (int k = 0; k < m->K; k++) {
             const mlmx_reterm_info *r = &m->re[k];
@@ -576,12 +557,63 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                         a == c ? mlmx_asprintf("%s.%s", r->group, r->colnames[a])
                                : mlmx_asprintf("%s.%s.%s", r->group, r->colnames[a], r->colnames[c]);
                     if (!m->theta_names[t]) {
-                        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-                        goto fail;
+                        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
                     }
                 }
         }
     }
+    return st;
+}
+
+mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char *weights,
+                             mlmx_model **out, mlmx_error *err)
+{
+    *out = NULL;
+    mlmx_formula *f = NULL;
+    mlmx_status st = mlmx_formula_parse(formula, &f, err);
+    if (st)
+        return st;
+    mlmx_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        mlmx_formula_free(f);
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    }
+    m->formula = mlmx_strdup(formula);
+    m->source = mlmx_strdup(d->source ? d->source : "");
+    if (!m->formula || !m->source) {
+        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (!f->response) {
+        st = mlmx_err_set(err, MLMX_ERR_FORMULA, "formula: the model needs a response (y ~ ...)");
+        goto fail;
+    }
+    st = complete_rows(f, d, weights, m, err);
+    if (st)
+        goto fail;
+    st = read_weights(d, weights, m, err);
+    if (st)
+        goto fail;
+
+    /* Response */
+    m->response_name = mlmx_expr_deparse(f->response);
+    if (!m->response_name) {
+        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    st = build_response(f, d, m, err);
+    if (st)
+        goto fail;
+
+    st = build_fixed(f, d, m, err);
+    if (st)
+        goto fail;
+    st = build_random(f, d, m, err);
+    if (st)
+        goto fail;
+    st = theta_layout(m, err);
+    if (st)
+        goto fail;
 
     if ((size_t)m->p + (size_t)m->ntheta + 1 > m->n) {
         st = mlmx_err_set(err, MLMX_ERR_MODEL,
