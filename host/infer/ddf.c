@@ -30,7 +30,6 @@
 #include "infer/infer.h"
 #include "lmm/fit.h"
 #include "lmm/lmm.h"
-#include "power/power.h"
 
 typedef mlmx_ddf_state ddf_state;
 
@@ -244,7 +243,6 @@ void mlmx_ddf_free(ddf_state *S)
     free(S->A);
     free(S->J);
     free(S->V);
-    free(S->g);
 }
 
 static void eval_free(ddf_eval *e)
@@ -288,8 +286,7 @@ mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)
         S->A = malloc((size_t)nv * nv * sizeof *S->A);
         S->J = malloc((size_t)nv * p * p * sizeof *S->J);
         S->V = malloc((size_t)p * p * sizeof *S->V);
-        S->g = malloc((size_t)nv * sizeof *S->g);
-        if (!e.th || !H || !C || !S->A || !S->J || !S->V || !S->g)
+        if (!e.th || !H || !C || !S->A || !S->J || !S->V)
             st = MLMX_ERR_NOMEM;
     }
     if (!st) {
@@ -322,7 +319,11 @@ mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)
 double mlmx_ddf_contrast(const ddf_state *S, const double *L, double *var)
 {
     const int p = S->p, nv = S->nv;
-    double *g = S->g, v = 0.0;
+    double *g = malloc((size_t)nv * sizeof *g), v = 0.0;
+    if (!g) {
+        *var = NAN;
+        return NAN;
+    }
     for (int k = 0; k <= nv; k++) {
         const double *M = k < nv ? S->J + (size_t)k * p * p : S->V;
         double x = 0.0;
@@ -338,8 +339,55 @@ double mlmx_ddf_contrast(const ddf_state *S, const double *L, double *var)
     for (int j = 0; j < nv; j++)
         for (int i = 0; i < nv; i++)
             q += g[i] * S->A[i + j * nv] * g[j];
+    free(g);
     *var = v;
     return 2.0 * v * v / q;
+}
+
+static void state_destroy(void *p)
+{
+    mlmx_ddf_free(p);
+    free(p);
+}
+
+mlmx_status mlmx_ddf_acquire(const mlmx_fit *f, const char *what, const mlmx_ddf_state **out,
+                             mlmx_ddf_state **owned)
+{
+    *owned = NULL;
+    mlmx_fit_cache *c = f->cache;
+    void *have = c ? __atomic_load_n(&c->ddf, __ATOMIC_ACQUIRE) : NULL;
+    if (have) {
+        *out = have;
+        return MLMX_OK;
+    }
+    mlmx_ddf_state *S = malloc(sizeof *S);
+    if (!S)
+        return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+    mlmx_status st = mlmx_ddf_prepare(f, what, S);
+    if (st) {
+        free(S);
+        return st;
+    }
+    void *expected = NULL;
+    if (c) {
+        __atomic_store_n(&c->free_ddf, state_destroy, __ATOMIC_RELEASE);
+        if (!__atomic_compare_exchange_n(&c->ddf, &expected, S, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+            state_destroy(S); /* another thread cached one first */
+            *out = expected;
+            return MLMX_OK;
+        }
+        *out = S;
+        return MLMX_OK;
+    }
+    *out = *owned = S;
+    return MLMX_OK;
+}
+
+void mlmx_ddf_release(mlmx_ddf_state *owned)
+{
+    if (owned)
+        state_destroy(owned);
 }
 
 mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df)
@@ -347,13 +395,14 @@ mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *d
     mlmx_api_clear();
     if (!f || !L || !df)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_satterthwaite: bad argument");
-    ddf_state S;
-    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
+    const ddf_state *S;
+    ddf_state *owned;
+    mlmx_status st = mlmx_ddf_acquire(f, "Satterthwaite degrees of freedom", &S, &owned);
     if (st)
         return st;
     double var;
-    *df = mlmx_ddf_contrast(&S, L, &var);
-    mlmx_ddf_free(&S);
+    *df = mlmx_ddf_contrast(S, L, &var);
+    mlmx_ddf_release(owned);
     return MLMX_OK;
 }
 
@@ -362,26 +411,10 @@ mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double
     mlmx_api_clear();
     if (!f || !df || !t || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_coef_tests: bad argument");
-    ddf_state S;
-    mlmx_status st = mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &S);
-    if (st)
-        return st;
-    const int np = S.p;
-    double *L = calloc((size_t)np + 1, sizeof *L);
-    if (!L) {
-        mlmx_ddf_free(&S);
+    double *se = malloc(((size_t)f->model->p + 1) * sizeof *se);
+    if (!se)
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
-    }
-    for (int j = 0; j < np; j++) {
-        double var;
-        L[j] = 1.0;
-        df[j] = mlmx_ddf_contrast(&S, L, &var);
-        L[j] = 0.0;
-        t[j] = f->beta[j] / sqrt(var);
-        /* two-sided: P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) */
-        p[j] = mlmx_pw_pbeta(df[j] / (df[j] + t[j] * t[j]), 0.5 * df[j], 0.5);
-    }
-    free(L);
-    mlmx_ddf_free(&S);
-    return MLMX_OK;
+    mlmx_status st = mlmx_fit_coef_tests_ddf(f, MLMX_DDF_SATTERTHWAITE, se, df, t, p);
+    free(se);
+    return st;
 }

@@ -162,7 +162,8 @@ static mlmx_status ftest_wald(const mlmx_fit *f, const mlmx_kr_state *S, const d
 /* The state of one method, prepared once for several tests. */
 typedef struct tests {
     mlmx_ddf_method ddf;
-    mlmx_ddf_state sat;
+    const mlmx_ddf_state *sat; /* the fit's cached state (sat_owned when not cached) */
+    mlmx_ddf_state *sat_owned;
     mlmx_kr_state kr;
 } tests;
 
@@ -185,7 +186,7 @@ static mlmx_status tests_prepare(const mlmx_fit *f, mlmx_ddf_method ddf, tests *
                               "t and F tests with denominator df are for linear mixed models "
                               "(a GLMM has Wald z tests)");
     if (ddf == MLMX_DDF_SATTERTHWAITE)
-        return mlmx_ddf_prepare(f, "Satterthwaite degrees of freedom", &T->sat);
+        return mlmx_ddf_acquire(f, "Satterthwaite degrees of freedom", &T->sat, &T->sat_owned);
     if (ddf == MLMX_DDF_KENWARD_ROGER)
         return mlmx_kr_prepare(f, &T->kr);
     return MLMX_OK;
@@ -194,7 +195,7 @@ static mlmx_status tests_prepare(const mlmx_fit *f, mlmx_ddf_method ddf, tests *
 static void tests_free(tests *T)
 {
     if (T->ddf == MLMX_DDF_SATTERTHWAITE)
-        mlmx_ddf_free(&T->sat);
+        mlmx_ddf_release(T->sat_owned);
     else if (T->ddf == MLMX_DDF_KENWARD_ROGER)
         mlmx_kr_free(&T->kr);
 }
@@ -207,7 +208,7 @@ static mlmx_status tests_f(const mlmx_fit *f, const tests *T, const double *L, i
         return MLMX_OK;
     }
     if (T->ddf == MLMX_DDF_SATTERTHWAITE)
-        return ftest_satt(f, &T->sat, L, nrow, out);
+        return ftest_satt(f, T->sat, L, nrow, out);
     return ftest_wald(f, T->ddf == MLMX_DDF_KENWARD_ROGER ? &T->kr : NULL, L, nrow, out);
 }
 
@@ -232,7 +233,7 @@ mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, doub
         L[j] = 1.0;
         df[j] = NAN;
         if (ddf == MLMX_DDF_SATTERTHWAITE)
-            df[j] = mlmx_ddf_contrast(&T.sat, L, &var);
+            df[j] = mlmx_ddf_contrast(T.sat, L, &var);
         else if (ddf == MLMX_DDF_KENWARD_ROGER) {
             var = T.kr.PhiA[j + (size_t)j * np];
             df[j] = mlmx_kr_ddf(&T.kr, L, 1, &scale);

@@ -13,14 +13,20 @@ typedef struct mlmx_ddf_state {
     double *A;       /* nv * nv: 2 H^{-1}, the covariance of (theta, sigma) */
     double *J;       /* nv blocks of p * p: dV/dvarpar_k */
     double *V;       /* p * p: vcov(beta) */
-    double *g;       /* nv: scratch */
 } mlmx_ddf_state;
 
 /* Errors (recorded): MLMX_ERR_UNSUPPORTED for a GLMM or a singular fit. */
 /* what: the quantity asked for, named in the errors. */
 mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, mlmx_ddf_state *S);
 void mlmx_ddf_free(mlmx_ddf_state *S);
-/* Satterthwaite's df of L^T beta (L: p values); *var = L^T V L. */
+/* The state of fit f, prepared once and cached in the fit (lmm/fit.h's
+ * mlmx_fit_cache) where it has a cache; *owned is then NULL, else the
+ * state to give to mlmx_ddf_release. Errors as mlmx_ddf_prepare. */
+mlmx_status mlmx_ddf_acquire(const mlmx_fit *f, const char *what, const mlmx_ddf_state **S,
+                             mlmx_ddf_state **owned);
+void mlmx_ddf_release(mlmx_ddf_state *owned);
+/* Satterthwaite's df of L^T beta (L: p values); *var = L^T V L. Reads S
+ * only (safe on a shared state). */
 double mlmx_ddf_contrast(const mlmx_ddf_state *S, const double *L, double *var);
 
 /* Kenward-Roger (kr.c): pbkrtest's vcovAdj pieces for the linear

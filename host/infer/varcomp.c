@@ -126,16 +126,17 @@ static mlmx_status level_arg(double level, double *z)
 
 /* The covariance of (theta, sigma) and 2 nv doubles of scratch in *th;
  * refusals (a singular fit, a GLMM) recorded naming what. */
-static mlmx_status prepare(const mlmx_fit *f, const char *what, mlmx_ddf_state *S, double **th)
+static mlmx_status prepare(const mlmx_fit *f, const char *what, const mlmx_ddf_state **S,
+                           mlmx_ddf_state **owned, double **th)
 {
     mlmx_status st = not_singular(f, what);
     if (!st)
-        st = mlmx_ddf_prepare(f, what, S);
+        st = mlmx_ddf_acquire(f, what, S, owned);
     if (st)
         return st;
-    *th = malloc((size_t)(2 * S->nv) * sizeof **th);
+    *th = malloc((size_t)(2 * (*S)->nv) * sizeof **th);
     if (!*th) {
-        mlmx_ddf_free(S);
+        mlmx_ddf_release(*owned);
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     }
     return MLMX_OK;
@@ -148,10 +149,11 @@ mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_varcomp_se: bad argument");
     mlmx_status st = level_arg(level, &z);
-    mlmx_ddf_state S;
+    const mlmx_ddf_state *S = NULL;
+    mlmx_ddf_state *owned = NULL;
     double *th = NULL;
     if (!st)
-        st = prepare(f, "standard errors of the variance components", &S, &th);
+        st = prepare(f, "standard errors of the variance components", &S, &owned, &th);
     if (st)
         return st;
     const mlmx_model *m = f->model;
@@ -164,13 +166,13 @@ mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out
                 out[n].term = Q.k;
                 out[n].a = a;
                 out[n].b = b;
-                delta(f, &S, &Q, z, th, th + S.nv, out[n].sd);
+                delta(f, S, &Q, z, th, th + S->nv, out[n].sd);
                 Q.kind = 1;
-                delta(f, &S, &Q, z, th, th + S.nv, out[n].var);
+                delta(f, S, &Q, z, th, th + S->nv, out[n].var);
             }
     }
     free(th);
-    mlmx_ddf_free(&S);
+    mlmx_ddf_release(owned);
     return MLMX_OK;
 }
 
@@ -187,15 +189,16 @@ mlmx_status mlmx_fit_icc_se(const mlmx_fit *f, int k, double level, double out[4
     if (!st && isnan(icc.icc_cumulative))
         st = mlmx_api_failf(MLMX_ERR_UNSUPPORTED, "term '%s' has no random intercept",
                             f->model->re[k].group);
-    mlmx_ddf_state S;
+    const mlmx_ddf_state *S = NULL;
+    mlmx_ddf_state *owned = NULL;
     double *th = NULL;
     if (!st)
-        st = prepare(f, "the standard error of the ICC", &S, &th);
+        st = prepare(f, "the standard error of the ICC", &S, &owned, &th);
     if (st)
         return st;
     const quantity Q = {2, k, 0, 0};
-    delta(f, &S, &Q, z, th, th + S.nv, out);
+    delta(f, S, &Q, z, th, th + S->nv, out);
     free(th);
-    mlmx_ddf_free(&S);
+    mlmx_ddf_release(owned);
     return MLMX_OK;
 }

@@ -160,6 +160,13 @@ void mlmx_fit_free(mlmx_fit *f)
             free(f->condsd[k]);
     free(f->ranef);
     free(f->condsd);
+    if (f->cache) {
+        void *d = __atomic_load_n(&f->cache->ddf, __ATOMIC_ACQUIRE);
+        void (*fr)(void *) = __atomic_load_n(&f->cache->free_ddf, __ATOMIC_ACQUIRE);
+        if (d && fr)
+            fr(d);
+        free(f->cache);
+    }
     free(f);
 }
 
@@ -312,6 +319,11 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     mlmx_fit *f = calloc(1, sizeof *f);
     if (!f)
         return MLMX_ERR_NOMEM;
+    f->cache = calloc(1, sizeof *f->cache);
+    if (!f->cache) {
+        free(f);
+        return MLMX_ERR_NOMEM;
+    }
     f->model = md;
     f->skip_col = -1;
     size_t n = md->n;

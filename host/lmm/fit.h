@@ -4,6 +4,14 @@
 #define MLMX_LMM_FIT_H
 #include "lmm/lmm.h"
 
+/* What inference derives from a fit once and keeps (host/infer): set on
+ * first use with an atomic compare-and-swap, so that const fits can be
+ * read from several threads; released by mlmx_fit_free through free_ddf. */
+typedef struct mlmx_fit_cache {
+    void *ddf;                  /* infer/ddf.c's mlmx_ddf_state, or NULL */
+    void (*free_ddf)(void *);
+} mlmx_fit_cache;
+
 struct mlmx_fit {
     const mlmx_model *model;
     mlmx_method method;
@@ -39,6 +47,7 @@ struct mlmx_fit {
     int n_evals_stage1;
     char device[256];      /* where the fit ran (mlmx_fit_device) */
     char device_note[320]; /* why that differs from the request, or "" */
+    mlmx_fit_cache *cache; /* NULL: nothing is kept (fits not from mlmx_fit_alloc) */
 };
 
 /* The profiled criterion as the optimizers see it: one evaluation context

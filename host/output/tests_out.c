@@ -56,11 +56,8 @@ static void anova_table(mlmx_strbuf *b, const mlmx_fit *f, const mlmx_ftest *tab
     const int digits[5] = {5, 5, 0, 5, 5};
     for (int c = 0; c < 5; c++)
         column(cell + (size_t)c * nt, x + (size_t)c * nt, nt, digits[c]);
-    char stars[64][4];
-    for (int t = 0; t < nt; t++) {
-        const char *s = mlmx_fmt_pvalue(tab[t].p, cell[(size_t)5 * nt + t], 48);
-        snprintf(stars[t % 64], 4, "%s", s);
-    }
+    for (int t = 0; t < nt; t++)
+        mlmx_fmt_pvalue(tab[t].p, cell[(size_t)5 * nt + t], 48);
     const char *head[6] = {"Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"};
     int w[7] = {0};
     for (int t = 0; t < nt; t++)
@@ -84,7 +81,8 @@ static void anova_table(mlmx_strbuf *b, const mlmx_fit *f, const mlmx_ftest *tab
             mlmx_sb_puts(b, " ");
             mlmx_sb_pad(b, cell[(size_t)c * nt + t], w[c + 1], 1);
         }
-        mlmx_sb_printf(b, " %s\n", nt <= 64 ? stars[t] : "");
+        char pc[48];
+        mlmx_sb_printf(b, " %s\n", mlmx_fmt_pvalue(tab[t].p, pc, sizeof pc));
     }
     mlmx_sb_puts(b, mlmx_signif_legend);
     free(x);
