@@ -391,8 +391,11 @@ mlmx_status mlmx_fit_variance_summary(const mlmx_fit *f, int what, char **out);
  * as a function of the variance parameters (theta, sigma), g its gradient
  * along L and A = 2 H^{-1} (H the Hessian of the REML or ML deviance in
  * (theta, sigma)) at the estimates; at a singular fit (a variance at 0)
- * H by second differences through the boundary, as lmerTest. Errors:
- * MLMX_ERR_UNSUPPORTED for a GLMM, with the reason. */
+ * H by second differences through the boundary, as lmerTest. H and dV are
+ * computed on the first call for a fit and kept in it (also for
+ * mlmx_fit_coef_tests[_ddf], mlmx_fit_ftest, the Type III tests and the
+ * variance components' SEs); several threads may call these on one fit.
+ * Errors: MLMX_ERR_UNSUPPORTED for a GLMM, with the reason. */
 mlmx_status mlmx_fit_satterthwaite(const mlmx_fit *f, const double *L, double *df);
 /* For each fixed effect j (p values each): Satterthwaite's df, t =
  * beta_j / se_j and the two-sided p-value of t on df, as lmerTest's
