@@ -374,6 +374,20 @@ typedef struct mlmx_icc {
     double icc, icc_cumulative, mean_size, design_effect;
 } mlmx_icc;
 mlmx_status mlmx_fit_icc_term(const mlmx_fit *f, int k, mlmx_icc *out);
+/* Snijders & Bosker's R² of a two-level LMM (one grouping factor g;
+ * Multilevel Analysis, 2nd ed., section 7.1), against the empty model
+ * y ~ 1 + (1 | g) fitted here by the same method: with sigma2 the residual
+ * and tau2 the random-intercept variance of each,
+ *   level1 = 1 - (sigma2_F + tau2_F) / (sigma2_0 + tau2_0),
+ *   level2 = 1 - (sigma2_F / n + tau2_F) / (sigma2_0 / n + tau2_0),
+ * n = n_harmonic, the harmonic mean of the group sizes. With random slopes
+ * tau2_F is the intercept variance (at the covariates' 0). Errors:
+ * MLMX_ERR_UNSUPPORTED for a GLMM, several grouping factors, no random
+ * intercept. */
+typedef struct mlmx_r2_sb {
+    double level1, level2, n_harmonic, sigma2_empty, tau2_empty;
+} mlmx_r2_sb;
+mlmx_status mlmx_fit_r2_snijders_bosker(const mlmx_fit *f, mlmx_r2_sb *out);
 /* The decomposition as text, for under the summary (mlmx fit --r2 --icc):
  * what = MLMX_SHOW_R2 (the variances, R2 and overall ICCs) and/or
  * MLMX_SHOW_ICC (a table of the ICC, cumulative ICC, mean cluster size and

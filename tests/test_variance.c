@@ -245,3 +245,67 @@ Test(variance, command_line, .timeout = 60)
     cr_expect_eq(rc, 0);
     cr_expect(strstr(out, "R2 and ICC: R2 and ICC of a poisson model need") != NULL, "%s", out);
 }
+
+/* Snijders & Bosker's R² (mlmx_fit_r2_snijders_bosker) against their
+ * definition on tight lme4 fits (data/reference/infer/
+ * snijders_reference.R): the model at lme4's theta, the empty model
+ * fitted by mlmx (both optimizers reach the same optimum of a one-theta
+ * criterion to ~1e-7 in theta). Tolerance 1e-6 absolute (R² is a
+ * proportion, and sleepstudy's level-2 R² is 0: Days varies only within
+ * subjects); n_harmonic 1e-12 relative. */
+static void check_sb(const char *name)
+{
+    char path[1024];
+    ref_file r;
+    snprintf(path, sizeof path, REFDIR "snijders_%s.ref", name);
+    cr_assert_eq(ref_load(path, &r), 0, "cannot read %s", path);
+    snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(&r, "data")->rest);
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_data_read_csv(path, &d), MLMX_OK, "%s", mlmx_last_error());
+    cr_assert_eq(mlmx_model_create(d, ref_get(&r, "formula")->rest, &m), MLMX_OK, "%s",
+                 mlmx_last_error());
+    const ref_line *tl = ref_get(&r, "theta");
+    double theta[16];
+    cr_assert(tl && tl->ntok <= 16);
+    for (int j = 0; j < tl->ntok; j++)
+        theta[j] = strtod(tl->tok[j], NULL);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.method = strcmp(ref_get(&r, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
+    o.theta_start = theta;
+    o.max_evaluations = 1;
+    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_r2_sb sb;
+    cr_assert_eq(mlmx_fit_r2_snijders_bosker(f, &sb), MLMX_OK, "%s", mlmx_last_error());
+    const double r1 = ref_num(&r, "r2_level1", 0), r2 = ref_num(&r, "r2_level2", 0);
+    cr_expect(close_rel(sb.level1, r1, 1e-6, 1.0), "%s level 1: %.12g vs %.12g", name, sb.level1, r1);
+    cr_expect(close_rel(sb.level2, r2, 1e-6, 1.0), "%s level 2: %.12g vs %.12g", name, sb.level2, r2);
+    cr_expect(close_rel(sb.n_harmonic, ref_num(&r, "n_harmonic", 0), 1e-12, 0), "n %.15g",
+              sb.n_harmonic);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    ref_free(&r);
+}
+
+Test(variance, snijders_bosker_sleepstudy) { check_sb("sleepstudy"); }
+Test(variance, snijders_bosker_hsb_ml) { check_sb("hsb_ml"); }
+
+/* Several grouping factors and GLMMs are refused with the reason. */
+Test(variance, snijders_bosker_refusals)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = NULL;
+    mlmx_r2_sb sb;
+    cr_assert_eq(mlmx_data_read_csv(MLMX_SOURCE_DIR "/data/penicillin.csv", &d), MLMX_OK);
+    cr_assert_eq(mlmx_model_create(d, "diameter ~ 1 + (1|plate) + (1|sample)", &m), MLMX_OK);
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK);
+    cr_expect_eq(mlmx_fit_r2_snijders_bosker(f, &sb), MLMX_ERR_UNSUPPORTED);
+    cr_expect(strstr(mlmx_last_error(), "one grouping factor") != NULL, "%s", mlmx_last_error());
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}

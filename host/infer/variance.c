@@ -171,3 +171,60 @@ mlmx_status mlmx_fit_icc_term(const mlmx_fit *f, int k, mlmx_icc *out)
     out->design_effect = 1.0 + (out->mean_size - 1.0) * out->icc_cumulative;
     return MLMX_OK;
 }
+
+/* The one grouping factor of f's terms (its first term), or -1. */
+static int single_factor(const mlmx_model *m)
+{
+    for (int k = 1; k < m->K; k++)
+        if (strcmp(m->re[k].group, m->re[0].group) != 0)
+            return -1;
+    return m->K > 0 ? 0 : -1;
+}
+
+mlmx_status mlmx_fit_r2_snijders_bosker(const mlmx_fit *f, mlmx_r2_sb *out)
+{
+    mlmx_api_clear();
+    if (!f || !out)
+        return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_r2_snijders_bosker: bad argument");
+    const mlmx_model *m = mlmx_fit_model(f);
+    if (mlmx_fit_family(f) != MLMX_FAMILY_GAUSSIAN || single_factor(m) < 0)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "Snijders-Bosker R2 is for two-level linear mixed models (one "
+                              "grouping factor)");
+    double tauF = 0.0;
+    for (int k = 0; k < m->K; k++)
+        tauF += intercept_variance(f, m, k);
+    if (!(tauF >= 0.0) || intercept_column(&m->re[0]) < 0)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED, "Snijders-Bosker R2 needs a random "
+                                                    "intercept");
+    mlmx_model *e = NULL;
+    mlmx_fit *f0 = NULL;
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    mlmx_status st = mlmx_model_empty(m, 0, &e, &err);
+    if (st)
+        return mlmx_api_fail(&err);
+    mlmx_fit_options o;
+    mlmx_fit_options_default(&o);
+    o.method = mlmx_fit_method(f);
+    o.conditional_variances = 0;
+    st = mlmx_fit_lmm(e, &o, &f0);
+    if (!st) {
+        const mlmx_reterm_info *r = &m->re[0];
+        double inv = 0.0;
+        for (int l = 0; l < r->nlevels; l++)
+            inv += 1.0 / r->level_count[l];
+        const double nh = r->nlevels / inv, sF = mlmx_fit_sigma(f), s2F = sF * sF;
+        const double s0 = mlmx_fit_sigma(f0), s20 = s0 * s0, tau0 = intercept_variance(f0, e, 0);
+        out->n_harmonic = nh;
+        out->sigma2_empty = s20;
+        out->tau2_empty = tau0;
+        out->level1 = 1.0 - (s2F + tauF) / (s20 + tau0);
+        out->level2 = 1.0 - (s2F / nh + tauF) / (s20 / nh + tau0);
+    }
+    mlmx_fit_free(f0);
+    mlmx_model_destroy(e);
+    return st ? mlmx_api_failf(st, "Snijders-Bosker R2: the empty model: %s", mlmx_last_error())
+              : MLMX_OK;
+}
+

@@ -96,6 +96,12 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                              mlmx_error *err);
 void mlmx_model_destroy(mlmx_model *m);
 
+/* The empty model y ~ 1 + (1 | g) of m's response on its rows, g term k's
+ * grouping factor (host/model/empty.c): for a numeric response without
+ * weights or offset (MLMX_ERR_UNSUPPORTED otherwise). Allocates; free with
+ * mlmx_model_destroy. */
+mlmx_status mlmx_model_empty(const mlmx_model *m, int k, mlmx_model **out, mlmx_error *err);
+
 /* Recipes (host/model/recipe.c). */
 void mlmx_recipe_clear(mlmx_recipe *rc);
 /* Add variable `name` (copied with its levels) unless it is there already. */

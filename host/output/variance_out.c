@@ -32,6 +32,17 @@ static void text_r2(mlmx_strbuf *b, const mlmx_r2 *v, int glmm)
                    v->icc_conditional);
 }
 
+/* Snijders & Bosker's R² where it applies (two-level LMMs). */
+static void text_sb(mlmx_strbuf *b, const mlmx_fit *f)
+{
+    mlmx_r2_sb sb;
+    if (mlmx_fit_r2_snijders_bosker(f, &sb) == MLMX_OK)
+        mlmx_sb_printf(b, " R2 (Snijders & Bosker)  level 1 %.4f, level 2 %.4f (empty model; "
+                          "harmonic mean group size %.2f)\n",
+                       sb.level1, sb.level2, sb.n_harmonic);
+    mlmx_api_clear();
+}
+
 static mlmx_status text_icc(mlmx_strbuf *b, const mlmx_fit *f)
 {
     const mlmx_model *m = mlmx_fit_model(f);
@@ -86,8 +97,10 @@ mlmx_status mlmx_fit_variance_summary(const mlmx_fit *f, int what, char **out)
         mlmx_sb_printf(&b, "\nR2 and ICC: %s\n", mlmx_last_error());
         st = MLMX_OK;
     } else if (!st) {
-        if (what & MLMX_SHOW_R2)
+        if (what & MLMX_SHOW_R2) {
             text_r2(&b, &v, mlmx_fit_family(f) != MLMX_FAMILY_GAUSSIAN);
+            text_sb(&b, f);
+        }
         if (what & MLMX_SHOW_ICC)
             st = text_icc(&b, f);
     }
@@ -113,6 +126,23 @@ void mlmx_json_variance(mlmx_strbuf *b, const mlmx_fit *f)
         mlmx_json_num(b, ok || i < 2 ? x[i] : NAN);
     }
     mlmx_sb_puts(b, "}");
+    mlmx_r2_sb sb;
+    mlmx_sb_puts(b, ",\n  \"r2_snijders_bosker\": ");
+    if (mlmx_fit_r2_snijders_bosker(f, &sb) == MLMX_OK) {
+        const double sv[5] = {sb.level1, sb.level2, sb.n_harmonic, sb.sigma2_empty, sb.tau2_empty};
+        static const char *k[5] = {"level1", "level2", "n_harmonic", "sigma2_empty",
+                                   "tau2_empty"};
+        for (int i = 0; i < 5; i++) {
+            mlmx_sb_printf(b, "%s\"%s\": ", i ? ", " : "{", k[i]);
+            mlmx_json_num(b, sv[i]);
+        }
+        mlmx_sb_puts(b, "}");
+    } else {
+        mlmx_sb_puts(b, "{\"reason\": ");
+        mlmx_json_str(b, mlmx_last_error());
+        mlmx_sb_puts(b, "}");
+    }
+    mlmx_api_clear();
     const mlmx_model *m = mlmx_fit_model(f);
     int *idx = malloc((size_t)m->K * sizeof *idx);
     const int n = idx ? icc_terms(m, idx) : 0;
