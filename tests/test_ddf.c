@@ -21,6 +21,7 @@
 
 #include "mlmx.h"
 #include "refutil.h"
+#include "fitref.h"
 
 #define REFDIR MLMX_SOURCE_DIR "/data/reference/infer/"
 
@@ -173,24 +174,10 @@ static void check_case(const char *name)
         snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(&r, "data")->rest);
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    cr_assert_eq(mlmx_data_read_csv(path, &d), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_fit *f = ref_fit_lmm_at_theta(&r, path, &d, &m);
     if (unbal)
         remove(path);
-    cr_assert_eq(mlmx_model_create(d, ref_get(&r, "formula")->rest, &m), MLMX_OK, "%s",
-                 mlmx_last_error());
     cr_assert_eq((double)mlmx_model_nobs(m), ref_num(&r, "nobs", 0));
-    const ref_line *tl = ref_get(&r, "theta");
-    double theta[16];
-    cr_assert(tl && tl->ntok <= 16);
-    for (int j = 0; j < tl->ntok; j++)
-        theta[j] = strtod(tl->tok[j], NULL);
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.method = strcmp(ref_get(&r, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
-    o.theta_start = theta;
-    o.max_evaluations = 1;
-    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
     const int p = mlmx_model_nfixef(m);
     double df[64], t[64], pv[64];
     cr_assert(p <= 64);

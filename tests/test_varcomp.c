@@ -15,30 +15,10 @@
 
 #include "mlmx.h"
 #include "refutil.h"
+#include "fitref.h"
 
 #define REFDIR MLMX_SOURCE_DIR "/data/reference/infer/"
 
-static mlmx_fit *fit_at_ref(const ref_file *r, mlmx_data **d, mlmx_model **m)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(r, "data")->rest);
-    cr_assert_eq(mlmx_data_read_csv(path, d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(*d, ref_get(r, "formula")->rest, m), MLMX_OK, "%s",
-                 mlmx_last_error());
-    const ref_line *tl = ref_get(r, "theta");
-    double theta[16];
-    cr_assert(tl && tl->ntok <= 16);
-    for (int j = 0; j < tl->ntok; j++)
-        theta[j] = strtod(tl->tok[j], NULL);
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.method = strcmp(ref_get(r, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
-    o.theta_start = theta;
-    o.max_evaluations = 1;
-    mlmx_fit *f = NULL;
-    cr_assert_eq(mlmx_fit_lmm(*m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
-    return f;
-}
 
 static void expect4(const char *what, const double *got, const ref_line *l, int off)
 {
@@ -58,7 +38,8 @@ static void check_case(const char *name)
     cr_assert_eq(ref_load(path, &r), 0, "cannot read %s", path);
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
-    mlmx_fit *f = fit_at_ref(&r, &d, &m);
+    snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(&r, "data")->rest);
+    mlmx_fit *f = ref_fit_lmm_at_theta(&r, path, &d, &m);
     const int n = mlmx_fit_nvarcomp(f);
     mlmx_vc_se v[64];
     cr_assert(n <= 64);

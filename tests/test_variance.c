@@ -27,6 +27,7 @@
 #include "lmm/fit.h"
 #include "model/model.h"
 #include "refutil.h"
+#include "fitref.h"
 
 #define REFDIR MLMX_SOURCE_DIR "/data/reference/infer/"
 
@@ -262,21 +263,7 @@ static void check_sb(const char *name)
     snprintf(path, sizeof path, "%s/data/%s", MLMX_SOURCE_DIR, ref_get(&r, "data")->rest);
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
-    mlmx_fit *f = NULL;
-    cr_assert_eq(mlmx_data_read_csv(path, &d), MLMX_OK, "%s", mlmx_last_error());
-    cr_assert_eq(mlmx_model_create(d, ref_get(&r, "formula")->rest, &m), MLMX_OK, "%s",
-                 mlmx_last_error());
-    const ref_line *tl = ref_get(&r, "theta");
-    double theta[16];
-    cr_assert(tl && tl->ntok <= 16);
-    for (int j = 0; j < tl->ntok; j++)
-        theta[j] = strtod(tl->tok[j], NULL);
-    mlmx_fit_options o;
-    mlmx_fit_options_default(&o);
-    o.method = strcmp(ref_get(&r, "method")->rest, "ML") == 0 ? MLMX_ML : MLMX_REML;
-    o.theta_start = theta;
-    o.max_evaluations = 1;
-    cr_assert_eq(mlmx_fit_lmm(m, &o, &f), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_fit *f = ref_fit_lmm_at_theta(&r, path, &d, &m);
     mlmx_r2_sb sb;
     cr_assert_eq(mlmx_fit_r2_snijders_bosker(f, &sb), MLMX_OK, "%s", mlmx_last_error());
     const double r1 = ref_num(&r, "r2_level1", 0), r2 = ref_num(&r, "r2_level2", 0);
