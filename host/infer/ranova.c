@@ -253,6 +253,20 @@ static mlmx_status reductions(mlmx_anova *a, const mlmx_formula *F, const mlmx_d
     return st;
 }
 
+/* The fit's formula parsed, and *o the options given or the defaults
+ * (in *def); errors recorded. */
+static mlmx_status parse_fitted(const mlmx_fit *f, const mlmx_fit_options **o,
+                                mlmx_fit_options *def, mlmx_formula **F)
+{
+    if (!*o) {
+        mlmx_fit_options_default(def);
+        *o = def;
+    }
+    mlmx_error err;
+    mlmx_err_clear(&err);
+    return mlmx_formula_parse(f->model->formula, F, &err) ? mlmx_api_fail(&err) : MLMX_OK;
+}
+
 mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_fit_options *o,
                                mlmx_anova **out)
 {
@@ -264,16 +278,10 @@ mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "ranova is for linear mixed models (lmerTest's ranova)");
     mlmx_fit_options def;
-    if (!o) {
-        mlmx_fit_options_default(&def);
-        o = &def;
-    }
     mlmx_formula *F = NULL;
-    mlmx_error err;
-    mlmx_err_clear(&err);
-    mlmx_status st = mlmx_formula_parse(f->model->formula, &F, &err);
+    mlmx_status st = parse_fitted(f, &o, &def, &F);
     if (st)
-        return mlmx_api_fail(&err);
+        return st;
     int n = 1;
     for (int k = 0; k < F->nre; k++)
         n += F->re[k].lhs.nterms ? F->re[k].lhs.nterms : 1;
@@ -315,16 +323,10 @@ mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "drop1: a model with prior weights is not supported");
     mlmx_fit_options def;
-    if (!o) {
-        mlmx_fit_options_default(&def);
-        o = &def;
-    }
     mlmx_formula *F = NULL;
-    mlmx_error err;
-    mlmx_err_clear(&err);
-    mlmx_status st = mlmx_formula_parse(f->model->formula, &F, &err);
+    mlmx_status st = parse_fitted(f, &o, &def, &F);
     if (st)
-        return mlmx_api_fail(&err);
+        return st;
     mlmx_anova *a = mlmx_cmp_alloc(MLMX_CMP_DROP1, 1 + F->fixed.nterms);
     if (a) {
         a->method = f->method;
