@@ -976,6 +976,22 @@ mlmx_status mlmx_power_write_plot(const mlmx_power_result *r, const char *path);
  * leaves nothing behind. MLMX_ERR_IO or MLMX_ERR_ARG naming the path. */
 mlmx_status mlmx_power_check_output(const char *path, int plot);
 
+/* --- Power from a saved model (mlmx power --model; simr's "start from a
+ * fitted model"). As mlmx_power_run with the model file at model_path
+ * (written by mlmx_fit_save) as the pilot: its formula (the scenario's
+ * formula may be left out; if given it must equal the model's up to white
+ * space), its data file (the scenario's pilot.data, else the recorded
+ * path; checked by SHA-256) and its saved estimates as the truth (the fit
+ * rebuilt by mlmx_model_file_fit, not a refit); pilot.extend, fixed,
+ * random, sigma and curve apply as with a pilot. model_path replaces the
+ * scenario's pilot.model; NULL: the scenario's pilot.model, if any.
+ * Errors, besides mlmx_power_run's: the model file's (MLMX_ERR_IO,
+ * MLMX_ERR_PARSE), MLMX_ERR_UNSUPPORTED (a GLMM: linear mixed models
+ * only), MLMX_ERR_ARG (a formula that differs from the model's, no data
+ * file recorded), MLMX_ERR_DATA (the data file changed). */
+mlmx_status mlmx_power_run_model(const char *scenario_path, const char *model_path,
+                                 const mlmx_power_options *o, mlmx_power_result **out);
+
 /* ------------------------------------------------------------------ */
 /* Saved models and prediction (docs/model-file.md, docs/inference.md). */
 /* ------------------------------------------------------------------ */

@@ -12,7 +12,7 @@
 #include "power_cmd.h"
 
 static const char *usage_power =
-    "usage: mlmx power --scenario FILE.json [options]\n"
+    "usage: mlmx power --scenario FILE.json [--model FIT.h5] [options]\n"
     "\n"
     "Estimate the power of a test in a mixed model by simulation: simulate nsim\n"
     "data sets from the scenario's model, design and true parameters, refit each,\n"
@@ -22,6 +22,11 @@ static const char *usage_power =
     "\n"
     "  --scenario FILE    scenario file (JSON): formula, family, design or pilot,\n"
     "                     true parameters, test, alpha, nsim, seed, curve\n"
+    "  --model FIT.h5     a model saved by mlmx fit --save as the pilot (replaces\n"
+    "                     the scenario's pilot.model): its formula (the scenario's\n"
+    "                     may be left out), its data file (pilot.data, else the\n"
+    "                     recorded one, checked by SHA-256) and its saved\n"
+    "                     estimates as the truth, without a refit; LMMs only\n"
     "  --nsim N           simulations per design point (default: the scenario's)\n"
     "  --threads T        worker threads (default 1); results do not depend on T\n"
     "  --device D         cpu (default), gpu or auto: where the refits of a Wald\n"
@@ -79,7 +84,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t *out)
 }
 
 typedef struct power_args {
-    const char *scenario, *nsim, *threads, *seed, *level, *json, *csv, *plot, *device;
+    const char *scenario, *nsim, *threads, *seed, *level, *json, *csv, *plot, *device, *model;
     int quiet;
 } power_args;
 
@@ -88,9 +93,11 @@ static int parse_args(int argc, char **argv, power_args *a)
 {
     memset(a, 0, sizeof *a);
     static const char *const names[] = {"--scenario", "--nsim", "--threads", "--seed", "--level",
-                                        "--json",     "--csv",  "--plot",    "--device"};
+                                        "--json",     "--csv",  "--plot",    "--device",
+                                        "--model"};
     const char **slots[] = {&a->scenario, &a->nsim, &a->threads, &a->seed,  &a->level,
-                            &a->json,     &a->csv,  &a->plot,    &a->device};
+                            &a->json,     &a->csv,  &a->plot,    &a->device,
+                            &a->model};
     const int nnames = (int)(sizeof names / sizeof names[0]);
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
@@ -199,7 +206,7 @@ int mlmx_cmd_power(int argc, char **argv)
     o.progress = show;
     o.progress_ctx = &pr;
     mlmx_power_result *r = NULL;
-    mlmx_status st = mlmx_power_run(a.scenario, &o, &r);
+    mlmx_status st = mlmx_power_run_model(a.scenario, a.model, &o, &r);
     if (pr.shown)
         fputs("\r\033[K", stderr); /* clear the progress line */
     if (st)

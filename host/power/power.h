@@ -47,6 +47,7 @@ struct mlmx_power_result {
     uint64_t seed;
     long nsim;
     char *pilot;          /* the pilot's data file, or NULL */
+    char *pilot_model;    /* the saved model that is the pilot, or NULL */
     char *curve_level;    /* NULL without a curve */
     mlmx_power_point base;
     int npoints;

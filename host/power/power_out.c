@@ -26,6 +26,7 @@ void mlmx_power_result_free(mlmx_power_result *r)
     free(r->reduced);
     free(r->term);
     free(r->pilot);
+    free(r->pilot_model);
     free(r->curve_level);
     free(r->points);
     free(r);
@@ -60,7 +61,11 @@ static void describe(mlmx_strbuf *b, const mlmx_power_result *r)
     if (r->family == MLMX_FAMILY_GAUSSIAN)
         mlmx_sb_printf(b, " (%s)", r->method == MLMX_REML ? "REML" : "ML");
     mlmx_sb_puts(b, "\n");
-    if (r->pilot)
+    if (r->pilot_model)
+        mlmx_sb_printf(b, "Pilot: saved model %s on %s (its estimates are the truth where the "
+                          "scenario is silent)\n",
+                       r->pilot_model, r->pilot);
+    else if (r->pilot)
         mlmx_sb_printf(b, "Pilot: %s (its estimates are the truth where the scenario is silent)\n",
                        r->pilot);
     if (r->test == MLMX_SC_LRT)
@@ -171,6 +176,10 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
     if (r->pilot) {
         mlmx_sb_puts(&b, ",\n  \"pilot\": ");
         mlmx_json_str(&b, r->pilot);
+    }
+    if (r->pilot_model) {
+        mlmx_sb_puts(&b, ",\n  \"pilot_model\": ");
+        mlmx_json_str(&b, r->pilot_model);
     }
     mlmx_sb_printf(&b, ",\n  \"test\": \"%s\",\n  \"term\": ", mlmx_sc_test_name(r->test));
     mlmx_json_str(&b, r->term);

@@ -301,15 +301,21 @@ static mlmx_status load_pilot(pw_study *S, mlmx_error *err)
     mlmx_data *d = NULL;
     mlmx_model *m = NULL;
     mlmx_fit *f = NULL;
-    mlmx_status st = mlmx_csv_read(sc->pilot_data, &d, err);
+    /* a saved model: its data file unchanged (SHA-256), its estimates */
+    mlmx_status st = sc->model ? mlmx_model_file_check_data(sc->model, sc->pilot_data) : MLMX_OK;
     if (st)
+        return mlmx_err_set(err, st, "%s: pilot model '%s': %s", sc->source, sc->pilot_model,
+                            mlmx_last_error());
+    if ((st = mlmx_csv_read(sc->pilot_data, &d, err)))
         return st;
     if ((st = mlmx_model_create(d, sc->formula, &m))) {
         st = mlmx_err_set(err, st, "%s: pilot: %s", sc->source, mlmx_last_error());
         goto out;
     }
     mlmx_fit_options o = S->fopt;
-    st = sc->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(m, &o, &f) : mlmx_fit_glmm(m, &o, &f);
+    st = sc->model                          ? mlmx_model_file_fit(m, sc->model, &o, &f)
+         : sc->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(m, &o, &f)
+                                              : mlmx_fit_glmm(m, &o, &f);
     if (st) {
         st = mlmx_err_set(err, st, "%s: pilot fit: %s", sc->source, mlmx_last_error());
         goto out;
@@ -703,6 +709,7 @@ static mlmx_status result_init(mlmx_power_result *R, const pw_study *S, const ch
     R->formula = mlmx_strdup(sc->formula);
     R->reduced = S->reduced ? mlmx_strdup(S->reduced) : NULL;
     R->pilot = sc->pilot_data ? mlmx_strdup(sc->pilot_data) : NULL;
+    R->pilot_model = sc->pilot_model ? mlmx_strdup(sc->pilot_model) : NULL;
     R->curve_level = sc->ncurve > 0 ? mlmx_strdup(sc->curve_level) : NULL;
     R->family = sc->family;
     R->link = sc->link;
@@ -722,7 +729,7 @@ static mlmx_status result_init(mlmx_power_result *R, const pw_study *S, const ch
     R->npoints = sc->ncurve;
     R->points = calloc((size_t)(sc->ncurve ? sc->ncurve : 1), sizeof *R->points);
     if (!R->scenario || !R->formula || (S->reduced && !R->reduced) ||
-        (sc->pilot_data && !R->pilot) || (sc->ncurve && !R->curve_level) || !R->term ||
+        (sc->pilot_data && !R->pilot) || (sc->pilot_model && !R->pilot_model) || (sc->ncurve && !R->curve_level) || !R->term ||
         !R->points) {
         if (b.oom)
             mlmx_sb_free(&b);
@@ -761,6 +768,12 @@ static mlmx_status run_all(const pw_study *S, mlmx_power_result *R, mlmx_error *
 mlmx_status mlmx_power_run(const char *scenario_path, const mlmx_power_options *o,
                            mlmx_power_result **out)
 {
+    return mlmx_power_run_model(scenario_path, NULL, o, out);
+}
+
+mlmx_status mlmx_power_run_model(const char *scenario_path, const char *model_path,
+                                 const mlmx_power_options *o, mlmx_power_result **out)
+{
     mlmx_api_clear();
     if (!scenario_path || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_power_run: NULL argument");
@@ -784,7 +797,7 @@ mlmx_status mlmx_power_run(const char *scenario_path, const mlmx_power_options *
     mlmx_error e;
     mlmx_err_clear(&e);
     mlmx_scenario *sc = NULL;
-    if (mlmx_scenario_read(scenario_path, &sc, &e) != MLMX_OK)
+    if (mlmx_scenario_read_model(scenario_path, model_path, &sc, &e) != MLMX_OK)
         return mlmx_api_fail(&e);
     pw_study S;
     memset(&S, 0, sizeof S);

@@ -32,6 +32,7 @@
 typedef struct pctx {
     const char *src;
     mlmx_error *err;
+    const char *model;   /* --model (replaces pilot.model), or NULL */
 } pctx;
 
 static mlmx_status failv(pctx *c, mlmx_status code, const char *fmt, va_list ap)
@@ -1171,10 +1172,13 @@ static mlmx_status parse_pilot(pctx *c, json_t *v, mlmx_scenario *sc)
     mlmx_status st = want_type(c, v, "pilot", json_is_object(v), "an object");
     if (st)
         return st;
-    static const char *const keys[] = {"data", "extend", NULL};
+    static const char *const keys[] = {"data", "model", "extend", NULL};
     if ((st = check_keys(c, v, "pilot", keys)))
         return st;
-    if ((st = get_string(c, v, "data", "pilot", 1, &sc->pilot_data)))
+    if ((st = get_string(c, v, "model", "pilot", 0, &sc->pilot_model)))
+        return st;
+    const int model = c->model || sc->pilot_model;  /* the data may come from it */
+    if ((st = get_string(c, v, "data", "pilot", !model, &sc->pilot_data)))
         return st;
     json_t *e = json_object_get(v, "extend");
     if (!e)
@@ -1203,7 +1207,16 @@ static mlmx_status parse_pilot(pctx *c, json_t *v, mlmx_scenario *sc)
 
 static mlmx_status parse_formula(pctx *c, json_t *root, mlmx_scenario *sc, mlmx_formula **f)
 {
-    mlmx_status st = get_string(c, root, "formula", "", 1, &sc->formula);
+    /* a saved model gives the formula (and must agree with one given) */
+    const char *model = c->model ? c->model : sc->pilot_model;
+    mlmx_status st = get_string(c, root, "formula", "", !model, &sc->formula);
+    if (!st && model) {
+        char *given = sc->formula, *file_model = sc->pilot_model;
+        sc->formula = sc->pilot_model = NULL;
+        st = mlmx_sc_take_model(sc, model, given, c->err);
+        free(given);
+        free(file_model);
+    }
     if (st)
         return st;
     mlmx_error fe = {0};
@@ -1364,12 +1377,18 @@ static mlmx_status parse_root(pctx *c, json_t *root, mlmx_scenario *sc)
     mlmx_formula *f = NULL;
     finfo fi;
     memset(&fi, 0, sizeof fi);
-    if ((st = parse_formula(c, root, sc, &f)) || (st = formula_info(c, f, &fi)) ||
-        (st = parse_family(c, root, sc)))
-        goto out;
     json_t *v;
     if ((v = json_object_get(root, "pilot")) && (st = parse_pilot(c, v, sc)))
         goto out;
+    if ((st = parse_formula(c, root, sc, &f)) || (st = formula_info(c, f, &fi)) ||
+        (st = parse_family(c, root, sc)))
+        goto out;
+    if (sc->model && sc->family != MLMX_FAMILY_GAUSSIAN) {
+        st = fail(c, "family '%s' with a saved model: power from a saved model takes linear "
+                     "mixed models (family gaussian) only",
+                  mlmx_family_name(sc->family));
+        goto out;
+    }
     int pilot = sc->pilot_data != NULL;
     v = json_object_get(root, "design");
     if (v) {
@@ -1493,18 +1512,27 @@ void mlmx_scenario_free(mlmx_scenario *sc)
     free(sc->curve_units);
     free(sc->pilot_data);
     free(sc->pilot_group);
+    free(sc->pilot_model);
+    mlmx_model_file_free(sc->model);
     free(sc);
 }
 
 mlmx_status mlmx_scenario_parse(const char *text, size_t len, const char *source,
                                 mlmx_scenario **out, mlmx_error *err)
 {
+    return mlmx_scenario_parse_model(text, len, source, NULL, out, err);
+}
+
+mlmx_status mlmx_scenario_parse_model(const char *text, size_t len, const char *source,
+                                      const char *model_path, mlmx_scenario **out,
+                                      mlmx_error *err)
+{
     if (!out)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_scenario_parse: NULL output");
     *out = NULL;
     if (!text)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_scenario_parse: NULL text");
-    pctx c = {source ? source : "scenario", err};
+    pctx c = {source ? source : "scenario", err, model_path};
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
@@ -1537,6 +1565,12 @@ mlmx_status mlmx_scenario_parse(const char *text, size_t len, const char *source
 
 mlmx_status mlmx_scenario_read(const char *path, mlmx_scenario **out, mlmx_error *err)
 {
+    return mlmx_scenario_read_model(path, NULL, out, err);
+}
+
+mlmx_status mlmx_scenario_read_model(const char *path, const char *model_path,
+                                     mlmx_scenario **out, mlmx_error *err)
+{
     if (!out || !path)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_scenario_read: NULL argument");
     *out = NULL;
@@ -1567,7 +1601,7 @@ mlmx_status mlmx_scenario_read(const char *path, mlmx_scenario **out, mlmx_error
         mlmx_sb_free(&b);
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "%s: out of memory", path);
     }
-    mlmx_status st = mlmx_scenario_parse(b.s ? b.s : "", b.len, path, out, err);
+    mlmx_status st = mlmx_scenario_parse_model(b.s ? b.s : "", b.len, path, model_path, out, err);
     mlmx_sb_free(&b);
     return st;
 }

@@ -111,6 +111,10 @@ typedef struct mlmx_scenario {
     char *pilot_data;    /* NULL: no pilot; else a CSV path as given */
     char *pilot_group;   /* NULL: the pilot is not extended */
     long pilot_units;    /* extend pilot_group to this many units */
+    char *pilot_model;   /* NULL, or the saved model (--model, or pilot.model): the
+                            pilot whose saved estimates are the truth; pilot_data is
+                            then its data file (pilot.data, or the recorded one) */
+    mlmx_model_file *model; /* that file, read */
 } mlmx_scenario;
 
 /* Read and validate a scenario file. *out is NULL on failure. Errors:
@@ -122,6 +126,22 @@ mlmx_status mlmx_scenario_read(const char *path, mlmx_scenario **out, mlmx_error
 mlmx_status mlmx_scenario_parse(const char *text, size_t len, const char *source,
                                 mlmx_scenario **out, mlmx_error *err);
 void mlmx_scenario_free(mlmx_scenario *sc);
+/* The same with a saved model as the pilot (model_path: --model; NULL: the
+ * file's pilot.model, if any). The command line's model replaces the
+ * file's. The model gives the formula (a scenario formula must equal it up
+ * to white space) and, without pilot.data, the data file. Errors as above,
+ * and the model file's (MLMX_ERR_IO, MLMX_ERR_PARSE), MLMX_ERR_UNSUPPORTED
+ * (a GLMM), MLMX_ERR_ARG (another formula, no data file recorded). */
+mlmx_status mlmx_scenario_read_model(const char *path, const char *model_path,
+                                     mlmx_scenario **out, mlmx_error *err);
+mlmx_status mlmx_scenario_parse_model(const char *text, size_t len, const char *source,
+                                      const char *model_path, mlmx_scenario **out,
+                                      mlmx_error *err);
+/* Read the saved model at path into sc (scenario_model.c): sc->model,
+ * pilot_model, formula (formula: the scenario's, or NULL) and pilot_data
+ * when NULL. */
+mlmx_status mlmx_sc_take_model(mlmx_scenario *sc, const char *path, const char *formula,
+                               mlmx_error *err);
 
 /* Units of level `level` per unit of the level above at a curve point
  * (-1: the base design); 0 for a drawn size. */
