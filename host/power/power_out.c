@@ -62,8 +62,8 @@ static void describe(mlmx_strbuf *b, const mlmx_power_result *r)
         mlmx_sb_printf(b, " (%s)", r->method == MLMX_REML ? "REML" : "ML");
     mlmx_sb_puts(b, "\n");
     if (r->pilot_model)
-        mlmx_sb_printf(b, "Pilot: saved model %s on %s (its estimates are the truth where the "
-                          "scenario is silent)\n",
+        mlmx_sb_printf(b, "Pilot: saved model %s on %s\n  (its saved estimates are the truth "
+                          "where the scenario is silent)\n",
                        r->pilot_model, r->pilot);
     else if (r->pilot)
         mlmx_sb_printf(b, "Pilot: %s (its estimates are the truth where the scenario is silent)\n",
