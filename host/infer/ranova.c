@@ -15,11 +15,11 @@
 #include "lmm/fit.h"
 #include "util/strbuf.h"
 
-/* A term's variables joined by ':' ("Days", "x:z"). */
-static void put_term(mlmx_strbuf *b, const mlmx_term *t)
+/* Expressions joined by ':' ("Days", "x:z", "classid:schoolid"). */
+static void put_joined(mlmx_strbuf *b, mlmx_expr *const *e, int n)
 {
-    for (int v = 0; v < t->nvars; v++) {
-        char *s = mlmx_expr_deparse(t->vars[v]);
+    for (int v = 0; v < n; v++) {
+        char *s = mlmx_expr_deparse(e[v]);
         if (!s) {
             b->oom = 1;
             return;
@@ -41,24 +41,11 @@ static void put_terms(mlmx_strbuf *b, const mlmx_termlist *l, int skip)
         if (i == skip)
             continue;
         mlmx_sb_puts(b, n || !l->intercept ? " + " : "");
-        put_term(b, &l->terms[i]);
+        put_joined(b, l->terms[i].vars, l->terms[i].nvars);
         n++;
     }
 }
 
-/* The grouping factor as an interaction of its variables ("classid:schoolid"). */
-static void put_group(mlmx_strbuf *b, const mlmx_reterm *r)
-{
-    for (int g = 0; g < r->ngroup; g++) {
-        char *s = mlmx_expr_deparse(r->group[g]);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        mlmx_sb_printf(b, "%s%s", g ? ":" : "", s);
-        free(s);
-    }
-}
 
 /* Term i of l can be dropped: no other term contains all its variables
  * (R's drop.scope, marginality). */
@@ -97,7 +84,7 @@ static char *bar_text(const mlmx_formula *F, int r, int k, int drop)
     else
         put_terms(&b, &F->re[r].lhs, r == k ? drop : -1);
     mlmx_sb_puts(&b, " | ");
-    put_group(&b, &F->re[r]);
+    put_joined(&b, F->re[r].group, F->re[r].ngroup);
     mlmx_sb_puts(&b, ")");
     if (b.oom) {
         mlmx_sb_free(&b);
@@ -157,7 +144,7 @@ static char *row_name(const mlmx_reterm *r, int drop)
 {
     mlmx_strbuf b = {0};
     if (drop >= 0) {
-        put_term(&b, &r->lhs.terms[drop]);
+        put_joined(&b, r->lhs.terms[drop].vars, r->lhs.terms[drop].nvars);
         mlmx_sb_puts(&b, " in ");
     }
     mlmx_sb_puts(&b, "(");
@@ -345,7 +332,7 @@ mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_
         const int r = a->nrows;
         int nbars = 0;
         mlmx_strbuf b = {0};
-        put_term(&b, &F->fixed.terms[t]);
+        put_joined(&b, F->fixed.terms[t].vars, F->fixed.terms[t].nvars);
         a->names[r] = b.oom ? NULL : b.s;
         if (b.oom)
             mlmx_sb_free(&b);
