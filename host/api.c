@@ -156,6 +156,12 @@ mlmx_status mlmx_fit_glmm(const mlmx_model *m, const mlmx_fit_options *o, mlmx_f
         for (int t = 0; t < m->ntheta; t++)
             if (!isfinite(o->theta_start[t]))
                 return mlmx_api_failf(MLMX_ERR_ARG, "theta_start[%d] is not finite", t);
+    if (m->resid)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "a residual correlation or variance structure is for linear mixed "
+                              "models (Gaussian response); a %s GLMM has no residual of that kind "
+                              "(use a structured random-effect term instead)",
+                              mlmx_family_name(o->family));
     mlmx_error e;
     mlmx_err_clear(&e);
     mlmx_status st = mlmx_glmm_fit_internal(m, o, out, &e);

@@ -144,6 +144,32 @@ const char *mlmx_model_term_level(const mlmx_model *m, int k, int l);
 int mlmx_model_nmessages(const mlmx_model *m);
 const char *mlmx_model_message(const mlmx_model *m, int i);
 
+/* Residual structures (linear mixed models; docs/longitudinal.md): the
+ * residuals become eps ~ N(0, sigma^2 R), R block diagonal over the groups
+ * of `correlation`, R_g = D C_g D, as nlme's lme(correlation =, weights =).
+ *   correlation: "ar1()" (by row order within the model's innermost
+ *     grouping factor), "ar1(~ time | group)" (integer times with gaps:
+ *     rho^|t - s|; non-integer times are truncated, with a model message
+ *     pointing to car1), "car1(~ time | group)" (continuous time, phi^|t - s|),
+ *     "cs(~ 1 | group)" (compound symmetry), "arma(p, q)" or
+ *     "arma(p, q, ~ time | group)" (p, q <= 3); nlme's corAR1(form = ~ ...),
+ *     corCAR1, corCompSymm and corARMA(p = , q = ) are accepted too. The
+ *     groups must be nested in the innermost grouping factor (checked when
+ *     fitted: MLMX_ERR_MODEL).
+ *   variance: "ident(~ 1 | stratum)" (an SD per stratum relative to the
+ *     first, nlme's varIdent) or "power(~ v)" (SD |v|^delta, varPower).
+ * d must be the data the model was built from. Either may be NULL; both
+ * NULL removes the structure. Errors: MLMX_ERR_FORMULA (the position in
+ * the text), MLMX_ERR_DATA (a variable that is missing or of the wrong
+ * type, duplicate times within a group). Fitting a GLMM with a residual
+ * structure is MLMX_ERR_UNSUPPORTED. */
+mlmx_status mlmx_model_set_residual(mlmx_model *m, const mlmx_data *d, const char *correlation,
+                                    const char *variance);
+/* The structures as printed ("ar1(~ 1 | Subject)", "ident(~ 1 | Sex)"),
+ * or NULL when there is none. */
+const char *mlmx_model_correlation(const mlmx_model *m);
+const char *mlmx_model_variance(const mlmx_model *m);
+
 /* ------------------------------------------------------------------ */
 /* Fitting linear mixed models.                                        */
 /* ------------------------------------------------------------------ */
@@ -321,6 +347,13 @@ double mlmx_fit_sigma(const mlmx_fit *f);      /* residual standard deviation */
 double mlmx_fit_fit_seconds(const mlmx_fit *f);/* wall time of the fit */
 /* Arrays owned by the fit, valid until mlmx_fit_free. */
 const double *mlmx_fit_theta(const mlmx_fit *f);   /* ntheta */
+/* The residual structure's parameters on nlme's scale (0 without one):
+ * the correlation's ("Phi" of ar1 and car1, "Rho" of cs, "Phi1".. then
+ * "Theta1".. of arma), then the variance function's (the SD ratio of each
+ * stratum but the first, named by the stratum; "power"). */
+int mlmx_fit_nresid_par(const mlmx_fit *f);
+double mlmx_fit_resid_par(const mlmx_fit *f, int k);          /* NaN if out of range */
+const char *mlmx_fit_resid_par_name(const mlmx_fit *f, int k); /* NULL if out of range */
 const double *mlmx_fit_beta(const mlmx_fit *f);    /* p */
 const double *mlmx_fit_se(const mlmx_fit *f);      /* p */
 const double *mlmx_fit_vcov(const mlmx_fit *f);    /* p*p, column-major */

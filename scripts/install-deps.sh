@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what mlmx needs to build and test on Debian (12, bookworm).
 #   bash scripts/install-deps.sh          build + test dependencies
-#   bash scripts/install-deps.sh --r      also R, lme4, ordinal, glmmTMB, numDeriv,
+#   bash scripts/install-deps.sh --r      also R, lme4, nlme, ordinal, glmmTMB, numDeriv,
 #                                         lmerTest, pbkrtest, performance
 #                                         (benchmarks, reference fixtures)
 # Runs apt-get as root (or through sudo when not root). Idempotent.
@@ -11,7 +11,7 @@ pkgs=(build-essential cmake ninja-build pkg-config libopenblas-dev liblapacke-de
       libplplot-dev plplot-driver-cairo libjansson-dev nettle-dev
       libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--r" ]; then
-  pkgs+=(r-base-core r-cran-lme4 r-cran-jsonlite r-cran-ordinal r-cran-glmmtmb r-cran-numderiv
+  pkgs+=(r-base-core r-cran-lme4 r-cran-nlme r-cran-jsonlite r-cran-ordinal r-cran-glmmtmb r-cran-numderiv
          r-cran-lmertest r-cran-pbkrtest r-cran-performance)
 fi
 missing=()

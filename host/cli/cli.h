@@ -26,6 +26,7 @@ void mlmx_cli_progress_end(mlmx_cli_progress *p);
 /* The options that name a model and how to fit it (as mlmx fit takes them). */
 typedef struct mlmx_cli_model {
     const char *data, *formula, *group, *family, *link, *nagq, *weights, *optimizer;
+    const char *correlation, *variance; /* residual structures (LMMs) */
     const char *model_file; /* --model FILE.h5: formula, family and estimates saved by
                                mlmx fit --save; the data its recorded file unless --data */
     int reml, ml;

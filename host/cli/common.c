@@ -63,12 +63,12 @@ int mlmx_cli_model_option(mlmx_cli_model *mo, const char *cmd, int argc, char **
     }
     static const char *const names[] = {"--data",  "--formula", "--group",   "--family",
                                         "--link",  "--nagq",    "--weights", "--optimizer",
-                                        "--model"};
+                                        "--model", "--correlation", "--variance"};
     const char **slots[] = {&mo->data, &mo->formula, &mo->group,   &mo->family,
                             &mo->link, &mo->nagq,    &mo->weights, &mo->optimizer,
-                            &mo->model_file};
+                            &mo->model_file, &mo->correlation, &mo->variance};
     const char **t = NULL;
-    for (int k = 0; k < 9; k++)
+    for (int k = 0; k < 11; k++)
         if (strcmp(a, names[k]) == 0)
             t = slots[k];
     if (!t)
@@ -138,6 +138,11 @@ int mlmx_cli_model_options(const mlmx_cli_model *mo, const char *cmd, mlmx_fit_o
     static const char *const opts[] = {"auto", "bobyqa", "bfgs"};
     int k;
     mlmx_fit_options_default(o);
+    if (mo->model_file && (mo->correlation || mo->variance)) {
+        fprintf(stderr, "mlmx %s: --model: saved models with --correlation or --variance are "
+                        "not supported yet\n", cmd);
+        return 2;
+    }
     if (mo->model_file && (mo->formula || mo->family || mo->link || mo->nagq || mo->weights ||
                            mo->reml || mo->ml)) {
         fprintf(stderr, "mlmx %s: --model gives the formula, family and method; drop "
@@ -240,6 +245,9 @@ int mlmx_cli_model_build(mlmx_cli_model *mo, int quiet)
         }
     }
     if (mlmx_model_create_weighted(mo->d, mo->formula, mo->weights, &mo->m) != MLMX_OK)
+        return mlmx_cli_fail();
+    if ((mo->correlation || mo->variance) &&
+        mlmx_model_set_residual(mo->m, mo->d, mo->correlation, mo->variance) != MLMX_OK)
         return mlmx_cli_fail();
     if (!quiet)
         for (int i = 0; i < mlmx_model_nmessages(mo->m); i++)

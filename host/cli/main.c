@@ -321,6 +321,16 @@ static int cmd_fit(int argc, char **argv)
     int ddf = MLMX_DDF_SATTERTHWAITE;
     if (!urc && ddf_name)
         urc = ddf_option(ddf_name, &opt, &ddf);
+    if (!urc && (mo.correlation || mo.variance)) {
+        /* lmerTest's df do not cover residual structures yet */
+        if (ddf_name && ddf != MLMX_DDF_NONE) {
+            fputs("mlmx fit: --ddf satterthwaite and kenward-roger are not available with "
+                  "--correlation or --variance yet; the summary gives t values without df\n",
+                  stderr);
+            urc = 2;
+        }
+        ddf = MLMX_DDF_NONE;
+    }
     int vc_scale = -1;
     if (!urc && re_se)
         urc = re_se_option(re_se, &opt, &vc_scale);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "infer/infer.h"
 #include "infer/compare.h"
 #include "lmm/fit.h"
 #include "output/output.h"
@@ -377,6 +378,8 @@ mlmx_status mlmx_fit_lrt_linear(const mlmx_fit *f, double *chi2, int *df, double
     mlmx_api_clear();
     if (!f || !chi2 || !df || !p)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_lrt_linear: bad argument");
+    if (mlmx_infer_iid(f, "the LR test against the linear model"))
+        return MLMX_ERR_UNSUPPORTED;
     double ll0 = f->loglik_glm;
     if (f->family == MLMX_FAMILY_GAUSSIAN) {
         mlmx_status st = mlmx_cmp_lm_loglik(f->model, f->method == MLMX_REML, &ll0);

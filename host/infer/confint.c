@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "api_internal.h"
+#include "infer/infer.h"
 #include "infer/confint.h"
 #include "output/output.h"
 #include "output/plots.h"
@@ -197,6 +198,10 @@ mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, doub
         return mlmx_api_failf(MLMX_ERR_ARG, "unknown confidence interval method %d", (int)method);
     if (method == MLMX_CONFINT_BOOT && !boot)
         return mlmx_api_failf(MLMX_ERR_ARG, "bootstrap intervals need the bootstrap options");
+    if (method != MLMX_CONFINT_WALD &&
+        mlmx_infer_iid(f, method == MLMX_CONFINT_PROFILE ? "profile confidence intervals"
+                                                          : "bootstrap confidence intervals"))
+        return MLMX_ERR_UNSUPPORTED;
     const double t0 = now_seconds();
     mlmx_confint *c = confint_alloc(f, method, level);
     if (!c)

@@ -252,9 +252,21 @@ static void eval_free(ddf_eval *e)
     free(e->th);
 }
 
+mlmx_status mlmx_infer_iid(const mlmx_fit *f, const char *what)
+{
+    if (!f->model->resid)
+        return MLMX_OK;
+    return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                          "%s: not available yet for a model with a residual correlation or "
+                          "variance structure (docs/longitudinal.md lists what is)",
+                          what);
+}
+
 /* The refusals, with the reason recorded. */
 static mlmx_status check_fit(const mlmx_fit *f, const char *what)
 {
+    if (mlmx_infer_iid(f, what))
+        return MLMX_ERR_UNSUPPORTED;
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "%s: for linear mixed models only (a GLMM has Wald z tests)", what);

@@ -15,6 +15,11 @@ typedef struct mlmx_ddf_state {
     double *V;       /* p * p: vcov(beta) */
 } mlmx_ddf_state;
 
+/* MLMX_ERR_UNSUPPORTED, recorded, naming `what`, when f's model has a
+ * residual correlation or variance structure (host/resid), for which
+ * `what` is not available yet; MLMX_OK otherwise. */
+mlmx_status mlmx_infer_iid(const mlmx_fit *f, const char *what);
+
 /* Errors (recorded): MLMX_ERR_UNSUPPORTED for a GLMM or a singular fit. */
 /* what: the quantity asked for, named in the errors. */
 mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, mlmx_ddf_state *S);

@@ -399,6 +399,8 @@ static mlmx_status kr_check(const mlmx_fit *f, int qt)
 mlmx_status mlmx_kr_prepare(const mlmx_fit *f, mlmx_kr_state *S)
 {
     memset(S, 0, sizeof *S);
+    if (mlmx_infer_iid(f, "Kenward-Roger"))
+        return MLMX_ERR_UNSUPPORTED;
     const mlmx_model *m = f->model;
     kr_work w;
     memset(&w, 0, sizeof w);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "infer/infer.h"
 #include "formula/formula.h"
 #include "infer/compare.h"
 #include "lmm/fit.h"
@@ -260,6 +261,8 @@ mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx
     mlmx_api_clear();
     if (!d || !f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_ranova_create: bad argument");
+    if (mlmx_infer_iid(f, "ranova"))
+        return MLMX_ERR_UNSUPPORTED;
     *out = NULL;
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
@@ -302,6 +305,8 @@ mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_
     mlmx_api_clear();
     if (!d || !f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_drop1_create: bad argument");
+    if (mlmx_infer_iid(f, "drop1"))
+        return MLMX_ERR_UNSUPPORTED;
     *out = NULL;
     if (f->family == MLMX_FAMILY_GAUSSIAN && f->method == MLMX_REML)
         return mlmx_api_failf(MLMX_ERR_ARG, "drop1: likelihood-ratio tests of fixed effects "

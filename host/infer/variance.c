@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "infer/infer.h"
 #include "mlmx.h"
 #include "model/model.h"
 
@@ -79,6 +80,8 @@ mlmx_status mlmx_fit_r2(const mlmx_fit *f, mlmx_r2 *out)
     mlmx_api_clear();
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_r2: bad argument");
+    if (mlmx_infer_iid(f, "R-squared"))
+        return MLMX_ERR_UNSUPPORTED;
     const mlmx_model *m = mlmx_fit_model(f);
     memset(out, 0, sizeof *out);
     out->var_fixed = fixed_variance(m, mlmx_fit_beta(f));
@@ -142,6 +145,8 @@ mlmx_status mlmx_fit_icc_term(const mlmx_fit *f, int k, mlmx_icc *out)
     mlmx_api_clear();
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_icc_term: bad argument");
+    if (mlmx_infer_iid(f, "the ICC"))
+        return MLMX_ERR_UNSUPPORTED;
     const mlmx_model *m = mlmx_fit_model(f);
     if (k < 0 || k >= m->K)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_icc_term: term %d of %d", k, m->K);
@@ -186,6 +191,8 @@ mlmx_status mlmx_fit_r2_snijders_bosker(const mlmx_fit *f, mlmx_r2_sb *out)
     mlmx_api_clear();
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_r2_snijders_bosker: bad argument");
+    if (mlmx_infer_iid(f, "Snijders and Bosker's R-squared"))
+        return MLMX_ERR_UNSUPPORTED;
     const mlmx_model *m = mlmx_fit_model(f);
     if (mlmx_fit_family(f) != MLMX_FAMILY_GAUSSIAN || single_factor(m) < 0)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,

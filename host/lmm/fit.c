@@ -160,6 +160,7 @@ void mlmx_fit_free(mlmx_fit *f)
             free(f->condsd[k]);
     free(f->ranef);
     free(f->condsd);
+    free(f->rpar);
     if (f->cache) {
         void *d = __atomic_load_n(&f->cache->ddf, __ATOMIC_ACQUIRE);
         void (*fr)(void *) = __atomic_load_n(&f->cache->free_ddf, __ATOMIC_ACQUIRE);
@@ -267,7 +268,7 @@ void mlmx_lmm_set_criteria(mlmx_fit *f, double crit)
     const int nt = md->ntheta;
     f->criterion = crit;
     f->loglik = -0.5 * crit;
-    f->df = md->p + nt + 1;
+    f->df = md->p + nt + 1 + (md->resid ? md->resid->npar : 0);
     f->aic = crit + 2.0 * f->df;
     f->bic = crit + f->df * log((double)md->n);
     f->singular = 0;
@@ -336,8 +337,10 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     f->resid = calloc(n ? n : 1, sizeof *f->resid);
     f->ranef = calloc((size_t)(md->K ? md->K : 1), sizeof *f->ranef);
     f->condsd = calloc((size_t)(md->K ? md->K : 1), sizeof *f->condsd);
+    if (md->resid)
+        f->rpar = calloc((size_t)(md->resid->npar ? md->resid->npar : 1), sizeof *f->rpar);
     int ok = f->theta && f->beta && f->se && f->vcov && f->fitted && f->resid && f->ranef &&
-             f->condsd;
+             f->condsd && (!md->resid || f->rpar);
     for (int k = 0; ok && k < md->K; k++) {
         size_t len = (size_t)md->re[k].nlevels * (size_t)md->re[k].q;
         f->ranef[k] = calloc(len, sizeof **f->ranef);
@@ -431,6 +434,8 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
                                   mlmx_fit **out, mlmx_error *err)
 {
     *out = NULL;
+    if (md->resid)
+        return mlmx_rlmm_fit(md, o, out, err);
     double t0 = now_seconds();
     if (md->K > 0)
         for (int k = 0; k < md->K; k++)

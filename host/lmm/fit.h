@@ -3,6 +3,7 @@
 #ifndef MLMX_LMM_FIT_H
 #define MLMX_LMM_FIT_H
 #include "lmm/lmm.h"
+#include "resid/resid.h"
 
 /* What inference derives from a fit once and keeps (host/infer): set on
  * first use with an atomic compare-and-swap, so that const fits can be
@@ -48,6 +49,8 @@ struct mlmx_fit {
     char device[256];      /* where the fit ran (mlmx_fit_device) */
     char device_note[320]; /* why that differs from the request, or "" */
     mlmx_fit_cache *cache; /* NULL: nothing is kept (fits not from mlmx_fit_alloc) */
+    double *rpar;      /* model->resid->npar residual parameters on nlme's scale
+                          (NULL without a residual structure) */
 };
 
 /* The profiled criterion as the optimizers see it: one evaluation context
@@ -92,6 +95,10 @@ mlmx_status mlmx_lmm_check_response(const double *y, size_t n, mlmx_error *err);
 
 /* Allocate a fit's result arrays for md (the GLMM fit uses it too). */
 mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out);
+
+/* Fit with the model's residual structure (host/lmm/rfit.c). */
+mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_fit **out,
+                          mlmx_error *err);
 
 /* Fit (the public mlmx_fit_lmm validates arguments and records errors). */
 mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *o,

@@ -163,12 +163,34 @@ done:
     return rc;
 }
 
+int mlmx_lmm_obs_entries(const mlmx_lmm_stats *s, size_t i, const double *z, int *ridx,
+                         double *rval)
+{
+    const mlmx_model *md = s->model;
+    const size_t n = md->n;
+    int nz = 0;
+    for (int k = 1; k < md->K; k++) {
+        int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
+        for (int c = 0; c < md->re[k].q; c++) {
+            ridx[nz] = c0 + c;
+            rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
+        }
+    }
+    for (int c = 0; c < s->p; c++) {
+        ridx[nz] = s->m_re + c;
+        rval[nz++] = md->X[(size_t)c * n + i];
+    }
+    ridx[nz] = s->m - 1;
+    rval[nz++] = z[i];
+    return nz;
+}
+
 void mlmx_lmm_vals_fill(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *w,
                         const double *z)
 {
     const mlmx_model *md = s->model;
     const size_t n = md->n, m = (size_t)s->m;
-    const int K = md->K, p = s->p, q1 = s->q1, nnz_row = s->nnz_row;
+    const int p = s->p, q1 = s->q1, nnz_row = s->nnz_row;
     const mlmx_reterm_info *t1 = &md->re[0];
     if (!z)
         z = md->y;
@@ -186,21 +208,8 @@ void mlmx_lmm_vals_fill(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double 
             const int *bp = s->obs_bpos + o * (size_t)nnz_row;
             double wi = w ? w[i] : 1.0;
             const double *z1 = t1->z + i * (size_t)q1;
-            int nz = 0;
-            for (int k = 1; k < K; k++) {
-                int c0 = s->term_off[k] + md->re[k].codes[i] * md->re[k].q;
-                for (int c = 0; c < md->re[k].q; c++) {
-                    ridx[nz] = c0 + c;
-                    rval[nz++] = md->re[k].z[i * (size_t)md->re[k].q + (size_t)c];
-                }
-            }
-            const int nzr = nz; /* entries in random-effect columns */
-            for (int c = 0; c < p; c++) {
-                ridx[nz] = s->m_re + c;
-                rval[nz++] = md->X[(size_t)c * n + i];
-            }
-            ridx[nz] = s->m - 1;
-            rval[nz++] = z[i];
+            const int nz = mlmx_lmm_obs_entries(s, i, z, ridx, rval);
+            const int nzr = nz - p - 1; /* entries in random-effect columns */
             for (int b = 0; b < q1; b++)
                 for (int a = b; a < q1; a++)
                     A[a + b * q1] += wi * z1[a] * z1[b];

@@ -94,6 +94,11 @@ mlmx_status mlmx_lmm_stats_build_ex(const mlmx_model *m, int use_x, mlmx_lmm_sta
  * of penalized iteratively reweighted least squares. Allocates nothing. */
 void mlmx_lmm_vals_fill(const mlmx_lmm_stats *s, mlmx_lmm_vals *v, const double *w,
                         const double *z);
+/* The entries of observation i's row in the dense columns (terms 2..K,
+ * X, then the response z[i]): columns in ridx (increasing), values in rval;
+ * returns their number, s->nnz_row. */
+int mlmx_lmm_obs_entries(const mlmx_lmm_stats *s, size_t i, const double *z, int *ridx,
+                         double *rval);
 /* A new response y (n values, unit weights): recompute only the response's
  * row of v (Z^T y, X^T y, y^T y); Z^T Z, Z^T X and X^T X are kept. O(n),
  * allocates nothing. */

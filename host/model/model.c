@@ -11,6 +11,7 @@
 
 #include "model/columns.h"
 #include "model/eval.h"
+#include "resid/resid.h"
 #include "util/strbuf.h"
 
 static void free_strv(char **v, int n)
@@ -22,7 +23,7 @@ static void free_strv(char **v, int n)
     free(v);
 }
 
-static mlmx_status add_message(mlmx_model *m, char *msg, mlmx_error *err)
+mlmx_status mlmx_model_add_message(mlmx_model *m, char *msg, mlmx_error *err)
 {
     if (!msg)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
@@ -42,6 +43,7 @@ void mlmx_model_destroy(mlmx_model *m)
 {
     if (!m)
         return;
+    mlmx_resid_free(m->resid);
     free(m->formula);
     free(m->source);
     free(m->rows);
@@ -170,7 +172,7 @@ static mlmx_status complete_rows(const mlmx_formula *f, const mlmx_data *d, cons
                                   "no complete rows: every row has a missing value in %s",
                                   which ? which : "a model variable");
             else if (m->n_dropped)
-                st = add_message(m,
+                st = mlmx_model_add_message(m,
                                  mlmx_asprintf("%zu of %zu rows dropped for missing values in %s",
                                            m->n_dropped, d->nrow, which ? which : "?"),
                                  err);
@@ -451,7 +453,7 @@ static mlmx_status build_fixed(const mlmx_formula *f, const mlmx_data *d, mlmx_m
                     strcat(lst, m->dropped_fixef[j]);
                 }
             }
-            st = add_message(m,
+            st = mlmx_model_add_message(m,
                              mlmx_asprintf("fixed-effect model matrix is rank deficient so dropping "
                                        "%d column%s / coefficient%s: %s",
                                        m->n_dropped_fixef, m->n_dropped_fixef > 1 ? "s" : "",

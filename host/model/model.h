@@ -85,6 +85,7 @@ typedef struct mlmx_model {
     char **messages;   /* informational notes (rows dropped, columns dropped) */
     int nmessages;
     mlmx_recipe recipe;/* how X's and the terms' variables were coded */
+    struct mlmx_resid *resid; /* residual structure (host/resid), NULL: iid */
 } mlmx_model;
 
 /* Build a model from a formula and data. The response is numeric, a
@@ -95,6 +96,9 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
                              mlmx_model **out,
                              mlmx_error *err);
 void mlmx_model_destroy(mlmx_model *m);
+/* Append msg (allocated; owned by m from here, freed on failure) to the
+ * model's notes. */
+mlmx_status mlmx_model_add_message(mlmx_model *m, char *msg, mlmx_error *err);
 
 /* The empty model y ~ 1 + (1 | g) of m's response on its rows, g term k's
  * grouping factor (host/model/empty.c): for a numeric response without

@@ -233,6 +233,7 @@ mlmx_status mlmx_fit_write_json_ex(const mlmx_fit *f, mlmx_ddf_method ddf, const
     }
     mlmx_sb_puts(&b, "]");
     json_varcorr(&b, f);
+    mlmx_json_resid(&b, f);
     mlmx_json_variance(&b, f);
     mlmx_json_tests(&b, f, ddf);
     if (!glmm)

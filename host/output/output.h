@@ -32,6 +32,10 @@ void mlmx_json_tests(mlmx_strbuf *b, const mlmx_fit *f, int ddf);
 /* The JSON key "re_se" (varcomp_out.c): the variance components' SEs and
  * intervals, or {"reason": ...} where they are not available. */
 void mlmx_json_varcomp(mlmx_strbuf *b, const mlmx_fit *f);
+/* The residual structure under the random-effects table as nlme prints it,
+ * and the JSON key "residual_structure" (null without one) (resid_out.c). */
+void mlmx_sum_resid(mlmx_strbuf *b, const mlmx_fit *f);
+void mlmx_json_resid(mlmx_strbuf *b, const mlmx_fit *f);
 /* The JSON key "confint" (infer/confint.c). */
 void mlmx_json_confint(mlmx_strbuf *b, const mlmx_confint *c);
 #endif

@@ -86,7 +86,9 @@ void mlmx_scaled_resid_quantiles(const mlmx_fit *f, double q[5])
         return;
     }
     for (size_t i = 0; i < n; i++)
-        r[i] = f->pearson ? f->pearson[i] : f->resid[i] / f->sigma;
+        r[i] = f->pearson  ? f->pearson[i]
+               : f->rpar ? f->resid[i] / (f->sigma * mlmx_resid_sd(f->model->resid, f->rpar, i))
+                         : f->resid[i] / f->sigma;
     qsort(r, n, sizeof *r, cmp_double);
     const double ps[5] = {0, 0.25, 0.5, 0.75, 1};
     for (int i = 0; i < 5; i++)
@@ -706,6 +708,7 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
     sum_header(&b, f, title);
     sum_residuals(&b, f);
     sum_ranef(&b, f);
+    mlmx_sum_resid(&b, f);
     sum_groups(&b, f);
     sum_fixef(&b, f, cols[0] ? (const double *const *)cols : NULL);
     if (note[0])

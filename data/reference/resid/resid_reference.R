@@ -1,0 +1,52 @@
+# Reference fits for residual correlation and variance structures (issue 10),
+# by nlme's lme. Writes resid_reference.json beside this script:
+#   cd data/reference/resid && Rscript resid_reference.R
+# Each case: logLik, fixed effects, sigma, random-effect SDs (and the
+# correlation of a two-column term), the correlation parameters (natural
+# scale) and the variance-function parameters (natural scale).
+suppressPackageStartupMessages({ library(nlme); library(jsonlite) })
+ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10,
+                   msTol = 1e-12, niterEM = 100, opt = "nlminb")
+orth <- read.csv("../../orthodont.csv", stringsAsFactors = TRUE)
+bw <- read.csv("../../bodyweight.csv")
+bw$Diet <- factor(bw$Diet); bw$Rat <- factor(bw$Rat)
+cls <- na.omit(read.csv("../../classroom.csv")[, c("mathgain", "mathkind", "ses",
+                                                  "classid", "schoolid")])
+cls$classid <- factor(cls$classid); cls$schoolid <- factor(cls$schoolid)
+
+one <- function(fit) {
+  V <- as.matrix(pdMatrix(fit$modelStruct$reStruct)[[1]]) * fit$sigma^2
+  cs <- fit$modelStruct$corStruct
+  vf <- fit$modelStruct$varStruct
+  list(loglik = as.numeric(logLik(fit)), df = attr(logLik(fit), "df"),
+       fixef = as.list(fixef(fit)), sigma = fit$sigma,
+       re_sd = sqrt(diag(V)),
+       re_cor = if (ncol(V) > 1) V[2, 1] / sqrt(V[1, 1] * V[2, 2]) else NULL,
+       corr = if (is.null(cs)) NULL else as.numeric(coef(cs, unconstrained = FALSE)),
+       varpar = if (is.null(vf)) NULL else as.list(coef(vf, unconstrained = FALSE,
+                                                        allCoef = TRUE)))
+}
+cases <- list()
+for (m in c("REML", "ML"))
+  cases[[paste0("orthodont_ar1_", m)]] <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
+    correlation = corAR1(), data = orth, method = m, control = ctrl))
+cases$bodyweight_ar1_REML <- one(lme(weight ~ Time * Diet, random = ~ Time | Rat,
+  correlation = corAR1(), data = bw, control = ctrl))
+cases$bodyweight_ar1time_REML <- one(lme(weight ~ Time * Diet, random = ~ Time | Rat,
+  correlation = corAR1(form = ~ Time | Rat), data = bw, control = ctrl))
+cases$bodyweight_car1_REML <- one(lme(weight ~ Time * Diet, random = ~ Time | Rat,
+  correlation = corCAR1(form = ~ Time | Rat), data = bw, control = ctrl))
+cases$bodyweight_arma20_ML <- one(lme(weight ~ Time * Diet, random = ~ Time | Rat,
+  correlation = corARMA(p = 2, q = 0), data = bw, method = "ML", control = ctrl))
+cases$orthodont_arma11_REML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
+  correlation = corARMA(p = 1, q = 1), data = orth, control = ctrl))
+cases$classroom_cs_REML <- one(lme(mathgain ~ mathkind + ses, random = ~ 1 | schoolid,
+  correlation = corCompSymm(form = ~ 1 | schoolid/classid), data = cls, control = ctrl))
+cases$orthodont_ident_REML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
+  weights = varIdent(form = ~ 1 | Sex), data = orth, control = ctrl))
+cases$orthodont_power_ML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
+  weights = varPower(form = ~ age), data = orth, method = "ML", control = ctrl))
+cases$orthodont_ar1_ident_REML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
+  correlation = corAR1(), weights = varIdent(form = ~ 1 | Sex), data = orth, control = ctrl))
+writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null"),
+           "resid_reference.json")

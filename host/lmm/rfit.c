@@ -1,0 +1,193 @@
+#define _POSIX_C_SOURCE 200809L
+/* Fitting an LMM with a residual structure: BOBYQA over (theta, the
+ * residual parameters) on criterion(theta; generalized cross-products at
+ * the residual parameters) + log|R|, then everything at the optimum from
+ * the same factor (host/lmm/fit.c's finish). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lmm/fit.h"
+#include "lmm/rlmm.h"
+#include "optim/optim.h"
+
+typedef struct {
+    const mlmx_lmm_stats *s;
+    const mlmx_backend *be;
+    mlmx_lmm_work *w;
+    mlmx_rlmm *rl;
+    int reml, nt;
+    int n_evals;
+    double best;
+    mlmx_error err;
+    void (*progress)(void *, int, double);
+    void *progress_ctx;
+} robj;
+
+/* The criterion at x = [theta; residual parameters]. */
+static double robj_eval(const robj *c, const double *x, double *crit, mlmx_error *e)
+{
+    double ldr = 0.0, v;
+    if (mlmx_rlmm_set(c->rl, x + c->nt, &c->w->v, &ldr, e) != MLMX_OK)
+        return HUGE_VAL;
+    if (mlmx_lmm_eval(c->s, c->be, x, c->reml, c->w, &v, e) != MLMX_OK)
+        return HUGE_VAL;
+    *crit = v + ldr;
+    return *crit;
+}
+
+static double robj_value(int n, const double *x, void *ctx)
+{
+    (void)n;
+    robj *c = ctx;
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    double v = HUGE_VAL;
+    c->n_evals++;
+    if (robj_eval(c, x, &v, &e) == HUGE_VAL) {
+        v = HUGE_VAL;
+        if (c->err.code == MLMX_OK)
+            c->err = e;
+    }
+    if (v < c->best)
+        c->best = v;
+    if (c->progress)
+        c->progress(c->progress_ctx, c->n_evals, c->best);
+    return v;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Start, bounds: theta as lme4 (or o->theta_start), the residual
+ * parameters at the structure's start. */
+static void start_point(const mlmx_model *md, const mlmx_fit_options *o, double *x, double *lo,
+                        double *hi)
+{
+    const mlmx_resid *r = md->resid;
+    const int nt = md->ntheta;
+    for (int t = 0; t < nt; t++) {
+        x[t] = o->theta_start ? o->theta_start[t] : md->theta_lower[t] == 0.0 ? 1.0 : 0.0;
+        lo[t] = md->theta_lower[t];
+        hi[t] = HUGE_VAL;
+        if (x[t] < lo[t])
+            x[t] = lo[t];
+    }
+    for (int k = 0; k < r->npar; k++) {
+        x[nt + k] = r->start[k];
+        lo[nt + k] = r->lower[k];
+        hi[nt + k] = r->upper[k];
+    }
+}
+
+/* BOBYQA from x, then again from its optimum (a restart settles a
+ * trust region that shrank early); x: the optimum on return. */
+static mlmx_status minimize(robj *c, int np, double *x, const double *lo, const double *hi,
+                            const mlmx_fit_options *o, mlmx_optim_result *res, mlmx_error *err)
+{
+    mlmx_optim_opts oo;
+    mlmx_optim_opts_default(&oo);
+    if (o->max_evaluations > 0)
+        oo.max_evals = o->max_evaluations;
+    if (o->ftol_abs > 0)
+        oo.ftol_abs = o->ftol_abs;
+    if (o->xtol_rel > 0)
+        oo.xtol_rel = o->xtol_rel;
+    mlmx_status st = mlmx_optim_bobyqa(np, x, lo, hi, robj_value, c, &oo, res, err);
+    if (st || !isfinite(res->fmin))
+        return st;
+    int ev = res->n_evals;
+    oo.init_step = 0.01;
+    st = mlmx_optim_bobyqa(np, x, lo, hi, robj_value, c, &oo, res, err);
+    res->n_evals += ev;
+    return st;
+}
+
+/* Everything at the optimum x: criteria, the fit's estimates, the
+ * residual parameters on nlme's scale. */
+static mlmx_status finish(mlmx_fit *f, robj *c, const double *x, mlmx_error *err)
+{
+    const mlmx_model *md = f->model;
+    const mlmx_resid *r = md->resid;
+    double crit;
+    if (robj_eval(c, x, &crit, err) == HUGE_VAL)
+        return err->code ? err->code : MLMX_ERR_NUMERIC;
+    memcpy(f->theta, x, (size_t)md->ntheta * sizeof *f->theta);
+    mlmx_resid_natural(r, x + md->ntheta, f->rpar);
+    mlmx_lmm_set_criteria(f, crit);
+    mlmx_status st = mlmx_lmm_check_finite(f, err);
+    if (!st)
+        st = mlmx_lmm_finish(f, c->s, c->w, md->y, err);
+    return st;
+}
+
+mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_fit **out,
+                          mlmx_error *err)
+{
+    *out = NULL;
+    double t0 = now_seconds();
+    const mlmx_resid *r = md->resid;
+    const int nt = md->ntheta, np = nt + r->npar;
+    mlmx_lmm_stats *s = NULL;
+    mlmx_lmm_work *w = NULL;
+    mlmx_rlmm *rl = NULL;
+    mlmx_fit *f = NULL;
+    const mlmx_backend *be = NULL;
+    char where[256], note[320];
+    double *x = malloc(3 * (size_t)np * sizeof *x);
+    mlmx_status st = x ? mlmx_lmm_stats_build(md, &s, err)
+                       : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = mlmx_lmm_check_response(md->y, md->n, err);
+    if (!st)
+        st = mlmx_rlmm_prepare(s, r, &rl, err);
+    if (!st)
+        st = mlmx_backend_for_device(o->device, o->backend, s->m - s->chain_end, &be, where,
+                                     sizeof where, note, sizeof note, err);
+    if (!st)
+        st = mlmx_lmm_work_alloc(s, &w, err);
+    if (!st && mlmx_fit_alloc(md, &f) != MLMX_OK)
+        st = mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    if (!st) {
+        f->method = o->method;
+        f->have_condsd = o->conditional_variances != 0;
+        snprintf(f->device, sizeof f->device, "%s", where);
+        snprintf(f->device_note, sizeof f->device_note, "%s", note);
+        snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
+        robj c = {s, be, w, rl, o->method == MLMX_REML, nt, 0, HUGE_VAL, {0}, o->progress,
+                  o->progress_ctx};
+        double *lo = x + np, *hi = x + 2 * np;
+        start_point(md, o, x, lo, hi);
+        mlmx_optim_result res;
+        st = minimize(&c, np, x, lo, hi, o, &res, err);
+        if (!st && !isfinite(res.fmin)) {
+            st = c.err.code ? c.err.code : MLMX_ERR_NUMERIC;
+            mlmx_err_set(err, st, "the criterion could not be evaluated: %s",
+                         c.err.msg[0] ? c.err.msg : "non-finite value");
+        }
+        if (!st) {
+            f->n_evals = res.n_evals;
+            f->converged = res.converged;
+            memcpy(f->message, res.message, sizeof f->message);
+            f->grad_max = NAN;
+            st = finish(f, &c, x, err);
+        }
+    }
+    free(x);
+    mlmx_rlmm_free(rl);
+    mlmx_lmm_work_free(w);
+    mlmx_lmm_stats_free(s);
+    if (st) {
+        mlmx_fit_free(f);
+        return st;
+    }
+    f->seconds = now_seconds() - t0;
+    *out = f;
+    return MLMX_OK;
+}

@@ -1,0 +1,459 @@
+/* Generalized cross-products for residual structures (see rlmm.h). */
+#include "lmm/rlmm.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PATH_AR1, PATH_CS, PATH_IDENT, PATH_DIAG, PATH_GROUPS };
+
+/* Most precomputed sets before the per-group path is used instead. */
+#define MLMX_RLMM_MAX_SETS 25
+#define MLMX_RLMM_MAX_BYTES ((size_t)1 << 30)
+
+struct mlmx_rlmm {
+    const mlmx_lmm_stats *s;
+    const mlmx_resid *r;
+    int path;
+    int nsets;
+    mlmx_lmm_vals *sets;
+    int nkeys;          /* ar1: distinct gaps; cs: distinct group sizes */
+    double *key;        /* the gap d or the size n */
+    double *key_count;  /* ar1: pairs with that gap; cs: groups of that size */
+    size_t *opos;       /* n: position of observation i in s->obs_order */
+    int maxlag;
+    double *acf;        /* arma: maxlag + 1 */
+    double *nat;        /* npar natural parameters */
+    double *Rg;         /* max_gsize^2 */
+    int *ridx;          /* max_gsize * nnz_row */
+    double *rval;
+    double *wdiag;      /* n: 1/sd^2 (power without correlation) */
+};
+
+const char *mlmx_rlmm_path(const mlmx_rlmm *rl)
+{
+    return rl->path == PATH_GROUPS || rl->path == PATH_DIAG ? "per group" : "precomputed";
+}
+
+void mlmx_rlmm_free(mlmx_rlmm *rl)
+{
+    if (!rl)
+        return;
+    for (int k = 0; k < rl->nsets; k++)
+        mlmx_lmm_vals_release(&rl->sets[k]);
+    free(rl->sets);
+    free(rl->key);
+    free(rl->key_count);
+    free(rl->opos);
+    free(rl->acf);
+    free(rl->nat);
+    free(rl->Rg);
+    free(rl->ridx);
+    free(rl->rval);
+    free(rl->wdiag);
+    free(rl);
+}
+
+static void vals_zero(const mlmx_lmm_stats *s, mlmx_lmm_vals *v)
+{
+    memset(v->A11, 0, (size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1 * sizeof *v->A11);
+    memset(v->B, 0, (s->nrows ? s->nrows : 1) * (size_t)s->q1 * sizeof *v->B);
+    memset(v->ARR, 0, (size_t)s->m * (size_t)s->m * sizeof *v->ARR);
+    v->yty = 0.0;
+}
+
+/* v += sum over a, b of P[a + b ng] x_a x_b^T for the ng observations
+ * obs[0..ng) of one first-term level (lower triangles; B rows of the
+ * level). Each observation's entries are gathered once. */
+static void pair_fill(const mlmx_rlmm *rl, mlmx_lmm_vals *v, const size_t *obs, int ng,
+                      const double *P)
+{
+    const mlmx_lmm_stats *s = rl->s;
+    const mlmx_model *md = s->model;
+    const int q1 = s->q1, nz = s->nnz_row;
+    const size_t m = (size_t)s->m;
+    const int lev = md->re[0].codes[obs[0]];
+    double *A = v->A11 + (size_t)lev * (size_t)q1 * (size_t)q1;
+    const size_t r0 = s->row_ptr[lev];
+    for (int a = 0; a < ng; a++)
+        mlmx_lmm_obs_entries(s, obs[a], md->y, rl->ridx + (size_t)a * nz,
+                             rl->rval + (size_t)a * nz);
+    for (int b = 0; b < ng; b++) {
+        const double *z1b = md->re[0].z + obs[b] * (size_t)q1;
+        const int *rb = rl->ridx + (size_t)b * nz;
+        const double *vb = rl->rval + (size_t)b * nz;
+        for (int a = 0; a < ng; a++) {
+            const double pab = P[a + b * ng];
+            if (pab == 0.0)
+                continue;
+            const double *z1a = md->re[0].z + obs[a] * (size_t)q1;
+            const int *ra = rl->ridx + (size_t)a * nz;
+            const double *va = rl->rval + (size_t)a * nz;
+            const int *bpa = s->obs_bpos + rl->opos[obs[a]] * (size_t)nz;
+            for (int c = 0; c < q1; c++)
+                for (int d = c; d < q1; d++)
+                    A[d + c * q1] += pab * z1a[d] * z1b[c];
+            for (int e = 0; e < nz; e++) {
+                const double we = pab * va[e];
+                double *brow = v->B + (r0 + (size_t)bpa[e]) * (size_t)q1;
+                for (int c = 0; c < q1; c++)
+                    brow[c] += we * z1b[c];
+                double *arow = v->ARR + (size_t)ra[e];
+                for (int f = 0; f < nz && rb[f] <= ra[e]; f++)
+                    arow[(size_t)rb[f] * m] += we * vb[f];
+            }
+        }
+    }
+}
+
+static void finish_vals(const mlmx_lmm_stats *s, mlmx_lmm_vals *v)
+{
+    const size_t m = (size_t)s->m;
+    v->yty = v->ARR[(m - 1) + (m - 1) * m];
+}
+
+/* v = sum_k c[k] sets[k] */
+static void lincomb(const mlmx_rlmm *rl, const double *c, mlmx_lmm_vals *v)
+{
+    const mlmx_lmm_stats *s = rl->s;
+    const size_t na = (size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1;
+    const size_t nb = s->nrows * (size_t)s->q1, mm = (size_t)s->m * (size_t)s->m;
+    vals_zero(s, v);
+    for (int k = 0; k < rl->nsets; k++) {
+        const mlmx_lmm_vals *u = &rl->sets[k];
+        const double ck = c[k];
+        if (ck == 0.0)
+            continue;
+        for (size_t i = 0; i < na; i++)
+            v->A11[i] += ck * u->A11[i];
+        for (size_t i = 0; i < nb; i++)
+            v->B[i] += ck * u->B[i];
+        for (size_t i = 0; i < mm; i++)
+            v->ARR[i] += ck * u->ARR[i];
+    }
+    finish_vals(s, v);
+}
+
+static int key_index(mlmx_rlmm *rl, double key, int maxkeys)
+{
+    for (int k = 0; k < rl->nkeys; k++)
+        if (rl->key[k] == key)
+            return k;
+    if (rl->nkeys >= maxkeys)
+        return -1;
+    rl->key[rl->nkeys] = key;
+    rl->key_count[rl->nkeys] = 0.0;
+    return rl->nkeys++;
+}
+
+/* The distinct ar1 gaps or cs group sizes; 0 when there are too many for
+ * precomputed sets (the per-group path is used). */
+static int find_keys(mlmx_rlmm *rl, int maxkeys)
+{
+    const mlmx_resid *r = rl->r;
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g], o1 = r->gstart[g + 1];
+        if (r->corr == MLMX_CORR_CS) {
+            int k = key_index(rl, (double)(o1 - o0), maxkeys);
+            if (k < 0)
+                return 0;
+            rl->key_count[k] += 1.0;
+            continue;
+        }
+        for (size_t o = o0 + 1; o < o1; o++) {
+            int k = key_index(rl, r->gtime[o] - r->gtime[o - 1], maxkeys);
+            if (k < 0)
+                return 0;
+            rl->key_count[k] += 1.0;
+        }
+    }
+    return 1;
+}
+
+static mlmx_status alloc_sets(mlmx_rlmm *rl, int nsets)
+{
+    const mlmx_lmm_stats *s = rl->s;
+    rl->sets = calloc((size_t)nsets, sizeof *rl->sets);
+    if (!rl->sets)
+        return MLMX_ERR_NOMEM;
+    for (int k = 0; k < nsets; k++) {
+        if (mlmx_lmm_vals_init(s, &rl->sets[k], NULL) != MLMX_OK)
+            return MLMX_ERR_NOMEM;
+        rl->nsets = k + 1;
+    }
+    return MLMX_OK;
+}
+
+/* ar1's sets: [0] each group's first row; per gap k: [1+3k] the rows
+ * that follow a gap k, [2+3k] the rows before one, [3+3k] the pairs. */
+static void fill_ar1_sets(mlmx_rlmm *rl)
+{
+    const mlmx_resid *r = rl->r;
+    static const double one = 1.0, lag[4] = {0.0, 1.0, 1.0, 0.0};
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g], o1 = r->gstart[g + 1];
+        pair_fill(rl, &rl->sets[0], r->gobs + o0, 1, &one);
+        for (size_t o = o0 + 1; o < o1; o++) {
+            int k = key_index(rl, r->gtime[o] - r->gtime[o - 1], rl->nkeys);
+            pair_fill(rl, &rl->sets[1 + 3 * k], r->gobs + o, 1, &one);
+            pair_fill(rl, &rl->sets[2 + 3 * k], r->gobs + o - 1, 1, &one);
+            pair_fill(rl, &rl->sets[3 + 3 * k], r->gobs + o - 1, 2, lag);
+        }
+    }
+}
+
+/* cs's sets: [0] the ordinary statistics (copied by the caller), [1+k] sum over groups of size
+ * key[k] of (sum of rows)(sum of rows)^T. */
+static void fill_cs_sets(mlmx_rlmm *rl)
+{
+    const mlmx_resid *r = rl->r;
+    double *ones = rl->Rg;
+    for (int a = 0; a < r->max_gsize * r->max_gsize; a++)
+        ones[a] = 1.0;
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g];
+        const int ng = (int)(r->gstart[g + 1] - o0);
+        int k = key_index(rl, (double)ng, rl->nkeys);
+        pair_fill(rl, &rl->sets[1 + k], r->gobs + o0, ng, ones);
+    }
+}
+
+static mlmx_status fill_ident_sets(mlmx_rlmm *rl)
+{
+    const mlmx_resid *r = rl->r;
+    const size_t n = rl->s->model->n;
+    double *w = malloc((n ? n : 1) * sizeof *w);
+    if (!w)
+        return MLMX_ERR_NOMEM;
+    rl->key_count = calloc((size_t)r->nstrata, sizeof *rl->key_count);
+    if (!rl->key_count) {
+        free(w);
+        return MLMX_ERR_NOMEM;
+    }
+    for (int k = 0; k < r->nstrata; k++) {
+        for (size_t i = 0; i < n; i++)
+            w[i] = r->stratum[i] == k;
+        mlmx_lmm_vals_fill(rl->s, &rl->sets[k], w, NULL);
+    }
+    for (size_t i = 0; i < n; i++)
+        rl->key_count[r->stratum[i]] += 1.0;
+    free(w);
+    return MLMX_OK;
+}
+
+/* Every correlation group inside one level of the first (innermost)
+ * grouping factor: the pairs then stay in that level's blocks. */
+static mlmx_status check_nesting(const mlmx_rlmm *rl, mlmx_error *err)
+{
+    const mlmx_resid *r = rl->r;
+    const mlmx_model *md = rl->s->model;
+    const mlmx_reterm_info *t1 = &md->re[0];
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g];
+        const size_t i0 = r->gobs[o0];
+        for (size_t o = o0 + 1; o < r->gstart[g + 1]; o++) {
+            size_t i = r->gobs[o];
+            if (t1->codes[i] != t1->codes[i0])
+                return mlmx_err_set(err, MLMX_ERR_MODEL,
+                                    "--correlation '%s': data rows %zu and %zu are in one "
+                                    "correlation group but in different levels ('%s', '%s') of "
+                                    "'%s', the model's innermost grouping factor; the "
+                                    "correlation's groups must be nested in it (as in nlme)",
+                                    r->corr_text, md->rows[i0] + 1, md->rows[i] + 1,
+                                    t1->levels[t1->codes[i0]], t1->levels[t1->codes[i]],
+                                    t1->group);
+        }
+    }
+    return MLMX_OK;
+}
+
+static mlmx_status choose_path(mlmx_rlmm *rl)
+{
+    const mlmx_resid *r = rl->r;
+    const mlmx_lmm_stats *s = rl->s;
+    const size_t per_set = ((size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1 +
+                            s->nrows * (size_t)s->q1 + (size_t)s->m * (size_t)s->m) *
+                           sizeof(double);
+    rl->path = PATH_GROUPS;
+    if (r->corr == MLMX_CORR_NONE)
+        rl->path = r->var == MLMX_VAR_IDENT ? PATH_IDENT : PATH_DIAG;
+    else if (r->var == MLMX_VAR_NONE &&
+             (r->corr == MLMX_CORR_AR1 || r->corr == MLMX_CORR_CS)) {
+        int maxkeys = r->corr == MLMX_CORR_AR1 ? (MLMX_RLMM_MAX_SETS - 1) / 3
+                                               : MLMX_RLMM_MAX_SETS - 1;
+        rl->key = malloc((size_t)maxkeys * sizeof *rl->key);
+        rl->key_count = malloc((size_t)maxkeys * sizeof *rl->key_count);
+        if (!rl->key || !rl->key_count)
+            return MLMX_ERR_NOMEM;
+        int sets = 0;
+        if (find_keys(rl, maxkeys))
+            sets = r->corr == MLMX_CORR_AR1 ? 1 + 3 * rl->nkeys : 1 + rl->nkeys;
+        if (sets > 0 && (size_t)sets * per_set <= MLMX_RLMM_MAX_BYTES)
+            rl->path = r->corr == MLMX_CORR_AR1 ? PATH_AR1 : PATH_CS;
+    }
+    if (rl->path == PATH_IDENT && (r->nstrata > MLMX_RLMM_MAX_SETS ||
+                                   (size_t)r->nstrata * per_set > MLMX_RLMM_MAX_BYTES))
+        rl->path = PATH_DIAG;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx_rlmm **out,
+                              mlmx_error *err)
+{
+    *out = NULL;
+    const mlmx_model *md = s->model;
+    const size_t n = md->n;
+    mlmx_rlmm *rl = calloc(1, sizeof *rl);
+    if (!rl)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
+    rl->s = s;
+    rl->r = r;
+    mlmx_status st = MLMX_OK;
+    if (r->corr != MLMX_CORR_NONE)
+        st = check_nesting(rl, err);
+    int gmax = r->max_gsize > 1 ? r->max_gsize : 1;
+    rl->opos = malloc((n ? n : 1) * sizeof *rl->opos);
+    rl->nat = malloc((size_t)(r->npar ? r->npar : 1) * sizeof *rl->nat);
+    rl->Rg = malloc((size_t)gmax * (size_t)gmax * sizeof *rl->Rg);
+    rl->ridx = malloc((size_t)gmax * (size_t)s->nnz_row * sizeof *rl->ridx);
+    rl->rval = malloc((size_t)gmax * (size_t)s->nnz_row * sizeof *rl->rval);
+    if (!st && (!rl->opos || !rl->nat || !rl->Rg || !rl->ridx || !rl->rval))
+        st = MLMX_ERR_NOMEM;
+    if (!st) {
+        for (size_t o = 0; o < n; o++)
+            rl->opos[s->obs_order[o]] = o;
+        if (r->corr == MLMX_CORR_ARMA) {
+            for (int g = 0; g < r->ngroups; g++) {
+                double span = r->gtime[r->gstart[g + 1] - 1] - r->gtime[r->gstart[g]];
+                if (span > rl->maxlag)
+                    rl->maxlag = (int)span;
+            }
+            rl->acf = malloc(((size_t)rl->maxlag + 1) * sizeof *rl->acf);
+            if (!rl->acf)
+                st = MLMX_ERR_NOMEM;
+        }
+    }
+    if (!st)
+        st = choose_path(rl);
+    if (!st && rl->path == PATH_DIAG) {
+        rl->wdiag = malloc((n ? n : 1) * sizeof *rl->wdiag);
+        if (!rl->wdiag)
+            st = MLMX_ERR_NOMEM;
+    }
+    if (!st && rl->path == PATH_AR1 && !(st = alloc_sets(rl, 1 + 3 * rl->nkeys)))
+        fill_ar1_sets(rl);
+    if (!st && rl->path == PATH_CS && !(st = alloc_sets(rl, 1 + rl->nkeys))) {
+        mlmx_lmm_vals_release(&rl->sets[0]);
+        st = mlmx_lmm_vals_init(s, &rl->sets[0], &s->base);
+        if (!st)
+            fill_cs_sets(rl);
+    }
+    if (!st && rl->path == PATH_IDENT && !(st = alloc_sets(rl, r->nstrata)))
+        st = fill_ident_sets(rl);
+    if (st) {
+        if (st == MLMX_ERR_NOMEM)
+            mlmx_err_set(err, st, "out of memory preparing the residual structure");
+        mlmx_rlmm_free(rl);
+        return st;
+    }
+    *out = rl;
+    return MLMX_OK;
+}
+
+/* The per-group path: v = sum_g X_g^T R_g^{-1} X_g, log|R| = sum log|R_g|. */
+static mlmx_status set_groups(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, mlmx_error *err)
+{
+    const mlmx_resid *r = rl->r;
+    vals_zero(rl->s, v);
+    double ld = 0.0;
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g];
+        const int ng = (int)(r->gstart[g + 1] - o0);
+        double *R = rl->Rg;
+        mlmx_resid_group_matrix(r, rl->nat, rl->acf, g, R);
+        if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ng, R, ng) != 0)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                "the residual correlation matrix of a group is not positive "
+                                "definite at these parameters");
+        for (int a = 0; a < ng; a++)
+            ld += 2.0 * log(R[a + a * ng]);
+        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', ng, R, ng) != 0)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert a group's residual "
+                                                       "correlation matrix");
+        for (int b = 0; b < ng; b++)
+            for (int a = 0; a < b; a++)
+                R[a + b * ng] = R[b + a * ng];
+        pair_fill(rl, v, r->gobs + o0, ng, R);
+    }
+    finish_vals(rl->s, v);
+    *logdet = ld;
+    return MLMX_OK;
+}
+
+mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, double *logdet_r,
+                          mlmx_error *err)
+{
+    const mlmx_resid *r = rl->r;
+    const mlmx_model *md = rl->s->model;
+    double c[MLMX_RLMM_MAX_SETS];
+    mlmx_resid_natural(r, x, rl->nat);
+    const double *nat = rl->nat;
+    double ld = 0.0;
+    switch (rl->path) {
+    case PATH_AR1:
+        c[0] = 1.0;
+        for (int k = 0; k < rl->nkeys; k++) {
+            double phi = pow(nat[0], rl->key[k]), den = 1.0 - phi * phi;
+            if (!(den > 0.0))
+                return mlmx_err_set(err, MLMX_ERR_NUMERIC, "AR(1) correlation of 1");
+            c[1 + 3 * k] = 1.0 / den;
+            c[2 + 3 * k] = phi * phi / den;
+            c[3 + 3 * k] = -phi / den;
+            ld += rl->key_count[k] * log(den);
+        }
+        lincomb(rl, c, v);
+        break;
+    case PATH_CS: {
+        const double rho = nat[0];
+        c[0] = 1.0 / (1.0 - rho);
+        for (int k = 0; k < rl->nkeys; k++) {
+            double ng = rl->key[k], big = 1.0 + (ng - 1.0) * rho;
+            if (!(big > 0.0) || !(rho < 1.0))
+                return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                    "compound-symmetry correlation outside its range");
+            c[1 + k] = -rho / ((1.0 - rho) * big);
+            ld += rl->key_count[k] * ((ng - 1.0) * log(1.0 - rho) + log(big));
+        }
+        lincomb(rl, c, v);
+        break;
+    }
+    case PATH_IDENT:
+        for (int k = 0; k < r->nstrata; k++) {
+            double d = k == 0 ? 1.0 : nat[r->ncorr + k - 1];
+            c[k] = 1.0 / (d * d);
+            ld += rl->key_count[k] * 2.0 * log(d);
+        }
+        lincomb(rl, c, v);
+        break;
+    case PATH_DIAG:
+        for (size_t i = 0; i < md->n; i++) {
+            double sd = mlmx_resid_sd(r, nat, i);
+            rl->wdiag[i] = 1.0 / (sd * sd);
+            ld += 2.0 * log(sd);
+        }
+        mlmx_lmm_vals_fill(rl->s, v, rl->wdiag, NULL);
+        break;
+    default:
+        if (r->corr == MLMX_CORR_ARMA &&
+            !mlmx_resid_arma_acf(r->arma_p, r->arma_q, nat, nat + r->arma_p, rl->maxlag, rl->acf))
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "ARMA autocorrelations undefined");
+        mlmx_status st = set_groups(rl, v, &ld, err);
+        if (st)
+            return st;
+    }
+    if (!isfinite(ld))
+        return mlmx_err_set(err, MLMX_ERR_NUMERIC, "log|R| is not finite");
+    *logdet_r = ld;
+    return MLMX_OK;
+}

@@ -1,0 +1,36 @@
+/* The LMM criterion with a residual structure (host/resid): with
+ * eps ~ N(0, sigma^2 R), the profiled criterion is today's criterion on
+ * the generalized cross-products [Z X y]^T R^{-1} [Z X y] plus log|R|
+ * (nlme's likelihood; GUIDE §1 with the rows whitened by R^{-1/2}).
+ *
+ * The cross-products are formed without an O(n) pass where the algebra
+ * allows (see docs/longitudinal.md):
+ *   ar1  R^{-1} is tridiagonal: a fixed combination of 1 + 3 D sets of
+ *        statistics (D distinct time gaps), with coefficients in rho^d;
+ *   cs   R_g^{-1} = a I + b_n 1 1^T: the ordinary statistics plus one set
+ *        of group sums per distinct group size;
+ *   ident (alone) one set per stratum, weighted by 1/delta_k^2.
+ * The rest (car1, arma, power, combinations) refill per evaluation from
+ * each group's R_g^{-1}: O(sum n_g^2) work. */
+#ifndef MLMX_RLMM_H
+#define MLMX_RLMM_H
+#include "lmm/lmm.h"
+#include "resid/resid.h"
+
+typedef struct mlmx_rlmm mlmx_rlmm;
+
+/* Prepare for model s->model's residual structure r (the model's own
+ * response). MLMX_ERR_MODEL when a correlation group spans levels of the
+ * model's innermost grouping factor. */
+mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx_rlmm **out,
+                              mlmx_error *err);
+void mlmx_rlmm_free(mlmx_rlmm *rl);
+/* Write the cross-products at the residual parameters x (the optimizer's
+ * scale, r->npar values) into v, and log|R| into *logdet_r.
+ * MLMX_ERR_NUMERIC when some R_g is not positive definite. */
+mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, double *logdet_r,
+                          mlmx_error *err);
+/* Which way the cross-products are formed: "precomputed" or "per group". */
+const char *mlmx_rlmm_path(const mlmx_rlmm *rl);
+
+#endif
