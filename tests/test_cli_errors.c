@@ -443,3 +443,41 @@ Test(cli_errors, unwritable_output_leaves_nothing_behind)
     cr_expect(strstr(r.err, "/nonexistent-dir/r.csv") != NULL, "%s", r.err);
     cr_expect_eq(access(json, F_OK), -1, "the JSON written before the failure was left behind");
 }
+
+/* ---- residual structures (issue 10) ---- */
+
+#define RESID_CSV "y,x,g,t\n1.2,1,a,1\n2.3,2,a,2\n2.9,3,a,3\n0.8,1,b,1\n2.1,2,b,2\n3.5,3,b,3\n" \
+                  "1.1,1,c,1\n1.9,2,c,2\n3.3,3,c,3\n1.4,1,d,1\n2.6,2,d,2\n2.7,3,d,3\n"
+
+Test(cli_errors, correlation_syntax_error)
+{
+    const char *n[] = {"--correlation", "'ar1(~ t | g'", "missing ')'", NULL};
+    expect_fit_error_opts(RESID_CSV, "y ~ x + (1|g)", "--correlation 'ar1(~ t | g'", 1, n);
+}
+
+Test(cli_errors, correlation_duplicate_times)
+{
+    const char *n[] = {"same time", "data rows 3 and 13", NULL};
+    expect_fit_error_opts(RESID_CSV "9,3,a,3\n", "y ~ x + (1|g)", "--correlation 'ar1(~ t | g)'", 1,
+                          n);
+}
+
+Test(cli_errors, correlation_for_a_glmm)
+{
+    const char *n[] = {"residual correlation", "linear mixed models", "poisson", NULL};
+    expect_fit_error_opts("y,x,g\n1,1,a\n2,2,a\n0,1,b\n3,2,b\n1,1,c\n4,2,c\n", "y ~ x + (1|g)",
+                          "--family poisson --correlation 'ar1()'", 1, n);
+}
+
+Test(cli_errors, correlation_with_satterthwaite)
+{
+    const char *n[] = {"--ddf satterthwaite", "--correlation", NULL};
+    expect_fit_error_opts(RESID_CSV, "y ~ x + (1|g)",
+                          "--correlation 'ar1()' --ddf satterthwaite", 2, n);
+}
+
+Test(cli_errors, variance_arma_too_large)
+{
+    const char *n[] = {"arma(2, 4)", "too large", NULL};
+    expect_fit_error_opts(RESID_CSV, "y ~ x + (1|g)", "--correlation 'arma(2, 4)'", 1, n);
+}

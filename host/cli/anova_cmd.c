@@ -27,6 +27,9 @@ static const char *usage_anova =
     "                     default, is refitted by ML with a message)\n"
     "  --family NAME      gaussian (default), binomial, poisson, negbin or ordinal\n"
     "  --link NAME, --nagq K, --weights COLUMN, --optimizer NAME   as mlmx fit\n"
+    "  --correlation S, --variance S   a residual structure (as mlmx fit) for the\n"
+    "                     model of the --formula before it, e.g. --formula 'A'\n"
+    "                     --formula 'A' --correlation 'ar1()' (nlme's anova(m1, m2))\n"
     "  --json PATH        write the table as JSON\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -68,13 +71,42 @@ static int report(const mlmx_anova *a, const char *cmd, const char *data, const 
     return 0;
 }
 
+/* Residual structures per model: --correlation and --variance after a
+ * --formula belong to that model (anova). */
+typedef struct {
+    const char *corr[MAX_MODELS], *var[MAX_MODELS];
+} per_model;
+
+/* --correlation or --variance of the model before it: 1 taken, 0 not one
+ * of them, 2 usage error. */
+static int per_model_option(const char *cmd, int argc, char **argv, int *i, per_model *pm, int nf)
+{
+    const char *a = argv[*i];
+    int is_corr = strcmp(a, "--correlation") == 0;
+    if (!pm || (!is_corr && strcmp(a, "--variance") != 0))
+        return 0;
+    if (nf == 0) {
+        fprintf(stderr, "mlmx %s: %s belongs to the model of the --formula before it; give the "
+                        "--formula first\n", cmd, a);
+        return 2;
+    }
+    return mlmx_cli_take_value(cmd, argc, argv, i,
+                               is_corr ? &pm->corr[nf - 1] : &pm->var[nf - 1]) ? 2 : 1;
+}
+
 /* Parse the options: the formulas into forms (anova) or the model's;
- * --drop1 (anova only) into *drop1. */
+ * --drop1 (anova only) into *drop1; per-model residual structures (anova)
+ * into pm. */
 static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, const char **forms,
-                 int *nf, const char **json, int *drop1, const char *usage)
+                 int *nf, const char **json, int *drop1, const char *usage, per_model *pm)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        int pr = per_model_option(cmd, argc, argv, &i, pm, nf ? *nf : 0);
+        if (pr == 2)
+            return 2;
+        if (pr == 1)
+            continue;
         if (drop1 && strcmp(a, "--drop1") == 0) {
             *drop1 = 1;
             continue;
@@ -113,6 +145,10 @@ static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, con
             return 2;
         }
         mo->formula = forms[0];
+        if (pm) {
+            mo->correlation = pm->corr[0];
+            mo->variance = pm->var[0];
+        }
     } else if (forms) {
         if (*nf < 2) {
             fprintf(stderr, "mlmx %s: give at least two models (--formula 'A' --formula 'B')\n",
@@ -120,6 +156,8 @@ static int parse(const char *cmd, int argc, char **argv, mlmx_cli_model *mo, con
             return 2;
         }
         mo->formula = forms[0];
+        mo->correlation = pm->corr[0];
+        mo->variance = pm->var[0];
     }
     return 0;
 }
@@ -157,7 +195,9 @@ int mlmx_cmd_anova(int argc, char **argv)
     mlmx_cli_model_init(&mo);
     const char *forms[MAX_MODELS], *json = NULL;
     int nf = 0, drop1 = 0;
-    int rc = parse("anova", argc, argv, &mo, forms, &nf, &json, &drop1, usage_anova);
+    per_model pm;
+    memset(&pm, 0, sizeof pm);
+    int rc = parse("anova", argc, argv, &mo, forms, &nf, &json, &drop1, usage_anova, &pm);
     if (rc)
         return rc < 0 ? 0 : rc;
     mlmx_fit_options opt;
@@ -175,6 +215,9 @@ int mlmx_cmd_anova(int argc, char **argv)
         if (i == 0)
             models[0] = mo.m;
         else if (mlmx_model_create_weighted(mo.d, forms[i], mo.weights, &models[i]) != MLMX_OK)
+            rc = mlmx_cli_fail();
+        else if ((pm.corr[i] || pm.var[i]) &&
+                 mlmx_model_set_residual(models[i], mo.d, pm.corr[i], pm.var[i]) != MLMX_OK)
             rc = mlmx_cli_fail();
         if (!rc) {
             mlmx_status st = opt.family == MLMX_FAMILY_GAUSSIAN
@@ -208,7 +251,7 @@ int mlmx_cmd_ranova(int argc, char **argv)
     mlmx_cli_model mo;
     mlmx_cli_model_init(&mo);
     const char *json = NULL;
-    int rc = parse("ranova", argc, argv, &mo, NULL, NULL, &json, NULL, usage_ranova);
+    int rc = parse("ranova", argc, argv, &mo, NULL, NULL, &json, NULL, usage_ranova, NULL);
     if (rc)
         return rc < 0 ? 0 : rc;
     mlmx_fit_options opt;

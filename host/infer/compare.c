@@ -218,6 +218,24 @@ static const char *not_nested(const mlmx_model *a, const mlmx_model *b, char *wh
                      a->re[k].group);
             return why;
         }
+    /* residual structures: each of a's (correlation, variance function) is
+     * b's, or absent (every structure contains independence at a point) */
+    const mlmx_resid *ra = a->resid, *rb = b->resid;
+    const int ar1_in_arma = ra && rb && ra->corr == MLMX_CORR_AR1 &&
+                            rb->corr == MLMX_CORR_ARMA && rb->arma_p >= 1;
+    if (ra && ra->corr != MLMX_CORR_NONE && !ar1_in_arma &&
+        (!rb || rb->corr != ra->corr || rb->arma_p < ra->arma_p || rb->arma_q < ra->arma_q ||
+         strcmp(rb->corr_group, ra->corr_group) != 0)) {
+        snprintf(why, len, "the smaller model's residual correlation %s is not the larger's",
+                 ra->corr_text);
+        return why;
+    }
+    if (ra && ra->var != MLMX_VAR_NONE &&
+        (!rb || rb->var != ra->var || strcmp(rb->var_name, ra->var_name) != 0)) {
+        snprintf(why, len, "the smaller model's variance function %s is not the larger's",
+                 ra->var_text);
+        return why;
+    }
     return NULL;
 }
 
@@ -282,7 +300,16 @@ static mlmx_status fill_rows(mlmx_anova *a, const mlmx_fit **ml, int n)
         const mlmx_fit *f = ml[ord[r]];
         mlmx_anova_row *w = &a->rows[r];
         a->names[r] = mlmx_asprintf("m%d", ord[r] + 1);
-        a->formulas[r] = mlmx_strdup(f->model->formula);
+        {
+            const mlmx_resid *rs = f->model->resid;
+            a->formulas[r] =
+                !rs ? mlmx_strdup(f->model->formula)
+                    : mlmx_asprintf("%s%s%s%s%s", f->model->formula,
+                                    rs->corr != MLMX_CORR_NONE ? ", correlation " : "",
+                                    rs->corr != MLMX_CORR_NONE ? rs->corr_text : "",
+                                    rs->var != MLMX_VAR_NONE ? ", variance " : "",
+                                    rs->var != MLMX_VAR_NONE ? rs->var_text : "");
+        }
         a->nrows = r + 1;
         if (!a->names[r] || !a->formulas[r]) {
             st = MLMX_ERR_NOMEM;
