@@ -56,6 +56,13 @@ const char *mlmx_model_variance(const mlmx_model *m)
     return m && m->resid && m->resid->var != MLMX_VAR_NONE ? m->resid->var_text : NULL;
 }
 
+int mlmx_model_nresid_par(const mlmx_model *m) { return m && m->resid ? m->resid->npar : 0; }
+
+const char *mlmx_model_resid_par_name(const mlmx_model *m, int k)
+{
+    return k >= 0 && k < mlmx_model_nresid_par(m) ? m->resid->par_names[k] : NULL;
+}
+
 int mlmx_fit_nresid_par(const mlmx_fit *f)
 {
     return f && f->rpar && f->model->resid ? f->model->resid->npar : 0;

@@ -169,6 +169,10 @@ mlmx_status mlmx_model_set_residual(mlmx_model *m, const mlmx_data *d, const cha
  * or NULL when there is none. */
 const char *mlmx_model_correlation(const mlmx_model *m);
 const char *mlmx_model_variance(const mlmx_model *m);
+/* The structure's parameters: their number (0 without one) and names, as
+ * mlmx_fit_resid_par_name gives them. */
+int mlmx_model_nresid_par(const mlmx_model *m);
+const char *mlmx_model_resid_par_name(const mlmx_model *m, int k); /* NULL if out of range */
 
 /* ------------------------------------------------------------------ */
 /* Fitting linear mixed models.                                        */
@@ -559,6 +563,17 @@ mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out);
 mlmx_status mlmx_problem_create_at(const mlmx_model *m, const mlmx_fit_options *o,
                                    const double *theta, const double *beta, const double *extra,
                                    double sigma, mlmx_problem **out);
+/* The same for a linear mixed model with a residual structure
+ * (mlmx_model_set_residual): resid holds its parameters on nlme's scale, in
+ * mlmx_fit_resid_par's order (mlmx_model_resid_par_name names them);
+ * MLMX_ERR_ARG when they are outside the structure's range, or when the
+ * model has a structure and resid is NULL (mlmx_problem_create_at).
+ * Replicates draw the residuals from N(0, sigma^2 R) and refit every
+ * parameter, these included (report names "corr_Phi", "var_<stratum>",
+ * "var_power" after sigma). */
+mlmx_status mlmx_problem_create_at_resid(const mlmx_model *m, const mlmx_fit_options *o,
+                                         const double *theta, const double *beta,
+                                         const double *resid, double sigma, mlmx_problem **out);
 void mlmx_problem_free(mlmx_problem *p);
 const mlmx_model *mlmx_problem_model(const mlmx_problem *p);
 int mlmx_problem_nparams(const mlmx_problem *p);

@@ -249,7 +249,7 @@ mlmx_status mlmx_rep_glmm_fit(mlmx_workspace *W, int want_se, mlmx_error *err)
         memcpy(extra, g->thr, (size_t)P->nextra * sizeof *extra);
     else if (P->family == MLMX_FAMILY_NEGBIN)
         extra[0] = g->nb_size;
-    mlmx_rep_params(P, W->theta, W->beta, 1.0, extra, W->params);
+    mlmx_rep_params(P, W->theta, W->beta, 1.0, extra, NULL, W->params);
     for (int j = 0; j < P->p; j++)
         W->se[j] = NAN;
     if (!want_se)

@@ -13,21 +13,8 @@
 #include "lmm/rlmm.h"
 #include "optim/optim.h"
 
-typedef struct {
-    const mlmx_lmm_stats *s;
-    const mlmx_backend *be;
-    mlmx_lmm_work *w;
-    mlmx_rlmm *rl;
-    int reml, nt;
-    int n_evals;
-    double best;
-    mlmx_error err;
-    void (*progress)(void *, int, double);
-    void *progress_ctx;
-} robj;
-
 /* The criterion at x = [theta; residual parameters]. */
-static double robj_eval(const robj *c, const double *x, double *crit, mlmx_error *e)
+static double robj_eval(const mlmx_robj *c, const double *x, double *crit, mlmx_error *e)
 {
     double ldr = 0.0, v;
     if (mlmx_rlmm_set(c->rl, x + c->nt, &c->w->v, &ldr, e) != MLMX_OK)
@@ -38,10 +25,10 @@ static double robj_eval(const robj *c, const double *x, double *crit, mlmx_error
     return *crit;
 }
 
-static double robj_value(int n, const double *x, void *ctx)
+double mlmx_robj_value(int n, const double *x, void *ctx)
 {
     (void)n;
-    robj *c = ctx;
+    mlmx_robj *c = ctx;
     mlmx_error e;
     mlmx_err_clear(&e);
     double v = HUGE_VAL;
@@ -58,6 +45,20 @@ static double robj_value(int n, const double *x, void *ctx)
     return v;
 }
 
+void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi)
+{
+    const mlmx_resid *r = md->resid;
+    const int nt = md->ntheta;
+    for (int t = 0; t < nt; t++) {
+        lo[t] = md->theta_lower[t];
+        hi[t] = HUGE_VAL;
+    }
+    for (int k = 0; k < r->npar; k++) {
+        lo[nt + k] = r->lower[k];
+        hi[nt + k] = r->upper[k];
+    }
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -72,46 +73,43 @@ static void start_point(const mlmx_model *md, const mlmx_fit_options *o, double 
 {
     const mlmx_resid *r = md->resid;
     const int nt = md->ntheta;
+    mlmx_robj_bounds(md, lo, hi);
     for (int t = 0; t < nt; t++) {
         x[t] = o->theta_start ? o->theta_start[t] : md->theta_lower[t] == 0.0 ? 1.0 : 0.0;
-        lo[t] = md->theta_lower[t];
-        hi[t] = HUGE_VAL;
         if (x[t] < lo[t])
             x[t] = lo[t];
     }
-    for (int k = 0; k < r->npar; k++) {
+    for (int k = 0; k < r->npar; k++)
         x[nt + k] = r->start[k];
-        lo[nt + k] = r->lower[k];
-        hi[nt + k] = r->upper[k];
-    }
 }
 
 /* BOBYQA from x, then again from its optimum (a restart settles a
  * trust region that shrank early); x: the optimum on return. */
-static mlmx_status minimize(robj *c, int np, double *x, const double *lo, const double *hi,
-                            const mlmx_fit_options *o, mlmx_optim_result *res, mlmx_error *err)
+mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo,
+                               const double *hi, int max_evals, double ftol_abs, double xtol_rel,
+                               mlmx_optim_result *res, mlmx_error *err)
 {
     mlmx_optim_opts oo;
     mlmx_optim_opts_default(&oo);
-    if (o->max_evaluations > 0)
-        oo.max_evals = o->max_evaluations;
-    if (o->ftol_abs > 0)
-        oo.ftol_abs = o->ftol_abs;
-    if (o->xtol_rel > 0)
-        oo.xtol_rel = o->xtol_rel;
-    mlmx_status st = mlmx_optim_bobyqa(np, x, lo, hi, robj_value, c, &oo, res, err);
+    if (max_evals > 0)
+        oo.max_evals = max_evals;
+    if (ftol_abs > 0)
+        oo.ftol_abs = ftol_abs;
+    if (xtol_rel > 0)
+        oo.xtol_rel = xtol_rel;
+    mlmx_status st = mlmx_optim_bobyqa(np, x, lo, hi, mlmx_robj_value, c, &oo, res, err);
     if (st || !isfinite(res->fmin))
         return st;
     int ev = res->n_evals;
     oo.init_step = 0.01;
-    st = mlmx_optim_bobyqa(np, x, lo, hi, robj_value, c, &oo, res, err);
+    st = mlmx_optim_bobyqa(np, x, lo, hi, mlmx_robj_value, c, &oo, res, err);
     res->n_evals += ev;
     return st;
 }
 
 /* Everything at the optimum x: criteria, the fit's estimates, the
  * residual parameters on nlme's scale. */
-static mlmx_status finish(mlmx_fit *f, robj *c, const double *x, mlmx_error *err)
+static mlmx_status finish(mlmx_fit *f, mlmx_robj *c, const double *x, mlmx_error *err)
 {
     const mlmx_model *md = f->model;
     const mlmx_resid *r = md->resid;
@@ -160,12 +158,13 @@ mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_
         snprintf(f->device, sizeof f->device, "%s", where);
         snprintf(f->device_note, sizeof f->device_note, "%s", note);
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
-        robj c = {s, be, w, rl, o->method == MLMX_REML, nt, 0, HUGE_VAL, {0}, o->progress,
-                  o->progress_ctx};
+        mlmx_robj c = {s, be, w, rl, o->method == MLMX_REML, nt, 0, HUGE_VAL, {0}, o->progress,
+                       o->progress_ctx};
         double *lo = x + np, *hi = x + 2 * np;
         start_point(md, o, x, lo, hi);
         mlmx_optim_result res;
-        st = minimize(&c, np, x, lo, hi, o, &res, err);
+        st = mlmx_robj_minimize(&c, np, x, lo, hi, o->max_evaluations, o->ftol_abs,
+                                o->xtol_rel, &res, err);
         if (!st && !isfinite(res.fmin)) {
             st = c.err.code ? c.err.code : MLMX_ERR_NUMERIC;
             mlmx_err_set(err, st, "the criterion could not be evaluated: %s",

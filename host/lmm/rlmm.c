@@ -29,6 +29,7 @@ struct mlmx_rlmm {
     int *ridx;          /* max_gsize * nnz_row */
     double *rval;
     double *wdiag;      /* n: 1/sd^2 (power without correlation) */
+    const double *y;    /* the response (the model's, or a replicate's) */
 };
 
 const char *mlmx_rlmm_path(const mlmx_rlmm *rl)
@@ -77,7 +78,7 @@ static void pair_fill(const mlmx_rlmm *rl, mlmx_lmm_vals *v, const size_t *obs, 
     double *A = v->A11 + (size_t)lev * (size_t)q1 * (size_t)q1;
     const size_t r0 = s->row_ptr[lev];
     for (int a = 0; a < ng; a++)
-        mlmx_lmm_obs_entries(s, obs[a], md->y, rl->ridx + (size_t)a * nz,
+        mlmx_lmm_obs_entries(s, obs[a], rl->y, rl->ridx + (size_t)a * nz,
                              rl->rval + (size_t)a * nz);
     for (int b = 0; b < ng; b++) {
         const double *z1b = md->re[0].z + obs[b] * (size_t)q1;
@@ -226,19 +227,39 @@ static mlmx_status fill_ident_sets(mlmx_rlmm *rl)
     double *w = malloc((n ? n : 1) * sizeof *w);
     if (!w)
         return MLMX_ERR_NOMEM;
-    rl->key_count = calloc((size_t)r->nstrata, sizeof *rl->key_count);
-    if (!rl->key_count) {
-        free(w);
-        return MLMX_ERR_NOMEM;
-    }
     for (int k = 0; k < r->nstrata; k++) {
         for (size_t i = 0; i < n; i++)
             w[i] = r->stratum[i] == k;
-        mlmx_lmm_vals_fill(rl->s, &rl->sets[k], w, NULL);
+        mlmx_lmm_vals_fill(rl->s, &rl->sets[k], w, rl->y);
     }
-    for (size_t i = 0; i < n; i++)
-        rl->key_count[r->stratum[i]] += 1.0;
     free(w);
+    return MLMX_OK;
+}
+
+/* The precomputed sets for the current response (allocated). */
+static mlmx_status fill_sets(mlmx_rlmm *rl)
+{
+    for (int k = 0; k < rl->nsets; k++)
+        vals_zero(rl->s, &rl->sets[k]);
+    switch (rl->path) {
+    case PATH_AR1:
+        fill_ar1_sets(rl);
+        return MLMX_OK;
+    case PATH_CS:
+        /* [0]: the ordinary statistics, unit weights */
+        mlmx_lmm_vals_fill(rl->s, &rl->sets[0], NULL, rl->y);
+        fill_cs_sets(rl);
+        return MLMX_OK;
+    default:
+        return fill_ident_sets(rl);
+    }
+}
+
+mlmx_status mlmx_rlmm_set_response(mlmx_rlmm *rl, const double *y, mlmx_error *err)
+{
+    rl->y = y;
+    if (rl->nsets > 0 && fill_sets(rl) != MLMX_OK)
+        return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     return MLMX_OK;
 }
 
@@ -309,6 +330,7 @@ mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     rl->s = s;
     rl->r = r;
+    rl->y = md->y;
     mlmx_status st = MLMX_OK;
     if (r->corr != MLMX_CORR_NONE)
         st = check_nesting(rl, err);
@@ -341,16 +363,20 @@ mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx
         if (!rl->wdiag)
             st = MLMX_ERR_NOMEM;
     }
-    if (!st && rl->path == PATH_AR1 && !(st = alloc_sets(rl, 1 + 3 * rl->nkeys)))
-        fill_ar1_sets(rl);
-    if (!st && rl->path == PATH_CS && !(st = alloc_sets(rl, 1 + rl->nkeys))) {
-        mlmx_lmm_vals_release(&rl->sets[0]);
-        st = mlmx_lmm_vals_init(s, &rl->sets[0], &s->base);
+    if (!st && (rl->path == PATH_AR1 || rl->path == PATH_CS || rl->path == PATH_IDENT)) {
+        st = alloc_sets(rl, rl->path == PATH_AR1  ? 1 + 3 * rl->nkeys
+                            : rl->path == PATH_CS ? 1 + rl->nkeys
+                                                  : r->nstrata);
+        if (!st && rl->path == PATH_IDENT) {
+            rl->key_count = calloc((size_t)r->nstrata, sizeof *rl->key_count);
+            if (!rl->key_count)
+                st = MLMX_ERR_NOMEM;
+            for (size_t i = 0; !st && i < n; i++)
+                rl->key_count[r->stratum[i]] += 1.0;
+        }
         if (!st)
-            fill_cs_sets(rl);
+            st = fill_sets(rl);
     }
-    if (!st && rl->path == PATH_IDENT && !(st = alloc_sets(rl, r->nstrata)))
-        st = fill_ident_sets(rl);
     if (st) {
         if (st == MLMX_ERR_NOMEM)
             mlmx_err_set(err, st, "out of memory preparing the residual structure");
@@ -442,7 +468,7 @@ mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, doub
             rl->wdiag[i] = 1.0 / (sd * sd);
             ld += 2.0 * log(sd);
         }
-        mlmx_lmm_vals_fill(rl->s, v, rl->wdiag, NULL);
+        mlmx_lmm_vals_fill(rl->s, v, rl->wdiag, rl->y);
         break;
     default:
         if (r->corr == MLMX_CORR_ARMA &&

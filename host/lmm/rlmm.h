@@ -15,6 +15,7 @@
 #ifndef MLMX_RLMM_H
 #define MLMX_RLMM_H
 #include "lmm/lmm.h"
+#include "optim/optim.h"
 #include "resid/resid.h"
 
 typedef struct mlmx_rlmm mlmx_rlmm;
@@ -32,5 +33,33 @@ mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, doub
                           mlmx_error *err);
 /* Which way the cross-products are formed: "precomputed" or "per group". */
 const char *mlmx_rlmm_path(const mlmx_rlmm *rl);
+/* A new response (n values, kept by pointer: it must stay valid): the
+ * precomputed sets are refilled, O(n). */
+mlmx_status mlmx_rlmm_set_response(mlmx_rlmm *rl, const double *y, mlmx_error *err);
+
+/* The criterion over x = [theta; residual parameters (optimizer scale)]
+ * for the optimizers (host/lmm/rfit.c), one per workspace. */
+typedef struct mlmx_robj {
+    const mlmx_lmm_stats *s;
+    const mlmx_backend *be;
+    mlmx_lmm_work *w;
+    mlmx_rlmm *rl;
+    int reml, nt;
+    int n_evals;
+    double best;
+    mlmx_error err; /* the first failure, for the message */
+    void (*progress)(void *, int, double);
+    void *progress_ctx;
+} mlmx_robj;
+
+/* The criterion at x, HUGE_VAL where it cannot be evaluated (the factor
+ * in c->w is then at x). */
+double mlmx_robj_value(int n, const double *x, void *ctx);
+/* Bounds of x for the model's residual structure (n = ntheta + npar). */
+void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi);
+/* BOBYQA from x (then once more from its optimum); x: the optimum. */
+mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo,
+                               const double *hi, int max_evals, double ftol_abs, double xtol_rel,
+                               mlmx_optim_result *res, mlmx_error *err);
 
 #endif

@@ -88,6 +88,7 @@ void mlmx_rep_lmm_ws_free(mlmx_workspace *W)
     W->xe = NULL;
     free(W->vx);
     W->vx = NULL;
+    mlmx_rep_resid_ws_free(W);
 }
 
 mlmx_status mlmx_rep_lmm_ws_init(mlmx_workspace *W, mlmx_error *err)
@@ -108,11 +109,11 @@ mlmx_status mlmx_rep_lmm_ws_init(mlmx_workspace *W, mlmx_error *err)
     if (!W->qn || !W->xe || !W->vx || !mlmx_lmm_inverse_buffer(P->s, W->w))
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     W->xb = W->xe + nt;
-    return MLMX_OK;
+    return P->md->resid ? mlmx_rep_resid_ws_init(W, err) : MLMX_OK;
 }
 
 /* beta, its SEs, sigma and the report parameters from the factor at theta. */
-static mlmx_status results(mlmx_workspace *W, mlmx_error *err)
+mlmx_status mlmx_rep_lmm_results(mlmx_workspace *W, const double *rnat, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
     const mlmx_lmm_stats *s = P->s;
@@ -132,13 +133,15 @@ static mlmx_status results(mlmx_workspace *W, mlmx_error *err)
         return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert R_X");
     for (int j = 0; j < p; j++)
         W->se[j] = sqrt(sigma2 * V[j + j * p]);
-    mlmx_rep_params(P, W->theta, W->beta, sqrt(sigma2), NULL, W->params);
+    mlmx_rep_params(P, W->theta, W->beta, sqrt(sigma2), NULL, rnat, W->params);
     return MLMX_OK;
 }
 
 mlmx_status mlmx_rep_lmm_fit(mlmx_workspace *W, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
+    if (P->md->resid)
+        return mlmx_rep_resid_fit(W, err);
     const mlmx_model *md = P->md;
     const int nt = P->ntheta;
     mlmx_lmm_obj *c = &W->obj;
@@ -190,5 +193,5 @@ mlmx_status mlmx_rep_lmm_fit(mlmx_workspace *W, mlmx_error *err)
     for (int t = 0; t < nt; t++)
         if (md->theta_lower[t] == 0.0 && W->theta[t] < 1e-4)
             W->singular = 1;
-    return results(W, err);
+    return mlmx_rep_lmm_results(W, NULL, err);
 }

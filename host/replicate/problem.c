@@ -32,6 +32,10 @@ void mlmx_problem_free(mlmx_problem *P)
     free(P->gx0);
     free(P->glb);
     free(P->ghinv0);
+    free(P->rnat);
+    free(P->rx);
+    free(P->rchol);
+    free(P->rchol_off);
     free(P);
 }
 
@@ -46,6 +50,7 @@ static mlmx_status make_names(mlmx_problem *P, const char *const *thr_names)
     for (int k = 0; k < md->K; k++)
         n += md->re[k].q * (md->re[k].q + 1) / 2;
     n += P->family == MLMX_FAMILY_GAUSSIAN ? 1 : P->nextra;
+    n += P->nres;
     P->nparams = n;
     P->param_names = calloc((size_t)n, sizeof *P->param_names);
     P->params = calloc((size_t)n, sizeof *P->params);
@@ -72,6 +77,11 @@ static mlmx_status make_names(mlmx_problem *P, const char *const *thr_names)
         for (int k = 0; k < P->nextra; k++)
             P->param_names[i++] =
                 thr_names ? mlmx_asprintf("%s", thr_names[k]) : mlmx_asprintf("%d|%d", k + 1, k + 2);
+    /* the residual structure's: corr_Phi, corr_Rho, ...; var_<stratum>
+     * (the SD ratio), var_power */
+    for (int k = 0; k < P->nres; k++)
+        P->param_names[i++] = mlmx_asprintf("%s_%s", k < md->resid->ncorr ? "corr" : "var",
+                                            md->resid->par_names[k]);
     for (int j = 0; j < n; j++)
         if (!P->param_names[j])
             return MLMX_ERR_NOMEM;
@@ -79,7 +89,7 @@ static mlmx_status make_names(mlmx_problem *P, const char *const *thr_names)
 }
 
 void mlmx_rep_params(const mlmx_problem *P, const double *theta, const double *beta,
-                     double sigma, const double *extra, double *out)
+                     double sigma, const double *extra, const double *rnat, double *out)
 {
     const mlmx_model *md = P->md;
     int i = 0;
@@ -115,6 +125,8 @@ void mlmx_rep_params(const mlmx_problem *P, const double *theta, const double *b
     else
         for (int k = 0; k < P->nextra; k++)
             out[i++] = extra[k];
+    for (int k = 0; k < P->nres; k++)
+        out[i++] = rnat ? rnat[k] : NAN;
 }
 
 static mlmx_status ws_create(const mlmx_problem *P, mlmx_workspace **out, mlmx_error *e);
@@ -128,6 +140,10 @@ static mlmx_status curvature(mlmx_problem *P, mlmx_error *err)
     mlmx_status st = ws_create(P, &W, err);
     if (st)
         return st;
+    if (P->md->resid) { /* BOBYQA refits: no curvature */
+        mlmx_workspace_free(W);
+        return MLMX_OK;
+    }
     st = mlmx_workspace_simulate(W, 0x6d6c6d78u, UINT64_MAX, NULL);
     if (st) {
         mlmx_err_set(err, st, "%s", mlmx_last_error());
@@ -142,7 +158,8 @@ static mlmx_status curvature(mlmx_problem *P, mlmx_error *err)
 
 static mlmx_status problem_init(mlmx_problem *P, const mlmx_model *m, const mlmx_fit_options *o,
                                 const double *theta, const double *beta, const double *extra,
-                                double sigma, const char *const *thr_names, mlmx_error *err)
+                                const double *rnat, double sigma, const char *const *thr_names,
+                                mlmx_error *err)
 {
     P->md = m;
     if (o)
@@ -194,6 +211,8 @@ static mlmx_status problem_init(mlmx_problem *P, const mlmx_model *m, const mlmx
     for (int k = 0; k < m->K; k++)
         P->nu_total += m->re[k].nlevels * m->re[k].q;
     mlmx_status st = P->glmm ? mlmx_rep_glmm_prepare(P, err) : mlmx_rep_lmm_prepare(P, err);
+    if (!st && m->resid)
+        st = mlmx_rep_resid_prepare(P, rnat, err);
     if (st)
         return st;
     /* the GLMM preparation knows the number of thresholds */
@@ -216,13 +235,13 @@ static mlmx_status problem_init(mlmx_problem *P, const mlmx_model *m, const mlmx
     }
     if (make_names(P, thr_names) != MLMX_OK)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
-    mlmx_rep_params(P, P->theta, P->beta, P->sigma, P->extra, P->params);
+    mlmx_rep_params(P, P->theta, P->beta, P->sigma, P->extra, P->rnat, P->params);
     return curvature(P, err);
 }
 
-mlmx_status mlmx_problem_create_at(const mlmx_model *m, const mlmx_fit_options *o,
-                                   const double *theta, const double *beta, const double *extra,
-                                   double sigma, mlmx_problem **out)
+static mlmx_status create_at(const mlmx_model *m, const mlmx_fit_options *o, const double *theta,
+                             const double *beta, const double *extra, const double *resid,
+                             double sigma, mlmx_problem **out)
 {
     mlmx_api_clear();
     if (!m || !theta || (!beta && m->p > 0) || !out)
@@ -233,13 +252,27 @@ mlmx_status mlmx_problem_create_at(const mlmx_model *m, const mlmx_fit_options *
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     mlmx_error e;
     mlmx_err_clear(&e);
-    mlmx_status st = problem_init(P, m, o, theta, beta, extra, sigma, NULL, &e);
+    mlmx_status st = problem_init(P, m, o, theta, beta, extra, resid, sigma, NULL, &e);
     if (st) {
         mlmx_problem_free(P);
         return mlmx_api_fail(&e);
     }
     *out = P;
     return MLMX_OK;
+}
+
+mlmx_status mlmx_problem_create_at(const mlmx_model *m, const mlmx_fit_options *o,
+                                   const double *theta, const double *beta, const double *extra,
+                                   double sigma, mlmx_problem **out)
+{
+    return create_at(m, o, theta, beta, extra, NULL, sigma, out);
+}
+
+mlmx_status mlmx_problem_create_at_resid(const mlmx_model *m, const mlmx_fit_options *o,
+                                         const double *theta, const double *beta,
+                                         const double *resid, double sigma, mlmx_problem **out)
+{
+    return create_at(m, o, theta, beta, NULL, resid, sigma, out);
 }
 
 mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out)
@@ -263,7 +296,7 @@ mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out)
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
     mlmx_error e;
     mlmx_err_clear(&e);
-    mlmx_status st = problem_init(P, f->model, &o, f->theta, f->beta, extra, f->sigma,
+    mlmx_status st = problem_init(P, f->model, &o, f->theta, f->beta, extra, f->rpar, f->sigma,
                                   (const char *const *)f->thr_names, &e);
     if (st) {
         mlmx_problem_free(P);
@@ -365,6 +398,8 @@ mlmx_status mlmx_workspace_set_response(mlmx_workspace *W, const double *y)
                 return mlmx_api_failf(MLMX_ERR_DATA, "response value %zu is not finite", i + 1);
         memcpy(W->y, y, n * sizeof *y);
         mlmx_lmm_vals_set_response(P->s, &W->w->v, W->y);
+        if (P->md->resid && mlmx_rep_resid_set_response(W, &e) != MLMX_OK)
+            return mlmx_api_fail(&e);
     }
     W->have_response = 1;
     return MLMX_OK;
@@ -432,9 +467,17 @@ mlmx_status mlmx_workspace_simulate(mlmx_workspace *W, uint64_t seed, uint64_t r
     const double *trials = P->glmm ? mlmx_rep_glmm_trials(W) : NULL;
     const int ncat = P->family == MLMX_FAMILY_ORDINAL ? P->nextra + 1 : 0;
     const double size = P->family == MLMX_FAMILY_NEGBIN ? P->extra[0] : 0.0;
-    for (size_t i = 0; i < n; i++)
-        eta[i] = mlmx_sim_response((int)P->family, (int)P->link, eta[i], P->sigma,
-                                   trials ? trials[i] : 1.0, size, ncat, P->extra, &r);
+    if (P->md->resid) {
+        /* correlated or heteroscedastic residuals, sigma^2 R */
+        double *eps = W->rwork + 3 * (size_t)(P->ntheta + P->nres) + (size_t)P->nres;
+        mlmx_rep_resid_draw(P, &r, eps);
+        for (size_t i = 0; i < n; i++)
+            eta[i] += P->sigma * eps[i];
+    } else {
+        for (size_t i = 0; i < n; i++)
+            eta[i] = mlmx_sim_response((int)P->family, (int)P->link, eta[i], P->sigma,
+                                       trials ? trials[i] : 1.0, size, ncat, P->extra, &r);
+    }
     if (y)
         memcpy(y, eta, n * sizeof *y);
     mlmx_status st = mlmx_workspace_set_response(W, eta);

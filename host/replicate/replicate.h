@@ -34,6 +34,12 @@ struct mlmx_problem {
     int np;               /* optimizer parameters */
     double *gx0, *glb, *ghinv0;
     int use_grad;         /* BFGS on the analytic gradient (else differences) */
+    /* LMM with a residual structure (resid_refit.c): its parameters on
+     * nlme's and the optimizer's scale, and each group's factor of R_g */
+    int nres;
+    double *rnat, *rx;
+    double *rchol;
+    size_t *rchol_off;    /* ngroups + 1 */
 };
 
 struct mlmx_workspace {
@@ -58,11 +64,26 @@ struct mlmx_workspace {
     mlmx_glmm *g;
     void *gctx;           /* mlmx_gobj */
     double *gx, *gxe, *gh; /* np, np, np*np */
+    /* residual structure */
+    struct mlmx_rlmm *rl;
+    double *rwork;        /* 3 (ntheta + nres) + nres + n */
 };
 
-/* Report parameters from theta, beta, sigma and extra (P's layout). */
+/* Report parameters from theta, beta, sigma, extra and the residual
+ * structure's natural parameters rnat (P's layout; NULL without one). */
 void mlmx_rep_params(const mlmx_problem *P, const double *theta, const double *beta,
-                     double sigma, const double *extra, double *out);
+                     double sigma, const double *extra, const double *rnat, double *out);
+/* beta, its SEs, sigma and the report parameters from the factor in W at
+ * W->theta (lmm_refit.c); rnat: the residual parameters or NULL. */
+mlmx_status mlmx_rep_lmm_results(mlmx_workspace *W, const double *rnat, mlmx_error *err);
+/* Residual structures (resid_refit.c). */
+struct mlmx_rng;
+mlmx_status mlmx_rep_resid_prepare(mlmx_problem *P, const double *rnat, mlmx_error *err);
+void mlmx_rep_resid_draw(const mlmx_problem *P, struct mlmx_rng *rng, double *eps);
+mlmx_status mlmx_rep_resid_ws_init(mlmx_workspace *W, mlmx_error *err);
+void mlmx_rep_resid_ws_free(mlmx_workspace *W);
+mlmx_status mlmx_rep_resid_set_response(mlmx_workspace *W, mlmx_error *err);
+mlmx_status mlmx_rep_resid_fit(mlmx_workspace *W, mlmx_error *err);
 
 /* LMM path (host/replicate/lmm_refit.c). */
 mlmx_status mlmx_rep_lmm_prepare(mlmx_problem *P, mlmx_error *err);

@@ -304,7 +304,7 @@ static void engine_rows_out(const mlmx_runner *R, size_t count, const mlmx_runne
     for (size_t i = 0; i < count; i++) {
         double *v = o->params + i * np;
         if (J->status[i] == 1)
-            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i],
+            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i], NULL,
                             R->extra ? R->extra + i * (size_t)P->nextra : NULL, v);
         else
             for (size_t j = 0; j < np; j++)
