@@ -304,8 +304,8 @@ static void engine_rows_out(const mlmx_runner *R, size_t count, const mlmx_runne
     for (size_t i = 0; i < count; i++) {
         double *v = o->params + i * np;
         if (J->status[i] == 1)
-            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i], NULL,
-                            R->extra ? R->extra + i * (size_t)P->nextra : NULL, v);
+            mlmx_rep_params(P, J->theta + i * nt, J->beta + i * p, J->sigma[i],
+                            R->extra ? R->extra + i * (size_t)P->nextra : NULL, NULL, v);
         else
             for (size_t j = 0; j < np; j++)
                 v[j] = NAN;
