@@ -62,6 +62,15 @@ static const char *usage_fit =
     "                     correlated effects)\n"
     "  --weights COLUMN   GLMM prior weights (binomial: the trials, with the\n"
     "                     response a proportion, as glmer's weights=)\n"
+    "  --correlation S    LMM residual correlation within groups, as nlme's lme:\n"
+    "                     ar1() (row order), ar1(~ time | group), car1(~ time |\n"
+    "                     group), cs(~ 1 | group), arma(p, q[, ~ time | group])\n"
+    "                     (docs/longitudinal.md)\n"
+    "  --variance S       LMM residual variance function: ident(~ 1 | stratum)\n"
+    "                     (an SD per stratum) or power(~ v) (SD |v|^power)\n"
+    ;
+/* the options' second half (a C string literal is at most 4095 bytes) */
+static const char *usage_fit2 =
     "  --device D         cpu (default), gpu or auto: where the criterion's\n"
     "                     factorizations run (the CUDA backend); auto takes the\n"
     "                     GPU for an LMM with a crossed dense block of 300+\n"
@@ -278,6 +287,7 @@ static int cmd_fit(int argc, char **argv)
             return 2;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_fit, stdout);
+            fputs(usage_fit2, stdout);
             return 0;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
