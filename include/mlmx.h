@@ -458,7 +458,9 @@ mlmx_status mlmx_fit_coef_tests(const mlmx_fit *f, double *df, double *t, double
 typedef enum mlmx_ddf_method {
     MLMX_DDF_SATTERTHWAITE = 0, /* lmerTest's default */
     MLMX_DDF_KENWARD_ROGER = 1, /* pbkrtest's: REML fits only */
-    MLMX_DDF_NONE = 2           /* no df: lme4's t values without p-values */
+    MLMX_DDF_NONE = 2,          /* no df: lme4's t values without p-values */
+    MLMX_DDF_CONTAINMENT = 3    /* nlme's inner-outer df (summary(lme)); nested
+                                   grouping factors; any residual structure */
 } mlmx_ddf_method;
 /* "satterthwaite", "kenward-roger", "none" (-1 for another name). */
 int mlmx_ddf_method_parse(const char *name);

@@ -48,6 +48,63 @@ static mlmx_model *model_for(const char *data, const char *formula, const char *
     return m;
 }
 
+static double num_at(json_t *a, int i) { return json_number_value(json_array_get(a, (size_t)i)); }
+
+/* nlme's containment df and tests: summary(fit)$tTable (DF exactly, t and
+ * p to 1e-4 and 1e-3 relative) and anova(fit, type = "marginal") (denDF
+ * exactly; F and p to 1e-4 and 1e-3 relative where the fixed part has no interaction: with
+ * one, nlme's marginal test of a main effect is of its coefficients alone,
+ * mlmx's Type III contrast is lmerTest's). ML fits: both with nlme's
+ * adjustSigma. A p-value's relative error is its t's times about t^2
+ * (BodyWeight's ARMA(2,0): t 5.9 differs by 2e-5 relative, p by 1.5e-4):
+ * p is held to 1e-3; below 1e-12 only to be below 1e-10 (nlme's anova
+ * gives 1 - pf(), 0 or 2.2e-16 there). */
+static int p_close(double p, double rp)
+{
+    return rp < 1e-12 ? p < 1e-10 : fabs(p - rp) <= 1e-3 * rp;
+}
+
+static void check_tests(const char *name, json_t *r, const mlmx_fit *f)
+{
+    const int p = mlmx_model_nfixef(mlmx_fit_model(f));
+    double se[16], df[16], t[16], pv[16];
+    cr_assert(p <= 16);
+    cr_assert_eq(mlmx_fit_coef_tests_ddf(f, MLMX_DDF_CONTAINMENT, se, df, t, pv), MLMX_OK, "%s",
+                 mlmx_last_error());
+    for (int j = 0; j < p; j++) {
+        const double rdf = num_at(json_object_get(r, "t_df"), j);
+        const double rt = num_at(json_object_get(r, "t_value"), j);
+        const double rp = num_at(json_object_get(r, "t_p"), j);
+        cr_expect_eq(df[j], rdf, "%s: coefficient %d df %g, nlme %g", name, j, df[j], rdf);
+        cr_expect(fabs(t[j] - rt) < 1e-4 * fabs(rt), "%s: t %d %.8g, nlme %.8g", name, j, t[j],
+                  rt);
+        cr_expect(p_close(pv[j], rp), "%s: p %d %.8g, nlme %.8g", name, j, pv[j], rp);
+    }
+    json_t *av = json_object_get(r, "anova");
+    const int nt = mlmx_fit_nterms(f);
+    mlmx_ftest tab[16];
+    cr_assert(nt <= 16 && (size_t)nt == json_array_size(json_object_get(av, "term")));
+    cr_assert_eq(mlmx_fit_anova_type3(f, MLMX_DDF_CONTAINMENT, tab), MLMX_OK, "%s",
+                 mlmx_last_error());
+    int interaction = 0;
+    for (int k = 0; k < nt; k++)
+        interaction |= strchr(mlmx_fit_term_label(f, k), ':') != NULL;
+    for (int k = 0; k < nt; k++) {
+        const double rden = num_at(json_object_get(av, "den_df"), k);
+        cr_expect_eq(tab[k].den_df, rden, "%s: %s denDF %g, nlme %g", name,
+                     mlmx_fit_term_label(f, k), tab[k].den_df, rden);
+        cr_expect_eq(tab[k].num_df, num_at(json_object_get(av, "num_df"), k));
+        if (interaction)
+            continue;
+        const double rF = num_at(json_object_get(av, "F"), k);
+        const double rp = num_at(json_object_get(av, "p"), k);
+        cr_expect(fabs(tab[k].f - rF) < 1e-4 * rF, "%s: %s F %.8g, nlme %.8g", name,
+                  mlmx_fit_term_label(f, k), tab[k].f, rF);
+        cr_expect(p_close(tab[k].p, rp), "%s: %s p %.8g, nlme %.8g", name,
+                  mlmx_fit_term_label(f, k), tab[k].p, rp);
+    }
+}
+
 static void check_case(const char *name, const char *data, const char *formula, const char *corr,
                        const char *var, mlmx_method method)
 {
@@ -119,6 +176,7 @@ static void check_case(const char *name, const char *data, const char *formula, 
     for (int k = 0; k < nw; k++)
         cr_expect(fabs(mlmx_fit_resid_par(f, k) - want[k]) < 1e-4, "%s: %s %.8g, nlme %.8g", name,
                   mlmx_fit_resid_par_name(f, k), mlmx_fit_resid_par(f, k), want[k]);
+    check_tests(name, r, f);
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);

@@ -77,7 +77,9 @@ static const char *usage_fit2 =
     "                     columns (docs/gpu.md); the choice is in the summary and\n"
     "                     the JSON\n"
     "  --ddf METHOD       LMM t and F tests: satterthwaite (default; lmerTest's\n"
-    "                     summary), kenward-roger (pbkrtest's; REML fits) or none\n"
+    "                     summary), kenward-roger (pbkrtest's; REML fits),\n"
+    "                     containment (nlme's inner-outer df; the default with\n"
+    "                     --correlation or --variance) or none\n"
     "                     (lme4's summary: no df or p-values)\n"
     "  --anova            print the Type III F tests of the fixed-effect terms\n"
     "                     under the summary (lmerTest's anova(fit)), by --ddf\n"
@@ -132,7 +134,8 @@ static int ddf_option(const char *val, const mlmx_fit_options *opt, int *ddf)
 {
     *ddf = mlmx_ddf_method_parse(val);
     if (*ddf < 0) {
-        fprintf(stderr, "mlmx fit: --ddf takes satterthwaite, kenward-roger or none, not '%s'\n",
+        fprintf(stderr, "mlmx fit: --ddf takes satterthwaite, kenward-roger, containment or none, "
+                        "not '%s'\n",
                 val);
         return 2;
     }
@@ -332,14 +335,16 @@ static int cmd_fit(int argc, char **argv)
     if (!urc && ddf_name)
         urc = ddf_option(ddf_name, &opt, &ddf);
     if (!urc && (mo.correlation || mo.variance)) {
-        /* lmerTest's df do not cover residual structures yet */
-        if (ddf_name && ddf != MLMX_DDF_NONE) {
+        /* lmerTest's df do not cover residual structures yet: nlme's do */
+        if (ddf_name && ddf != MLMX_DDF_NONE && ddf != MLMX_DDF_CONTAINMENT) {
             fputs("mlmx fit: --ddf satterthwaite and kenward-roger are not available with "
-                  "--correlation or --variance yet; the summary gives t values without df\n",
+                  "--correlation or --variance yet; use containment (nlme's, the default "
+                  "there) or none\n",
                   stderr);
             urc = 2;
         }
-        ddf = MLMX_DDF_NONE;
+        if (!ddf_name)
+            ddf = MLMX_DDF_CONTAINMENT;
     }
     int vc_scale = -1;
     if (!urc && re_se)

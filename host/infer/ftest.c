@@ -24,6 +24,8 @@ int mlmx_ddf_method_parse(const char *name)
         return MLMX_DDF_KENWARD_ROGER;
     if (strcmp(name, "none") == 0)
         return MLMX_DDF_NONE;
+    if (strcmp(name, "containment") == 0)
+        return MLMX_DDF_CONTAINMENT;
     return -1;
 }
 
@@ -159,17 +161,29 @@ static mlmx_status ftest_wald(const mlmx_fit *f, const mlmx_kr_state *S, const d
     return S && isnan(out->den_df) ? MLMX_ERR_NUMERIC : MLMX_OK;
 }
 
+/* nlme's adjustSigma for the containment method's tests of an ML fit:
+ * the fixed effects' covariance times n / (n - p), as with a REML-like
+ * sigma (summary.lme and anova.lme); 1 for REML fits. */
+static double ml_adjust(const mlmx_fit *f)
+{
+    const double n = (double)f->model->n, p = (double)f->model->p;
+    return f->method == MLMX_ML ? n / (n - p) : 1.0;
+}
+
 /* The state of one method, prepared once for several tests. */
 typedef struct tests {
     mlmx_ddf_method ddf;
     const mlmx_ddf_state *sat; /* the fit's cached state (sat_owned when not cached) */
     mlmx_ddf_state *sat_owned;
     mlmx_kr_state kr;
+    double *cdf;   /* containment: p coefficients' df, then the terms' */
+    int term;      /* containment: the term an F test is of (-1: a general L) */
 } tests;
 
 static mlmx_status ddf_arg(mlmx_ddf_method ddf)
 {
-    return ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER || ddf == MLMX_DDF_NONE
+    return ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER ||
+                   ddf == MLMX_DDF_NONE || ddf == MLMX_DDF_CONTAINMENT
                ? MLMX_OK
                : mlmx_api_failf(MLMX_ERR_ARG, "unknown denominator df method %d", (int)ddf);
 }
@@ -189,6 +203,20 @@ static mlmx_status tests_prepare(const mlmx_fit *f, mlmx_ddf_method ddf, tests *
         return mlmx_ddf_acquire(f, "Satterthwaite degrees of freedom", &T->sat, &T->sat_owned);
     if (ddf == MLMX_DDF_KENWARD_ROGER)
         return mlmx_kr_prepare(f, &T->kr);
+    if (ddf == MLMX_DDF_CONTAINMENT) {
+        const mlmx_model *m = f->model;
+        mlmx_error e;
+        mlmx_err_clear(&e);
+        T->term = -1;
+        T->cdf = malloc(((size_t)m->p + (size_t)m->nfixterms + 1) * sizeof *T->cdf);
+        if (!T->cdf)
+            return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
+        if (mlmx_containment_df(m, T->cdf, T->cdf + m->p, &e) != MLMX_OK) {
+            free(T->cdf);
+            T->cdf = NULL;
+            return mlmx_api_fail(&e);
+        }
+    }
     return MLMX_OK;
 }
 
@@ -198,6 +226,7 @@ static void tests_free(tests *T)
         mlmx_ddf_release(T->sat_owned);
     else if (T->ddf == MLMX_DDF_KENWARD_ROGER)
         mlmx_kr_free(&T->kr);
+    free(T->cdf);
 }
 
 static mlmx_status tests_f(const mlmx_fit *f, const tests *T, const double *L, int nrow,
@@ -209,7 +238,24 @@ static mlmx_status tests_f(const mlmx_fit *f, const tests *T, const double *L, i
     }
     if (T->ddf == MLMX_DDF_SATTERTHWAITE)
         return ftest_satt(f, T->sat, L, nrow, out);
-    return ftest_wald(f, T->ddf == MLMX_DDF_KENWARD_ROGER ? &T->kr : NULL, L, nrow, out);
+    mlmx_status st = ftest_wald(f, T->ddf == MLMX_DDF_KENWARD_ROGER ? &T->kr : NULL, L, nrow, out);
+    if (!st && T->ddf == MLMX_DDF_CONTAINMENT) {
+        /* a term's df, or as nlme for a general L the least df of the
+         * coefficients it involves */
+        const int p = f->model->p;
+        double df = HUGE_VAL;
+        if (T->term >= 0)
+            df = T->cdf[p + T->term];
+        else
+            for (int i = 0; i < nrow; i++)
+                for (int a = 0; a < p; a++)
+                    if (L[(size_t)i * p + a] != 0.0)
+                        df = fmin(df, T->cdf[a]);
+        out->den_df = df;
+        out->f /= ml_adjust(f);
+        out->p = pf_upper(out->f, nrow, df);
+    }
+    return st;
 }
 
 mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, double *se,
@@ -237,6 +283,9 @@ mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, doub
         else if (ddf == MLMX_DDF_KENWARD_ROGER) {
             var = T.kr.PhiA[j + (size_t)j * np];
             df[j] = mlmx_kr_ddf(&T.kr, L, 1, &scale);
+        } else if (ddf == MLMX_DDF_CONTAINMENT) {
+            df[j] = T.cdf[j];
+            var *= ml_adjust(f);
         }
         L[j] = 0.0;
         se[j] = sqrt(var);
@@ -310,7 +359,7 @@ mlmx_status mlmx_fit_anova_type3(const mlmx_fit *f, mlmx_ddf_method ddf, mlmx_ft
         prepared = !st;
     }
     for (int t = 0; !st && t < m->nfixterms; t++)
-        if ((st = tests_f(f, &T, L[t], rows[t], &out[t])))
+        if ((T.term = t, st = tests_f(f, &T, L[t], rows[t], &out[t])))
             st = mlmx_api_failf(st, "Type III test of '%s': the contrast's covariance is "
                                     "singular",
                                 m->fixterms[t].label);

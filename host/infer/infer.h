@@ -15,6 +15,13 @@ typedef struct mlmx_ddf_state {
     double *V;       /* p * p: vcov(beta) */
 } mlmx_ddf_state;
 
+/* nlme's containment (inner-outer) df of m's fixed effects (p values;
+ * NULL: not wanted) and of its fixed terms (m->nfixterms values, for F
+ * tests of terms) (containment.c). MLMX_ERR_UNSUPPORTED for crossed
+ * grouping factors. */
+mlmx_status mlmx_containment_df(const mlmx_model *m, double *coef_df, double *term_df,
+                                mlmx_error *err);
+
 /* MLMX_ERR_UNSUPPORTED, recorded, naming `what`, when f's model has a
  * residual correlation or variance structure (host/resid), for which
  * `what` is not available yet; MLMX_OK otherwise. */

@@ -1,12 +1,13 @@
 /* Generalized cross-products for residual structures (see rlmm.h). */
 #include "lmm/rlmm.h"
 
-#include <lapacke.h>
+#include "cluster_math.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { PATH_AR1, PATH_CS, PATH_IDENT, PATH_DIAG, PATH_GROUPS };
+enum { PATH_AR1, PATH_CS, PATH_IDENT, PATH_DIAG, PATH_TRIDIAG, PATH_GROUPS };
 
 /* Most precomputed sets before the per-group path is used instead. */
 #define MLMX_RLMM_MAX_SETS 25
@@ -29,12 +30,17 @@ struct mlmx_rlmm {
     int *ridx;          /* max_gsize * nnz_row */
     double *rval;
     double *wdiag;      /* n: 1/sd^2 (power without correlation) */
+    double *sdg;        /* max_gsize: one group's SDs */
+    double *Pg;         /* max_gsize^2: R_g^{-1} */
     const double *y;    /* the response (the model's, or a replicate's) */
 };
 
 const char *mlmx_rlmm_path(const mlmx_rlmm *rl)
 {
-    return rl->path == PATH_GROUPS || rl->path == PATH_DIAG ? "per group" : "precomputed";
+    return rl->path == PATH_GROUPS    ? "per group"
+           : rl->path == PATH_TRIDIAG ? "per group, tridiagonal"
+           : rl->path == PATH_DIAG    ? "per observation"
+                                      : "precomputed";
 }
 
 void mlmx_rlmm_free(mlmx_rlmm *rl)
@@ -53,6 +59,8 @@ void mlmx_rlmm_free(mlmx_rlmm *rl)
     free(rl->ridx);
     free(rl->rval);
     free(rl->wdiag);
+    free(rl->sdg);
+    free(rl->Pg);
     free(rl);
 }
 
@@ -296,7 +304,9 @@ static mlmx_status choose_path(mlmx_rlmm *rl)
     const size_t per_set = ((size_t)s->nblk * (size_t)s->q1 * (size_t)s->q1 +
                             s->nrows * (size_t)s->q1 + (size_t)s->m * (size_t)s->m) *
                            sizeof(double);
-    rl->path = PATH_GROUPS;
+    /* AR(1) in any time is Markov: R_g^{-1} is tridiagonal, and stays so
+     * under a variance function (D^{-1} C^{-1} D^{-1}) */
+    rl->path = r->corr == MLMX_CORR_AR1 || r->corr == MLMX_CORR_CAR1 ? PATH_TRIDIAG : PATH_GROUPS;
     if (r->corr == MLMX_CORR_NONE)
         rl->path = r->var == MLMX_VAR_IDENT ? PATH_IDENT : PATH_DIAG;
     else if (r->var == MLMX_VAR_NONE &&
@@ -340,7 +350,10 @@ mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx
     rl->Rg = malloc((size_t)gmax * (size_t)gmax * sizeof *rl->Rg);
     rl->ridx = malloc((size_t)gmax * (size_t)s->nnz_row * sizeof *rl->ridx);
     rl->rval = malloc((size_t)gmax * (size_t)s->nnz_row * sizeof *rl->rval);
-    if (!st && (!rl->opos || !rl->nat || !rl->Rg || !rl->ridx || !rl->rval))
+    rl->sdg = malloc((size_t)gmax * sizeof *rl->sdg);
+    rl->Pg = malloc((size_t)gmax * (size_t)gmax * sizeof *rl->Pg);
+    if (!st && (!rl->opos || !rl->nat || !rl->Rg || !rl->ridx || !rl->rval || !rl->sdg ||
+                !rl->Pg))
         st = MLMX_ERR_NOMEM;
     if (!st) {
         for (size_t o = 0; o < n; o++)
@@ -387,6 +400,50 @@ mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx
     return MLMX_OK;
 }
 
+/* The tridiagonal path (ar1, car1, with any variance function): R_g^{-1}
+ * = D^{-1} C^{-1} D^{-1}, C^{-1} = sum_j w_j w_j^T with w_1 = e_1, w_j =
+ * (e_j - phi_j e_{j-1}) / sqrt(1 - phi_j^2), phi_j = phi^(t_j - t_{j-1});
+ * log|R_g| = sum_j log(1 - phi_j^2) + 2 sum log sd. O(n) per evaluation. */
+static mlmx_status set_tridiag(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, mlmx_error *err)
+{
+    const mlmx_resid *r = rl->r;
+    const double phi = rl->nat[0];
+    vals_zero(rl->s, v);
+    double ld = 0.0;
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t o0 = r->gstart[g];
+        const size_t *obs = r->gobs + o0;
+        const int ng = (int)(r->gstart[g + 1] - o0);
+        double *P = rl->Rg;
+        memset(P, 0, (size_t)ng * (size_t)ng * sizeof *P);
+        P[0] = 1.0;
+        for (int j = 1; j < ng; j++) {
+            const double pj = pow(phi, r->gtime[o0 + (size_t)j] - r->gtime[o0 + (size_t)j - 1]);
+            const double den = 1.0 - pj * pj;
+            if (!(den > 0.0))
+                return mlmx_err_set(err, MLMX_ERR_NUMERIC, "AR(1) correlation of 1");
+            ld += log(den);
+            P[j + j * ng] += 1.0 / den;
+            P[(j - 1) + (j - 1) * ng] += pj * pj / den;
+            P[j + (j - 1) * ng] = P[(j - 1) + j * ng] = -pj / den;
+        }
+        if (r->var != MLMX_VAR_NONE) {
+            double *sd = rl->sdg;
+            for (int a = 0; a < ng; a++) {
+                sd[a] = mlmx_resid_sd(r, rl->nat, obs[a]);
+                ld += 2.0 * log(sd[a]);
+            }
+            for (int a = 0; a < ng; a++)
+                for (int b = a > 0 ? a - 1 : 0; b <= a + 1 && b < ng; b++)
+                    P[a + b * ng] /= sd[a] * sd[b];
+        }
+        pair_fill(rl, v, obs, ng, P);
+    }
+    finish_vals(rl->s, v);
+    *logdet = ld;
+    return MLMX_OK;
+}
+
 /* The per-group path: v = sum_g X_g^T R_g^{-1} X_g, log|R| = sum log|R_g|. */
 static mlmx_status set_groups(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, mlmx_error *err)
 {
@@ -396,21 +453,23 @@ static mlmx_status set_groups(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, m
     for (int g = 0; g < r->ngroups; g++) {
         const size_t o0 = r->gstart[g];
         const int ng = (int)(r->gstart[g + 1] - o0);
-        double *R = rl->Rg;
+        /* small groups: the kernels' Cholesky, then R_g^{-1} column by
+         * column (a LAPACK call costs more than the work at this size) */
+        double *R = rl->Rg, *P = rl->Pg;
         mlmx_resid_group_matrix(r, rl->nat, rl->acf, g, R);
-        if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ng, R, ng) != 0)
+        if (mlmx_cm_chol(ng, R) != 0)
             return mlmx_err_set(err, MLMX_ERR_NUMERIC,
                                 "the residual correlation matrix of a group is not positive "
                                 "definite at these parameters");
-        for (int a = 0; a < ng; a++)
-            ld += 2.0 * log(R[a + a * ng]);
-        if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', ng, R, ng) != 0)
-            return mlmx_err_set(err, MLMX_ERR_NUMERIC, "cannot invert a group's residual "
-                                                       "correlation matrix");
-        for (int b = 0; b < ng; b++)
-            for (int a = 0; a < b; a++)
-                R[a + b * ng] = R[b + a * ng];
-        pair_fill(rl, v, r->gobs + o0, ng, R);
+        ld += 2.0 * mlmx_cm_logdiag(ng, R);
+        for (int b = 0; b < ng; b++) {
+            double *col = P + (size_t)b * (size_t)ng;
+            for (int a = 0; a < ng; a++)
+                col[a] = a == b;
+            mlmx_cm_trsv_lower(ng, R, col);
+            mlmx_cm_trsv_lower_t(ng, R, col);
+        }
+        pair_fill(rl, v, r->gobs + o0, ng, P);
     }
     finish_vals(rl->s, v);
     *logdet = ld;
@@ -470,6 +529,12 @@ mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, doub
         }
         mlmx_lmm_vals_fill(rl->s, v, rl->wdiag, rl->y);
         break;
+    case PATH_TRIDIAG: {
+        mlmx_status st = set_tridiag(rl, v, &ld, err);
+        if (st)
+            return st;
+        break;
+    }
     default:
         if (r->corr == MLMX_CORR_ARMA &&
             !mlmx_resid_arma_acf(r->arma_p, r->arma_q, nat, nat + r->arma_p, rl->maxlag, rl->acf))

@@ -672,7 +672,9 @@ static void sum_notes(mlmx_strbuf *b, const mlmx_fit *f)
 
 static const char *ddf_name(mlmx_ddf_method ddf)
 {
-    return ddf == MLMX_DDF_KENWARD_ROGER ? "Kenward-Roger" : "Satterthwaite";
+    return ddf == MLMX_DDF_KENWARD_ROGER  ? "Kenward-Roger"
+           : ddf == MLMX_DDF_CONTAINMENT ? "nlme's containment"
+                                          : "Satterthwaite";
 }
 
 mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **text)
@@ -684,7 +686,7 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
     const int p = f->model->p, glmm = f->family != MLMX_FAMILY_GAUSSIAN;
     double *cols[4] = {NULL, NULL, NULL, NULL}; /* se, df, p, t */
     char note[600] = "", title[80] = "";
-    if (!glmm && (ddf == MLMX_DDF_SATTERTHWAITE || ddf == MLMX_DDF_KENWARD_ROGER)) {
+    if (!glmm && ddf != MLMX_DDF_NONE) {
         for (int i = 0; i < 4; i++)
             cols[i] = malloc(((size_t)p + 1) * sizeof *cols[i]);
         if (!cols[0] || !cols[1] || !cols[2] || !cols[3]) {
@@ -693,7 +695,8 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
             return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
         }
         if (mlmx_fit_coef_tests_ddf(f, ddf, cols[0], cols[1], cols[3], cols[2]) == MLMX_OK) {
-            snprintf(title, sizeof title, ". t-tests use %s's method", ddf_name(ddf));
+            snprintf(title, sizeof title, ". t-tests use %s%s method", ddf_name(ddf),
+                     ddf == MLMX_DDF_CONTAINMENT ? "" : "'s");
         } else {
             snprintf(note, sizeof note, "%s's df and p-values not computed: %s\n",
                      ddf_name(ddf), mlmx_last_error());

@@ -12,16 +12,18 @@
 
 static const char *method_title(mlmx_ddf_method ddf)
 {
-    return ddf == MLMX_DDF_KENWARD_ROGER ? "Kenward-Roger's"
-           : ddf == MLMX_DDF_NONE        ? "no denominator df (Wald F)"
-                                         : "Satterthwaite's";
+    return ddf == MLMX_DDF_KENWARD_ROGER  ? "Kenward-Roger's"
+           : ddf == MLMX_DDF_NONE         ? "no denominator df (Wald F)"
+           : ddf == MLMX_DDF_CONTAINMENT ? "nlme's containment"
+                                          : "Satterthwaite's";
 }
 
 static const char *method_key(mlmx_ddf_method ddf)
 {
-    return ddf == MLMX_DDF_KENWARD_ROGER ? "kenward-roger"
-           : ddf == MLMX_DDF_NONE        ? "none"
-                                         : "satterthwaite";
+    return ddf == MLMX_DDF_KENWARD_ROGER  ? "kenward-roger"
+           : ddf == MLMX_DDF_NONE         ? "none"
+           : ddf == MLMX_DDF_CONTAINMENT ? "containment"
+                                          : "satterthwaite";
 }
 
 /* One column of the table: n values with shared decimals for `digits`

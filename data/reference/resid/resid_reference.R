@@ -3,7 +3,10 @@
 #   cd data/reference/resid && Rscript resid_reference.R
 # Each case: logLik, fixed effects, sigma, random-effect SDs (and the
 # correlation of a two-column term), the correlation parameters (natural
-# scale) and the variance-function parameters (natural scale).
+# scale), the variance-function parameters (natural scale), and nlme's
+# tests: summary()'s t table (DF, t, p: the containment df) and
+# anova(type = "marginal") (numDF, denDF, F, p per term, the intercept
+# left out).
 suppressPackageStartupMessages({ library(nlme); library(jsonlite) })
 ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10,
                    msTol = 1e-12, niterEM = 100, opt = "nlminb")
@@ -18,7 +21,14 @@ one <- function(fit) {
   V <- as.matrix(pdMatrix(fit$modelStruct$reStruct)[[1]]) * fit$sigma^2
   cs <- fit$modelStruct$corStruct
   vf <- fit$modelStruct$varStruct
+  tt <- summary(fit)$tTable
+  av <- anova(fit, type = "marginal")[-1, ]
   list(loglik = as.numeric(logLik(fit)), df = attr(logLik(fit), "df"),
+       t_df = as.numeric(tt[, "DF"]), t_value = as.numeric(tt[, "t-value"]),
+       t_p = as.numeric(tt[, "p-value"]),
+       anova = list(term = rownames(av), num_df = as.numeric(av$numDF),
+                    den_df = as.numeric(av$denDF), F = as.numeric(av[["F-value"]]),
+                    p = as.numeric(av[["p-value"]])),
        fixef = as.list(fixef(fit)), sigma = fit$sigma,
        re_sd = sqrt(diag(V)),
        re_cor = if (ncol(V) > 1) V[2, 1] / sqrt(V[1, 1] * V[2, 2]) else NULL,
