@@ -293,7 +293,7 @@ Test(ddf, cli_kenward_roger_anova)
 Test(ddf, cli_usage_errors)
 {
     const char *cases[][2] = {
-        {"--ddf foo", "satterthwaite, kenward-roger or none"},
+        {"--ddf foo", "satterthwaite, kenward-roger, containment or none"},
         {"--ml --ddf kenward-roger", "needs a REML fit"},
         {"--family poisson --ddf satterthwaite", "for linear mixed models"},
     };
