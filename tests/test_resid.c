@@ -236,6 +236,36 @@ Test(resid_nlme, orthodont_ar1_and_varident)
                MLMX_REML);
 }
 
+/* nlme's containment df without a residual structure, on three nested
+ * levels: school-level (housepov), class-level (yearstea) and pupil-level
+ * covariates get 105, 204 and 876 df. */
+Test(resid_nlme, classroom_nested_containment_df)
+{
+    json_t *r = ref_case("classroom_nested_REML");
+    mlmx_data *d = NULL;
+    mlmx_model *m = model_for("classroom",
+                              "mathgain ~ mathkind + ses + yearstea + housepov + "
+                              "(1 | schoolid/classid)",
+                              NULL, NULL, &d);
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK, "%s", mlmx_last_error());
+    const double ll = json_real_value(json_object_get(r, "loglik"));
+    cr_expect(fabs(mlmx_fit_loglik(f) - ll) < 1e-6, "logLik %.10f, nlme %.10f",
+              mlmx_fit_loglik(f), ll);
+    const char *key;
+    json_t *v;
+    int j = 0;
+    json_object_foreach(json_object_get(r, "fixef"), key, v) {
+        const double rb = json_real_value(v);
+        cr_expect(fabs(mlmx_fit_beta(f)[j] - rb) < 1e-4 * fmax(1.0, fabs(rb)), "%s", key);
+        j++;
+    }
+    check_tests("classroom_nested_REML", r, f);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
 /* ---- bad input: each a clear error, nothing half-built ---- */
 
 static void expect_set_error(const char *data, const char *formula, const char *corr,

@@ -13,8 +13,8 @@ ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10,
 orth <- read.csv("../../orthodont.csv", stringsAsFactors = TRUE)
 bw <- read.csv("../../bodyweight.csv")
 bw$Diet <- factor(bw$Diet); bw$Rat <- factor(bw$Rat)
-cls <- na.omit(read.csv("../../classroom.csv")[, c("mathgain", "mathkind", "ses",
-                                                  "classid", "schoolid")])
+cls <- na.omit(read.csv("../../classroom.csv")[, c("mathgain", "mathkind", "ses", "yearstea",
+                                                  "housepov", "classid", "schoolid")])
 cls$classid <- factor(cls$classid); cls$schoolid <- factor(cls$schoolid)
 
 one <- function(fit) {
@@ -52,6 +52,10 @@ cases$orthodont_arma11_REML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subj
   correlation = corARMA(p = 1, q = 1), data = orth, control = ctrl))
 cases$classroom_cs_REML <- one(lme(mathgain ~ mathkind + ses, random = ~ 1 | schoolid,
   correlation = corCompSymm(form = ~ 1 | schoolid/classid), data = cls, control = ctrl))
+# no residual structure: nlme's containment df on three nested levels
+# (school-, class- and pupil-level covariates)
+cases$classroom_nested_REML <- one(lme(mathgain ~ mathkind + ses + yearstea + housepov,
+  random = ~ 1 | schoolid/classid, data = cls, control = ctrl))
 cases$orthodont_ident_REML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
   weights = varIdent(form = ~ 1 | Sex), data = orth, control = ctrl))
 cases$orthodont_power_ML <- one(lme(distance ~ age + Sex, random = ~ 1 | Subject,
