@@ -462,14 +462,18 @@ typedef enum mlmx_ddf_method {
     MLMX_DDF_CONTAINMENT = 3    /* nlme's inner-outer df (summary(lme)); nested
                                    grouping factors; any residual structure */
 } mlmx_ddf_method;
-/* "satterthwaite", "kenward-roger", "none" (-1 for another name). */
+/* "satterthwaite", "kenward-roger", "none", "containment" (-1 for another
+ * name). */
 int mlmx_ddf_method_parse(const char *name);
 
 /* Per fixed effect (p values each) as lmerTest's summary(fit, ddf = ...):
  * se (Kenward-Roger: from the adjusted covariance), df, t = beta / se and
  * the two-sided p of t on df. MLMX_DDF_NONE: the unadjusted se and t, df
- * and p NaN. Errors: MLMX_ERR_UNSUPPORTED for a GLMM, an ML fit
- * (Kenward-Roger), with the reason. */
+ * and p NaN. MLMX_DDF_CONTAINMENT: nlme's df, and for an ML fit nlme's
+ * adjustSigma (se times sqrt(n / (n - p))). Errors: MLMX_ERR_UNSUPPORTED
+ * for a GLMM, an ML fit (Kenward-Roger), a residual structure
+ * (Satterthwaite, Kenward-Roger), crossed factors (containment), with the
+ * reason. */
 mlmx_status mlmx_fit_coef_tests_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, double *se,
                                     double *df, double *t, double *p);
 /* Kenward & Roger's adjusted covariance of beta (p * p, column-major), as
@@ -482,7 +486,10 @@ mlmx_status mlmx_fit_vcov_kr(const mlmx_fit *f, double *vcov);
  * its scaling of F), num_df, den_df, f and p = P(F(num_df, den_df) > f).
  * Satterthwaite: L's rows are rotated to the eigenvectors of L V L^T and
  * the df of the rotated t tests pooled (lmerTest); Kenward-Roger: the
- * adjusted covariance, df and F scaling of pbkrtest's KRmodcomp. */
+ * adjusted covariance, df and F scaling of pbkrtest's KRmodcomp;
+ * containment: the Wald F (ML: adjustSigma) on the least df of the
+ * coefficients L involves (a term's own df in the Type III table, as
+ * nlme's anova(type = "marginal")). */
 typedef struct mlmx_ftest {
     double sum_sq, mean_sq, num_df, den_df, f, p;
 } mlmx_ftest;
