@@ -90,6 +90,10 @@ mlmx_status mlmx_lmm_criterion_at(const mlmx_model *m, mlmx_method method, const
     mlmx_api_clear();
     if (!m || !theta || !value)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_lmm_criterion_at: NULL argument");
+    if (m->resid)
+        return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
+                              "mlmx_lmm_criterion_at: the model has a residual structure, whose "
+                              "parameters it does not take");
     for (int t = 0; t < m->ntheta; t++)
         if (!isfinite(theta[t]) || theta[t] < m->theta_lower[t])
             return mlmx_api_failf(MLMX_ERR_ARG, "theta[%d] = %g is outside its bounds", t,

@@ -270,7 +270,8 @@ void mlmx_fit_options_default(mlmx_fit_options *o);
 typedef struct mlmx_fit mlmx_fit;
 
 /* The profiled criterion at theta (ntheta values), without optimising:
- * -2 log-likelihood for MLMX_ML, the REML criterion for MLMX_REML. */
+ * -2 log-likelihood for MLMX_ML, the REML criterion for MLMX_REML.
+ * MLMX_ERR_UNSUPPORTED for a model with a residual structure. */
 mlmx_status mlmx_lmm_criterion_at(const mlmx_model *m, mlmx_method method, const double *theta,
                                   double *value);
 

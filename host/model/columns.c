@@ -126,7 +126,8 @@ void mlmx_colset_free(colset *c)
 {
     for (int j = 0; j < c->ncol; j++) {
         free(c->cols[j]);
-        free(c->names[j]);
+        if (c->names) /* NULL once the caller took them */
+            free(c->names[j]);
     }
     free(c->cols);
     free(c->names);

@@ -268,9 +268,8 @@ static mlmx_status build_reterm(const mlmx_reterm *rt, const mlmx_data *d, mlmx_
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < out->q; c++)
             out->z[i * (size_t)out->q + (size_t)c] = cs.cols[c][i];
-    for (int c = 0; c < cs.ncol; c++)
-        free(cs.cols[c]);
-    free(cs.cols);
+    /* names were taken; the columns (copied into z) and the cells go */
+    mlmx_colset_free(&cs);
     return MLMX_OK;
 }
 
