@@ -264,6 +264,8 @@ mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "ranova is for linear mixed models (lmerTest's ranova)");
+    if (mlmx_api_require_unstructured(f->model, "ranova"))
+        return MLMX_ERR_UNSUPPORTED;
     mlmx_fit_options def;
     mlmx_formula *F = NULL;
     mlmx_status st = parse_fitted(f, &o, &def, &F);

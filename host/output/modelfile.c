@@ -264,6 +264,8 @@ mlmx_status mlmx_model_file_write(const mlmx_fit *f, const char *path, const cha
     mlmx_api_clear();
     if (!f || !path || !path[0])
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_save: a fit and a path are needed");
+    if (mlmx_api_require_unstructured(f->model, "saving a fit (--save)"))
+        return MLMX_ERR_UNSUPPORTED;
     char *sha = NULL;
     if (data_path && data_path[0] && !(sha = mlmx_file_sha256(data_path)))
         return mlmx_api_failf(MLMX_ERR_IO, "cannot read data file '%s' to hash it", data_path);

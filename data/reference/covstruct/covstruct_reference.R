@@ -8,7 +8,9 @@
 ## Needs R 4.2.2 and glmmTMB 1.1.5 (Debian bookworm: r-cran-glmmtmb).
 ## Writes, in data/reference/covstruct/:
 ##   sim_cov.csv      a simulated longitudinal data set (seed 20261203): 80
-##                    subjects (id) x 4 occasions (time 1..4); y Gaussian with
+##                    subjects (id) x 4 occasions (time 1..4) x 2 measurements
+##                    (so that the residual variance is well identified beside
+##                    a structure with one variance per occasion); y Gaussian with
 ##                    a Toeplitz subject covariance, count Poisson with a
 ##                    compound-symmetric one
 ##   reference.csv    case,quantity,value: for each case its log-likelihood
@@ -35,7 +37,7 @@ b <- matrix(rnorm(nid * nt), nid) %*% chol(S)
 cs_sd <- c(0.5, 0.7, 0.6, 0.8); cs_rho <- 0.4
 Rc <- matrix(cs_rho, nt, nt); diag(Rc) <- 1
 bc <- matrix(rnorm(nid * nt), nid) %*% chol(diag(cs_sd) %*% Rc %*% diag(cs_sd))
-sim <- expand.grid(time = 1:nt, id = 1:nid)
+sim <- expand.grid(rep = 1:2, time = 1:nt, id = 1:nid)
 sim$x <- round(rnorm(nrow(sim)), 4)
 sim$y <- round(10 + 0.8 * sim$time + 0.5 * sim$x + b[cbind(sim$id, sim$time)] +
                rnorm(nrow(sim), sd = 0.7), 4)
