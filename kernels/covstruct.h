@@ -20,6 +20,8 @@
 #ifndef MLMX_COVSTRUCT_H
 #define MLMX_COVSTRUCT_H
 
+#include <stddef.h>
+
 #include "cluster_math.h"
 
 enum { MLMX_COV_US = 0, MLMX_COV_CS = 1, MLMX_COV_AR1 = 2, MLMX_COV_TOEP = 3 };

@@ -270,24 +270,26 @@ static void name_for_msg(const mlmx_expr *e, char *buf, size_t size)
     fx_quote_name(e->name ? e->name : "?", buf, size);
 }
 
-/* The bar of a covariance structure written around a random-effect term,
- * name(x | g) (glmmTMB's syntax), or NULL when e is no such call. */
-static mlmx_expr *cov_bar(const mlmx_expr *e)
-{
-    if (e->kind != MLMX_EX_CALL || e->nargs != 1)
-        return NULL;
-    mlmx_expr *b = e->args[0];
-    return b->kind == MLMX_EX_BINOP && (b->op == '|' || b->op == 'B') ? b : NULL;
-}
-
 static const char *const cov_known[] = {"us", "diag", "cs", "ar1", "toep"};
 
+/* The parser admits only these names around a bar (an unknown one is an
+ * "unknown covariance structure" there). */
 static int cov_is_known(const char *name)
 {
     for (size_t i = 0; i < sizeof cov_known / sizeof *cov_known; i++)
         if (strcmp(name, cov_known[i]) == 0)
             return 1;
     return 0;
+}
+
+/* The bar of a covariance structure written around a random-effect term,
+ * cs(x | g) (glmmTMB's syntax), or NULL when e is no such call. */
+static mlmx_expr *cov_bar(const mlmx_expr *e)
+{
+    if (e->kind != MLMX_EX_CALL || e->nargs != 1 || !cov_is_known(e->name))
+        return NULL;
+    mlmx_expr *b = e->args[0];
+    return b->kind == MLMX_EX_BINOP && (b->op == '|' || b->op == 'B') ? b : NULL;
 }
 
 /* Arguments of a function used as a variable: plain expressions only. */
@@ -361,13 +363,6 @@ static mlmx_status extract(xctx *c, mlmx_expr *e, int summand)
         return install_var(c, e);
     case MLMX_EX_CALL:
         if (cov_bar(e)) {
-            char fn[64];
-            name_for_msg(e, fn, sizeof fn);
-            if (!cov_is_known(e->name))
-                return fx_error(c->err, c->text, e->pos,
-                                "unknown covariance structure '%s' (known: us, diag, cs, ar1, "
-                                "toep)",
-                                fn);
             if (c->relhs)
                 return fx_error(c->err, c->text, e->pos, "random-effect terms cannot be nested");
             if (!summand)

@@ -32,6 +32,11 @@ void mlmx_json_tests(mlmx_strbuf *b, const mlmx_fit *f, int ddf);
 /* The JSON key "re_se" (varcomp_out.c): the variance components' SEs and
  * intervals, or {"reason": ...} where they are not available. */
 void mlmx_json_varcomp(mlmx_strbuf *b, const mlmx_fit *f);
+/* Structured covariances (covstruct_out.c): the summary's line per
+ * structured term ("Subject: ar1, rho = 0.93") and the JSON key
+ * "covstruct"; nothing for a model without one. */
+void mlmx_sum_covstruct(mlmx_strbuf *b, const mlmx_fit *f);
+void mlmx_json_covstruct(mlmx_strbuf *b, const mlmx_fit *f);
 /* The JSON key "confint" (infer/confint.c). */
 void mlmx_json_confint(mlmx_strbuf *b, const mlmx_confint *c);
 #endif
