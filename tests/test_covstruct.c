@@ -352,6 +352,16 @@ Test(covstruct, unsupported_features)
     mlmx_fit_options_default(&o);
     mlmx_anova *an = NULL;
     expect_unsupported(mlmx_ranova_create(d, f, &o, &an), "ranova");
+    double se[3], dfs[3], t[3], pv[3];
+    expect_unsupported(mlmx_fit_coef_tests_ddf(f, MLMX_DDF_KENWARD_ROGER, se, dfs, t, pv),
+                       "Kenward");
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    f = fit_case("orth_ar1_ml", &d, &m);
+    expect_unsupported(mlmx_drop1_create(d, f, &o, &an), "drop1");
+    expect_unsupported(mlmx_fit_confint(f, MLMX_CONFINT_WALD, 0.95, NULL, &ci),
+                       "Wald confidence intervals");
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
@@ -374,6 +384,48 @@ Test(covstruct, glmm_unsupported)
     o.nagq = 0;
     mlmx_fit *f = NULL;
     expect_unsupported(mlmx_fit_glmm(m, &o, &f), "adaptive quadrature and --nagq 0");
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
+/* The summary's line under the random-effects table and the JSON key, with
+ * the correlations glmmTMB estimated (to the printed digits). */
+Test(covstruct, summary_and_json)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = fit_case("sim_toep_ml", &d, &m);
+    char *text = NULL;
+    cr_assert_eq(mlmx_fit_summary_ddf(f, MLMX_DDF_SATTERTHWAITE, &text), MLMX_OK);
+    const char *want = "\n id: toep, rho (lags 1..) =";
+    const char *line = strstr(text, want);
+    cr_assert(line, "summary lacks '%s':\n%s", want, text);
+    double r[3];
+    cr_assert_eq(sscanf(line + strlen(want), "%lf %lf %lf", &r[0], &r[1], &r[2]), 3);
+    for (int k = 0; k < 3; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "rho:%d", k + 1);
+        /* printed to 4 significant digits */
+        cr_expect(fabs(r[k] - refv("sim_toep_ml", key)) < 1e-4, "%s: %g", key, r[k]);
+    }
+    /* the default Satterthwaite df are not available: said, not computed */
+    cr_expect(strstr(text, "Satterthwaite's df and p-values not computed") != NULL, "%s", text);
+    cr_expect(strstr(text, "is toep(...)") != NULL, "%s", text);
+    free(text);
+    const char *path = "/tmp/mlmx_test_covstruct.json";
+    cr_assert_eq(mlmx_fit_write_json(f, path), MLMX_OK, "%s", mlmx_last_error());
+    char *json = ref_slurp(path);
+    cr_assert(json);
+    cr_expect(strstr(json, "\"covstruct\": [\n    {\"term\": \"id\", \"structure\": \"toep\", "
+                           "\"rho\": [") != NULL,
+              "%s", json);
+    cr_expect(strstr(json, "\"psi_names\": [\"id.sd.factor(time)1\", \"id.sd.factor(time)2\", "
+                           "\"id.sd.factor(time)3\", \"id.sd.factor(time)4\", \"id.pacf1\", "
+                           "\"id.pacf2\", \"id.pacf3\"]") != NULL,
+              "%s", json);
+    free(json);
+    remove(path);
+    mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
 }

@@ -305,6 +305,10 @@ mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_
     if (!d || !f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_drop1_create: bad argument");
     *out = NULL;
+    /* the reduced formulas are written from the expanded terms, which
+     * would lose the structure */
+    if (mlmx_api_require_unstructured(f->model, "drop1 (mlmx anova --drop1)"))
+        return MLMX_ERR_UNSUPPORTED;
     if (f->family == MLMX_FAMILY_GAUSSIAN && f->method == MLMX_REML)
         return mlmx_api_failf(MLMX_ERR_ARG, "drop1: likelihood-ratio tests of fixed effects "
                                             "need an ML fit (fit with method ML)");
