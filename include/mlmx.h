@@ -200,7 +200,9 @@ typedef enum mlmx_device {
 typedef struct mlmx_fit_options {
     mlmx_method method;       /* MLMX_REML (default, as lme4) or MLMX_ML */
     mlmx_optimizer optimizer; /* default MLMX_OPTIM_AUTO */
-    const double *theta_start;/* NULL: lme4's start (1 on diagonals, 0 off) */
+    const double *theta_start;/* NULL: lme4's start (1 on diagonals, 0 off); ignored by
+                                 a model with a structured term (cs, ar1, toep), which
+                                 starts at SDs 1 and correlations 0 */
     int max_evaluations;      /* default 100000 */
     double ftol_abs;          /* criterion tolerance, default 1e-10 */
     double xtol_rel;          /* theta tolerance, default 1e-8 */

@@ -190,6 +190,11 @@ Test(covstruct, psi_accessors)
     cr_expect(close_rel(mlmx_fit_psi(f)[0] * mlmx_fit_sigma(f), refv("orth_ar1_ml", "sd:1"),
                         1e-4, 0));
     cr_expect_eq(mlmx_fit_df(f), mlmx_model_nfixef(m) + 2 + 1);
+    /* the LR test against the linear model has psi's 2 df, not theta's 10 */
+    double chi2, pv;
+    int ldf;
+    cr_assert_eq(mlmx_fit_lrt_linear(f, &chi2, &ldf, &pv), MLMX_OK);
+    cr_expect_eq(ldf, 2);
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
