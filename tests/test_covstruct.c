@@ -10,6 +10,7 @@
  *                                   absolute 1e-4 (relative 1e-4 with a
  *                                   floor of 1: cbpp's rho is 0.0046)
  *   fixed effects                   relative 1e-4, floor 1
+ *   GLMM standard errors            relative 1e-3 (Hessian by differences)
  *   d theta / d psi                 relative 1e-6 against central differences
  * SDs and correlations are computed from the fit's theta and sigma
  * (Var(b) = sigma^2 T T^T), independently of psi.
@@ -155,12 +156,23 @@ static void check_case(const char *name, int q)
                       "%s: corr(%d,%d) %.8f vs %.8f", name, j + k + 1, j + 1,
                       corr[(j + k) + j * q], r);
     }
+    tcase c;
+    load_case(name, &c);
+    const int glmm = strcmp(c.family, "gaussian") != 0;
     for (int j = 0; j < mlmx_model_nfixef(m); j++) {
         char key[32];
         snprintf(key, sizeof key, "beta:%d", j + 1);
         cr_expect(close_rel(mlmx_fit_beta(f)[j], refv(name, key), 1e-4, 1.0),
                   "%s: %s %.8g vs %.8g", name, key, mlmx_fit_beta(f)[j], refv(name, key));
+        /* GLMM SEs from the Hessian over (psi, beta) by differences; an
+         * LMM's are lme4's, conditional on the covariance parameters, and
+         * not glmmTMB's */
+        snprintf(key, sizeof key, "se:%d", j + 1);
+        if (glmm)
+            cr_expect(close_rel(mlmx_fit_se(f)[j], refv(name, key), 1e-3, 0),
+                      "%s: %s %.8g vs %.8g", name, key, mlmx_fit_se(f)[j], refv(name, key));
     }
+    cr_expect(mlmx_fit_converged(f), "%s: %s", name, mlmx_fit_message(f));
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);

@@ -15,7 +15,9 @@
 ##                    compound-symmetric one
 ##   reference.csv    case,quantity,value: for each case its log-likelihood
 ##                    (logLik(), ML or REML), df, the residual SD (Gaussian),
-##                    the fixed effects beta:1..p in model-matrix order, the
+##                    the fixed effects beta:1..p in model-matrix order, their
+##                    standard errors se:1..p (from the Hessian over all
+##                    parameters, sdreport), the
 ##                    random-effect SDs sd:1..q (absolute), the structure's
 ##                    correlation parameters rho:1.. (cs: the common
 ##                    correlation; ar1: rho; toep: lag 1..q-1), and maxgrad,
@@ -121,9 +123,10 @@ for (cs in cases) {
   v <- c(loglik = as.numeric(ll), df = attr(ll, "df"),
          sigma = if (fam == "gaussian") sigma(m) else NA,
          maxgrad = max(abs(m$obj$gr(m$fit$par))))
-  q_ <- c(names(v), paste0("beta:", seq_along(beta)), paste0("sd:", seq_len(q)),
-          paste0("rho:", seq_along(rho)))
-  vals <- c(v, beta, sds, rho)
+  se <- sqrt(diag(vcov(m)$cond))
+  q_ <- c(names(v), paste0("beta:", seq_along(beta)), paste0("se:", seq_along(se)),
+          paste0("sd:", seq_len(q)), paste0("rho:", seq_along(rho)))
+  vals <- c(v, beta, se, sds, rho)
   keep <- !is.na(vals)
   rows[[name]] <- data.frame(case = name, quantity = q_[keep],
                              value = sprintf("%.17g", vals[keep]))
