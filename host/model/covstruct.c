@@ -153,8 +153,8 @@ mlmx_status mlmx_model_require_unstructured(const mlmx_model *m, const char *fea
     for (int k = 0; k < m->K; k++)
         if (m->re[k].cov != MLMX_COV_US)
             return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
-                                "%s does not support structured random-effect covariances yet; "
-                                "the term for '%s' is %s(...)",
+                                "%s: not available yet with a structured random-effect "
+                                "covariance; the term for '%s' is %s(...)",
                                 feature, m->re[k].group, mlmx_cov_kind_name(m->re[k].cov));
     return MLMX_OK;
 }
