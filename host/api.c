@@ -302,6 +302,14 @@ int mlmx_fit_df(const mlmx_fit *f) { return f ? f->df : 0; }
 double mlmx_fit_sigma(const mlmx_fit *f) { return f ? f->sigma : NAN; }
 double mlmx_fit_fit_seconds(const mlmx_fit *f) { return f ? f->seconds : NAN; }
 const double *mlmx_fit_theta(const mlmx_fit *f) { return f ? f->theta : NULL; }
+int mlmx_fit_npsi(const mlmx_fit *f) { return f ? mlmx_model_ncov(f->model) : 0; }
+const double *mlmx_fit_psi(const mlmx_fit *f) { return f ? f->psi : NULL; }
+const char *mlmx_fit_psi_name(const mlmx_fit *f, int k)
+{
+    if (!f || k < 0 || k >= mlmx_model_ncov(f->model))
+        return "";
+    return f->model->nstructured ? f->model->psi_names[k] : f->model->theta_names[k];
+}
 const double *mlmx_fit_beta(const mlmx_fit *f) { return f ? f->beta : NULL; }
 const double *mlmx_fit_se(const mlmx_fit *f) { return f ? f->se : NULL; }
 const double *mlmx_fit_vcov(const mlmx_fit *f) { return f ? f->vcov : NULL; }

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include "api_internal.h"
+#include "model/model.h"
 
 static _Thread_local char last_error[MLMX_ERRMSG_MAX];
 
@@ -47,4 +48,13 @@ mlmx_status mlmx_api_failf(mlmx_status code, const char *fmt, ...)
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
     return code;
+}
+
+mlmx_status mlmx_api_require_unstructured(const struct mlmx_model *m, const char *feature)
+{
+    mlmx_error e;
+    mlmx_err_clear(&e);
+    if (m && mlmx_model_require_unstructured(m, feature, &e) != MLMX_OK)
+        return mlmx_api_fail(&e);
+    return MLMX_OK;
 }

@@ -11,6 +11,11 @@ mlmx_status mlmx_api_failf(mlmx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* MLMX_ERR_UNSUPPORTED, recorded, when model m has a structured
+ * random-effect covariance (cs, ar1, toep) and `feature` cannot use one
+ * yet; MLMX_OK otherwise. m is a const mlmx_model *. */
+struct mlmx_model;
+mlmx_status mlmx_api_require_unstructured(const struct mlmx_model *m, const char *feature);
 /* Clear the thread's last error (called on entry to API functions). */
 void mlmx_api_clear(void);
 #endif

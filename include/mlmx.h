@@ -230,7 +230,9 @@ typedef enum mlmx_device {
 typedef struct mlmx_fit_options {
     mlmx_method method;       /* MLMX_REML (default, as lme4) or MLMX_ML */
     mlmx_optimizer optimizer; /* default MLMX_OPTIM_AUTO */
-    const double *theta_start;/* NULL: lme4's start (1 on diagonals, 0 off) */
+    const double *theta_start;/* NULL: lme4's start (1 on diagonals, 0 off); ignored by
+                                 a model with a structured term (cs, ar1, toep), which
+                                 starts at SDs 1 and correlations 0 */
     int max_evaluations;      /* default 100000 */
     double ftol_abs;          /* criterion tolerance, default 1e-10 */
     double xtol_rel;          /* theta tolerance, default 1e-8 */
@@ -347,7 +349,7 @@ double mlmx_fit_criterion(const mlmx_fit *f);  /* REML criterion, or deviance fo
 double mlmx_fit_loglik(const mlmx_fit *f);     /* -criterion/2 (restricted for REML) */
 double mlmx_fit_aic(const mlmx_fit *f);
 double mlmx_fit_bic(const mlmx_fit *f);
-int mlmx_fit_df(const mlmx_fit *f);            /* parameters: p + ntheta + 1 */
+int mlmx_fit_df(const mlmx_fit *f);            /* parameters: p + npsi + 1 (LMM) */
 double mlmx_fit_sigma(const mlmx_fit *f);      /* residual standard deviation */
 double mlmx_fit_fit_seconds(const mlmx_fit *f);/* wall time of the fit */
 /* Arrays owned by the fit, valid until mlmx_fit_free. */
@@ -359,6 +361,17 @@ const double *mlmx_fit_theta(const mlmx_fit *f);   /* ntheta */
 int mlmx_fit_nresid_par(const mlmx_fit *f);
 double mlmx_fit_resid_par(const mlmx_fit *f, int k);          /* NaN if out of range */
 const char *mlmx_fit_resid_par_name(const mlmx_fit *f, int k); /* NULL if out of range */
+/* The optimizer's covariance parameters psi (docs/covstruct.md). Without a
+ * structured term (cs(), ar1(), toep() in the formula) psi is theta. A
+ * structured term contributes its relative SDs (sd / sigma for an LMM,
+ * absolute for a GLMM: q of them, one for ar1) and its correlation
+ * parameters: cs "<group>.rho" (the common correlation), ar1 "<group>.rho",
+ * toep "<group>.pacf1".. (partial autocorrelations of lags 1..q-1). The
+ * fit's df counts psi. mlmx_fit_psi_name: "" when k is out of range; the
+ * strings and the array are owned by the fit (valid until mlmx_fit_free). */
+int mlmx_fit_npsi(const mlmx_fit *f);
+const double *mlmx_fit_psi(const mlmx_fit *f);     /* npsi */
+const char *mlmx_fit_psi_name(const mlmx_fit *f, int k);
 const double *mlmx_fit_beta(const mlmx_fit *f);    /* p */
 const double *mlmx_fit_se(const mlmx_fit *f);      /* p */
 const double *mlmx_fit_vcov(const mlmx_fit *f);    /* p*p, column-major */

@@ -60,6 +60,9 @@ typedef struct mlmx_reterm {
     int ngroup;
     char *label;        /* group name as lme4 prints it: "Subject", "cask:batch" */
     int pos;            /* position of the '(' in the text */
+    const char *cov;    /* structured covariance written around the bar: "cs", "ar1" or
+                           "toep" (cs(x | g)); NULL when unstructured. diag(x | g) is
+                           expanded as (x || g) and us(x | g) as (x | g) */
 } mlmx_reterm;
 
 typedef struct mlmx_formula {

@@ -351,7 +351,27 @@ static const struct {
 } known_functions[] = {
     {"log", 1, 1},    {"exp", 1, 1},    {"sqrt", 1, 1},   {"abs", 1, 1},
     {"I", 1, 1},      {"factor", 1, 1}, {"offset", 1, 1}, {"cbind", 1, 1 << 20},
+    /* covariance structures around a random-effect term: cs(x | g) */
+    {"us", 1, 1},     {"diag", 1, 1},   {"cs", 1, 1},     {"ar1", 1, 1},
+    {"toep", 1, 1},
 };
+
+/* Does the call whose '(' is token `open` hold a '|' or '||' at its own
+ * parenthesis depth? Then an unknown name is a covariance structure. */
+static int call_has_bar(const parser *p, int open)
+{
+    int depth = 0;
+    for (int i = open; i < p->ntok && p->toks[i].kind != TK_EOF; i++) {
+        const token *k = &p->toks[i];
+        if (k->kind == TK_LPAREN)
+            depth++;
+        else if (k->kind == TK_RPAREN && --depth == 0)
+            return 0;
+        else if (depth == 1 && k->kind == TK_OP && (k->op == '|' || k->op == 'B'))
+            return 1;
+    }
+    return 0;
+}
 
 static mlmx_status parse_args(parser *p, const token *name, int fi, const char *nm, int open,
                               mlmx_expr **out);
@@ -364,6 +384,9 @@ static mlmx_status parse_call(parser *p, const token *name, mlmx_expr **out)
             fi = (int)k;
     char nm[64];
     fx_quote_name(name->name, nm, sizeof nm);
+    if (fi < 0 && call_has_bar(p, p->i))
+        return fx_error(p->err, p->text, name->pos,
+                        "unknown covariance structure '%s' (known: us, diag, cs, ar1, toep)", nm);
     if (fi < 0)
         return fx_error(p->err, p->text, name->pos,
                         "unknown function '%s' (known: log, exp, sqrt, abs, I, factor, "

@@ -270,6 +270,28 @@ static void name_for_msg(const mlmx_expr *e, char *buf, size_t size)
     fx_quote_name(e->name ? e->name : "?", buf, size);
 }
 
+static const char *const cov_known[] = {"us", "diag", "cs", "ar1", "toep"};
+
+/* The parser admits only these names around a bar (an unknown one is an
+ * "unknown covariance structure" there). */
+static int cov_is_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof cov_known / sizeof *cov_known; i++)
+        if (strcmp(name, cov_known[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The bar of a covariance structure written around a random-effect term,
+ * cs(x | g) (glmmTMB's syntax), or NULL when e is no such call. */
+static mlmx_expr *cov_bar(const mlmx_expr *e)
+{
+    if (e->kind != MLMX_EX_CALL || e->nargs != 1 || !cov_is_known(e->name))
+        return NULL;
+    mlmx_expr *b = e->args[0];
+    return b->kind == MLMX_EX_BINOP && (b->op == '|' || b->op == 'B') ? b : NULL;
+}
+
 /* Arguments of a function used as a variable: plain expressions only. */
 static mlmx_status check_call_args(xctx *c, const mlmx_expr *call, const mlmx_expr *e)
 {
@@ -302,6 +324,22 @@ static mlmx_status check_args_of(xctx *c, const mlmx_expr *call)
     return MLMX_OK;
 }
 
+/* Record a random-effect summand: a parenthesized bar, or a covariance
+ * structure's call around one. */
+static mlmx_status push_bar(xctx *c, mlmx_expr *e)
+{
+    if (c->nbars == c->capbars) {
+        int cap = c->capbars ? 2 * c->capbars : 8;
+        mlmx_expr **nb = realloc(c->bars, (size_t)cap * sizeof *nb);
+        if (!nb)
+            return fx_nomem(c->err);
+        c->bars = nb;
+        c->capbars = cap;
+    }
+    c->bars[c->nbars++] = e;
+    return MLMX_OK;
+}
+
 /* R's ExtractVars plus all the checks: numbers variables in order of
  * appearance, collects the random-effect terms and the offset of the
  * fixed part. summand: e is a term of the top-level sum (reached through
@@ -324,6 +362,19 @@ static mlmx_status extract(xctx *c, mlmx_expr *e, int summand)
                             "'.' (all other columns) is not supported; name the variables");
         return install_var(c, e);
     case MLMX_EX_CALL:
+        if (cov_bar(e)) {
+            if (c->relhs)
+                return fx_error(c->err, c->text, e->pos, "random-effect terms cannot be nested");
+            if (!summand)
+                return fx_error(c->err, c->text, e->pos,
+                                "random-effect term must be added to the formula with '+'");
+            return push_bar(c, e);
+        }
+        if (cov_is_known(e->name))
+            return fx_error(c->err, c->text, e->pos,
+                            "%s() is a covariance structure: write it around a random-effect "
+                            "term, as %s(0 + factor(time) | g)",
+                            e->name, e->name);
         if (strcmp(e->name, "offset") == 0) {
             if (c->relhs || !summand)
                 return fx_error(c->err, c->text, e->pos,
@@ -363,16 +414,7 @@ static mlmx_status extract(xctx *c, mlmx_expr *e, int summand)
         if (!summand)
             return fx_error(c->err, c->text, FX(e)->oppos,
                             "random-effect term must be added to the formula with '+'");
-        if (c->nbars == c->capbars) {
-            int cap = c->capbars ? 2 * c->capbars : 8;
-            mlmx_expr **nb = realloc(c->bars, (size_t)cap * sizeof *nb);
-            if (!nb)
-                return fx_nomem(c->err);
-            c->bars = nb;
-            c->capbars = cap;
-        }
-        c->bars[c->nbars++] = e;
-        return MLMX_OK;
+        return push_bar(c, e);
     case '+':
     case '-': {
         /* the chain's first operand, then each link's right operand; the
@@ -602,7 +644,7 @@ static mlmx_status encode(xctx *c, const mlmx_expr *e, tlist *out)
         return MLMX_OK;
     case MLMX_EX_SYMBOL:
     case MLMX_EX_CALL: {
-        if (e->kind == MLMX_EX_CALL && strcmp(e->name, "offset") == 0)
+        if (e->kind == MLMX_EX_CALL && (strcmp(e->name, "offset") == 0 || cov_bar(e)))
             return MLMX_OK;
         mlmx_status st = tl_reserve(c, out, 1, e);
         if (st != MLMX_OK)
@@ -836,8 +878,36 @@ static mlmx_status make_group(xctx *c, const glist *g, int j, mlmx_reterm *t)
     return MLMX_OK;
 }
 
+/* A covariance structure around a bar: which one, and the bar's operator
+ * as expanded (diag(x | g) is (x || g)). *cov is NULL for us() and diag(). */
+static mlmx_status cov_of(xctx *c, const mlmx_expr *call, const char **cov, char *op)
+{
+    const mlmx_expr *bar = call->args[0];
+    *op = bar->op;
+    *cov = NULL;
+    if (bar->op == 'B')
+        return fx_error(c->err, c->text, FXC(bar)->oppos,
+                        "%s() takes a term written with '|', as %s(x | g): '||' already makes "
+                        "the covariance diagonal",
+                        call->name, call->name);
+    if (strcmp(call->name, "diag") == 0)
+        *op = 'B';
+    else if (strcmp(call->name, "us") != 0)
+        *cov = call->name;
+    return MLMX_OK;
+}
+
 static mlmx_status expand_bar(xctx *c, mlmx_expr *bar, relist *out)
 {
+    const char *cov = NULL;
+    char op = bar->op;
+    const int pos = bar->pos;
+    if (bar->kind == MLMX_EX_CALL) {
+        mlmx_status st = cov_of(c, bar, &cov, &op);
+        if (st != MLMX_OK)
+            return st;
+        bar = bar->args[0];
+    }
     mlmx_termlist lhs;
     c->relhs = 1;
     mlmx_status st = expand_side(c, bar->args[0], &lhs);
@@ -861,10 +931,10 @@ static mlmx_status expand_bar(xctx *c, mlmx_expr *bar, relist *out)
 
     /* lme4's expandDoubleVerts: (x || g) is (1 | g) + (0 + x | g), one term
      * per column term; then each is expanded over the '/' nesting. */
-    int nsplit = bar->op == 'B' ? (lhs.intercept ? 1 : 0) + lhs.nterms : 1;
+    int nsplit = op == 'B' ? (lhs.intercept ? 1 : 0) + lhs.nterms : 1;
     for (int s = 0; st == MLMX_OK && s < nsplit; s++) {
         mlmx_termlist part = lhs;
-        if (bar->op == 'B') {
+        if (op == 'B') {
             int ti = lhs.intercept ? s - 1 : s;
             part.intercept = ti < 0;
             part.terms = ti < 0 ? NULL : &lhs.terms[ti];
@@ -877,7 +947,8 @@ static mlmx_status expand_bar(xctx *c, mlmx_expr *bar, relist *out)
                 break;
             }
             t->lhs = part;
-            t->pos = bar->pos;
+            t->pos = pos;
+            t->cov = cov;
             st = make_group(c, &g, j, t);
         }
     }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "api_internal.h"
+#include "glmm/fit_psi.h"
 #include "glmm/glmm.h"
 #include "glmm/glmm_fit.h"
 #include "glmm/objective.h"
@@ -480,6 +481,12 @@ mlmx_status mlmx_glmm_fit_internal(const mlmx_model *md, const mlmx_fit_options 
     c.best = HUGE_VAL;
     c.progress = o->progress;
     c.progress_ctx = o->progress_ctx;
+    if (md->nstructured) {
+        st = mlmx_glmm_fit_psi(f, &c, o, err);
+        if (!st)
+            st = finish(f, &c, f->theta, f->beta, err);
+        goto done;
+    }
     if (o->family == MLMX_FAMILY_ORDINAL || o->family == MLMX_FAMILY_NEGBIN) {
         st = fit_other(f, &c, o, err);
         if (!st)

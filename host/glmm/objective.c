@@ -52,6 +52,8 @@ void mlmx_gobj_set_criteria(mlmx_fit *f, double dev, int np)
     f->criterion = dev;
     f->loglik = -0.5 * dev;
     f->df = np;
+    if (f->psi && !md->nstructured)
+        memcpy(f->psi, f->theta, (size_t)md->ntheta * sizeof *f->psi);
     f->aic = dev + 2.0 * np;
     f->bic = dev + np * log((double)md->n);
     f->singular = 0;

@@ -244,7 +244,7 @@ static const char *not_nested(const mlmx_model *a, const mlmx_model *b, char *wh
  * 0.5 chi2_1). */
 static int one_variance_more(const mlmx_model *a, const mlmx_model *b)
 {
-    if (a->p != b->p || b->K != a->K + 1 || b->ntheta != a->ntheta + 1)
+    if (a->p != b->p || b->K != a->K + 1 || mlmx_model_ncov(b) != mlmx_model_ncov(a) + 1)
         return 0;
     for (int j = 0; j < a->p; j++)
         if (!has_fixef(b, a->fixef_names[j]))
@@ -418,7 +418,7 @@ mlmx_status mlmx_fit_lrt_linear(const mlmx_fit *f, double *chi2, int *df, double
     }
     const double d = 2.0 * (f->loglik - ll0);
     *chi2 = d > 0 ? d : 0.0;
-    *df = f->model->ntheta;
+    *df = mlmx_model_ncov(f->model);
     *p = *df == 1 ? mlmx_cmp_chibar01(*chi2) : mlmx_chi2_sf(*chi2, *df);
     return MLMX_OK;
 }

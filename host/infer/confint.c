@@ -196,6 +196,12 @@ mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, doub
     if (method != MLMX_CONFINT_PROFILE && method != MLMX_CONFINT_WALD &&
         method != MLMX_CONFINT_BOOT)
         return mlmx_api_failf(MLMX_ERR_ARG, "unknown confidence interval method %d", (int)method);
+    if (mlmx_api_require_unstructured(f->model, method == MLMX_CONFINT_PROFILE
+                                                    ? "profile confidence intervals"
+                                                : method == MLMX_CONFINT_BOOT
+                                                    ? "bootstrap confidence intervals"
+                                                    : "Wald confidence intervals"))
+        return MLMX_ERR_UNSUPPORTED;
     if (method == MLMX_CONFINT_BOOT && !boot)
         return mlmx_api_failf(MLMX_ERR_ARG, "bootstrap intervals need the bootstrap options");
     if (method != MLMX_CONFINT_WALD &&

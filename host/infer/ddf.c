@@ -270,7 +270,7 @@ static mlmx_status check_fit(const mlmx_fit *f, const char *what)
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "%s: for linear mixed models only (a GLMM has Wald z tests)", what);
-    return MLMX_OK;
+    return mlmx_api_require_unstructured(f->model, what);
 }
 
 mlmx_status mlmx_ddf_prepare(const mlmx_fit *f, const char *what, ddf_state *S)

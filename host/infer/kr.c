@@ -388,6 +388,8 @@ static mlmx_status kr_check(const mlmx_fit *f, int qt)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "Kenward-Roger's method is only available for REML fits (as "
                               "lmerTest and pbkrtest): fit with --reml");
+    if (mlmx_api_require_unstructured(f->model, "Kenward-Roger's method"))
+        return MLMX_ERR_UNSUPPORTED;
     if (qt > MAX_Q)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "Kenward-Roger: %d random effects is more than its dense q x q "

@@ -267,6 +267,8 @@ mlmx_status mlmx_ranova_create(const mlmx_data *d, const mlmx_fit *f, const mlmx
     if (f->family != MLMX_FAMILY_GAUSSIAN)
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "ranova is for linear mixed models (lmerTest's ranova)");
+    if (mlmx_api_require_unstructured(f->model, "ranova"))
+        return MLMX_ERR_UNSUPPORTED;
     mlmx_fit_options def;
     mlmx_formula *F = NULL;
     mlmx_status st = parse_fitted(f, &o, &def, &F);
@@ -308,6 +310,10 @@ mlmx_status mlmx_drop1_create(const mlmx_data *d, const mlmx_fit *f, const mlmx_
     if (mlmx_infer_iid(f, "drop1"))
         return MLMX_ERR_UNSUPPORTED;
     *out = NULL;
+    /* the reduced formulas are written from the expanded terms, which
+     * would lose the structure */
+    if (mlmx_api_require_unstructured(f->model, "drop1 (mlmx anova --drop1)"))
+        return MLMX_ERR_UNSUPPORTED;
     if (f->family == MLMX_FAMILY_GAUSSIAN && f->method == MLMX_REML)
         return mlmx_api_failf(MLMX_ERR_ARG, "drop1: likelihood-ratio tests of fixed effects "
                                             "need an ML fit (fit with method ML)");

@@ -148,6 +148,9 @@ mlmx_status mlmx_fit_varcomp_se(const mlmx_fit *f, double level, mlmx_vc_se *out
     double z = 0.0;
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_fit_varcomp_se: bad argument");
+    if (mlmx_api_require_unstructured(f->model, "standard errors of the variance components "
+                                                "(--re-se)"))
+        return MLMX_ERR_UNSUPPORTED;
     mlmx_status st = level_arg(level, &z);
     const mlmx_ddf_state *S = NULL;
     mlmx_ddf_state *owned = NULL;

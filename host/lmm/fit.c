@@ -12,6 +12,7 @@
 
 #include "api_internal.h"
 #include "cluster_math.h"
+#include "lmm/fit_psi.h"
 #include "optim/optim.h"
 
 static double objective(int n, const double *theta, void *ctx)
@@ -140,6 +141,7 @@ void mlmx_fit_free(mlmx_fit *f)
     if (!f)
         return;
     free(f->theta);
+    free(f->psi);
     free(f->beta);
     free(f->se);
     free(f->vcov);
@@ -268,7 +270,9 @@ void mlmx_lmm_set_criteria(mlmx_fit *f, double crit)
     const int nt = md->ntheta;
     f->criterion = crit;
     f->loglik = -0.5 * crit;
-    f->df = md->p + nt + 1 + (md->resid ? md->resid->npar : 0);
+    f->df = md->p + mlmx_model_ncov(md) + 1 + (md->resid ? md->resid->npar : 0);
+    if (f->psi && !md->nstructured)
+        memcpy(f->psi, f->theta, (size_t)nt * sizeof *f->psi);
     f->aic = crit + 2.0 * f->df;
     f->bic = crit + f->df * log((double)md->n);
     f->singular = 0;
@@ -330,6 +334,7 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     size_t n = md->n;
     int p = md->p;
     f->theta = calloc((size_t)(md->ntheta ? md->ntheta : 1), sizeof *f->theta);
+    f->psi = calloc((size_t)(mlmx_model_ncov(md) ? mlmx_model_ncov(md) : 1), sizeof *f->psi);
     f->beta = calloc((size_t)(p ? p : 1), sizeof *f->beta);
     f->se = calloc((size_t)(p ? p : 1), sizeof *f->se);
     f->vcov = calloc((size_t)(p ? p * p : 1), sizeof *f->vcov);
@@ -339,8 +344,8 @@ mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out)
     f->condsd = calloc((size_t)(md->K ? md->K : 1), sizeof *f->condsd);
     if (md->resid)
         f->rpar = calloc((size_t)(md->resid->npar ? md->resid->npar : 1), sizeof *f->rpar);
-    int ok = f->theta && f->beta && f->se && f->vcov && f->fitted && f->resid && f->ranef &&
-             f->condsd && (!md->resid || f->rpar);
+    int ok = f->theta && f->psi && f->beta && f->se && f->vcov && f->fitted && f->resid &&
+             f->ranef && f->condsd && (!md->resid || f->rpar);
     for (int k = 0; ok && k < md->K; k++) {
         size_t len = (size_t)md->re[k].nlevels * (size_t)md->re[k].q;
         f->ranef[k] = calloc(len, sizeof **f->ranef);
@@ -505,7 +510,10 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     mlmx_optim_result res;
     int use_qn = o->optimizer == MLMX_OPTIM_QUASI_NEWTON ||
                  (o->optimizer == MLMX_OPTIM_AUTO && s->m - s->chain_end >= MLMX_QN_DENSE_MIN);
-    st = optimize(f, &ctx, &oo, use_qn, x, &res, err);
+    if (md->nstructured)
+        st = mlmx_lmm_optimize_psi(f, &ctx, &oo, &res, err);
+    else
+        st = optimize(f, &ctx, &oo, use_qn, x, &res, err);
     if (st == MLMX_OK && !isfinite(res.fmin)) {
         st = ctx.err.code ? ctx.err.code : MLMX_ERR_NUMERIC;
         mlmx_err_set(err, st, "the criterion could not be evaluated: %s",
@@ -520,7 +528,9 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         if (st == MLMX_OK) {
             mlmx_lmm_set_criteria(f, crit);
             f->grad_max = NAN;
-            if (!use_qn && !f->singular)
+            if (md->nstructured)
+                st = mlmx_lmm_psi_gradient(f, &ctx, crit);
+            else if (!use_qn && !f->singular)
                 st = check_gradient(f, &ctx, g, &crit, err);
             if (st == MLMX_OK)
                 st = mlmx_lmm_check_finite(f, err);

@@ -23,6 +23,8 @@ struct mlmx_fit {
     double grad_max;   /* max |d criterion / d theta| at the optimum; NaN at a boundary */
     int df;
     double *theta;     /* ntheta */
+    double *psi;       /* mlmx_model_ncov(model): the optimizer's covariance parameters
+                          (theta itself unless a term is structured) */
     double *beta;      /* p */
     double *se;        /* p */
     double *vcov;      /* p*p */

@@ -6,6 +6,7 @@
  * backend factors the per-level blocks, downdates the dense block by their
  * Schur complements, and factors it. Nothing here is O(n). */
 #include "lmm/lmm.h"
+#include "covstruct.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -609,7 +610,9 @@ mlmx_status mlmx_lmm_stats_build(const mlmx_model *md, mlmx_lmm_stats **out, mlm
                                 "grouping factor '%s' has %d levels for %zu observations; a "
                                 "linear mixed model needs fewer levels than observations",
                                 r->group, r->nlevels, n);
-        if ((size_t)r->nlevels * (size_t)r->q >= n)
+        /* lme4's check; a structured covariance has fewer parameters than
+         * T and stays identifiable (glmmTMB fits ar1(0 + factor(t) | id)) */
+        if (r->cov == MLMX_COV_US && (size_t)r->nlevels * (size_t)r->q >= n)
             return mlmx_err_set(err, MLMX_ERR_MODEL,
                                 "term for '%s' has %zu random effects for %zu observations; the "
                                 "random-effect and residual variances are not identifiable",

@@ -17,9 +17,15 @@
 static double robj_eval(const mlmx_robj *c, const double *x, double *crit, mlmx_error *e)
 {
     double ldr = 0.0, v;
+    const double *theta = x;
+    if (c->th) {
+        if (mlmx_model_psi_to_theta(c->s->model, x, c->th) != 0)
+            return HUGE_VAL;
+        theta = c->th;
+    }
     if (mlmx_rlmm_set(c->rl, x + c->nt, &c->w->v, &ldr, e) != MLMX_OK)
         return HUGE_VAL;
-    if (mlmx_lmm_eval(c->s, c->be, x, c->reml, c->w, &v, e) != MLMX_OK)
+    if (mlmx_lmm_eval(c->s, c->be, theta, c->reml, c->w, &v, e) != MLMX_OK)
         return HUGE_VAL;
     *crit = v + ldr;
     return *crit;
@@ -48,10 +54,10 @@ double mlmx_robj_value(int n, const double *x, void *ctx)
 void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi)
 {
     const mlmx_resid *r = md->resid;
-    const int nt = md->ntheta;
+    const int nt = mlmx_model_ncov(md);
     for (int t = 0; t < nt; t++) {
-        lo[t] = md->theta_lower[t];
-        hi[t] = HUGE_VAL;
+        lo[t] = md->nstructured ? md->psi_lower[t] : md->theta_lower[t];
+        hi[t] = md->nstructured ? md->psi_upper[t] : HUGE_VAL;
     }
     for (int k = 0; k < r->npar; k++) {
         lo[nt + k] = r->lower[k];
@@ -72,10 +78,13 @@ static void start_point(const mlmx_model *md, const mlmx_fit_options *o, double 
                         double *hi)
 {
     const mlmx_resid *r = md->resid;
-    const int nt = md->ntheta;
+    const int nt = mlmx_model_ncov(md);
     mlmx_robj_bounds(md, lo, hi);
     for (int t = 0; t < nt; t++) {
-        x[t] = o->theta_start ? o->theta_start[t] : md->theta_lower[t] == 0.0 ? 1.0 : 0.0;
+        if (md->nstructured) /* theta_start is for theta: ignored here, as in fit.c */
+            x[t] = md->psi_start[t];
+        else
+            x[t] = o->theta_start ? o->theta_start[t] : md->theta_lower[t] == 0.0 ? 1.0 : 0.0;
         if (x[t] < lo[t])
             x[t] = lo[t];
     }
@@ -116,9 +125,11 @@ static mlmx_status finish(mlmx_fit *f, mlmx_robj *c, const double *x, mlmx_error
     double crit;
     if (robj_eval(c, x, &crit, err) == HUGE_VAL)
         return err->code ? err->code : MLMX_ERR_NUMERIC;
-    memcpy(f->theta, x, (size_t)md->ntheta * sizeof *f->theta);
-    mlmx_resid_natural(r, x + md->ntheta, f->rpar);
+    memcpy(f->theta, c->th ? c->th : x, (size_t)md->ntheta * sizeof *f->theta);
+    mlmx_resid_natural(r, x + c->nt, f->rpar);
     mlmx_lmm_set_criteria(f, crit);
+    if (c->th) /* set_criteria copies psi from theta only without structures */
+        memcpy(f->psi, x, (size_t)c->nt * sizeof *f->psi);
     mlmx_status st = mlmx_lmm_check_finite(f, err);
     if (!st)
         st = mlmx_lmm_finish(f, c->s, c->w, md->y, err);
@@ -131,14 +142,15 @@ mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_
     *out = NULL;
     double t0 = now_seconds();
     const mlmx_resid *r = md->resid;
-    const int nt = md->ntheta, np = nt + r->npar;
+    const int nt = mlmx_model_ncov(md), np = nt + r->npar;
     mlmx_lmm_stats *s = NULL;
     mlmx_lmm_work *w = NULL;
     mlmx_rlmm *rl = NULL;
     mlmx_fit *f = NULL;
     const mlmx_backend *be = NULL;
     char where[256], note[320];
-    double *x = malloc(3 * (size_t)np * sizeof *x);
+    /* x, its bounds, and theta's scratch for structured terms */
+    double *x = malloc((3 * (size_t)np + (size_t)md->ntheta) * sizeof *x);
     mlmx_status st = x ? mlmx_lmm_stats_build(md, &s, err)
                        : mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     if (!st)
@@ -158,8 +170,9 @@ mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_
         snprintf(f->device, sizeof f->device, "%s", where);
         snprintf(f->device_note, sizeof f->device_note, "%s", note);
         snprintf(f->optimizer, sizeof f->optimizer, "BOBYQA");
-        mlmx_robj c = {s, be, w, rl, o->method == MLMX_REML, nt, 0, HUGE_VAL, {0}, o->progress,
-                       o->progress_ctx};
+        double *th = md->nstructured ? x + 3 * np : NULL;
+        mlmx_robj c = {s,   be,       w,   rl,          o->method == MLMX_REML, nt, th, 0,
+                       HUGE_VAL, {0}, o->progress, o->progress_ctx};
         double *lo = x + np, *hi = x + 2 * np;
         start_point(md, o, x, lo, hi);
         mlmx_optim_result res;

@@ -37,14 +37,17 @@ const char *mlmx_rlmm_path(const mlmx_rlmm *rl);
  * precomputed sets are refilled, O(n). */
 mlmx_status mlmx_rlmm_set_response(mlmx_rlmm *rl, const double *y, mlmx_error *err);
 
-/* The criterion over x = [theta; residual parameters (optimizer scale)]
- * for the optimizers (host/lmm/rfit.c), one per workspace. */
+/* The criterion over x = [covariance parameters; residual parameters
+ * (optimizer scale)] for the optimizers (host/lmm/rfit.c), one per
+ * workspace. The covariance parameters are theta, or psi for a model with
+ * structured random-effect covariances (then th: ntheta scratch for theta). */
 typedef struct mlmx_robj {
     const mlmx_lmm_stats *s;
     const mlmx_backend *be;
     mlmx_lmm_work *w;
     mlmx_rlmm *rl;
-    int reml, nt;
+    int reml, nt;  /* nt: covariance parameters in x (mlmx_model_ncov) */
+    double *th;    /* NULL without structured terms */
     int n_evals;
     double best;
     mlmx_error err; /* the first failure, for the message */
@@ -55,7 +58,7 @@ typedef struct mlmx_robj {
 /* The criterion at x, HUGE_VAL where it cannot be evaluated (the factor
  * in c->w is then at x). */
 double mlmx_robj_value(int n, const double *x, void *ctx);
-/* Bounds of x for the model's residual structure (n = ntheta + npar). */
+/* Bounds of x for the model's residual structure (n = ncov + npar). */
 void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi);
 /* BOBYQA from x (then once more from its optimum); x: the optimum. */
 mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo,

@@ -79,6 +79,8 @@ void mlmx_model_destroy(mlmx_model *m)
     free(m->re);
     free(m->theta_lower);
     free_strv(m->theta_names, m->ntheta);
+    free(m->psi_lower);
+    free_strv(m->psi_names, m->npsi);
     free_strv(m->messages, m->nmessages);
     mlmx_recipe_clear(&m->recipe);
     free(m);
@@ -613,14 +615,16 @@ mlmx_status mlmx_model_build(const mlmx_data *d, const char *formula, const char
     if (st)
         goto fail;
     st = theta_layout(m, err);
+    if (!st)
+        st = mlmx_model_psi_layout(m, f, err);
     if (st)
         goto fail;
 
-    if ((size_t)m->p + (size_t)m->ntheta + 1 > m->n) {
+    if ((size_t)m->p + (size_t)m->npsi + 1 > m->n) {
         st = mlmx_err_set(err, MLMX_ERR_MODEL,
                           "the model has %d parameters (%d fixed effects, %d covariance "
                           "parameters, residual variance) but only %zu observations",
-                          m->p + m->ntheta + 1, m->p, m->ntheta, m->n);
+                          m->p + m->npsi + 1, m->p, m->npsi, m->n);
         goto fail;
     }
     mlmx_formula_free(f);

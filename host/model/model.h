@@ -22,6 +22,10 @@ typedef struct mlmx_reterm_info {
     double *z;         /* n*q, row-major: the term's model-matrix row per observation */
     int theta_offset;  /* where the term's q(q+1)/2 theta entries start */
     int formula_index; /* the term's place among the formula's bars (before ordering) */
+    int cov;           /* covariance structure: MLMX_COV_US (0, lme4's) or kernels/
+                          covstruct.h's MLMX_COV_CS, _AR1, _TOEP */
+    int psi_offset;    /* where the term's optimizer parameters start in psi */
+    int npsi;          /* and how many: q(q+1)/2 (us), q+1 (cs), 2 (ar1), 2q-1 (toep) */
 } mlmx_reterm_info;
 
 /* The recipe: how each variable of the fixed part and of the random-effect
@@ -82,6 +86,14 @@ typedef struct mlmx_model {
     int ntheta;
     double *theta_lower; /* 0 for diagonal entries, -HUGE_VAL otherwise */
     char **theta_names;  /* lme4 style "Subject.(Intercept)", "Subject.Days.(Intercept)" */
+    /* The optimizer's covariance parameters psi (host/model/covstruct.c):
+     * theta itself (psi = theta) unless a term has a structured covariance;
+     * theta is always T's entries, computed from psi. nstructured is 0 and
+     * the psi arrays NULL for models built without mlmx_model_build. */
+    int nstructured;     /* terms with a structure (cov != MLMX_COV_US) */
+    int npsi;
+    double *psi_lower, *psi_upper, *psi_start;
+    char **psi_names;    /* "Subject.sd", "Subject.rho" (us entries: theta's names) */
     char **messages;   /* informational notes (rows dropped, columns dropped) */
     int nmessages;
     mlmx_recipe recipe;/* how X's and the terms' variables were coded */
@@ -105,6 +117,33 @@ mlmx_status mlmx_model_add_message(mlmx_model *m, char *msg, mlmx_error *err);
  * weights or offset (MLMX_ERR_UNSUPPORTED otherwise). Allocates; free with
  * mlmx_model_destroy. */
 mlmx_status mlmx_model_empty(const mlmx_model *m, int k, mlmx_model **out, mlmx_error *err);
+
+/* Covariance structures (host/model/covstruct.c). */
+/* The structures' parameters psi: per term its kind (from the formula's
+ * cs(), ar1(), toep()), offsets, bounds, start values and names. Errors:
+ * MLMX_ERR_MODEL for a structure on a term with one column. */
+mlmx_status mlmx_model_psi_layout(mlmx_model *m, const mlmx_formula *f, mlmx_error *err);
+/* Covariance parameters the optimizer sees: npsi when a term is
+ * structured, ntheta otherwise. */
+int mlmx_model_ncov(const mlmx_model *m);
+/* theta from psi (ntheta from npsi). Returns 0, or -1 where a structure's
+ * correlation matrix is not positive semi-definite. Allocates nothing. */
+int mlmx_model_psi_to_theta(const mlmx_model *m, const double *psi, double *theta);
+/* gpsi = J^T gtheta, the gradient over psi from that over theta (chain
+ * rule, J = d theta / d psi). Returns 0, or -1 where a structure's J is
+ * not defined (a correlation at its bound). */
+int mlmx_model_grad_psi(const mlmx_model *m, const double *psi, const double *gtheta,
+                        double *gpsi);
+/* Term k's correlations from psi: the common correlation (cs), rho (ar1)
+ * or the lag correlations rho_1..rho_q-1 (toep) into rho (q - 1 at most);
+ * returns how many (0 for an unstructured term). */
+int mlmx_model_term_rho(const mlmx_model *m, int k, const double *psi, double *rho);
+/* The structure's name ("us", "cs", "ar1", "toep"). */
+const char *mlmx_cov_kind_name(int kind);
+/* MLMX_ERR_UNSUPPORTED naming the first structured term and `feature`
+ * when m has one; MLMX_OK otherwise. */
+mlmx_status mlmx_model_require_unstructured(const mlmx_model *m, const char *feature,
+                                            mlmx_error *err);
 
 /* Recipes (host/model/recipe.c). */
 void mlmx_recipe_clear(mlmx_recipe *rc);

@@ -216,6 +216,7 @@ mlmx_status mlmx_fit_write_json_ex(const mlmx_fit *f, mlmx_ddf_method ddf, const
         mlmx_json_str(&b, m->theta_names[t]);
     }
     mlmx_sb_puts(&b, "]");
+    mlmx_json_covstruct(&b, f);
     json_fixef(&b, f);
     mlmx_sb_puts(&b, ",\n  \"dropped_fixef\": [");
     for (int j = 0; j < m->n_dropped_fixef; j++) {

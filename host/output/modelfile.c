@@ -268,6 +268,8 @@ mlmx_status mlmx_model_file_write(const mlmx_fit *f, const char *path, const cha
         return mlmx_api_failf(MLMX_ERR_UNSUPPORTED,
                               "mlmx_fit_save: a model with a residual correlation or variance "
                               "structure cannot be saved yet");
+    if (mlmx_api_require_unstructured(f->model, "saving a fit (--save)"))
+        return MLMX_ERR_UNSUPPORTED;
     char *sha = NULL;
     if (data_path && data_path[0] && !(sha = mlmx_file_sha256(data_path)))
         return mlmx_api_failf(MLMX_ERR_IO, "cannot read data file '%s' to hash it", data_path);

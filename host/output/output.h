@@ -36,6 +36,11 @@ void mlmx_json_varcomp(mlmx_strbuf *b, const mlmx_fit *f);
  * and the JSON key "residual_structure" (null without one) (resid_out.c). */
 void mlmx_sum_resid(mlmx_strbuf *b, const mlmx_fit *f);
 void mlmx_json_resid(mlmx_strbuf *b, const mlmx_fit *f);
+/* Structured covariances (covstruct_out.c): the summary's line per
+ * structured term ("Subject: ar1, rho = 0.93") and the JSON key
+ * "covstruct"; nothing for a model without one. */
+void mlmx_sum_covstruct(mlmx_strbuf *b, const mlmx_fit *f);
+void mlmx_json_covstruct(mlmx_strbuf *b, const mlmx_fit *f);
 /* The JSON key "confint" (infer/confint.c). */
 void mlmx_json_confint(mlmx_strbuf *b, const mlmx_confint *c);
 #endif

@@ -711,6 +711,7 @@ mlmx_status mlmx_fit_summary_ddf(const mlmx_fit *f, mlmx_ddf_method ddf, char **
     sum_header(&b, f, title);
     sum_residuals(&b, f);
     sum_ranef(&b, f);
+    mlmx_sum_covstruct(&b, f);
     mlmx_sum_resid(&b, f);
     sum_groups(&b, f);
     sum_fixef(&b, f, cols[0] ? (const double *const *)cols : NULL);

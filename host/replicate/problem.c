@@ -247,6 +247,9 @@ static mlmx_status create_at(const mlmx_model *m, const mlmx_fit_options *o, con
     if (!m || !theta || (!beta && m->p > 0) || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_problem_create_at: NULL argument");
     *out = NULL;
+    if (mlmx_api_require_unstructured(m, "the replicate engine (boot, simulate, power, "
+                                         "mlmx_problem)"))
+        return MLMX_ERR_UNSUPPORTED;
     mlmx_problem *P = calloc(1, sizeof *P);
     if (!P)
         return mlmx_api_failf(MLMX_ERR_NOMEM, "out of memory");
@@ -281,6 +284,9 @@ mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out)
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_problem_create: NULL argument");
     *out = NULL;
+    if (mlmx_api_require_unstructured(f->model, "the replicate engine (boot, simulate, power, "
+                                                "mlmx_problem)"))
+        return MLMX_ERR_UNSUPPORTED;
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
     o.method = f->method;

@@ -137,8 +137,10 @@ mlmx_status mlmx_rep_resid_fit(mlmx_workspace *W, mlmx_error *err)
     memcpy(x, P->theta, (size_t)nt * sizeof *x);
     memcpy(x + nt, P->rx, (size_t)P->nres * sizeof *x);
     mlmx_robj_bounds(md, lo, hi);
-    mlmx_robj c = {P->s, P->be, W->w, W->rl, P->opt.method == MLMX_REML, nt, 0, HUGE_VAL,
-                   {0},   NULL,  NULL};
+    /* the replicate engine refuses structured random-effect terms: x is
+     * [theta; residual parameters] */
+    mlmx_robj c = {P->s, P->be, W->w, W->rl, P->opt.method == MLMX_REML, nt, NULL, 0, HUGE_VAL,
+                   {0},  NULL,  NULL};
     mlmx_optim_result res;
     mlmx_status st = mlmx_robj_minimize(&c, np, x, lo, hi, P->opt.max_evaluations, 0.0, 0.0,
                                         &res, err);
