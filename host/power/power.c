@@ -46,6 +46,7 @@ void mlmx_pw_truth_free(pw_truth *t)
     }
     free(t->groups);
     free(t->thr);
+    mlmx_pw_resid_free(t);
     memset(t, 0, sizeof *t);
 }
 
@@ -189,7 +190,7 @@ mlmx_status mlmx_pw_truth_from_fit(pw_truth *t, const mlmx_fit *f, mlmx_error *e
         memcpy(t->thr, mlmx_fit_thresholds(f), (size_t)t->nthr * sizeof *t->thr);
     }
     t->size = mlmx_fit_dispersion(f);
-    return MLMX_OK;
+    return mlmx_pw_resid_from_fit(t, f, err);
 }
 
 /* The scenario's values over the pilot's (or alone): fixed effects by
@@ -241,7 +242,7 @@ mlmx_status mlmx_pw_truth_overlay(pw_truth *t, const mlmx_scenario *sc, int pilo
     }
     if (isfinite(sc->nb_size))
         t->size = sc->nb_size;
-    return MLMX_OK;
+    return mlmx_pw_resid_overlay(t, sc, err);
 }
 
 /* ------------------------------------------------------------ truth -> a model's parameters */
