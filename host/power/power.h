@@ -147,6 +147,12 @@ mlmx_status mlmx_pw_resid_overlay(pw_truth *t, const mlmx_scenario *sc, mlmx_err
  * a prefix for messages ("pilot: ") or NULL. */
 mlmx_status mlmx_pw_set_residual(const mlmx_scenario *sc, mlmx_model *m, const mlmx_data *d,
                                  const char *what, mlmx_error *err);
+/* A failure of the residual structure (st, the library's message msg) as
+ * the scenario's key: "residual.correlation", "residual.variance",
+ * "residual.parameters" (at_params and MLMX_ERR_ARG: the values when the
+ * problem is made) or "residual"; what: a prefix ("pilot: ") or NULL. */
+mlmx_status mlmx_pw_resid_error(const mlmx_scenario *sc, mlmx_status st, int at_params,
+                                const char *what, const char *msg, mlmx_error *err);
 /* The truth's residual parameters in m's order (mlmx_model_nresid_par
  * values into resid); check = 1: also refuse scenario names m lacks. */
 mlmx_status mlmx_pw_map_resid(const pw_study *S, const mlmx_model *m, int check, double *resid,

@@ -75,6 +75,22 @@ mlmx_status mlmx_pw_resid_overlay(pw_truth *t, const mlmx_scenario *sc, mlmx_err
     return MLMX_OK;
 }
 
+mlmx_status mlmx_pw_resid_error(const mlmx_scenario *sc, mlmx_status st, int at_params,
+                                const char *what, const char *msg, mlmx_error *err)
+{
+    /* the library names the command's options: name the scenario's keys */
+    const char *key = at_params && st == MLMX_ERR_ARG ? "residual.parameters" : "residual";
+    if (strncmp(msg, "--correlation", 13) == 0) {
+        key = "residual.correlation";
+        msg += 13;
+    } else if (strncmp(msg, "--variance", 10) == 0) {
+        key = "residual.variance";
+        msg += 10;
+    }
+    return mlmx_err_set(err, st, "%s: %s%s%s%s", sc->source, what ? what : "", key,
+                        msg[0] == ' ' || msg[0] == ':' ? "" : ": ", msg);
+}
+
 mlmx_status mlmx_pw_set_residual(const mlmx_scenario *sc, mlmx_model *m, const mlmx_data *d,
                                  const char *what, mlmx_error *err)
 {
@@ -82,8 +98,7 @@ mlmx_status mlmx_pw_set_residual(const mlmx_scenario *sc, mlmx_model *m, const m
         return MLMX_OK;
     mlmx_status st = mlmx_model_set_residual(m, d, sc->resid_corr, sc->resid_var);
     if (st)
-        return mlmx_err_set(err, st, "%s: %sresidual: %s", sc->source, what ? what : "",
-                            mlmx_last_error());
+        return mlmx_pw_resid_error(sc, st, 0, what, mlmx_last_error(), err);
     return MLMX_OK;
 }
 

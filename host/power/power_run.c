@@ -525,9 +525,10 @@ static mlmx_status build_problem(const pw_study *S, const mlmx_data *d, const ch
             st = mlmx_problem_create_at_resid(*m, fo, theta, beta, resid, sigma, P);
         else
             st = mlmx_problem_create_at(*m, fo, theta, beta, glmm_extra ? extra : NULL, sigma, P);
-        if (st)
-            st = mlmx_err_set(err, st, "%s: %s%s", S->sc->source,
-                              S->sc->has_resid ? "residual: " : "", mlmx_last_error());
+        if (st && S->sc->has_resid)
+            st = mlmx_pw_resid_error(S->sc, st, 1, NULL, mlmx_last_error(), err);
+        else if (st)
+            st = mlmx_err_set(err, st, "%s: %s", S->sc->source, mlmx_last_error());
     }
     free(theta);
     free(beta);
