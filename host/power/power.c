@@ -1,8 +1,9 @@
 /* Power analysis by simulation: the engine behind mlmx_power_run.
  *
  * The truth (fixed effects by coefficient name, each grouping factor's SDs
- * and correlations by column name, sigma, thresholds or size) comes from
- * the scenario, or from a pilot fit overridden by the scenario. Each design
+ * and correlations by column name, sigma, thresholds or size, a residual
+ * structure's parameters by name: power_resid.c) comes from the scenario,
+ * or from a pilot fit overridden by the scenario. Each design
  * point gets its data (the scenario's design, or the pilot's rows extended
  * along a grouping factor), its model, the truth mapped onto that model's
  * parameters (theta = chol(Sigma_k) / sigma per term, lme4's order) and a
