@@ -1,8 +1,9 @@
 /* Power analysis by simulation: the engine behind mlmx_power_run.
  *
  * The truth (fixed effects by coefficient name, each grouping factor's SDs
- * and correlations by column name, sigma, thresholds or size) comes from
- * the scenario, or from a pilot fit overridden by the scenario. Each design
+ * and correlations by column name, sigma, thresholds or size, a residual
+ * structure's parameters by name: power_resid.c) comes from the scenario,
+ * or from a pilot fit overridden by the scenario. Each design
  * point gets its data (the scenario's design, or the pilot's rows extended
  * along a grouping factor), its model, the truth mapped onto that model's
  * parameters (theta = chol(Sigma_k) / sigma per term, lme4's order) and a
@@ -46,6 +47,7 @@ void mlmx_pw_truth_free(pw_truth *t)
     }
     free(t->groups);
     free(t->thr);
+    mlmx_pw_resid_free(t);
     memset(t, 0, sizeof *t);
 }
 
@@ -189,7 +191,7 @@ mlmx_status mlmx_pw_truth_from_fit(pw_truth *t, const mlmx_fit *f, mlmx_error *e
         memcpy(t->thr, mlmx_fit_thresholds(f), (size_t)t->nthr * sizeof *t->thr);
     }
     t->size = mlmx_fit_dispersion(f);
-    return MLMX_OK;
+    return mlmx_pw_resid_from_fit(t, f, err);
 }
 
 /* The scenario's values over the pilot's (or alone): fixed effects by
@@ -241,7 +243,7 @@ mlmx_status mlmx_pw_truth_overlay(pw_truth *t, const mlmx_scenario *sc, int pilo
     }
     if (isfinite(sc->nb_size))
         t->size = sc->nb_size;
-    return MLMX_OK;
+    return mlmx_pw_resid_overlay(t, sc, err);
 }
 
 /* ------------------------------------------------------------ truth -> a model's parameters */

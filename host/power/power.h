@@ -49,6 +49,12 @@ struct mlmx_power_result {
     char *pilot;          /* the pilot's data file, or NULL */
     char *pilot_model;    /* the saved model that is the pilot, or NULL */
     char *curve_level;    /* NULL without a curve */
+    /* the residual structure (power_resid.c): correlation and variance as
+     * the scenario gives them (NULL: none), the true parameters by name */
+    char *correlation, *variance;
+    int nresid;
+    char **resid_names;
+    double *resid_values;
     mlmx_power_point base;
     int npoints;
     mlmx_power_point *points;
@@ -81,6 +87,10 @@ typedef struct pw_truth {
     int nthr;
     double *thr;
     double size;           /* NaN: not known */
+    int nres;              /* residual structure's parameters by name (power_resid.c) */
+    char **res_names;
+    double *res;
+    unsigned char *res_sc; /* given by the scenario */
 } pw_truth;
 
 typedef struct pw_study {
@@ -125,5 +135,35 @@ mlmx_status mlmx_pw_truth_overlay(pw_truth *t, const mlmx_scenario *sc, int pilo
  * effects, groups, columns) that m does not have. */
 mlmx_status mlmx_pw_map_params(const pw_study *S, const mlmx_model *m, int check, double *theta,
                                double *beta, double *sigma, double *extra, mlmx_error *err);
+
+/* ---- residual structures (power_resid.c) ---- */
+
+void mlmx_pw_resid_free(pw_truth *t);
+/* A pilot fit's residual parameters into the truth, by name. */
+mlmx_status mlmx_pw_resid_from_fit(pw_truth *t, const mlmx_fit *f, mlmx_error *err);
+/* The scenario's residual.parameters over them. */
+mlmx_status mlmx_pw_resid_overlay(pw_truth *t, const mlmx_scenario *sc, mlmx_error *err);
+/* The scenario's structure on m (built from d); nothing without one. what:
+ * a prefix for messages ("pilot: ") or NULL. */
+mlmx_status mlmx_pw_set_residual(const mlmx_scenario *sc, mlmx_model *m, const mlmx_data *d,
+                                 const char *what, mlmx_error *err);
+/* A failure of the residual structure (st, the library's message msg) as
+ * the scenario's key: "residual.correlation", "residual.variance",
+ * "residual.parameters" (at_params and MLMX_ERR_ARG: the values when the
+ * problem is made) or "residual"; what: a prefix ("pilot: ") or NULL. */
+mlmx_status mlmx_pw_resid_error(const mlmx_scenario *sc, mlmx_status st, int at_params,
+                                const char *what, const char *msg, mlmx_error *err);
+/* The truth's residual parameters in m's order (mlmx_model_nresid_par
+ * values into resid); check = 1: also refuse scenario names m lacks. */
+mlmx_status mlmx_pw_map_resid(const pw_study *S, const mlmx_model *m, int check, double *resid,
+                              mlmx_error *err);
+/* The structure and its true parameters into the result (MLMX_ERR_NOMEM),
+ * freed by mlmx_pw_resid_result_free; their lines in the text summary and
+ * their keys in the JSON (nothing without a structure). */
+mlmx_status mlmx_pw_resid_result(mlmx_power_result *R, const pw_study *S);
+void mlmx_pw_resid_result_free(mlmx_power_result *R);
+struct mlmx_strbuf;
+void mlmx_pw_resid_text(struct mlmx_strbuf *b, const mlmx_power_result *R);
+void mlmx_pw_resid_json(struct mlmx_strbuf *b, const mlmx_power_result *R);
 
 #endif

@@ -28,6 +28,7 @@ void mlmx_power_result_free(mlmx_power_result *r)
     free(r->pilot);
     free(r->pilot_model);
     free(r->curve_level);
+    mlmx_pw_resid_result_free(r);
     free(r->points);
     free(r);
 }
@@ -68,6 +69,7 @@ static void describe(mlmx_strbuf *b, const mlmx_power_result *r)
     else if (r->pilot)
         mlmx_sb_printf(b, "Pilot: %s (its estimates are the truth where the scenario is silent)\n",
                        r->pilot);
+    mlmx_pw_resid_text(b, r);
     if (r->test == MLMX_SC_LRT)
         mlmx_sb_printf(b, "Test: likelihood ratio, dropping %s (%d df, ML fits), alpha %g\n",
                        r->term, r->df, r->alpha);
@@ -181,6 +183,7 @@ mlmx_status mlmx_power_write_json(const mlmx_power_result *r, const char *path)
         mlmx_sb_puts(&b, ",\n  \"pilot_model\": ");
         mlmx_json_str(&b, r->pilot_model);
     }
+    mlmx_pw_resid_json(&b, r);
     mlmx_sb_printf(&b, ",\n  \"test\": \"%s\",\n  \"term\": ", mlmx_sc_test_name(r->test));
     mlmx_json_str(&b, r->term);
     if (r->test == MLMX_SC_LRT) {

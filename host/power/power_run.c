@@ -312,6 +312,8 @@ static mlmx_status load_pilot(pw_study *S, mlmx_error *err)
         st = mlmx_err_set(err, st, "%s: pilot: %s", sc->source, mlmx_last_error());
         goto out;
     }
+    if ((st = mlmx_pw_set_residual(sc, m, d, "pilot: ", err)))
+        goto out;
     mlmx_fit_options o = S->fopt;
     st = sc->model                          ? mlmx_model_file_fit(m, sc->model, &o, &f)
          : sc->family == MLMX_FAMILY_GAUSSIAN ? mlmx_fit_lmm(m, &o, &f)
@@ -502,24 +504,36 @@ static mlmx_status build_problem(const pw_study *S, const mlmx_data *d, const ch
     mlmx_status st = mlmx_model_create(d, formula, m);
     if (st)
         return mlmx_err_set(err, st, "%s: %s", S->sc->source, mlmx_last_error());
+    if ((st = mlmx_pw_set_residual(S->sc, *m, d, NULL, err)))
+        return st;
     const int nt = mlmx_model_ntheta(*m), p = mlmx_model_nfixef(*m);
+    const int nr = mlmx_model_nresid_par(*m);
     double *theta = malloc((size_t)(nt ? nt : 1) * sizeof *theta);
     double *beta = malloc((size_t)(p ? p : 1) * sizeof *beta);
     double *extra = malloc((size_t)(S->tr.nthr + 1) * sizeof *extra);
+    double *resid = malloc((size_t)(nr ? nr : 1) * sizeof *resid);
     double sigma = 1.0;
-    if (!theta || !beta || !extra)
+    if (!theta || !beta || !extra || !resid)
         st = nomem(err);
     if (!st)
         st = mlmx_pw_map_params(S, *m, check, theta, beta, &sigma, extra, err);
+    if (!st && S->sc->has_resid)
+        st = mlmx_pw_map_resid(S, *m, check, resid, err);
     if (!st) {
         const int glmm_extra = fo->family == MLMX_FAMILY_ORDINAL || fo->family == MLMX_FAMILY_NEGBIN;
-        st = mlmx_problem_create_at(*m, fo, theta, beta, glmm_extra ? extra : NULL, sigma, P);
-        if (st)
+        if (S->sc->has_resid)
+            st = mlmx_problem_create_at_resid(*m, fo, theta, beta, resid, sigma, P);
+        else
+            st = mlmx_problem_create_at(*m, fo, theta, beta, glmm_extra ? extra : NULL, sigma, P);
+        if (st && S->sc->has_resid)
+            st = mlmx_pw_resid_error(S->sc, st, 1, NULL, mlmx_last_error(), err);
+        else if (st)
             st = mlmx_err_set(err, st, "%s: %s", S->sc->source, mlmx_last_error());
     }
     free(theta);
     free(beta);
     free(extra);
+    free(resid);
     return st;
 }
 
@@ -803,7 +817,7 @@ mlmx_status mlmx_power_run_model(const char *scenario_path, const char *model_pa
     memset(&S, 0, sizeof S);
     mlmx_power_result *R = calloc(1, sizeof *R);
     mlmx_status st = R ? study_init(&S, sc, o, &e) : nomem(&e);
-    if (!st && result_init(R, &S, scenario_path) != MLMX_OK)
+    if (!st && (result_init(R, &S, scenario_path) != MLMX_OK || mlmx_pw_resid_result(R, &S)))
         st = nomem(&e);
     S.res = R;
     if (!st)

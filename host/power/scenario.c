@@ -150,6 +150,13 @@ static mlmx_status check_keys(pctx *c, json_t *obj, const char *path, const char
     return MLMX_OK;
 }
 
+mlmx_status mlmx_sc_check_keys(const char *src, json_t *obj, const char *path,
+                               const char *const *known, mlmx_error *err)
+{
+    pctx c = {src, err, NULL};
+    return check_keys(&c, obj, path, known);
+}
+
 static mlmx_status want_type(pctx *c, json_t *v, const char *path, int ok, const char *what)
 {
     if (ok)
@@ -414,7 +421,7 @@ static mlmx_status formula_info(pctx *c, const mlmx_formula *f, finfo *fi)
 static const char *const top_keys[] = {"formula", "family", "link",  "method", "design",
                                        "fixed",   "random", "sigma", "thresholds", "size",
                                        "test",    "alpha",  "nsim",  "seed",   "curve",
-                                       "pilot",   NULL};
+                                       "pilot",   "residual", NULL};
 
 static mlmx_status parse_family(pctx *c, json_t *root, mlmx_scenario *sc)
 {
@@ -1421,6 +1428,8 @@ static mlmx_status parse_root(pctx *c, json_t *root, mlmx_scenario *sc)
     }
     if ((st = parse_family_params(c, root, sc, pilot)))
         goto out;
+    if ((v = json_object_get(root, "residual")) && (st = mlmx_sc_parse_residual(sc, v, c->err)))
+        goto out;
     /* test and simulation settings */
     if (!(v = json_object_get(root, "test"))) {
         st = fail(c, "test is missing (e.g. {\"type\": \"wald_z\", \"term\": \"x\"})");
@@ -1504,6 +1513,7 @@ void mlmx_scenario_free(mlmx_scenario *sc)
     }
     free(sc->random);
     free(sc->thresholds);
+    mlmx_sc_free_residual(sc);
     free(sc->test_term);
     for (int i = 0; i < sc->ndrop; i++)
         free(sc->drop[i]);

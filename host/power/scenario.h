@@ -93,6 +93,16 @@ typedef struct mlmx_scenario {
     double *thresholds;
     double nb_size;      /* negbin: NB2 size (theta); NAN when not given */
 
+    /* "residual" (gaussian only; scenario_resid.c): nlme's correlation= and
+     * weights= as mlmx_model_set_residual takes them, and the structure's
+     * parameters by name (mlmx_model_resid_par_name) on nlme's scale */
+    int has_resid;
+    char *resid_corr;    /* NULL: no correlation structure */
+    char *resid_var;     /* NULL: no variance function */
+    int nresid;
+    char **resid_names;
+    double *resid_values;
+
     mlmx_sc_test test;
     char *test_term;     /* Wald tests: the coefficient tested */
     int ndrop;           /* LRT: fixed-effect terms dropped in the null model */
@@ -142,6 +152,16 @@ mlmx_status mlmx_scenario_parse_model(const char *text, size_t len, const char *
  * when NULL. */
 mlmx_status mlmx_sc_take_model(mlmx_scenario *sc, const char *path, const char *formula,
                                mlmx_error *err);
+
+/* The "residual" key (v: its value) into sc (scenario_resid.c); called
+ * by the parser after the family. Errors: MLMX_ERR_PARSE. */
+struct json_t;
+mlmx_status mlmx_sc_parse_residual(mlmx_scenario *sc, struct json_t *v, mlmx_error *err);
+void mlmx_sc_free_residual(mlmx_scenario *sc);
+/* Every key of obj must be in known (NULL-terminated): an error naming the
+ * key and path, with the known keys (scenario.c). */
+mlmx_status mlmx_sc_check_keys(const char *src, struct json_t *obj, const char *path,
+                               const char *const *known, mlmx_error *err);
 
 /* Units of level `level` per unit of the level above at a curve point
  * (-1: the base design); 0 for a drawn size. */
