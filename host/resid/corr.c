@@ -75,10 +75,14 @@ mlmx_status mlmx_resid_from_natural(const mlmx_resid *r, const double *nat, doub
             x[k] = log(nat[k]);
         }
     for (int k = 0; k < r->npar; k++)
-        if (!(x[k] >= r->lower[k] && x[k] <= r->upper[k]))
+        if (!(x[k] >= r->lower[k] && x[k] <= r->upper[k])) {
+            /* the range on nlme's scale (ident's bounds are on log SD ratios) */
+            const int ident = k >= r->ncorr && r->var == MLMX_VAR_IDENT;
             return mlmx_err_set(err, MLMX_ERR_ARG,
-                                "residual parameter '%s' = %g is outside its range",
-                                r->par_names[k], nat[k]);
+                                "residual parameter '%s' = %g is outside its range [%.6g, %.6g]",
+                                r->par_names[k], nat[k], ident ? exp(r->lower[k]) : r->lower[k],
+                                ident ? exp(r->upper[k]) : r->upper[k]);
+        }
     return MLMX_OK;
 }
 
