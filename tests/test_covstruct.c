@@ -98,11 +98,10 @@ static mlmx_fit *fit_case(const char *name, mlmx_data **d, mlmx_model **m)
     return f;
 }
 
-/* SDs and the correlation matrix of the term (one term, q columns) from
- * theta and sigma. */
-static void term_cov(const mlmx_fit *f, int q, double *sd, double *corr)
+/* SDs (relative to sigma, s = 1) and the correlation matrix of the term
+ * (one term, q columns) from theta. */
+static void term_cov_s(const double *th, double s, int q, double *sd, double *corr)
 {
-    const double *th = mlmx_fit_theta(f), s = mlmx_fit_sigma(f);
     double T[16 * 16] = {0}, V[16 * 16];
     mlmx_cm_theta_to_t(q, th, T);
     for (int i = 0; i < q; i++)
@@ -117,6 +116,17 @@ static void term_cov(const mlmx_fit *f, int q, double *sd, double *corr)
     for (int i = 0; i < q; i++)
         for (int j = 0; j < q; j++)
             corr[i + j * q] = V[i + j * q] / (sd[i] * sd[j]);
+}
+
+static void term_cov_theta(const double *th, int q, double *sd, double *corr)
+{
+    term_cov_s(th, 1.0, q, sd, corr);
+}
+
+/* The same from a fit, the SDs on the response's scale. */
+static void term_cov(const mlmx_fit *f, int q, double *sd, double *corr)
+{
+    term_cov_s(mlmx_fit_theta(f), mlmx_fit_sigma(f), q, sd, corr);
 }
 
 static void check_case(const char *name, int q)
@@ -346,15 +356,9 @@ Test(covstruct, unsupported_features)
     mlmx_model *m = NULL;
     mlmx_fit *f = fit_case("orth_ar1_reml", &d, &m);
     mlmx_problem *P = NULL;
-    expect_unsupported(mlmx_problem_create(f, &P), "the replicate engine");
-    mlmx_boot_options bo;
-    mlmx_boot_options_default(&bo);
-    mlmx_boot *b = NULL;
-    expect_unsupported(mlmx_boot_run(f, &bo, &b), "the parametric bootstrap");
-    mlmx_simulate_options so;
-    mlmx_simulate_options_default(&so);
-    mlmx_simulate *s = NULL;
-    expect_unsupported(mlmx_simulate_run(f, &so, &s), "simulation");
+    const double theta[10] = {1, 0, 0, 0, 1, 0, 0, 1, 0, 1}, beta[3] = {0, 0, 0};
+    expect_unsupported(mlmx_problem_create_at(m, NULL, theta, beta, NULL, 1.0, &P),
+                       "a problem at given parameters");
     mlmx_confint *ci = NULL;
     expect_unsupported(mlmx_fit_confint(f, MLMX_CONFINT_PROFILE, 0.95, NULL, &ci),
                        "profile confidence intervals");
@@ -379,6 +383,61 @@ Test(covstruct, unsupported_features)
     expect_unsupported(mlmx_drop1_create(d, f, &o, &an), "drop1");
     expect_unsupported(mlmx_fit_confint(f, MLMX_CONFINT_WALD, 0.95, NULL, &ci),
                        "Wald confidence intervals");
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
+/* Replicates of a structured LMM refit over psi: refitting the model's own
+ * response from the fit's psi gives the fit back (an unstructured refit
+ * would reach a higher likelihood with other theta), and the bootstrap
+ * runs with every refit's correlations in the structure's pattern. GLMM
+ * replicates refuse. */
+Test(covstruct, lmm_replicates_refit_over_psi)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = NULL;
+    mlmx_fit *f = fit_case("orth_ar1_reml", &d, &m);
+    mlmx_problem *P = NULL;
+    cr_assert_eq(mlmx_problem_create(f, &P), MLMX_OK, "%s", mlmx_last_error());
+    mlmx_workspace *W = NULL;
+    cr_assert_eq(mlmx_workspace_create(P, &W), MLMX_OK, "%s", mlmx_last_error());
+    const size_t n = mlmx_model_nobs(m);
+    double *y = malloc(n * sizeof *y);
+    cr_assert(y);
+    for (size_t i = 0; i < n; i++)
+        y[i] = mlmx_fit_fitted(f)[i] + mlmx_fit_residuals(f)[i];
+    cr_assert_eq(mlmx_workspace_set_response(W, y), MLMX_OK);
+    cr_assert_eq(mlmx_workspace_fit(W, 1), MLMX_OK, "%s", mlmx_last_error());
+    cr_expect(fabs(mlmx_workspace_criterion(W) + 2.0 * mlmx_fit_loglik(f)) < 1e-6,
+              "refit criterion %.10f, fit %.10f", mlmx_workspace_criterion(W),
+              -2.0 * mlmx_fit_loglik(f));
+    for (int t = 0; t < mlmx_model_ntheta(m); t++)
+        cr_expect(fabs(mlmx_workspace_theta(W)[t] - mlmx_fit_theta(f)[t]) < 1e-4,
+                  "theta %d: %.8g, fit %.8g", t, mlmx_workspace_theta(W)[t],
+                  mlmx_fit_theta(f)[t]);
+    /* simulated responses: rho, rho^2, rho^3 in every refit's correlations */
+    const int np = mlmx_problem_nparams(P);
+    for (int r = 0; r < 20; r++) {
+        cr_assert_eq(mlmx_workspace_simulate(W, 5, (uint64_t)r, NULL), MLMX_OK);
+        cr_assert_eq(mlmx_workspace_fit(W, 1), MLMX_OK, "%s", mlmx_last_error());
+        double sd[4], c[4][4];
+        term_cov_theta(mlmx_workspace_theta(W), 4, sd, &c[0][0]);
+        const double rho = c[0][1];
+        cr_expect(fabs(c[0][2] - rho * rho) < 1e-9 && fabs(c[0][3] - rho * rho * rho) < 1e-9 &&
+                      fabs(c[1][2] - rho) < 1e-9 && fabs(sd[0] - sd[3]) < 1e-9,
+                  "replicate %d: correlations %g %g %g, SDs %g %g", r, rho, c[0][2], c[0][3],
+                  sd[0], sd[3]);
+    }
+    (void)np;
+    free(y);
+    mlmx_workspace_free(W);
+    mlmx_problem_free(P);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+    f = fit_case("cbpp_ar1", &d, &m);
+    expect_unsupported(mlmx_problem_create(f, &P), "the replicate engine for GLMMs");
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);

@@ -23,7 +23,7 @@ static double robj_eval(const mlmx_robj *c, const double *x, double *crit, mlmx_
             return HUGE_VAL;
         theta = c->th;
     }
-    if (mlmx_rlmm_set(c->rl, x + c->nt, &c->w->v, &ldr, e) != MLMX_OK)
+    if (c->rl && mlmx_rlmm_set(c->rl, x + c->nt, &c->w->v, &ldr, e) != MLMX_OK)
         return HUGE_VAL;
     if (mlmx_lmm_eval(c->s, c->be, theta, c->reml, c->w, &v, e) != MLMX_OK)
         return HUGE_VAL;
@@ -59,7 +59,7 @@ void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi)
         lo[t] = md->nstructured ? md->psi_lower[t] : md->theta_lower[t];
         hi[t] = md->nstructured ? md->psi_upper[t] : HUGE_VAL;
     }
-    for (int k = 0; k < r->npar; k++) {
+    for (int k = 0; r && k < r->npar; k++) {
         lo[nt + k] = r->lower[k];
         hi[nt + k] = r->upper[k];
     }

@@ -45,7 +45,8 @@ typedef struct mlmx_robj {
     const mlmx_lmm_stats *s;
     const mlmx_backend *be;
     mlmx_lmm_work *w;
-    mlmx_rlmm *rl;
+    mlmx_rlmm *rl; /* NULL without a residual structure: w->v holds the
+                      cross-products (structured terms only) */
     int reml, nt;  /* nt: covariance parameters in x (mlmx_model_ncov) */
     double *th;    /* NULL without structured terms */
     int n_evals;
@@ -58,7 +59,8 @@ typedef struct mlmx_robj {
 /* The criterion at x, HUGE_VAL where it cannot be evaluated (the factor
  * in c->w is then at x). */
 double mlmx_robj_value(int n, const double *x, void *ctx);
-/* Bounds of x for the model's residual structure (n = ncov + npar). */
+/* Bounds of x: the covariance parameters', then the residual structure's
+ * (n = ncov + npar; npar 0 without one). */
 void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi);
 /* BOBYQA from x (then once more from its optimum); x: the optimum. */
 mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo,

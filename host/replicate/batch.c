@@ -25,10 +25,11 @@ mlmx_status mlmx_batch_engine_create(const mlmx_problem *P, mlmx_batch_engine **
     *out = NULL;
     if (!P)
         return mlmx_err_set(err, MLMX_ERR_ARG, "mlmx_batch_engine_create: NULL problem");
-    if (P->md->resid)
+    if (P->md->resid || P->md->nstructured)
         return mlmx_err_set(err, MLMX_ERR_UNSUPPORTED,
                             "no batch engine covers a residual correlation or variance "
-                            "structure yet (the CPU workspaces do)");
+                            "structure, or a structured random-effect covariance, yet (the CPU "
+                            "workspaces do)");
     mlmx_batch_engine *E = calloc(1, sizeof *E);
     if (!E)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");

@@ -429,7 +429,8 @@ mlmx_status mlmx_boot_run(const mlmx_fit *f, const mlmx_boot_options *o, mlmx_bo
     if (!f || !o || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_boot_run: NULL argument");
     *out = NULL;
-    if (mlmx_api_require_unstructured(f->model, "the parametric bootstrap (mlmx boot)"))
+    if (f->family != MLMX_FAMILY_GAUSSIAN &&
+        mlmx_api_require_unstructured(f->model, "the parametric bootstrap of a GLMM (mlmx boot)"))
         return MLMX_ERR_UNSUPPORTED;
     mlmx_boot *b = calloc(1, sizeof *b);
     if (!b)

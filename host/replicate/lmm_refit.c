@@ -109,7 +109,7 @@ mlmx_status mlmx_rep_lmm_ws_init(mlmx_workspace *W, mlmx_error *err)
     if (!W->qn || !W->xe || !W->vx || !mlmx_lmm_inverse_buffer(P->s, W->w))
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     W->xb = W->xe + nt;
-    return P->md->resid ? mlmx_rep_resid_ws_init(W, err) : MLMX_OK;
+    return P->md->resid || P->md->nstructured ? mlmx_rep_resid_ws_init(W, err) : MLMX_OK;
 }
 
 /* beta, its SEs, sigma and the report parameters from the factor at theta. */
@@ -140,7 +140,7 @@ mlmx_status mlmx_rep_lmm_results(mlmx_workspace *W, const double *rnat, mlmx_err
 mlmx_status mlmx_rep_lmm_fit(mlmx_workspace *W, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
-    if (P->md->resid)
+    if (P->md->resid || P->md->nstructured)
         return mlmx_rep_resid_fit(W, err);
     const mlmx_model *md = P->md;
     const int nt = P->ntheta;

@@ -36,6 +36,7 @@ void mlmx_problem_free(mlmx_problem *P)
     free(P->rx);
     free(P->rchol);
     free(P->rchol_off);
+    free(P->psi0);
     free(P);
 }
 
@@ -140,7 +141,7 @@ static mlmx_status curvature(mlmx_problem *P, mlmx_error *err)
     mlmx_status st = ws_create(P, &W, err);
     if (st)
         return st;
-    if (P->md->resid) { /* BOBYQA refits: no curvature */
+    if (P->md->resid || P->md->nstructured) { /* BOBYQA refits: no curvature */
         mlmx_workspace_free(W);
         return MLMX_OK;
     }
@@ -247,8 +248,10 @@ static mlmx_status create_at(const mlmx_model *m, const mlmx_fit_options *o, con
     if (!m || !theta || (!beta && m->p > 0) || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_problem_create_at: NULL argument");
     *out = NULL;
-    if (mlmx_api_require_unstructured(m, "the replicate engine (boot, simulate, power, "
-                                         "mlmx_problem)"))
+    /* psi cannot be read off a given theta: from a fit only */
+    if (mlmx_api_require_unstructured(m, "a problem at given parameters (power, "
+                                         "mlmx_problem_create_at; mlmx_problem_create takes a "
+                                         "fit's)"))
         return MLMX_ERR_UNSUPPORTED;
     mlmx_problem *P = calloc(1, sizeof *P);
     if (!P)
@@ -284,8 +287,11 @@ mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out)
     if (!f || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_problem_create: NULL argument");
     *out = NULL;
-    if (mlmx_api_require_unstructured(f->model, "the replicate engine (boot, simulate, power, "
-                                                "mlmx_problem)"))
+    /* structured random-effect covariances: LMMs refit over psi (from the
+     * fit's); GLMMs not yet */
+    if (f->family != MLMX_FAMILY_GAUSSIAN &&
+        mlmx_api_require_unstructured(f->model, "the replicate engine for GLMMs (boot, "
+                                                "simulate, mlmx_problem)"))
         return MLMX_ERR_UNSUPPORTED;
     mlmx_fit_options o;
     mlmx_fit_options_default(&o);
@@ -304,6 +310,13 @@ mlmx_status mlmx_problem_create(const mlmx_fit *f, mlmx_problem **out)
     mlmx_err_clear(&e);
     mlmx_status st = problem_init(P, f->model, &o, f->theta, f->beta, extra, f->rpar, f->sigma,
                                   (const char *const *)f->thr_names, &e);
+    if (!st && f->model->nstructured) {
+        const size_t nc = (size_t)mlmx_model_ncov(f->model);
+        if (!(P->psi0 = malloc(nc * sizeof *P->psi0)))
+            st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
+        else
+            memcpy(P->psi0, f->psi, nc * sizeof *P->psi0);
+    }
     if (st) {
         mlmx_problem_free(P);
         return mlmx_api_fail(&e);
@@ -475,7 +488,7 @@ mlmx_status mlmx_workspace_simulate(mlmx_workspace *W, uint64_t seed, uint64_t r
     const double size = P->family == MLMX_FAMILY_NEGBIN ? P->extra[0] : 0.0;
     if (P->md->resid) {
         /* correlated or heteroscedastic residuals, sigma^2 R */
-        double *eps = W->rwork + 3 * (size_t)(P->ntheta + P->nres) + (size_t)P->nres;
+        double *eps = mlmx_rep_resid_eps(W);
         mlmx_rep_resid_draw(P, &r, eps);
         for (size_t i = 0; i < n; i++)
             eta[i] += P->sigma * eps[i];

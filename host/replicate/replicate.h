@@ -38,6 +38,7 @@ struct mlmx_problem {
      * nlme's and the optimizer's scale, and each group's factor of R_g */
     int nres;
     double *rnat, *rx;
+    double *psi0;         /* structured random-effect covariances: the fit's psi */
     double *rchol;
     size_t *rchol_off;    /* ngroups + 1 */
 };
@@ -65,8 +66,10 @@ struct mlmx_workspace {
     void *gctx;           /* mlmx_gobj */
     double *gx, *gxe, *gh; /* np, np, np*np */
     /* residual structure */
-    struct mlmx_rlmm *rl;
-    double *rwork;        /* 3 (ntheta + nres) + nres + n */
+    struct mlmx_rlmm *rl; /* NULL without a residual structure */
+    double *rwork;        /* BOBYQA refits (resid_refit.c): x, lo, hi (ncov + nres
+                             each), the natural residual parameters (nres),
+                             theta (ntheta), the residual draws (n) */
 };
 
 /* Report parameters from theta, beta, sigma, extra and the residual
@@ -83,7 +86,12 @@ void mlmx_rep_resid_draw(const mlmx_problem *P, struct mlmx_rng *rng, double *ep
 mlmx_status mlmx_rep_resid_ws_init(mlmx_workspace *W, mlmx_error *err);
 void mlmx_rep_resid_ws_free(mlmx_workspace *W);
 mlmx_status mlmx_rep_resid_set_response(mlmx_workspace *W, mlmx_error *err);
+/* The refit of a model with a residual structure or structured
+ * random-effect covariances (BOBYQA over psi or theta and the residual
+ * parameters); ws_init and ws_free serve both. */
 mlmx_status mlmx_rep_resid_fit(mlmx_workspace *W, mlmx_error *err);
+/* n doubles of W's scratch for the residual draws. */
+double *mlmx_rep_resid_eps(const mlmx_workspace *W);
 
 /* LMM path (host/replicate/lmm_refit.c). */
 mlmx_status mlmx_rep_lmm_prepare(mlmx_problem *P, mlmx_error *err);

@@ -2,8 +2,9 @@
  * drawn from N(0, sigma^2 R) group by group (R_g = L_g L_g^T at the
  * problem's residual parameters, e_g = L_g z_g), and refits by BOBYQA over
  * (theta, residual parameters) from the problem's values (host/lmm/rfit.c's
- * criterion). The batch engines do not cover these models; every replicate
- * runs on workspaces. */
+ * criterion). Models with structured random-effect covariances refit the
+ * same way over psi (from the fit's psi). The batch engines do not cover
+ * these models; every replicate runs on workspaces. */
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -101,6 +102,15 @@ void mlmx_rep_resid_draw(const mlmx_problem *P, mlmx_rng *rng, double *eps)
     }
 }
 
+/* rwork's layout: x, lo, hi (np each), rnat (nres), theta (ntheta), eps (n) */
+static size_t np_of(const mlmx_problem *P) { return (size_t)(mlmx_model_ncov(P->md) + P->nres); }
+
+double *mlmx_rep_resid_eps(const mlmx_workspace *W)
+{
+    const mlmx_problem *P = W->P;
+    return W->rwork + 3 * np_of(P) + (size_t)P->nres + (size_t)P->ntheta;
+}
+
 void mlmx_rep_resid_ws_free(mlmx_workspace *W)
 {
     mlmx_rlmm_free(W->rl);
@@ -112,11 +122,14 @@ void mlmx_rep_resid_ws_free(mlmx_workspace *W)
 mlmx_status mlmx_rep_resid_ws_init(mlmx_workspace *W, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
-    const size_t np = (size_t)(P->ntheta + P->nres);
-    mlmx_status st = mlmx_rlmm_prepare(P->s, P->md->resid, &W->rl, err);
-    if (st)
-        return st;
-    W->rwork = malloc((3 * np + (size_t)P->nres + P->md->n) * sizeof *W->rwork);
+    const size_t np = np_of(P);
+    if (P->md->resid) {
+        mlmx_status st = mlmx_rlmm_prepare(P->s, P->md->resid, &W->rl, err);
+        if (st)
+            return st;
+    }
+    W->rwork = malloc((3 * np + (size_t)P->nres + (size_t)P->ntheta + P->md->n) *
+                      sizeof *W->rwork);
     if (!W->rwork)
         return mlmx_err_set(err, MLMX_ERR_NOMEM, "out of memory");
     return MLMX_OK;
@@ -124,22 +137,23 @@ mlmx_status mlmx_rep_resid_ws_init(mlmx_workspace *W, mlmx_error *err)
 
 mlmx_status mlmx_rep_resid_set_response(mlmx_workspace *W, mlmx_error *err)
 {
-    return mlmx_rlmm_set_response(W->rl, W->y, err);
+    return W->rl ? mlmx_rlmm_set_response(W->rl, W->y, err) : MLMX_OK;
 }
 
-/* The refit: x = [theta; residual parameters] from the problem's values. */
+/* The refit: x = [theta or psi; residual parameters] from the problem's
+ * values. */
 mlmx_status mlmx_rep_resid_fit(mlmx_workspace *W, mlmx_error *err)
 {
     const mlmx_problem *P = W->P;
     const mlmx_model *md = P->md;
-    const int nt = P->ntheta, np = nt + P->nres;
+    const int nt = mlmx_model_ncov(md), np = nt + P->nres;
     double *x = W->rwork, *lo = x + np, *hi = lo + np, *rnat = hi + np;
-    memcpy(x, P->theta, (size_t)nt * sizeof *x);
-    memcpy(x + nt, P->rx, (size_t)P->nres * sizeof *x);
+    double *th = md->nstructured ? rnat + P->nres : NULL;
+    memcpy(x, md->nstructured ? P->psi0 : P->theta, (size_t)nt * sizeof *x);
+    if (P->nres)
+        memcpy(x + nt, P->rx, (size_t)P->nres * sizeof *x);
     mlmx_robj_bounds(md, lo, hi);
-    /* the replicate engine refuses structured random-effect terms: x is
-     * [theta; residual parameters] */
-    mlmx_robj c = {P->s, P->be, W->w, W->rl, P->opt.method == MLMX_REML, nt, NULL, 0, HUGE_VAL,
+    mlmx_robj c = {P->s, P->be, W->w, W->rl, P->opt.method == MLMX_REML, nt, th, 0, HUGE_VAL,
                    {0},  NULL,  NULL};
     mlmx_optim_result res;
     mlmx_status st = mlmx_robj_minimize(&c, np, x, lo, hi, P->opt.max_evaluations, 0.0, 0.0,
@@ -154,14 +168,15 @@ mlmx_status mlmx_rep_resid_fit(mlmx_workspace *W, mlmx_error *err)
     if (!isfinite(crit))
         return mlmx_err_set(err, MLMX_ERR_NUMERIC, "the criterion at the optimum: %s",
                             c.err.msg);
-    memcpy(W->theta, x, (size_t)nt * sizeof *x);
-    mlmx_resid_natural(md->resid, x + nt, rnat);
+    memcpy(W->theta, th ? th : x, (size_t)P->ntheta * sizeof *x);
+    if (md->resid)
+        mlmx_resid_natural(md->resid, x + nt, rnat);
     W->criterion = crit;
     W->converged = res.converged;
     W->n_evals = res.n_evals + 1;
     W->singular = 0;
-    for (int t = 0; t < nt; t++)
+    for (int t = 0; t < P->ntheta; t++)
         if (md->theta_lower[t] == 0.0 && W->theta[t] < 1e-4)
             W->singular = 1;
-    return mlmx_rep_lmm_results(W, rnat, err);
+    return mlmx_rep_lmm_results(W, md->resid ? rnat : NULL, err);
 }

@@ -346,7 +346,8 @@ mlmx_status mlmx_simulate_run(const mlmx_fit *f, const mlmx_simulate_options *o,
     if (!f || !o || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_simulate_run: NULL argument");
     *out = NULL;
-    if (mlmx_api_require_unstructured(f->model, "simulation (mlmx simulate)"))
+    if (f->family != MLMX_FAMILY_GAUSSIAN &&
+        mlmx_api_require_unstructured(f->model, "simulation of a GLMM (mlmx simulate)"))
         return MLMX_ERR_UNSUPPORTED;
     mlmx_simulate *s = calloc(1, sizeof *s);
     if (!s)
