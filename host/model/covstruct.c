@@ -173,3 +173,99 @@ int mlmx_model_term_rho(const mlmx_model *m, int k, const double *psi, double *r
     mlmx_cov_toep_rho(r->q - 1, c, rho, NULL, a, da);
     return r->q - 1;
 }
+
+/* psi of one structured term from its covariance V = T T^T (q x q): the
+ * SDs, and the correlations the structure keeps (cs: the mean of the
+ * off-diagonal ones; ar1: the mean lag-1 one and the mean SD; toep: the
+ * mean at each lag, turned into partial autocorrelations by the
+ * Durbin-Levinson recursion). */
+static void psi_of_cov(int kind, int q, const double *V, double *p)
+{
+    double sd[16], lag[16] = {0}, cnt[16] = {0};
+    for (int i = 0; i < q; i++)
+        sd[i] = sqrt(V[i + i * q]);
+    for (int j = 0; j < q; j++)
+        for (int i = j + 1; i < q; i++) {
+            const double c = sd[i] > 0 && sd[j] > 0 ? V[i + j * q] / (sd[i] * sd[j]) : 0.0;
+            const int l = kind == MLMX_COV_CS ? 1 : i - j;
+            lag[l] += c;
+            cnt[l] += 1.0;
+        }
+    for (int l = 1; l < q; l++)
+        lag[l] = cnt[l] > 0 ? lag[l] / cnt[l] : 0.0;
+    if (kind == MLMX_COV_AR1) {
+        double s = 0.0;
+        for (int i = 0; i < q; i++)
+            s += sd[i] / q;
+        p[0] = s;
+        p[1] = lag[1];
+        return;
+    }
+    memcpy(p, sd, (size_t)q * sizeof *p);
+    if (kind == MLMX_COV_CS) {
+        p[q] = lag[1];
+        return;
+    }
+    /* toep: partial autocorrelations of the lag correlations */
+    double a[16] = {0}, prev[16];
+    for (int k = 1; k < q; k++) {
+        double num = lag[k], den = 1.0;
+        for (int j = 1; j < k; j++) {
+            num -= a[j] * lag[k - j];
+            den -= a[j] * lag[j];
+        }
+        const double phi = den > 0 ? num / den : 0.0;
+        memcpy(prev, a, sizeof prev);
+        a[k] = phi;
+        for (int j = 1; j < k; j++)
+            a[j] = prev[j] - phi * prev[k - j];
+        p[q + k - 1] = fmax(-1.0, fmin(1.0, phi));
+    }
+}
+
+mlmx_status mlmx_model_theta_to_psi(const mlmx_model *m, const double *theta, double *psi,
+                                    mlmx_error *err)
+{
+    double T[16 * 16], V[16 * 16], T2[16 * 16], L[16 * 16], th2[136];
+    for (int k = 0; k < m->K; k++) {
+        const mlmx_reterm_info *r = &m->re[k];
+        const int q = r->q;
+        const double *t = theta + r->theta_offset;
+        double *p = psi + r->psi_offset;
+        if (r->cov == MLMX_COV_US) {
+            memcpy(p, t, (size_t)r->npsi * sizeof *p);
+            continue;
+        }
+        mlmx_cm_theta_to_t(q, t, T);
+        for (int j = 0; j < q; j++)
+            for (int i = 0; i < q; i++) {
+                double s = 0.0;
+                for (int c = 0; c <= (i < j ? i : j); c++)
+                    s += T[i + c * q] * T[j + c * q];
+                V[i + j * q] = s;
+            }
+        psi_of_cov(r->cov, q, V, p);
+        /* the structure must reproduce V */
+        int bad = mlmx_cov_theta(r->cov, q, p, th2, L) != 0;
+        double vmax = 0.0, dmax = 0.0;
+        if (!bad) {
+            mlmx_cm_theta_to_t(q, th2, T2);
+            for (int j = 0; j < q; j++)
+                for (int i = 0; i < q; i++) {
+                    double s = 0.0;
+                    for (int c = 0; c <= (i < j ? i : j); c++)
+                        s += T2[i + c * q] * T2[j + c * q];
+                    vmax = fmax(vmax, fabs(V[i + j * q]));
+                    dmax = fmax(dmax, fabs(s - V[i + j * q]));
+                }
+            bad = dmax > 1e-8 * fmax(vmax, 1e-300);
+        }
+        if (bad)
+            return mlmx_err_set(err, MLMX_ERR_ARG,
+                                "the SDs and correlations given for the term of '%s' are not an "
+                                "%s(...) covariance (it differs from the nearest one by %.3g "
+                                "relative)",
+                                r->group, mlmx_cov_kind_name(r->cov), dmax / fmax(vmax, 1e-300));
+    }
+    return MLMX_OK;
+}

@@ -129,6 +129,12 @@ int mlmx_model_ncov(const mlmx_model *m);
 /* theta from psi (ntheta from npsi). Returns 0, or -1 where a structure's
  * correlation matrix is not positive semi-definite. Allocates nothing. */
 int mlmx_model_psi_to_theta(const mlmx_model *m, const double *psi, double *theta);
+/* psi from theta (T's entries), for parameters given as covariances (a
+ * power scenario's SDs and correlations): MLMX_ERR_ARG naming the term
+ * when a structured term's covariance is not of its structure (to 1e-8
+ * relative). */
+mlmx_status mlmx_model_theta_to_psi(const mlmx_model *m, const double *theta, double *psi,
+                                    mlmx_error *err);
 /* gpsi = J^T gtheta, the gradient over psi from that over theta (chain
  * rule, J = d theta / d psi). Returns 0, or -1 where a structure's J is
  * not defined (a correlation at its bound). */

@@ -248,10 +248,9 @@ static mlmx_status create_at(const mlmx_model *m, const mlmx_fit_options *o, con
     if (!m || !theta || (!beta && m->p > 0) || !out)
         return mlmx_api_failf(MLMX_ERR_ARG, "mlmx_problem_create_at: NULL argument");
     *out = NULL;
-    /* psi cannot be read off a given theta: from a fit only */
-    if (mlmx_api_require_unstructured(m, "a problem at given parameters (power, "
-                                         "mlmx_problem_create_at; mlmx_problem_create takes a "
-                                         "fit's)"))
+    if ((o && o->family != MLMX_FAMILY_GAUSSIAN) &&
+        mlmx_api_require_unstructured(m, "the replicate engine for GLMMs (power, "
+                                         "mlmx_problem_create_at)"))
         return MLMX_ERR_UNSUPPORTED;
     mlmx_problem *P = calloc(1, sizeof *P);
     if (!P)
@@ -259,6 +258,14 @@ static mlmx_status create_at(const mlmx_model *m, const mlmx_fit_options *o, con
     mlmx_error e;
     mlmx_err_clear(&e);
     mlmx_status st = problem_init(P, m, o, theta, beta, extra, resid, sigma, NULL, &e);
+    if (!st && m->nstructured) {
+        /* structured terms: psi from the given theta, which must hold the
+         * structure */
+        if (!(P->psi0 = malloc((size_t)mlmx_model_ncov(m) * sizeof *P->psi0)))
+            st = mlmx_err_set(&e, MLMX_ERR_NOMEM, "out of memory");
+        else
+            st = mlmx_model_theta_to_psi(m, theta, P->psi0, &e);
+    }
     if (st) {
         mlmx_problem_free(P);
         return mlmx_api_fail(&e);
