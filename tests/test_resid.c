@@ -337,6 +337,13 @@ Test(resid_errors, syntax)
     expect_set_error("orthodont", ORTH, NULL, "ident(~ age)", MLMX_ERR_FORMULA, vid);
     const char *corr_as_var[] = {"unknown structure 'ar1'", "ident, power", NULL};
     expect_set_error("orthodont", ORTH, NULL, "ar1()", MLMX_ERR_FORMULA, corr_as_var);
+    /* found by tests/fuzz/fuzz_resid.c: a newline would split the message
+     * that quotes the text; a second formula leaked the first */
+    const char *ctl[] = {"control character 0x0a at position 5", NULL};
+    expect_set_error("orthodont", ORTH, "ar1(\n)", NULL, MLMX_ERR_FORMULA, ctl);
+    const char *two[] = {"a second formula at position 29", NULL};
+    expect_set_error("orthodont", ORTH, "arma(1, 0, ~ age | Subject, ~ age | Subject)", NULL,
+                     MLMX_ERR_FORMULA, two);
 }
 
 Test(resid_errors, glmm_with_residual_correlation)

@@ -48,6 +48,11 @@ static mlmx_status parse_form(const char *what, const char *text, const char *a,
     const char *t = a;
     while (t < b && isspace((unsigned char)*t))
         t++;
+    if (sp->has_form)
+        return mlmx_err_set(err, MLMX_ERR_FORMULA,
+                            "%s '%s': a second formula at position %d (give one)", what, text,
+                            (int)(t - text) + 1);
+    sp->has_form = 1;
     if (t >= b || *t != '~')
         return mlmx_err_set(err, MLMX_ERR_FORMULA,
                             "%s '%s': expected a formula such as '~ time | group' at position %d",
@@ -165,6 +170,17 @@ mlmx_status mlmx_resid_parse(const char *what, const char *text, int want_corr,
     memset(sp, 0, sizeof *sp);
     sp->p = -1;
     sp->q = -1;
+    /* messages quote the text: refuse what would break their one line */
+    for (const char *c = text; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return mlmx_err_set(err, MLMX_ERR_FORMULA,
+                                "%s: control character 0x%02x at position %d of the "
+                                "specification",
+                                what, (unsigned)(unsigned char)*c, (int)(c - text) + 1);
+    if (strlen(text) > 400)
+        return mlmx_err_set(err, MLMX_ERR_FORMULA,
+                            "%s: the specification is %zu characters long; at most 400", what,
+                            strlen(text));
     const char *a = text;
     while (isspace((unsigned char)*a))
         a++;

@@ -9,6 +9,7 @@ typedef struct mlmx_resid_spec {
     int p, q;    /* arma orders */
     char *time;  /* the formula's left side (NULL: "1" or absent) */
     char *group; /* after '|' (NULL: absent) */
+    int has_form; /* a formula was given */
 } mlmx_resid_spec;
 
 /* Parse a correlation (want_corr = 1) or variance specification; `what`
