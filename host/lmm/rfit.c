@@ -92,8 +92,10 @@ static void start_point(const mlmx_model *md, const mlmx_fit_options *o, double 
         x[nt + k] = r->start[k];
 }
 
-/* BOBYQA from x, then again from its optimum (a restart settles a
- * trust region that shrank early); x: the optimum on return. */
+/* BOBYQA from x, then again from its optimum while a restart still gains
+ * more than 1e-8 (at most 3 restarts): a trust region that shrank early on
+ * a flat criterion (ARMA) stops short of the optimum; x: the optimum on
+ * return. */
 mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo,
                                const double *hi, int max_evals, double ftol_abs, double xtol_rel,
                                mlmx_optim_result *res, mlmx_error *err)
@@ -109,10 +111,15 @@ mlmx_status mlmx_robj_minimize(mlmx_robj *c, int np, double *x, const double *lo
     mlmx_status st = mlmx_optim_bobyqa(np, x, lo, hi, mlmx_robj_value, c, &oo, res, err);
     if (st || !isfinite(res->fmin))
         return st;
-    int ev = res->n_evals;
     oo.init_step = 0.01;
-    st = mlmx_optim_bobyqa(np, x, lo, hi, mlmx_robj_value, c, &oo, res, err);
-    res->n_evals += ev;
+    for (int k = 0; k < 3 && !st; k++) {
+        const int ev = res->n_evals;
+        const double before = res->fmin;
+        st = mlmx_optim_bobyqa(np, x, lo, hi, mlmx_robj_value, c, &oo, res, err);
+        res->n_evals += ev;
+        if (!(before - res->fmin > 1e-8))
+            break;
+    }
     return st;
 }
 

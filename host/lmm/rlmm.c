@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PATH_AR1, PATH_CS, PATH_IDENT, PATH_DIAG, PATH_TRIDIAG, PATH_GROUPS };
+enum { PATH_AR1, PATH_CS, PATH_IDENT, PATH_DIAG, PATH_TRIDIAG, PATH_PAIRS, PATH_GROUPS };
 
-/* Most precomputed sets before the per-group path is used instead. */
+/* Most precomputed sets before the per-group path is used instead (ar1,
+ * cs, ident; position pairs of the time patterns). */
 #define MLMX_RLMM_MAX_SETS 25
+#define MLMX_RLMM_MAX_PAIR_SETS 256
 #define MLMX_RLMM_MAX_BYTES ((size_t)1 << 30)
 
 struct mlmx_rlmm {
@@ -32,6 +34,12 @@ struct mlmx_rlmm {
     double *wdiag;      /* n: 1/sd^2 (power without correlation) */
     double *sdg;        /* max_gsize: one group's SDs */
     double *Pg;         /* max_gsize^2: R_g^{-1} */
+    /* position pairs: the distinct time patterns (a group's size and times
+     * relative to its first), their groups and the first set of each */
+    int npat;
+    int *pat_n, *pat_count, *pat_base, *pat_of; /* npat (pat_of: ngroups) */
+    double **pat_t;     /* npat arrays of pat_n times */
+    double *coef;       /* nsets: the combination's coefficients */
     const double *y;    /* the response (the model's, or a replicate's) */
 };
 
@@ -39,6 +47,7 @@ const char *mlmx_rlmm_path(const mlmx_rlmm *rl)
 {
     return rl->path == PATH_GROUPS    ? "per group"
            : rl->path == PATH_TRIDIAG ? "per group, tridiagonal"
+           : rl->path == PATH_PAIRS   ? "precomputed position pairs"
            : rl->path == PATH_DIAG    ? "per observation"
                                       : "precomputed";
 }
@@ -61,6 +70,14 @@ void mlmx_rlmm_free(mlmx_rlmm *rl)
     free(rl->wdiag);
     free(rl->sdg);
     free(rl->Pg);
+    for (int k = 0; rl->pat_t && k < rl->npat; k++)
+        free(rl->pat_t[k]);
+    free(rl->pat_t);
+    free(rl->pat_n);
+    free(rl->pat_count);
+    free(rl->pat_base);
+    free(rl->pat_of);
+    free(rl->coef);
     free(rl);
 }
 
@@ -244,6 +261,73 @@ static mlmx_status fill_ident_sets(mlmx_rlmm *rl)
     return MLMX_OK;
 }
 
+/* Position pairs: for each time pattern p and positions a <= b, the set
+ * sum over p's groups of x_a x_a^T (a = b) or x_a x_b^T + x_b x_a^T, in
+ * the order (0,0), (1,0), (1,1), (2,0), ... from pat_base[p]. */
+static void fill_pair_sets(mlmx_rlmm *rl)
+{
+    const mlmx_resid *r = rl->r;
+    static const double one = 1.0, lag[4] = {0.0, 1.0, 1.0, 0.0};
+    for (int g = 0; g < r->ngroups; g++) {
+        const size_t *obs = r->gobs + r->gstart[g];
+        const int ng = (int)(r->gstart[g + 1] - r->gstart[g]);
+        int k = rl->pat_base[rl->pat_of[g]];
+        for (int a = 0; a < ng; a++)
+            for (int b = 0; b <= a; b++, k++) {
+                if (a == b) {
+                    pair_fill(rl, &rl->sets[k], obs + a, 1, &one);
+                } else {
+                    const size_t two[2] = {obs[b], obs[a]};
+                    pair_fill(rl, &rl->sets[k], two, 2, lag);
+                }
+            }
+    }
+}
+
+/* The groups' distinct time patterns (size and times relative to the
+ * first); 0 when there are too many position pairs for precomputed sets. */
+static int find_patterns(mlmx_rlmm *rl, int maxsets)
+{
+    const mlmx_resid *r = rl->r;
+    const int ng = r->ngroups;
+    rl->pat_of = malloc((size_t)(ng ? ng : 1) * sizeof *rl->pat_of);
+    rl->pat_n = malloc((size_t)(ng ? ng : 1) * sizeof *rl->pat_n);
+    rl->pat_count = calloc((size_t)(ng ? ng : 1), sizeof *rl->pat_count);
+    rl->pat_base = malloc((size_t)(ng ? ng : 1) * sizeof *rl->pat_base);
+    rl->pat_t = calloc((size_t)(ng ? ng : 1), sizeof *rl->pat_t);
+    if (!rl->pat_of || !rl->pat_n || !rl->pat_count || !rl->pat_base || !rl->pat_t)
+        return -1;
+    int sets = 0;
+    for (int g = 0; g < ng; g++) {
+        const size_t o0 = r->gstart[g];
+        const int n = (int)(r->gstart[g + 1] - o0);
+        int p = 0;
+        for (; p < rl->npat; p++) {
+            int same = rl->pat_n[p] == n;
+            for (int j = 0; same && j < n; j++)
+                same = rl->pat_t[p][j] == r->gtime[o0 + (size_t)j] - r->gtime[o0];
+            if (same)
+                break;
+        }
+        if (p == rl->npat) {
+            sets += n * (n + 1) / 2;
+            if (sets > maxsets)
+                return 0;
+            rl->pat_t[p] = malloc((size_t)n * sizeof **rl->pat_t);
+            if (!rl->pat_t[p])
+                return -1;
+            for (int j = 0; j < n; j++)
+                rl->pat_t[p][j] = r->gtime[o0 + (size_t)j] - r->gtime[o0];
+            rl->pat_n[p] = n;
+            rl->pat_base[p] = sets - n * (n + 1) / 2;
+            rl->npat++;
+        }
+        rl->pat_of[g] = p;
+        rl->pat_count[p]++;
+    }
+    return sets;
+}
+
 /* The precomputed sets for the current response (allocated). */
 static mlmx_status fill_sets(mlmx_rlmm *rl)
 {
@@ -257,6 +341,9 @@ static mlmx_status fill_sets(mlmx_rlmm *rl)
         /* [0]: the ordinary statistics, unit weights */
         mlmx_lmm_vals_fill(rl->s, &rl->sets[0], NULL, rl->y);
         fill_cs_sets(rl);
+        return MLMX_OK;
+    case PATH_PAIRS:
+        fill_pair_sets(rl);
         return MLMX_OK;
     default:
         return fill_ident_sets(rl);
@@ -323,6 +410,16 @@ static mlmx_status choose_path(mlmx_rlmm *rl)
         if (sets > 0 && (size_t)sets * per_set <= MLMX_RLMM_MAX_BYTES)
             rl->path = r->corr == MLMX_CORR_AR1 ? PATH_AR1 : PATH_CS;
     }
+    if (r->corr == MLMX_CORR_ARMA && r->var == MLMX_VAR_NONE) {
+        /* balanced designs: few time patterns, each position pair a set */
+        const int sets = find_patterns(rl, MLMX_RLMM_MAX_PAIR_SETS);
+        if (sets < 0)
+            return MLMX_ERR_NOMEM;
+        if (sets > 0 && (size_t)sets * per_set <= MLMX_RLMM_MAX_BYTES) {
+            rl->path = PATH_PAIRS;
+            rl->nkeys = sets; /* the number of sets to allocate */
+        }
+    }
     if (rl->path == PATH_IDENT && (r->nstrata > MLMX_RLMM_MAX_SETS ||
                                    (size_t)r->nstrata * per_set > MLMX_RLMM_MAX_BYTES))
         rl->path = PATH_DIAG;
@@ -376,10 +473,15 @@ mlmx_status mlmx_rlmm_prepare(const mlmx_lmm_stats *s, const mlmx_resid *r, mlmx
         if (!rl->wdiag)
             st = MLMX_ERR_NOMEM;
     }
-    if (!st && (rl->path == PATH_AR1 || rl->path == PATH_CS || rl->path == PATH_IDENT)) {
-        st = alloc_sets(rl, rl->path == PATH_AR1  ? 1 + 3 * rl->nkeys
-                            : rl->path == PATH_CS ? 1 + rl->nkeys
-                                                  : r->nstrata);
+    if (!st && (rl->path == PATH_AR1 || rl->path == PATH_CS || rl->path == PATH_IDENT ||
+                rl->path == PATH_PAIRS)) {
+        st = alloc_sets(rl, rl->path == PATH_AR1     ? 1 + 3 * rl->nkeys
+                            : rl->path == PATH_CS    ? 1 + rl->nkeys
+                            : rl->path == PATH_PAIRS ? rl->nkeys
+                                                     : r->nstrata);
+        if (!st && rl->path == PATH_PAIRS &&
+            !(rl->coef = malloc((size_t)rl->nsets * sizeof *rl->coef)))
+            st = MLMX_ERR_NOMEM;
         if (!st && rl->path == PATH_IDENT) {
             rl->key_count = calloc((size_t)r->nstrata, sizeof *rl->key_count);
             if (!rl->key_count)
@@ -440,6 +542,40 @@ static mlmx_status set_tridiag(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, 
         pair_fill(rl, v, obs, ng, P);
     }
     finish_vals(rl->s, v);
+    *logdet = ld;
+    return MLMX_OK;
+}
+
+/* Position pairs (arma on few time patterns): per pattern, C_p^{-1} gives
+ * the coefficients of its pair sets; log|R| = sum_p count_p log|C_p|. */
+static mlmx_status set_pairs(mlmx_rlmm *rl, mlmx_lmm_vals *v, double *logdet, mlmx_error *err)
+{
+    double ld = 0.0;
+    for (int p = 0; p < rl->npat; p++) {
+        const int n = rl->pat_n[p];
+        const double *t = rl->pat_t[p];
+        double *C = rl->Rg, *P = rl->Pg;
+        for (int b = 0; b < n; b++)
+            for (int a = 0; a < n; a++)
+                C[a + b * n] = rl->acf[(size_t)fabs(t[a] - t[b])];
+        if (mlmx_cm_chol(n, C) != 0)
+            return mlmx_err_set(err, MLMX_ERR_NUMERIC,
+                                "the residual correlation matrix is not positive definite at "
+                                "these parameters");
+        ld += 2.0 * rl->pat_count[p] * mlmx_cm_logdiag(n, C);
+        for (int b = 0; b < n; b++) {
+            double *col = P + (size_t)b * (size_t)n;
+            for (int a = 0; a < n; a++)
+                col[a] = a == b;
+            mlmx_cm_trsv_lower(n, C, col);
+            mlmx_cm_trsv_lower_t(n, C, col);
+        }
+        int k = rl->pat_base[p];
+        for (int a = 0; a < n; a++)
+            for (int b = 0; b <= a; b++)
+                rl->coef[k++] = P[a + b * n];
+    }
+    lincomb(rl, rl->coef, v);
     *logdet = ld;
     return MLMX_OK;
 }
@@ -531,6 +667,16 @@ mlmx_status mlmx_rlmm_set(mlmx_rlmm *rl, const double *x, mlmx_lmm_vals *v, doub
         break;
     case PATH_TRIDIAG: {
         mlmx_status st = set_tridiag(rl, v, &ld, err);
+        if (st)
+            return st;
+        break;
+    }
+    case PATH_PAIRS: {
+        mlmx_status st = MLMX_OK;
+        if (!mlmx_resid_arma_acf(r->arma_p, r->arma_q, nat, nat + r->arma_p, rl->maxlag, rl->acf))
+            st = mlmx_err_set(err, MLMX_ERR_NUMERIC, "ARMA autocorrelations undefined");
+        if (!st)
+            st = set_pairs(rl, v, &ld, err);
         if (st)
             return st;
         break;

@@ -9,9 +9,13 @@
  *        statistics (D distinct time gaps), with coefficients in rho^d;
  *   cs   R_g^{-1} = a I + b_n 1 1^T: the ordinary statistics plus one set
  *        of group sums per distinct group size;
- *   ident (alone) one set per stratum, weighted by 1/delta_k^2.
- * The rest (car1, arma, power, combinations) refill per evaluation from
- * each group's R_g^{-1}: O(sum n_g^2) work. */
+ *   ident (alone) one set per stratum, weighted by 1/delta_k^2;
+ *   arma on few time patterns (balanced designs): one set per position
+ *        pair of each pattern, combined with the entries of C_p^{-1}.
+ * car1 (and ar1 with a variance function or many gaps) refill per
+ * evaluation from the tridiagonal R_g^{-1}, O(n); the rest (arma on many
+ * patterns, cs with a variance function, power with a correlation) from
+ * each group's dense R_g^{-1}: O(sum n_g^2) work. */
 #ifndef MLMX_RLMM_H
 #define MLMX_RLMM_H
 #include "lmm/lmm.h"
