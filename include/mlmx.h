@@ -670,6 +670,14 @@ mlmx_status mlmx_device_select(int index);
  *       (mlmx_boot_run with the boot options given; their level is
  *       replaced by this one), as confint(fit, method = "boot") with
  *       boot.type = "perc".
+ *   MLMX_CONFINT_NLME  nlme's intervals(fit) (LMMs, with or without a
+ *       residual structure; not with structured terms or at a boundary):
+ *       the fixed effects by t on the containment df, the variance
+ *       components, the residual structure's parameters (after the .sig
+ *       entries, named as mlmx_fit_resid_par_name) and .sigma by the
+ *       normal approximation on nlme's unconstrained scales (log SDs,
+ *       log((1 + r) / (1 - r)), ...) from the log-likelihood's Hessian there
+ *       (docs/longitudinal.md).
  * Errors: MLMX_ERR_ARG (level outside (0, 1), unknown method),
  * MLMX_ERR_UNSUPPORTED (profile of an ordinal, negative binomial or
  * nAGQ = 0 fit), MLMX_ERR_NUMERIC (a profile that cannot be followed),
@@ -677,7 +685,8 @@ mlmx_status mlmx_device_select(int index);
 typedef enum mlmx_confint_method {
     MLMX_CONFINT_PROFILE = 0,
     MLMX_CONFINT_WALD = 1,
-    MLMX_CONFINT_BOOT = 2
+    MLMX_CONFINT_BOOT = 2,
+    MLMX_CONFINT_NLME = 3
 } mlmx_confint_method;
 typedef struct mlmx_confint mlmx_confint;
 struct mlmx_boot_options;

@@ -105,6 +105,74 @@ static void check_tests(const char *name, json_t *r, const mlmx_fit *f)
     }
 }
 
+/* nlme's intervals(fit) against mlmx_fit_confint(MLMX_CONFINT_NLME): the
+ * fixed effects (t on the containment df) to 1e-4 relative (the estimates'
+ * tolerance); the variance components, the residual structure's
+ * parameters and sigma to 2e-3 relative to max(|bound|, 1): nlme's Hessian
+ * is fdHess's quadratic fit (.relStep 1e-4 in the fixture), mlmx's central
+ * differences at two steps with a Richardson step (the measured
+ * differences are printed on failure). Not compared: fits at a boundary
+ * (nlme's interval for an SD of 0.0018 has a lower bound of 1e-140; mlmx
+ * refuses), and varPower, whose nlme bounds move with fdHess's step (the
+ * power's lower bound -1.018, -1.215, -1.245 at .relStep 1e-3, 1e-4,
+ * 1e-5, toward mlmx's -1.248), and BodyWeight's ARMA(2,0), whose
+ * likelihood is flat along sigma and the ARMA parameters (sigma's
+ * interval runs from 2.8 to 14.5; the two sides differ by 0.5%). */
+static void expect_bound(const char *name, const char *what, double got, double want, double tol)
+{
+    cr_expect(fabs(got - want) <= tol * fmax(fabs(want), 1.0), "%s: %s %.8g, nlme %.8g", name,
+              what, got, want);
+}
+
+static void check_intervals(const char *name, json_t *r, const mlmx_fit *f)
+{
+    json_t *iv = json_object_get(r, "intervals");
+    if (!json_is_object(iv) || strstr(name, "power") || strstr(name, "arma20"))
+        return;
+    json_t *rl0 = json_object_get(iv, "re_lower");
+    if ((json_is_array(rl0) ? num_at(rl0, 0) : json_number_value(rl0)) < 1e-8)
+        return; /* an SD on its boundary */
+    mlmx_confint *ci = NULL;
+    cr_assert_eq(mlmx_fit_confint(f, MLMX_CONFINT_NLME, 0.95, NULL, &ci), MLMX_OK, "%s: %s", name,
+                 mlmx_last_error());
+    const mlmx_model *m = mlmx_fit_model(f);
+    const int nt = mlmx_model_ntheta(m), nr = mlmx_fit_nresid_par(f), p = mlmx_model_nfixef(m);
+    double est, lo, hi;
+    for (int j = 0; j < p; j++) {
+        cr_assert_eq(mlmx_confint_bounds(ci, nt + nr + 1 + j, &est, &lo, &hi), MLMX_OK);
+        expect_bound(name, "fixed lower", lo, num_at(json_object_get(iv, "fixed_lower"), j), 1e-4);
+        expect_bound(name, "fixed upper", hi, num_at(json_object_get(iv, "fixed_upper"), j), 1e-4);
+    }
+    /* the first term: nlme lists sd1, sd2, cor; lme4's order is sd1, cor, sd2 */
+    json_t *rl = json_object_get(iv, "re_lower"), *ru = json_object_get(iv, "re_upper");
+    const int map[3] = {0, 2, 1};
+    const int nre = json_is_array(rl) ? (int)json_array_size(rl) : 1;
+    for (int k = 0; k < nre && nre <= 3; k++) {
+        cr_assert_eq(mlmx_confint_bounds(ci, nre == 1 ? 0 : map[k], &est, &lo, &hi), MLMX_OK);
+        expect_bound(name, "random-effect lower", lo, nre == 1 ? json_number_value(rl) : num_at(rl, k), 2e-3);
+        expect_bound(name, "random-effect upper", hi, nre == 1 ? json_number_value(ru) : num_at(ru, k), 2e-3);
+    }
+    /* the residual parameters: the correlation's, then the variance function's */
+    int k = 0;
+    const char *keys[2][2] = {{"corr_lower", "corr_upper"}, {"var_lower", "var_upper"}};
+    for (int s = 0; s < 2; s++) {
+        json_t *a = json_object_get(iv, keys[s][0]), *b = json_object_get(iv, keys[s][1]);
+        const int na = json_is_array(a) ? (int)json_array_size(a) : json_is_number(a) ? 1 : 0;
+        for (int i = 0; i < na; i++, k++) {
+            cr_assert_eq(mlmx_confint_bounds(ci, nt + k, &est, &lo, &hi), MLMX_OK);
+            expect_bound(name, mlmx_confint_name(ci, nt + k), lo,
+                         json_is_array(a) ? num_at(a, i) : json_number_value(a), 2e-3);
+            expect_bound(name, mlmx_confint_name(ci, nt + k), hi,
+                         json_is_array(b) ? num_at(b, i) : json_number_value(b), 2e-3);
+        }
+    }
+    cr_expect_eq(k, nr, "%s: %d residual parameters with intervals, nlme %d", name, nr, k);
+    cr_assert_eq(mlmx_confint_bounds(ci, nt + nr, &est, &lo, &hi), MLMX_OK);
+    expect_bound(name, "sigma lower", lo, json_number_value(json_object_get(iv, "sigma_lower")), 2e-3);
+    expect_bound(name, "sigma upper", hi, json_number_value(json_object_get(iv, "sigma_upper")), 2e-3);
+    mlmx_confint_free(ci);
+}
+
 static void check_case(const char *name, const char *data, const char *formula, const char *corr,
                        const char *var, mlmx_method method)
 {
@@ -177,6 +245,7 @@ static void check_case(const char *name, const char *data, const char *formula, 
         cr_expect(fabs(mlmx_fit_resid_par(f, k) - want[k]) < 1e-4, "%s: %s %.8g, nlme %.8g", name,
                   mlmx_fit_resid_par_name(f, k), mlmx_fit_resid_par(f, k), want[k]);
     check_tests(name, r, f);
+    check_intervals(name, r, f);
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);

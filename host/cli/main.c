@@ -96,7 +96,9 @@ static const char *usage_fit2 =
     "                     confint(fit, method = M): profile (profile likelihood;\n"
     "                     linear models on the ML refit), wald (fixed effects)\n"
     "                     or boot (percentile, 500 parametric bootstrap\n"
-    "                     replicates, seed 1); in the JSON as \"confint\"\n"
+    "                     replicates, seed 1); nlme: nlme's intervals(fit),\n"
+    "                     with the residual structure's parameters; in the\n"
+    "                     JSON as \"confint\"\n"
     "  --level X          confidence level of --confint (default 0.95)\n"
     "  --profile-plot PATH  with --confint profile: zeta against each parameter\n"
     "                     (SVG, PNG or PDF by the extension)\n"
@@ -170,8 +172,11 @@ static int confint_options(const char *method, const char *level, const char *pl
             ci->method = MLMX_CONFINT_WALD;
         else if (strcmp(method, "boot") == 0)
             ci->method = MLMX_CONFINT_BOOT;
+        else if (strcmp(method, "nlme") == 0)
+            ci->method = MLMX_CONFINT_NLME;
         else {
-            fprintf(stderr, "mlmx fit: --confint must be profile, wald or boot (not '%s')\n",
+            fprintf(stderr,
+                    "mlmx fit: --confint must be profile, wald, boot or nlme (not '%s')\n",
                     method);
             return 2;
         }

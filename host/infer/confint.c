@@ -92,7 +92,9 @@ static mlmx_confint *confint_alloc(const mlmx_fit *f, mlmx_confint_method method
         return NULL;
     c->method = method;
     c->level = level;
-    c->nvar = m->ntheta + (f->family == MLMX_FAMILY_GAUSSIAN);
+    /* nlme's intervals add the residual structure's parameters */
+    const int nres = method == MLMX_CONFINT_NLME && m->resid ? m->resid->npar : 0;
+    c->nvar = m->ntheta + nres + (f->family == MLMX_FAMILY_GAUSSIAN);
     c->np = c->nvar + m->p;
     const size_t np = (size_t)c->np;
     c->names = calloc(np, sizeof *c->names);
@@ -110,9 +112,10 @@ static mlmx_confint *confint_alloc(const mlmx_fit *f, mlmx_confint_method method
     for (size_t j = 0; j < 3 * np; j++)
         c->est[j] = NAN;
     for (int j = 0; j < c->np; j++) {
-        c->names[j] = j < m->ntheta ? mlmx_asprintf(".sig%02d", j + 1)
-                      : j < c->nvar ? mlmx_strdup(".sigma")
-                                    : mlmx_strdup(m->fixef_names[j - c->nvar]);
+        c->names[j] = j < m->ntheta          ? mlmx_asprintf(".sig%02d", j + 1)
+                      : j < m->ntheta + nres ? mlmx_strdup(m->resid->par_names[j - m->ntheta])
+                      : j < c->nvar          ? mlmx_strdup(".sigma")
+                                             : mlmx_strdup(m->fixef_names[j - c->nvar]);
         if (!c->names[j]) {
             mlmx_confint_free(c);
             return NULL;
@@ -125,7 +128,10 @@ static mlmx_confint *confint_alloc(const mlmx_fit *f, mlmx_confint_method method
 static void fit_estimates(const mlmx_fit *f, mlmx_confint *c)
 {
     const int glmm = f->family != MLMX_FAMILY_GAUSSIAN;
-    mlmx_theta_to_sdcor(f->model, f->theta, glmm ? 1.0 : f->sigma, c->est);
+    const mlmx_model *m = f->model;
+    mlmx_theta_to_sdcor(m, f->theta, glmm ? 1.0 : f->sigma, c->est);
+    for (int k = m->ntheta; k < c->nvar - !glmm; k++) /* nlme's: the residual structure */
+        c->est[k] = f->rpar[k - m->ntheta];
     if (!glmm)
         c->est[c->nvar - 1] = f->sigma;
     memcpy(c->est + c->nvar, f->beta, (size_t)f->model->p * sizeof *c->est);
@@ -194,7 +200,7 @@ mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, doub
     if (!(level > 0.0 && level < 1.0))
         return mlmx_api_failf(MLMX_ERR_ARG, "confidence level %g is not between 0 and 1", level);
     if (method != MLMX_CONFINT_PROFILE && method != MLMX_CONFINT_WALD &&
-        method != MLMX_CONFINT_BOOT)
+        method != MLMX_CONFINT_BOOT && method != MLMX_CONFINT_NLME)
         return mlmx_api_failf(MLMX_ERR_ARG, "unknown confidence interval method %d", (int)method);
     if (mlmx_api_require_unstructured(f->model, method == MLMX_CONFINT_PROFILE
                                                     ? "profile confidence intervals"
@@ -204,7 +210,7 @@ mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, doub
         return MLMX_ERR_UNSUPPORTED;
     if (method == MLMX_CONFINT_BOOT && !boot)
         return mlmx_api_failf(MLMX_ERR_ARG, "bootstrap intervals need the bootstrap options");
-    if (method != MLMX_CONFINT_WALD &&
+    if (method != MLMX_CONFINT_WALD && method != MLMX_CONFINT_NLME &&
         mlmx_infer_iid(f, method == MLMX_CONFINT_PROFILE ? "profile confidence intervals"
                                                           : "bootstrap confidence intervals"))
         return MLMX_ERR_UNSUPPORTED;
@@ -221,6 +227,15 @@ mlmx_status mlmx_fit_confint(const mlmx_fit *f, mlmx_confint_method method, doub
             mlmx_confint_free(c);
             return mlmx_api_failf(st, "profile confidence intervals: %s",
                                   e.msg[0] ? e.msg : "out of memory");
+        }
+    } else if (method == MLMX_CONFINT_NLME) {
+        fit_estimates(f, c);
+        mlmx_error e;
+        mlmx_err_clear(&e);
+        st = mlmx_nlme_intervals(f, c, &e);
+        if (st) {
+            mlmx_confint_free(c);
+            return mlmx_api_failf(st, "%s", e.msg[0] ? e.msg : "out of memory");
         }
     } else {
         fit_estimates(f, c);
@@ -277,7 +292,10 @@ static void perc_label(char *buf, size_t n, double a)
 
 static const char *method_name(mlmx_confint_method m)
 {
-    return m == MLMX_CONFINT_PROFILE ? "profile" : m == MLMX_CONFINT_WALD ? "Wald" : "boot";
+    return m == MLMX_CONFINT_PROFILE ? "profile"
+           : m == MLMX_CONFINT_WALD  ? "Wald"
+           : m == MLMX_CONFINT_NLME  ? "nlme"
+                                     : "boot";
 }
 
 mlmx_status mlmx_confint_text(const mlmx_confint *c, char **text)

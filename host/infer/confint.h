@@ -9,7 +9,8 @@ struct mlmx_confint {
     mlmx_confint_method method;
     double level;
     int np;          /* parameters: nvar variance parameters, then the fixed effects */
-    int nvar;        /* ntheta, plus 1 (.sigma) for an LMM */
+    int nvar;        /* ntheta, plus 1 (.sigma) for an LMM; nlme's intervals: plus the
+                        residual structure's parameters, before .sigma */
     char **names;    /* lme4's: .sig01, ..., .sigma, fixed effects */
     double *est;     /* the estimates the intervals are about (profile: the ML fit's) */
     double *lo, *hi; /* NaN: not available (Wald's variance parameters) */
@@ -38,6 +39,9 @@ mlmx_status mlmx_confint_add_point(mlmx_confint *c, int j, double x, double zeta
  * non-positive pivot and its column to 0, for correlations of +-1). */
 void mlmx_theta_to_sdcor(const mlmx_model *m, const double *theta, double s, double *v);
 void mlmx_sdcor_to_theta(const mlmx_model *m, const double *v, double s, double *theta);
+
+/* nlme's intervals (intervals.c) into c's lo and hi (est and names set). */
+mlmx_status mlmx_nlme_intervals(const mlmx_fit *f, mlmx_confint *c, mlmx_error *err);
 
 /* Profile intervals into c (names, est, lo, hi, points, notes), for an
  * LMM (on the ML refit, as lme4's profile) or a binomial or Poisson GLMM

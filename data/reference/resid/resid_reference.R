@@ -6,10 +6,15 @@
 # scale), the variance-function parameters (natural scale), and nlme's
 # tests: summary()'s t table (DF, t, p: the containment df) and
 # anova(type = "marginal") (numDF, denDF, F, p per term, the intercept
-# left out).
+# left out), and intervals(fit) (nlme's approximate intervals: lower and
+# upper bounds of the fixed effects, the first term's SDs (and correlation),
+# the correlation and variance parameters, sigma; null where nlme cannot
+# compute them). apVar's Hessian (fdHess) uses .relStep = 1e-4: its default
+# step (about 6e-6) turns the log-likelihood's optimizer-level noise into
+# interval bounds off by 1e-3 (Orthodont's Phi: -0.28025 against -0.27823).
 suppressPackageStartupMessages({ library(nlme); library(jsonlite) })
 ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10,
-                   msTol = 1e-12, niterEM = 100, opt = "nlminb")
+                   msTol = 1e-12, niterEM = 100, opt = "nlminb", .relStep = 1e-4)
 orth <- read.csv("../../orthodont.csv", stringsAsFactors = TRUE)
 bw <- read.csv("../../bodyweight.csv")
 bw$Diet <- factor(bw$Diet); bw$Rat <- factor(bw$Rat)
@@ -23,7 +28,18 @@ one <- function(fit) {
   vf <- fit$modelStruct$varStruct
   tt <- summary(fit)$tTable
   av <- anova(fit, type = "marginal")[-1, ]
-  list(loglik = as.numeric(logLik(fit)), df = attr(logLik(fit), "df"),
+  iv <- tryCatch(intervals(fit), error = function(e) NULL)
+  ivl <- if (is.null(iv)) NULL else {
+    re <- iv$reStruct[[length(iv$reStruct)]]
+    list(fixed_lower = as.numeric(iv$fixed[, "lower"]), fixed_upper = as.numeric(iv$fixed[, "upper"]),
+         re_lower = as.numeric(re[, "lower"]), re_upper = as.numeric(re[, "upper"]),
+         corr_lower = if (is.null(iv$corStruct)) NULL else as.numeric(iv$corStruct[, "lower"]),
+         corr_upper = if (is.null(iv$corStruct)) NULL else as.numeric(iv$corStruct[, "upper"]),
+         var_lower = if (is.null(iv$varStruct)) NULL else as.numeric(iv$varStruct[, "lower"]),
+         var_upper = if (is.null(iv$varStruct)) NULL else as.numeric(iv$varStruct[, "upper"]),
+         sigma_lower = as.numeric(iv$sigma["lower"]), sigma_upper = as.numeric(iv$sigma["upper"]))
+  }
+  list(loglik = as.numeric(logLik(fit)), df = attr(logLik(fit), "df"), intervals = ivl,
        t_df = as.numeric(tt[, "DF"]), t_value = as.numeric(tt[, "t-value"]),
        t_p = as.numeric(tt[, "p-value"]),
        anova = list(term = rownames(av), num_df = as.numeric(av$numDF),
