@@ -340,7 +340,7 @@ Test(cli, confint_usage_errors)
     result r;
     run(DYE " --confint exact", &r);
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "--confint must be profile, wald or boot (not 'exact')"), "%s", r.err);
+    cr_expect(strstr(r.err, "--confint must be profile, wald, boot or nlme (not 'exact')"), "%s", r.err);
     run(DYE " --confint profile --level 95", &r);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--level must be a number between 0 and 1 (not '95')"), "%s", r.err);
