@@ -588,3 +588,46 @@ Test(resid_replicates, refits_recover_the_parameters)
     mlmx_model_free(m);
     mlmx_data_free(d);
 }
+
+/* The summary's block and the JSON key "residual_structure". */
+Test(resid_output, summary_and_json)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = model_for("orthodont", ORTH, "ar1()", "ident(~ 1 | Sex)", &d);
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK, "%s", mlmx_last_error());
+    char *text = NULL;
+    cr_assert_eq(mlmx_fit_summary(f, &text), MLMX_OK);
+    const char *want[] = {"Correlation structure: AR(1)\n Formula: ar1(~ 1 | Subject)\n",
+                          "  Phi = 0.1886", "Variance function: different SDs per stratum",
+                          " Formula: ident(~ 1 | Sex)\n", "  Female = 1, Male = 2.254"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_expect(strstr(text, want[i]), "summary lacks '%s':\n%s", want[i], text);
+    mlmx_string_free(text);
+    char path[] = "/tmp/mlmx_resid_json_XXXXXX";
+    const int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(mlmx_fit_write_json(f, path), MLMX_OK, "%s", mlmx_last_error());
+    json_error_t e;
+    json_t *root = json_load_file(path, 0, &e);
+    unlink(path);
+    cr_assert(root, "%s", e.text);
+    json_t *rs = json_object_get(root, "residual_structure");
+    json_t *c = json_object_get(rs, "correlation"), *v = json_object_get(rs, "variance");
+    cr_expect_str_eq(json_string_value(json_object_get(c, "structure")), "ar1");
+    cr_expect_str_eq(json_string_value(json_object_get(c, "formula")), "ar1(~ 1 | Subject)");
+    cr_expect_eq(json_integer_value(json_object_get(c, "groups")), 27);
+    cr_expect(fabs(json_number_value(json_object_get(json_object_get(c, "parameters"), "Phi")) -
+                   mlmx_fit_resid_par(f, 0)) < 1e-15);
+    cr_expect_str_eq(json_string_value(json_object_get(v, "structure")), "ident");
+    json_t *vp = json_object_get(v, "parameters");
+    cr_expect_eq(json_number_value(json_object_get(vp, "Female")), 1.0);
+    cr_expect(fabs(json_number_value(json_object_get(vp, "Male")) - mlmx_fit_resid_par(f, 1)) <
+              1e-15);
+    cr_expect_eq(json_integer_value(json_object_get(root, "df")), 7);
+    json_decref(root);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
