@@ -361,6 +361,24 @@ const double *mlmx_fit_theta(const mlmx_fit *f);   /* ntheta */
 int mlmx_fit_nresid_par(const mlmx_fit *f);
 double mlmx_fit_resid_par(const mlmx_fit *f, int k);          /* NaN if out of range */
 const char *mlmx_fit_resid_par_name(const mlmx_fit *f, int k); /* NULL if out of range */
+/* The empirical autocorrelation of an LMM's within-group residuals, as
+ * nlme's ACF(fit) (Pearson residuals r_i / (sigma sd_i) per level of the
+ * innermost grouping factor, in data order; lag k: the mean of r_t r_{t+k}
+ * over all pairs, relative to lag 0), for lags 0..maxlag: acf, n_used (the
+ * pairs at each lag; may be NULL) and model (may be NULL: the fitted
+ * correlation at each lag where the residual structure is by row order,
+ * 0 without one, NaN where it is by a time variable). mlmx_fit_acf_maxlag:
+ * nlme's default, min(n_max - 1, floor(10 log10 n_max)) for the largest
+ * group n_max (-1 for a GLMM). */
+int mlmx_fit_acf_maxlag(const mlmx_fit *f);
+mlmx_status mlmx_fit_acf(const mlmx_fit *f, int maxlag, double *acf, double *n_used,
+                         double *model);
+/* The same at nlme's default lags as a table (text: free with
+ * mlmx_string_free), and as a plot (.svg, .png, .pdf; written atomically):
+ * the autocorrelation by lag, +-1.96 / sqrt(pairs), the fitted
+ * correlation. */
+mlmx_status mlmx_fit_acf_text(const mlmx_fit *f, char **text);
+mlmx_status mlmx_fit_write_acf_plot(const mlmx_fit *f, const char *path);
 /* The optimizer's covariance parameters psi (docs/covstruct.md). Without a
  * structured term (cs(), ar1(), toep() in the formula) psi is theta. A
  * structured term contributes its relative SDs (sd / sigma for an LMM,

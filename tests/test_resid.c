@@ -173,6 +173,26 @@ static void check_intervals(const char *name, json_t *r, const mlmx_fit *f)
     mlmx_confint_free(ci);
 }
 
+/* nlme's ACF(fit): the lags' count from the default, the pairs exactly,
+ * the autocorrelations to 1e-4 n_0 / n_k (they inherit the estimates'
+ * tolerance, magnified where a lag has few pairs: BodyWeight's ARMA(2,0)
+ * at lag 10, 16 pairs, differs by 1.6e-4). */
+static void check_acf(const char *name, json_t *r, const mlmx_fit *f)
+{
+    json_t *a = json_object_get(r, "acf"), *nu = json_object_get(r, "acf_n");
+    const int nl = (int)json_array_size(a);
+    cr_assert_eq(mlmx_fit_acf_maxlag(f), nl - 1, "%s: default maxlag %d, nlme %d", name,
+                 mlmx_fit_acf_maxlag(f), nl - 1);
+    double acf[64], used[64], model[64];
+    cr_assert(nl <= 64);
+    cr_assert_eq(mlmx_fit_acf(f, nl - 1, acf, used, model), MLMX_OK, "%s", mlmx_last_error());
+    for (int k = 0; k < nl; k++) {
+        cr_expect_eq(used[k], num_at(nu, k), "%s: lag %d pairs", name, k);
+        cr_expect(fabs(acf[k] - num_at(a, k)) < 1e-4 * used[0] / used[k],
+                  "%s: ACF lag %d %.8g, nlme %.8g", name, k, acf[k], num_at(a, k));
+    }
+}
+
 static void check_case(const char *name, const char *data, const char *formula, const char *corr,
                        const char *var, mlmx_method method)
 {
@@ -246,6 +266,7 @@ static void check_case(const char *name, const char *data, const char *formula, 
                   mlmx_fit_resid_par_name(f, k), mlmx_fit_resid_par(f, k), want[k]);
     check_tests(name, r, f);
     check_intervals(name, r, f);
+    check_acf(name, r, f);
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);
@@ -627,6 +648,41 @@ Test(resid_output, summary_and_json)
               1e-15);
     cr_expect_eq(json_integer_value(json_object_get(root, "df")), 7);
     json_decref(root);
+    mlmx_fit_free(f);
+    mlmx_model_free(m);
+    mlmx_data_free(d);
+}
+
+/* The autocorrelation table and plot: the table's rows are mlmx_fit_acf's;
+ * the plot is written whole (an SVG), and a bad extension writes nothing. */
+Test(resid_output, acf_table_and_plot)
+{
+    mlmx_data *d = NULL;
+    mlmx_model *m = model_for("bodyweight", BW, "ar1()", NULL, &d);
+    mlmx_fit *f = NULL;
+    cr_assert_eq(mlmx_fit_lmm(m, NULL, &f), MLMX_OK, "%s", mlmx_last_error());
+    char *text = NULL;
+    cr_assert_eq(mlmx_fit_acf_text(f, &text), MLMX_OK, "%s", mlmx_last_error());
+    double acf[11], used[11], model[11];
+    cr_assert_eq(mlmx_fit_acf_maxlag(f), 10);
+    cr_assert_eq(mlmx_fit_acf(f, 10, acf, used, model), MLMX_OK);
+    char row[96];
+    snprintf(row, sizeof row, "   1 %9.5f %7.0f %9.5f\n", acf[1], used[1], model[1]);
+    cr_expect(strstr(text, row), "table lacks '%s':\n%s", row, text);
+    cr_expect(fabs(model[2] - pow(mlmx_fit_resid_par(f, 0), 2)) < 1e-15, "fitted lag 2");
+    mlmx_string_free(text);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mlmx_resid_acf_%d.svg", (int)getpid());
+    cr_assert_eq(mlmx_fit_write_acf_plot(f, path), MLMX_OK, "%s", mlmx_last_error());
+    FILE *fp = fopen(path, "r");
+    cr_assert(fp);
+    char head[4096] = {0};
+    cr_expect(fread(head, 1, sizeof head - 1, fp) > 100);
+    fclose(fp);
+    cr_expect(strstr(head, "<svg") != NULL, "not an SVG");
+    unlink(path);
+    cr_expect_eq(mlmx_fit_write_acf_plot(f, "/tmp/mlmx_resid_acf.txt"), MLMX_ERR_ARG);
+    cr_expect_eq(access("/tmp/mlmx_resid_acf.txt", F_OK), -1);
     mlmx_fit_free(f);
     mlmx_model_free(m);
     mlmx_data_free(d);

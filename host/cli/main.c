@@ -48,6 +48,9 @@ static const char *usage_fit =
     "  --json PATH        write the results as JSON\n"
     "  --ranef PATH       write conditional modes and SDs as CSV\n"
     "  --ranef-plot PATH  draw the conditional modes as a caterpillar plot (SVG)\n"
+    "  --acf              print the within-group autocorrelation of the Pearson\n"
+    "                     residuals (nlme's ACF) with the fitted correlation\n"
+    "  --acf-plot PATH    draw it (.svg, .png, .pdf)\n"
     "  --save FILE.h5     save the model (formula, coding, estimates, modes) for\n"
     "                     mlmx predict (docs/model-file.md)\n"
     "  --optimizer NAME   auto (default), bobyqa (lme4's) or bfgs (analytic gradient)\n"
@@ -215,7 +218,7 @@ static int re_se_option(const char *val, const mlmx_fit_options *opt, int *scale
 }
 
 /* The summary (with lmerTest's columns by ddf) and the tables asked for. */
-static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_scale)
+static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_scale, int acf)
 {
     char *text = NULL;
     if (mlmx_fit_summary_ddf(f, (mlmx_ddf_method)ddf, &text) != MLMX_OK)
@@ -252,6 +255,12 @@ static int print_fit(const mlmx_fit *f, int ddf, int show, int anova, int vc_sca
         fputs(text, stdout);
         mlmx_string_free(text);
     }
+    if (acf) {
+        if (mlmx_fit_acf_text(f, &text) != MLMX_OK)
+            return mlmx_cli_fail();
+        fputs(text, stdout);
+        mlmx_string_free(text);
+    }
     return 0;
 }
 
@@ -283,8 +292,8 @@ static int cmd_fit(int argc, char **argv)
     mlmx_cli_model_init(&mo);
     const char *json = NULL, *ranef = NULL, *plot = NULL, *device = NULL, *ddf_name = NULL,
                *re_se = NULL, *save = NULL;
-    const char *ci_method = NULL, *ci_level = NULL, *ci_plot = NULL;
-    int quiet = 0, show = 0, anova = 0;
+    const char *ci_method = NULL, *ci_level = NULL, *ci_plot = NULL, *acf_plot = NULL;
+    int quiet = 0, show = 0, anova = 0, acf = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
@@ -315,6 +324,10 @@ static int cmd_fit(int argc, char **argv)
             target = &ranef;
         } else if (strcmp(a, "--ranef-plot") == 0) {
             target = &plot;
+        } else if (strcmp(a, "--acf") == 0) {
+            acf = 1;
+        } else if (strcmp(a, "--acf-plot") == 0) {
+            target = &acf_plot;
         } else if (strcmp(a, "--save") == 0) {
             target = &save;
         } else if (strcmp(a, "--device") == 0) {
@@ -379,7 +392,7 @@ static int cmd_fit(int argc, char **argv)
         mlmx_cli_model_free(&mo, NULL);
         return 1;
     }
-    int rc = quiet ? 0 : print_fit(f, ddf, show, anova, vc_scale);
+    int rc = quiet ? 0 : print_fit(f, ddf, show, anova, vc_scale, acf);
     mlmx_confint *cint = NULL;
     if (!rc && ci.on)
         rc = confint_run(f, &ci, quiet, &cint);
@@ -397,6 +410,9 @@ static int cmd_fit(int argc, char **argv)
         rc = mlmx_fit_write_ranef(f, ranef) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = ranef, 0);
     if (!rc && plot)
         rc = mlmx_fit_write_ranef_plot(f, plot) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = plot, 0);
+    if (!rc && acf_plot)
+        rc = mlmx_fit_write_acf_plot(f, acf_plot) != MLMX_OK ? mlmx_cli_fail()
+                                                              : (written[nw++] = acf_plot, 0);
     if (!rc && save)
         rc = mlmx_fit_save(f, save, mo.data) != MLMX_OK ? mlmx_cli_fail() : (written[nw++] = save, 0);
     if (rc)

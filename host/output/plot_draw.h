@@ -1,6 +1,6 @@
 /* The drawing layer shared by the plot files (plots.c: the PLplot guard,
  * the atomic file, the power curve; plots_dist.c: bootstrap distributions
- * and likelihood profiles). Internal; only these files include plplot.h
+ * and likelihood profiles; plot_acf.c: the residuals' autocorrelation). Internal; only these files include plplot.h
  * and get PLplot's include path. */
 #ifndef MLMX_OUTPUT_PLOT_DRAW_H
 #define MLMX_OUTPUT_PLOT_DRAW_H

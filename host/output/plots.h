@@ -49,4 +49,11 @@ mlmx_status mlmx_plot_profile(const char *path, int nparam, const char *const *n
                               const double *lo, const double *hi, double z, const char *title,
                               mlmx_error *err);
 
+/* The residuals' autocorrelation (plot_acf.c): a bar per lag 0..nlag-1 at
+ * acf[k], the critical values +-1.96 / sqrt(n_used[k]) dashed (n_used may
+ * be NULL), and model[k] (the fitted correlation; NaN entries skipped; may
+ * be NULL) as a line with points. title may be NULL. */
+mlmx_status mlmx_plot_acf(const char *path, int nlag, const double *acf, const double *n_used,
+                          const double *model, const char *title, mlmx_error *err);
+
 #endif

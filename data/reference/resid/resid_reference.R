@@ -9,7 +9,9 @@
 # left out), and intervals(fit) (nlme's approximate intervals: lower and
 # upper bounds of the fixed effects, the first term's SDs (and correlation),
 # the correlation and variance parameters, sigma; null where nlme cannot
-# compute them). apVar's Hessian (fdHess) uses .relStep = 1e-4: its default
+# compute them), and ACF(fit) (nlme's empirical autocorrelation of the
+# Pearson residuals within the innermost groups: ACF and n.used at the
+# default lags). apVar's Hessian (fdHess) uses .relStep = 1e-4: its default
 # step (about 6e-6) turns the log-likelihood's optimizer-level noise into
 # interval bounds off by 1e-3 (Orthodont's Phi: -0.28025 against -0.27823).
 suppressPackageStartupMessages({ library(nlme); library(jsonlite) })
@@ -39,7 +41,9 @@ one <- function(fit) {
          var_upper = if (is.null(iv$varStruct)) NULL else as.numeric(iv$varStruct[, "upper"]),
          sigma_lower = as.numeric(iv$sigma["lower"]), sigma_upper = as.numeric(iv$sigma["upper"]))
   }
+  ac <- ACF(fit)
   list(loglik = as.numeric(logLik(fit)), df = attr(logLik(fit), "df"), intervals = ivl,
+       acf = as.numeric(ac$ACF), acf_n = as.numeric(attr(ac, "n.used")),
        t_df = as.numeric(tt[, "DF"]), t_value = as.numeric(tt[, "t-value"]),
        t_p = as.numeric(tt[, "p-value"]),
        anova = list(term = rownames(av), num_df = as.numeric(av$numDF),
