@@ -39,6 +39,43 @@ MLMX_HD int mlmx_cm_chol(int q, double *a)
     return 0;
 }
 
+/* In-place lower Cholesky of a positive semi-definite q x q matrix (strict
+ * upper triangle zeroed): a pivot within 1e-12 of the largest diagonal
+ * entry of 0 gives a zero column, as the factor of a singular matrix (a
+ * correlation of +-1) has. Returns 0, or -1 when the matrix is not positive
+ * semi-definite (a negative pivot, or a zero pivot with a non-zero column).
+ * Used for structured covariances (kernels/covstruct.h) and a power
+ * scenario's covariances (host/power/power.c). */
+MLMX_HD int mlmx_cm_chol_psd(int q, double *a)
+{
+    double scale = 0.0;
+    for (int j = 0; j < q; j++)
+        scale = a[j + j * q] > scale ? a[j + j * q] : scale;
+    if (!(scale > 0.0))
+        scale = 1.0;
+    const double tol = 1e-12 * scale;
+    for (int j = 0; j < q; j++) {
+        double d = a[j + j * q];
+        for (int k = 0; k < j; k++)
+            d -= a[j + k * q] * a[j + k * q];
+        if (d < -tol)
+            return -1;
+        const double l = d > tol ? sqrt(d) : 0.0;
+        a[j + j * q] = l;
+        for (int i = j + 1; i < q; i++) {
+            double v = a[i + j * q];
+            for (int k = 0; k < j; k++)
+                v -= a[i + k * q] * a[j + k * q];
+            if (l == 0.0 && fabs(v) > 1e-6 * scale)
+                return -1;
+            a[i + j * q] = l > 0.0 ? v / l : 0.0;
+        }
+        for (int i = 0; i < j; i++)
+            a[i + j * q] = 0.0;
+    }
+    return 0;
+}
+
 /* Solve L x = b in place (L lower triangular q x q): forward substitution. */
 MLMX_HD void mlmx_cm_trsv_lower(int q, const double *l, double *b)
 {

@@ -145,41 +145,12 @@ MLMX_HD void mlmx_cov_corr(int kind, int q, const double *psi, double *R, double
         }
 }
 
-/* Lower Cholesky of a positive semi-definite R in place (strict upper
- * triangle zeroed): a pivot within rounding of 0 gives a zero column, as
- * the factor of a singular correlation matrix (rho = 1) has. Returns 0, or
- * -1 when R is not positive semi-definite. */
-MLMX_HD int mlmx_cov_chol_psd(int q, double *a)
-{
-    const double tol = 1e-12;
-    for (int j = 0; j < q; j++) {
-        double d = a[j + j * q];
-        for (int k = 0; k < j; k++)
-            d -= a[j + k * q] * a[j + k * q];
-        if (d < -tol)
-            return -1;
-        const double ljj = d > tol ? sqrt(d) : 0.0;
-        a[j + j * q] = ljj;
-        for (int i = j + 1; i < q; i++) {
-            double s = a[i + j * q];
-            for (int k = 0; k < j; k++)
-                s -= a[i + k * q] * a[j + k * q];
-            if (ljj == 0.0 && fabs(s) > 1e-10)
-                return -1; /* a zero pivot with a non-zero column: not PSD */
-            a[i + j * q] = ljj > 0.0 ? s / ljj : 0.0;
-        }
-        for (int i = 0; i < j; i++)
-            a[i + j * q] = 0.0;
-    }
-    return 0;
-}
-
 /* theta (q(q+1)/2) from a structured term's psi. L: q*q work (left holding
  * chol(R)). Returns 0, or -1 when R is not positive semi-definite. */
 MLMX_HD int mlmx_cov_theta(int kind, int q, const double *psi, double *theta, double *L)
 {
     mlmx_cov_corr(kind, q, psi, L, (double *)0);
-    if (mlmx_cov_chol_psd(q, L) != 0)
+    if (mlmx_cm_chol_psd(q, L) != 0)
         return -1;
     int t = 0;
     for (int c = 0; c < q; c++)
@@ -199,7 +170,7 @@ MLMX_HD int mlmx_cov_jacobian(int kind, int q, const double *psi, double *J, dou
     const int nt = q * (q + 1) / 2;
     double *L = work, *M = work + q * q, *P = work + 2 * q * q, *dR = work + 3 * q * q;
     mlmx_cov_corr(kind, q, psi, L, dR);
-    if (mlmx_cov_chol_psd(q, L) != 0)
+    if (mlmx_cm_chol_psd(q, L) != 0)
         return -1;
     for (int j = 0; j < q; j++)
         if (!(L[j + j * q] > 1e-10))

@@ -173,7 +173,7 @@ void mlmx_fit_free(mlmx_fit *f)
     free(f);
 }
 
-static double now_seconds(void)
+double mlmx_lmm_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -441,7 +441,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
     *out = NULL;
     if (md->resid)
         return mlmx_rlmm_fit(md, o, out, err);
-    double t0 = now_seconds();
+    double t0 = mlmx_lmm_now();
     if (md->K > 0)
         for (int k = 0; k < md->K; k++)
             if (md->re[k].q > 16)
@@ -546,7 +546,7 @@ mlmx_status mlmx_lmm_fit_internal(const mlmx_model *md, const mlmx_fit_options *
         mlmx_fit_free(f);
         return st;
     }
-    f->seconds = now_seconds() - t0;
+    f->seconds = mlmx_lmm_now() - t0;
     *out = f;
     return MLMX_OK;
 }

@@ -95,6 +95,9 @@ mlmx_status mlmx_lmm_check_finite(const mlmx_fit *f, mlmx_error *err);
  * squares overflows. */
 mlmx_status mlmx_lmm_check_response(const double *y, size_t n, mlmx_error *err);
 
+/* Monotonic seconds, for a fit's wall time. */
+double mlmx_lmm_now(void);
+
 /* Allocate a fit's result arrays for md (the GLMM fit uses it too). */
 mlmx_status mlmx_fit_alloc(const mlmx_model *md, mlmx_fit **out);
 

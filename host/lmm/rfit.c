@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lmm/fit.h"
 #include "lmm/rlmm.h"
@@ -63,13 +62,6 @@ void mlmx_robj_bounds(const mlmx_model *md, double *lo, double *hi)
         lo[nt + k] = r->lower[k];
         hi[nt + k] = r->upper[k];
     }
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Start, bounds: theta as lme4 (or o->theta_start), the residual
@@ -147,7 +139,7 @@ mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_
                           mlmx_error *err)
 {
     *out = NULL;
-    double t0 = now_seconds();
+    double t0 = mlmx_lmm_now();
     const mlmx_resid *r = md->resid;
     const int nt = mlmx_model_ncov(md), np = nt + r->npar;
     mlmx_lmm_stats *s = NULL;
@@ -206,7 +198,7 @@ mlmx_status mlmx_rlmm_fit(const mlmx_model *md, const mlmx_fit_options *o, mlmx_
         mlmx_fit_free(f);
         return st;
     }
-    f->seconds = now_seconds() - t0;
+    f->seconds = mlmx_lmm_now() - t0;
     *out = f;
     return MLMX_OK;
 }

@@ -19,6 +19,7 @@
 
 #include "api_internal.h"
 #include "data/frame.h"
+#include "cluster_math.h"
 #include "power/power.h"
 #include "util/strbuf.h"
 
@@ -248,40 +249,6 @@ mlmx_status mlmx_pw_truth_overlay(pw_truth *t, const mlmx_scenario *sc, int pilo
 
 /* ------------------------------------------------------------ truth -> a model's parameters */
 
-/* Cholesky factor of a positive semi-definite q x q matrix in place
- * (lower, column-major); a zero pivot gives a zero column. -1 when A is
- * not positive semi-definite. */
-static int chol_psd(int q, double *A)
-{
-    double scale = 0.0;
-    for (int j = 0; j < q; j++)
-        scale = A[j + j * q] > scale ? A[j + j * q] : scale;
-    const double tol = 1e-12 * (scale > 0.0 ? scale : 1.0);
-    for (int j = 0; j < q; j++) {
-        double d = A[j + j * q];
-        for (int k = 0; k < j; k++)
-            d -= A[j + k * q] * A[j + k * q];
-        if (d < -tol)
-            return -1;
-        const double l = d > tol ? sqrt(d) : 0.0;
-        A[j + j * q] = l;
-        for (int i = j + 1; i < q; i++) {
-            double v = A[i + j * q];
-            for (int k = 0; k < j; k++)
-                v -= A[i + k * q] * A[j + k * q];
-            if (l > 0.0)
-                A[i + j * q] = v / l;
-            else if (fabs(v) > sqrt(tol) * sqrt(scale > 0.0 ? scale : 1.0))
-                return -1;
-            else
-                A[i + j * q] = 0.0;
-        }
-        for (int i = 0; i < j; i++)
-            A[i + j * q] = 0.0;
-    }
-    return 0;
-}
-
 static void list_fixef(mlmx_strbuf *b, const mlmx_model *m, mlmx_family fam)
 {
     int first = 1;
@@ -421,7 +388,7 @@ static mlmx_status map_theta(const pw_study *S, const mlmx_model *m, double s, d
             for (int b = 0; b < q; b++)
                 A[a + b * q] = G->sd[idx[a]] * G->sd[idx[b]] *
                                (a == b ? 1.0 : G->cor[idx[a] + idx[b] * G->cap]);
-        if (chol_psd(q, A))
+        if (mlmx_cm_chol_psd(q, A))
             return mlmx_err_set(err, MLMX_ERR_ARG,
                                 "%s: random: the covariance matrix of group '%s' is not positive "
                                 "semi-definite (check its correlations)",
